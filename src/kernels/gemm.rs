@@ -1,0 +1,300 @@
+//! Packed, tiled matrix multiply `C = A·B` with a fused bias/ReLU epilogue, parallel over output tiles.
+//!
+//! A and B are strided views, so the three layouts training needs (X·Wᵀ, dY·W, dYᵀ·X) are one kernel
+//! with different strides; packing turns every layout into the same contiguous panels. Threads split
+//! the output only: every element of C is reduced over k in ascending order by one micro-kernel, so the
+//! result is bit-identical for any thread count and any task split.
+
+use super::lane::F32x4;
+use rayon::prelude::*;
+
+/// Rows of A per micro-kernel tile.
+pub const MR: usize = 4;
+/// Columns of B per micro-kernel tile (two lanes of four).
+pub const NR: usize = 8;
+/// Depth of one packed block: an `MR×KC` A panel and a `KC×NR` B panel stay in L1.
+const KC: usize = 256;
+/// Below this many multiply-adds a call runs on the calling thread: waking workers costs more.
+const PARALLEL_MIN_MACS: usize = 1 << 16;
+
+/// A read-only strided matrix view: element (r, c) is `data[r * rs + c * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// A row-major `rows × cols` matrix.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self { data, rows, cols, rs: cols, cs: 1 }
+    }
+    /// The transpose of a row-major `cols × rows` matrix, seen as `rows × cols`.
+    pub fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self { data, rows, cols, rs: 1, cs: rows }
+    }
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// What happens to a tile of C after the product is summed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// Add the product to what C holds (`C += A·B`) instead of overwriting it.
+    pub accumulate: bool,
+    /// Add `bias[j]` to column j.
+    pub bias: Option<&'a [f32]>,
+    /// Apply `max(·, 0)` last.
+    pub relu: bool,
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: tasks write disjoint tiles of C through this pointer (see `gemm`).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// `C (m×n, row stride ldc) = A (m×k) · B (k×n)`, then the epilogue.
+///
+/// Panics if the shapes disagree: callers (nn, lora) check shapes before they reach here.
+pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "gemm: inner dimensions differ");
+    assert!(a.fits() && b.fits(), "gemm: a strided view runs past its data");
+    assert!(ldc >= n, "gemm: ldc < n");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= (m - 1) * ldc + n, "gemm: C too small");
+    if let Some(bias) = ep.bias {
+        assert_eq!(bias.len(), n, "gemm: bias length");
+    }
+
+    let m_tiles = m.div_ceil(MR);
+    let n_tiles = n.div_ceil(NR);
+    let packed_a = pack_a(a, m_tiles);
+    let bias_padded: Option<Vec<f32>> = ep.bias.map(|b| {
+        let mut v = b.to_vec();
+        v.resize(n_tiles * NR, 0.0);
+        v
+    });
+
+    // Split columns into chunks of whole tiles; with few columns also split rows, so two threads
+    // always have work. The split never changes a result, only who computes it.
+    let threads = rayon::current_num_threads().max(1);
+    let serial = m * n * k.max(1) < PARALLEL_MIN_MACS || threads == 1;
+    let want_tasks = if serial { 1 } else { 4 * threads };
+    let col_chunks = n_tiles.min(want_tasks).max(1);
+    let row_chunks = (want_tasks / col_chunks).clamp(1, m_tiles);
+    let tiles_per_col_chunk = n_tiles.div_ceil(col_chunks);
+    let tiles_per_row_chunk = m_tiles.div_ceil(row_chunks);
+    let tasks: Vec<(usize, usize)> = (0..n_tiles)
+        .step_by(tiles_per_col_chunk)
+        .flat_map(|jt| (0..m_tiles).step_by(tiles_per_row_chunk).map(move |it| (it, jt)))
+        .collect();
+
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let job = |&(it0, jt0): &(usize, usize)| {
+        let it1 = (it0 + tiles_per_row_chunk).min(m_tiles);
+        let jt1 = (jt0 + tiles_per_col_chunk).min(n_tiles);
+        let c_ptr = c_ptr;
+        compute_block(
+            &packed_a, b, c_ptr, ldc, (m, k, n), (it0, it1), (jt0, jt1), ep, bias_padded.as_deref(),
+        );
+    };
+    if tasks.len() == 1 {
+        job(&tasks[0]);
+    } else {
+        tasks.par_iter().for_each(job);
+    }
+}
+
+/// Packs all of A: for each k-block, for each row tile, an `MR × kc` panel stored k-major
+/// (`panel[p * MR + i]`), rows past `m` zero.
+fn pack_a(a: Strided, m_tiles: usize) -> Vec<f32> {
+    let (m, k) = (a.rows, a.cols);
+    let mut out = vec![0.0f32; m_tiles * MR * k];
+    let mut off = 0;
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        for it in 0..m_tiles {
+            let panel = &mut out[off..off + MR * kc];
+            for i in 0..MR.min(m - it * MR) {
+                let row = (it * MR + i) * a.rs + k0 * a.cs;
+                for p in 0..kc {
+                    panel[p * MR + i] = a.data[row + p * a.cs];
+                }
+            }
+            off += MR * kc;
+        }
+    }
+    out
+}
+
+/// Packs columns `[jt0, jt1)` tiles of B rows `[k0, k0+kc)`: one `kc × NR` panel per column tile.
+fn pack_b(b: Strided, k0: usize, kc: usize, jt0: usize, jt1: usize, out: &mut Vec<f32>) {
+    out.clear();
+    out.resize((jt1 - jt0) * NR * kc, 0.0);
+    for (t, jt) in (jt0..jt1).enumerate() {
+        let panel = &mut out[t * NR * kc..(t + 1) * NR * kc];
+        for j in 0..NR.min(b.cols - jt * NR) {
+            let col = k0 * b.rs + (jt * NR + j) * b.cs;
+            for p in 0..kc {
+                panel[p * NR + j] = b.data[col + p * b.rs];
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compute_block(
+    packed_a: &[f32],
+    b: Strided,
+    c: SendPtr,
+    ldc: usize,
+    (m, k, n): (usize, usize, usize),
+    (it0, it1): (usize, usize),
+    (jt0, jt1): (usize, usize),
+    ep: Epilogue,
+    bias: Option<&[f32]>,
+) {
+    let m_tiles = m.div_ceil(MR);
+    let mut packed_b = Vec::new();
+    let k_blocks: Vec<usize> = if k == 0 { vec![0] } else { (0..k).step_by(KC).collect() };
+    let last_k0 = *k_blocks.last().unwrap_or(&0);
+    for &k0 in &k_blocks {
+        let kc = KC.min(k - k0);
+        pack_b(b, k0, kc, jt0, jt1, &mut packed_b);
+        let a_block = &packed_a[k0 * m_tiles * MR..];
+        let first = k0 == 0;
+        let last = k0 == last_k0;
+        for (t, jt) in (jt0..jt1).enumerate() {
+            let b_panel = &packed_b[t * NR * kc..(t + 1) * NR * kc];
+            let cols = NR.min(n - jt * NR);
+            let tile_bias = if last { bias.map(|bv| &bv[jt * NR..jt * NR + NR]) } else { None };
+            for it in it0..it1 {
+                let a_panel = &a_block[it * MR * kc..(it + 1) * MR * kc];
+                let rows = MR.min(m - it * MR);
+                let tile = TileOut {
+                    // SAFETY: (it, jt) lies inside C; tasks own disjoint tile ranges.
+                    ptr: unsafe { c.0.add(it * MR * ldc + jt * NR) },
+                    ldc,
+                    rows,
+                    cols,
+                };
+                let load_c = !first || ep.accumulate;
+                let relu = last && ep.relu;
+                // SAFETY: panels hold exactly kc*MR and kc*NR floats; the tile is inside C.
+                unsafe { tile_kernel(kc, a_panel, b_panel, tile, load_c, tile_bias, relu) };
+            }
+        }
+    }
+}
+
+struct TileOut {
+    ptr: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+}
+
+/// One `MR × NR` tile: edge tiles go through a local buffer so the micro-kernel is always full size.
+///
+/// # Safety
+/// `tile.ptr` must address a `tile.rows × tile.cols` region with row stride `tile.ldc` that no other
+/// thread touches.
+#[inline(always)]
+unsafe fn tile_kernel(
+    kc: usize,
+    a: &[f32],
+    b: &[f32],
+    tile: TileOut,
+    load_c: bool,
+    bias: Option<&[f32]>,
+    relu: bool,
+) {
+    // SAFETY: the caller upholds this function's contract.
+    unsafe {
+        debug_assert!(a.len() >= MR * kc && b.len() >= NR * kc);
+        if tile.rows == MR && tile.cols == NR {
+            micro_kernel(kc, a.as_ptr(), b.as_ptr(), tile.ptr, tile.ldc, load_c, bias, relu);
+        } else {
+            let mut buf = [0.0f32; MR * NR];
+            if load_c {
+                for i in 0..tile.rows {
+                    for j in 0..tile.cols {
+                        buf[i * NR + j] = *tile.ptr.add(i * tile.ldc + j);
+                    }
+                }
+            }
+            micro_kernel(kc, a.as_ptr(), b.as_ptr(), buf.as_mut_ptr(), NR, load_c, bias, relu);
+            for i in 0..tile.rows {
+                for j in 0..tile.cols {
+                    *tile.ptr.add(i * tile.ldc + j) = buf[i * NR + j];
+                }
+            }
+        }
+    }
+}
+
+/// The register tile: `MR × NR` accumulators (8 lanes of 4), summed over `kc` in ascending order.
+///
+/// # Safety
+/// `a` holds `MR*kc`, `b` holds `NR*kc` floats; `c` addresses `MR` rows of `NR` floats, stride `ldc`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_kernel(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    load_c: bool,
+    bias: Option<&[f32]>,
+    relu: bool,
+) {
+    // SAFETY: the caller upholds this function's contract.
+    unsafe {
+        let zero = F32x4::splat(0.0);
+        let mut acc = [[zero; 2]; MR];
+        if load_c {
+            for (i, row) in acc.iter_mut().enumerate() {
+                row[0] = F32x4::load(c.add(i * ldc));
+                row[1] = F32x4::load(c.add(i * ldc + 4));
+            }
+        }
+        for p in 0..kc {
+            let b0 = F32x4::load(b.add(p * NR));
+            let b1 = F32x4::load(b.add(p * NR + 4));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = F32x4::load_splat(a.add(p * MR + i));
+                row[0] = F32x4::mul_add(ai, b0, row[0]);
+                row[1] = F32x4::mul_add(ai, b1, row[1]);
+            }
+        }
+        if let Some(bias) = bias {
+            let b0 = F32x4::load(bias.as_ptr());
+            let b1 = F32x4::load(bias.as_ptr().add(4));
+            for row in acc.iter_mut() {
+                row[0] = row[0].add(b0);
+                row[1] = row[1].add(b1);
+            }
+        }
+        if relu {
+            for row in acc.iter_mut() {
+                row[0] = row[0].relu();
+                row[1] = row[1].relu();
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            row[0].store(c.add(i * ldc));
+            row[1].store(c.add(i * ldc + 4));
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The 4-lane f32 vector the micro-kernels are written in.
+//!
+//! On wasm32 with `simd128` it is a `v128`; elsewhere it is a plain `[f32; 4]`, so native tests run the
+//! very same blocking and packing code. `mul_add` is `a * b + c`: fused (`f32x4.relaxed_madd`) when the
+//! build enables `relaxed-simd`, otherwise a separately rounded multiply and add — the portable lane
+//! rounds the same way as the non-relaxed wasm build.
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod imp {
+    use core::arch::wasm32::*;
+
+    #[derive(Clone, Copy)]
+    #[repr(transparent)]
+    pub struct F32x4(v128);
+
+    impl F32x4 {
+        #[inline(always)]
+        pub fn splat(x: f32) -> Self {
+            Self(f32x4_splat(x))
+        }
+        /// # Safety
+        /// `p` must be valid for reading 4 floats (no alignment needed).
+        #[inline(always)]
+        pub unsafe fn load(p: *const f32) -> Self {
+            Self(unsafe { v128_load(p as *const v128) })
+        }
+        /// # Safety
+        /// `p` must be valid for reading one float.
+        #[inline(always)]
+        pub unsafe fn load_splat(p: *const f32) -> Self {
+            Self(unsafe { v128_load32_splat(p as *const u32) })
+        }
+        /// # Safety
+        /// `p` must be valid for writing 4 floats (no alignment needed).
+        #[inline(always)]
+        pub unsafe fn store(self, p: *mut f32) {
+            unsafe { v128_store(p as *mut v128, self.0) }
+        }
+        #[inline(always)]
+        pub fn add(self, o: Self) -> Self {
+            Self(f32x4_add(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn sub(self, o: Self) -> Self {
+            Self(f32x4_sub(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn mul(self, o: Self) -> Self {
+            Self(f32x4_mul(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn div(self, o: Self) -> Self {
+            Self(f32x4_div(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn sqrt(self) -> Self {
+            Self(f32x4_sqrt(self.0))
+        }
+        /// `max(self, 0)`, with NaN passing through so a diverging run is detected.
+        #[inline(always)]
+        pub fn relu(self) -> Self {
+            // pmax(a, b) = if a < b { b } else { a }: NaN and -0.0 in `self` are kept.
+            Self(f32x4_pmax(self.0, f32x4_splat(0.0)))
+        }
+        /// Lanes where `mask > 0` keep `self`, others become 0 (ReLU backward).
+        #[inline(always)]
+        pub fn where_positive(self, mask: Self) -> Self {
+            let m = f32x4_gt(mask.0, f32x4_splat(0.0));
+            Self(v128_and(self.0, m))
+        }
+        /// Lanes with `|self| < tiny` become 0 (WebAssembly has no flush-to-zero mode).
+        #[inline(always)]
+        pub fn flush_below(self, tiny: Self) -> Self {
+            let m = f32x4_ge(f32x4_abs(self.0), tiny.0);
+            // NaN compares false and would be flushed: keep it by OR-ing the NaN mask.
+            let nan = f32x4_ne(self.0, self.0);
+            Self(v128_and(self.0, v128_or(m, nan)))
+        }
+        #[inline(always)]
+        pub fn mul_add(a: Self, b: Self, c: Self) -> Self {
+            #[cfg(target_feature = "relaxed-simd")]
+            {
+                Self(f32x4_relaxed_madd(a.0, b.0, c.0))
+            }
+            #[cfg(not(target_feature = "relaxed-simd"))]
+            {
+                Self(f32x4_add(f32x4_mul(a.0, b.0), c.0))
+            }
+        }
+        #[inline(always)]
+        pub fn to_array(self) -> [f32; 4] {
+            [
+                f32x4_extract_lane::<0>(self.0),
+                f32x4_extract_lane::<1>(self.0),
+                f32x4_extract_lane::<2>(self.0),
+                f32x4_extract_lane::<3>(self.0),
+            ]
+        }
+    }
+
+    pub const FUSED: bool = cfg!(target_feature = "relaxed-simd");
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+mod imp {
+    #[derive(Clone, Copy)]
+    #[repr(transparent)]
+    pub struct F32x4([f32; 4]);
+
+    #[inline(always)]
+    fn map(a: [f32; 4], f: impl Fn(f32) -> f32) -> [f32; 4] {
+        [f(a[0]), f(a[1]), f(a[2]), f(a[3])]
+    }
+    #[inline(always)]
+    fn zip(a: [f32; 4], b: [f32; 4], f: impl Fn(f32, f32) -> f32) -> [f32; 4] {
+        [f(a[0], b[0]), f(a[1], b[1]), f(a[2], b[2]), f(a[3], b[3])]
+    }
+
+    impl F32x4 {
+        #[inline(always)]
+        pub fn splat(x: f32) -> Self {
+            Self([x; 4])
+        }
+        /// # Safety
+        /// `p` must be valid for reading 4 floats.
+        #[inline(always)]
+        pub unsafe fn load(p: *const f32) -> Self {
+            Self(unsafe { core::ptr::read_unaligned(p as *const [f32; 4]) })
+        }
+        /// # Safety
+        /// `p` must be valid for reading one float.
+        #[inline(always)]
+        pub unsafe fn load_splat(p: *const f32) -> Self {
+            Self([unsafe { *p }; 4])
+        }
+        /// # Safety
+        /// `p` must be valid for writing 4 floats.
+        #[inline(always)]
+        pub unsafe fn store(self, p: *mut f32) {
+            unsafe { core::ptr::write_unaligned(p as *mut [f32; 4], self.0) }
+        }
+        #[inline(always)]
+        pub fn add(self, o: Self) -> Self {
+            Self(zip(self.0, o.0, |a, b| a + b))
+        }
+        #[inline(always)]
+        pub fn sub(self, o: Self) -> Self {
+            Self(zip(self.0, o.0, |a, b| a - b))
+        }
+        #[inline(always)]
+        pub fn mul(self, o: Self) -> Self {
+            Self(zip(self.0, o.0, |a, b| a * b))
+        }
+        #[inline(always)]
+        pub fn div(self, o: Self) -> Self {
+            Self(zip(self.0, o.0, |a, b| a / b))
+        }
+        #[inline(always)]
+        pub fn sqrt(self) -> Self {
+            Self(map(self.0, f32::sqrt))
+        }
+        #[inline(always)]
+        pub fn relu(self) -> Self {
+            Self(map(self.0, |x| if x < 0.0 { 0.0 } else { x }))
+        }
+        #[inline(always)]
+        pub fn where_positive(self, mask: Self) -> Self {
+            Self(zip(self.0, mask.0, |x, m| if m > 0.0 { x } else { 0.0 }))
+        }
+        #[inline(always)]
+        pub fn flush_below(self, tiny: Self) -> Self {
+            Self(zip(self.0, tiny.0, |x, t| if x.is_nan() || x.abs() >= t { x } else { 0.0 }))
+        }
+        #[inline(always)]
+        pub fn mul_add(a: Self, b: Self, c: Self) -> Self {
+            Self([
+                a.0[0] * b.0[0] + c.0[0],
+                a.0[1] * b.0[1] + c.0[1],
+                a.0[2] * b.0[2] + c.0[2],
+                a.0[3] * b.0[3] + c.0[3],
+            ])
+        }
+        #[inline(always)]
+        pub fn to_array(self) -> [f32; 4] {
+            self.0
+        }
+    }
+
+    pub const FUSED: bool = false;
+}
+
+pub use imp::F32x4;
+/// Whether `F32x4::mul_add` is fused (one rounding) in this build.
+pub const FUSED_MUL_ADD: bool = imp::FUSED;

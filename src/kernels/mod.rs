@@ -1,0 +1,42 @@
+//! The compute kernels: the only module with SIMD and `unsafe`.
+//!
+//! `gemm` covers the three layouts training needs through strided views:
+//! forward `Y = X·Wᵀ (+b, ReLU)`, input gradient `dX = dY·W`, weight gradient `dW = dYᵀ·X`.
+//! `elementwise` has the vector loops around them (ReLU backward, bias gradient, Adam).
+
+mod elementwise;
+mod gemm;
+mod lane;
+mod peak;
+
+pub use elementwise::{adam_update, bias_grad, relu_backward, AdamStep};
+pub use gemm::{gemm, Epilogue, Strided, MR, NR};
+pub use lane::FUSED_MUL_ADD;
+pub use peak::simd_peak_flops;
+
+/// `y (m×n) = x (m×k) · wᵀ` with `w` row-major `n×k` (PyTorch's Linear layout), plus bias and ReLU.
+pub fn linear_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: usize, k: usize, n: usize, relu: bool) {
+    gemm(
+        Strided::row_major(x, m, k),
+        Strided::transposed(w, k, n),
+        y,
+        n,
+        Epilogue { accumulate: false, bias, relu },
+    );
+}
+
+/// `dx (m×k) = dy (m×n) · w (n×k)`.
+pub fn linear_input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], m: usize, k: usize, n: usize) {
+    gemm(Strided::row_major(dy, m, n), Strided::row_major(w, n, k), dx, k, Epilogue::default());
+}
+
+/// `dw (n×k) = dyᵀ (n×m) · x (m×k)`; with `accumulate` it is added to `dw`.
+pub fn linear_weight_grad(dy: &[f32], x: &[f32], dw: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
+    gemm(
+        Strided::transposed(dy, n, m),
+        Strided::row_major(x, m, k),
+        dw,
+        k,
+        Epilogue { accumulate, ..Epilogue::default() },
+    );
+}

@@ -1,0 +1,14 @@
+//! LoRA Lab: low-rank adaptation of an MNIST MLP, computed by our own threaded SIMD128 kernels.
+//!
+//! Data flows one way: bytes → `data`/`io` → `nn`/`lora` (via `kernels`) → `train` → `web`.
+//! Only `web` knows JavaScript exists; only `kernels` holds SIMD and `unsafe`.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod error;
+pub mod kernels;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+pub use error::{LabError, Result};

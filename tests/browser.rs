@@ -1,0 +1,45 @@
+//! Browser tests (`wasm-pack test --headless --chrome -- --features threads`): the rayon pool starts in
+//! the page and a parallel SIMD128 GEMM gives the exact answer.
+#![cfg(all(target_arch = "wasm32", feature = "threads"))]
+
+use lora_lab::kernels;
+use rayon::prelude::*;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+// The pool is global: only this one test may start it.
+#[wasm_bindgen_test]
+async fn rayon_pool_runs_parallel_simd_gemm_exactly() {
+    wasm_bindgen_futures::JsFuture::from(lora_lab::web::init_thread_pool(2))
+        .await
+        .expect("initThreadPool(2)");
+    assert_eq!(rayon::current_num_threads(), 2);
+
+    // The work really spreads over both threads.
+    let mut seen: Vec<usize> = (0..64)
+        .into_par_iter()
+        .map(|_| {
+            let t0 = js_sys::Date::now();
+            while js_sys::Date::now() - t0 < 2.0 {}
+            rayon::current_thread_index().expect("inside the pool")
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, vec![0, 1], "tasks ran on threads {seen:?}");
+
+    // Small integers: every product and partial sum is exact in f32, so the answer is exact.
+    let (m, k, n) = (64, 784, 512);
+    let x: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| ((i * 3) % 7) as f32 - 3.0).collect();
+    let bias: Vec<f32> = (0..n).map(|j| j as f32).collect();
+    let mut y = vec![0.0f32; m * n];
+    kernels::linear_forward(&x, &w, Some(&bias), &mut y, m, k, n, false);
+    for i in 0..m {
+        for j in 0..n {
+            let want: f32 = (0..k).map(|p| x[i * k + p] * w[j * k + p]).sum::<f32>() + bias[j];
+            assert_eq!(y[i * n + j], want, "y[{i}][{j}]");
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The GEMM kernels against a naive f64 reference, on awkward shapes, in all three layouts; and
+//! bit-identical results for any thread count.
+#![cfg(not(target_arch = "wasm32"))]
+
+use lora_lab::kernels::{self, Epilogue, Strided};
+
+/// A small deterministic generator for test data (values in [-1, 1)).
+fn data(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Naive `A·B` with A, B strided, in f64.
+fn naive(a: Strided, b: Strided) -> Vec<f64> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let mut c = vec![0.0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0.0f64;
+            for p in 0..k {
+                s += a.data[i * a.rs + p * a.cs] as f64 * b.data[p * b.rs + j * b.cs] as f64;
+            }
+            c[i * n + j] = s;
+        }
+    }
+    c
+}
+
+fn assert_close(got: &[f32], want: &[f64], k: usize, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    // Each term is below 1 in magnitude: the f32 error of a k-term sum is at most ~k·2⁻²⁴ per term.
+    let tol = 1e-6 * (k.max(1) as f64) + 1e-6;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!((g as f64 - w).abs() <= tol, "{what}: element {i}: got {g}, want {w} (tol {tol})");
+    }
+}
+
+const SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (7, 13, 5),
+    (64, 784, 512),
+    (3, 300, 17),
+    (5, 257, 9),
+    (64, 256, 10),
+    (13, 1, 31),
+    (1, 513, 1),
+];
+
+#[test]
+fn forward_matches_naive_with_bias_and_relu() {
+    for &(m, k, n) in SHAPES {
+        let x = data(m * k, 1);
+        let w = data(n * k, 2);
+        let bias = data(n, 3);
+        let mut want = naive(Strided::row_major(&x, m, k), Strided::transposed(&w, k, n));
+        for (idx, v) in want.iter_mut().enumerate() {
+            *v = (*v + bias[idx % n] as f64).max(0.0);
+        }
+        let mut y = vec![f32::NAN; m * n];
+        kernels::linear_forward(&x, &w, Some(&bias), &mut y, m, k, n, true);
+        assert_close(&y, &want, k, &format!("forward {m}x{k}x{n}"));
+    }
+}
+
+#[test]
+fn input_grad_matches_naive() {
+    for &(m, k, n) in SHAPES {
+        let dy = data(m * n, 4);
+        let w = data(n * k, 5);
+        let want = naive(Strided::row_major(&dy, m, n), Strided::row_major(&w, n, k));
+        let mut dx = vec![f32::NAN; m * k];
+        kernels::linear_input_grad(&dy, &w, &mut dx, m, k, n);
+        assert_close(&dx, &want, n, &format!("input grad {m}x{k}x{n}"));
+    }
+}
+
+#[test]
+fn weight_grad_matches_naive_and_accumulates() {
+    for &(m, k, n) in SHAPES {
+        let dy = data(m * n, 6);
+        let x = data(m * k, 7);
+        let want = naive(Strided::transposed(&dy, n, m), Strided::row_major(&x, m, k));
+        let mut dw = vec![f32::NAN; n * k];
+        kernels::linear_weight_grad(&dy, &x, &mut dw, m, k, n, false);
+        assert_close(&dw, &want, m, &format!("weight grad {m}x{k}x{n}"));
+        // Accumulating the same product again doubles it.
+        kernels::linear_weight_grad(&dy, &x, &mut dw, m, k, n, true);
+        let doubled: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
+        assert_close(&dw, &doubled, 2 * m, &format!("accumulated weight grad {m}x{k}x{n}"));
+    }
+}
+
+#[test]
+fn padded_output_stride_leaves_other_columns_alone() {
+    let (m, k, n, ldc) = (6, 10, 9, 13);
+    let a = data(m * k, 8);
+    let b = data(k * n, 9);
+    let mut c = vec![42.0f32; m * ldc];
+    kernels::gemm(Strided::row_major(&a, m, k), Strided::row_major(&b, k, n), &mut c, ldc, Epilogue::default());
+    let want = naive(Strided::row_major(&a, m, k), Strided::row_major(&b, k, n));
+    for i in 0..m {
+        assert_close(&c[i * ldc..i * ldc + n], &want[i * n..(i + 1) * n], k, "strided C");
+        assert!(c[i * ldc + n..i * ldc + ldc].iter().all(|&v| v == 42.0), "row {i}: padding overwritten");
+    }
+}
+
+#[test]
+fn empty_inner_dimension_gives_bias_only() {
+    let (m, n) = (3, 5);
+    let bias = [1.0, -2.0, 3.0, -4.0, 5.0];
+    let mut y = vec![f32::NAN; m * n];
+    kernels::linear_forward(&[], &[], Some(&bias), &mut y, m, 0, n, true);
+    for row in y.chunks(n) {
+        assert_eq!(row, &[1.0, 0.0, 3.0, 0.0, 5.0]);
+    }
+}
+
+#[test]
+fn relu_keeps_nan_so_divergence_is_seen() {
+    let x = [f32::NAN, 1.0];
+    let w = [1.0, 0.0];
+    let mut y = [0.0f32; 1];
+    kernels::linear_forward(&x, &w, None, &mut y, 1, 2, 1, true);
+    assert!(y[0].is_nan());
+}
+
+fn with_threads<T: Send>(n: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap().install(f)
+}
+
+#[test]
+fn results_are_bit_identical_for_any_thread_count() {
+    let (m, k, n) = (64, 784, 512);
+    let x = data(m * k, 10);
+    let w = data(n * k, 11);
+    let bias = data(n, 12);
+    let run = || {
+        let mut y = vec![0.0f32; m * n];
+        kernels::linear_forward(&x, &w, Some(&bias), &mut y, m, k, n, true);
+        let mut dx = vec![0.0f32; m * k];
+        kernels::linear_input_grad(&y, &w, &mut dx, m, k, n);
+        let mut dw = vec![0.0f32; n * k];
+        kernels::linear_weight_grad(&y, &x, &mut dw, m, k, n, false);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+        (bits(&y), bits(&dx), bits(&dw))
+    };
+    let one = with_threads(1, run);
+    for t in [2, 3, 4] {
+        assert!(with_threads(t, run) == one, "{t} threads differ from 1 thread");
+    }
+}
