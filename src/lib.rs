@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod kernels;
+pub mod rng;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -4,17 +4,69 @@
 // Worker → page:   { id, type: 'result', value } | { id, type: 'error', message }   (answers, by id)
 //                  { type: Event.*, ... }                                            (unsolicited)
 //
-// Requests (args → value):
-//   init      { build: 'threads'|'simd', threads }  → { build, threads, relaxedSimd, poolThreads }
+// Requests (args → value). Settings left out take the defaults; bad settings reject with a message.
+//   init          { build: 'threads'|'simd', threads }  → { build, threads, relaxedSimd, poolThreads }
+//   loadData      {}  → { train: 60000, test: 10000 }   fetches www/data/*.gz, checks and parses them
+//   trainBase     { seed=13, epochs=5, batchSize=64, lr=1e-3, limit }  → { epochs, steps, seconds,
+//                 samplesPerSec, cancelled }; streams PROGRESS and EPOCH events with phase 'base'
+//   trainAdapter  { preset: 'article' } | { name, targets, rank, alpha, scaling, init, dropout, bias, lr,
+//                 epochs, batchSize, replay, seed }  → { name, trainableParams, totalParams,
+//                 trainablePercent, seconds, cancelled }; streams PROGRESS/EPOCH with phase 'adapter'
+//   pause | resume | cancel   {}  → { state }   act between training steps
+//   evaluate      {}  → { base: M, adapted: M|null },  M = { acc_0_7, acc_8_9, acc_all, perClass[10],
+//                 confusion[10][10] } on the official test set (fractions 0–1)
+//   classify      { pixels: 784 values 0–255 }  → { base: [10], adapted: [10]|null }  (probabilities)
+//   svd           { rows: [[...]], rank }  → { S, A, B, approx, error }   (A = U_r√S_r, B = √S_r V_rᵀ)
+//   layerSvd      { layer: 'layers.1'|'layers.3'|'layers.5', rank }  → { S, error, shape }
+//   exportModel   {}  → Uint8Array (model.safetensors)
+//   importModel   { bytes: Uint8Array }  → { params }
+//   exportAdapter { name }  → { safetensors: Uint8Array, config: object, baseModel: Uint8Array|null }
+//                 (baseModel: the residual base weights a PiSSA adapter needs, else null)
+//   importAdapter { safetensors: Uint8Array, config: object, name }  → adapter summary
+//   adapters      {}  → { active: name|null, list: [{ name, config, trainableParams, merged }] }
+//   setAdapter    { name|null }  → adapters     (null: adapter off)
+//   merge | unmerge { name }  → adapters
+//   deleteAdapter { name }  → adapters
+//   sweep         { ranks: [..], alphas: [..], epochs, ... adapter settings }  → { rows: [{ rank, alpha,
+//                 trainableParams, acc_8_9, acc_0_7, acc_all }] }; streams SWEEP_ROW events
+//   status        {}  → { hasModel, training: 'idle'|'running'|'paused', adapters }
 //
-// Events:
+// Events (worker → page, no id):
+//   progress  { phase, epoch, epochs, step, steps, loss, smoothLoss, samplesPerSec, etaSeconds }
+//             (epoch is 1-based; step counts batches over the whole run, steps is their total)
+//   epoch     { phase, epoch, epochs, accuracy: { acc_0_7, acc_8_9, acc_all } }
+//   sweepRow  { row, index, total }
 //   fatal     { message }   the worker cannot go on (panic, out of memory); the page offers a restart.
 
 export const Request = Object.freeze({
   INIT: 'init',
+  LOAD_DATA: 'loadData',
+  TRAIN_BASE: 'trainBase',
+  TRAIN_ADAPTER: 'trainAdapter',
+  PAUSE: 'pause',
+  RESUME: 'resume',
+  CANCEL: 'cancel',
+  EVALUATE: 'evaluate',
+  CLASSIFY: 'classify',
+  SVD: 'svd',
+  LAYER_SVD: 'layerSvd',
+  EXPORT_MODEL: 'exportModel',
+  IMPORT_MODEL: 'importModel',
+  EXPORT_ADAPTER: 'exportAdapter',
+  IMPORT_ADAPTER: 'importAdapter',
+  ADAPTERS: 'adapters',
+  SET_ADAPTER: 'setAdapter',
+  MERGE: 'merge',
+  UNMERGE: 'unmerge',
+  DELETE_ADAPTER: 'deleteAdapter',
+  SWEEP: 'sweep',
+  STATUS: 'status',
 });
 
 export const Event = Object.freeze({
+  PROGRESS: 'progress',
+  EPOCH: 'epoch',
+  SWEEP_ROW: 'sweepRow',
   FATAL: 'fatal',
 });
 
