@@ -80,6 +80,8 @@ pub struct Progress {
     /// The last batch closed an epoch.
     pub epoch_finished: bool,
     pub done: bool,
+    /// The loss of every batch run by this call, in order (for a per-step plot).
+    pub losses: Vec<f32>,
 }
 
 pub struct Trainer {
@@ -164,6 +166,7 @@ impl Trainer {
     /// not applied that batch, so the weights are the last good ones.
     pub fn step(&mut self, obj: &mut dyn Objective, ds: &Dataset, n_batches: usize) -> Result<Progress> {
         let t0 = (self.clock)();
+        let first = self.losses.len();
         let mut last_loss = self.losses.last().copied().unwrap_or(f32::NAN);
         let mut epoch_finished = false;
         for _ in 0..n_batches {
@@ -196,10 +199,10 @@ impl Trainer {
             }
         }
         self.busy_seconds += (self.clock)() - t0;
-        Ok(self.progress(last_loss, epoch_finished))
+        Ok(self.progress(last_loss, epoch_finished, first))
     }
 
-    fn progress(&self, loss: f32, epoch_finished: bool) -> Progress {
+    fn progress(&self, loss: f32, epoch_finished: bool, first: usize) -> Progress {
         let sps = self.samples_per_sec();
         let remaining = (self.total_steps() - self.step) as f64 * self.cfg.batch_size as f64;
         let debias = 1.0 - SMOOTHING.powi(self.step.max(1) as i32);
@@ -214,6 +217,7 @@ impl Trainer {
             eta_seconds: if sps > 0.0 { remaining.min((self.samples * self.cfg.epochs) as f64) / sps } else { f64::NAN },
             epoch_finished,
             done: self.is_done(),
+            losses: self.losses[first..].to_vec(),
         }
     }
 }
