@@ -6,8 +6,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod error;
+pub mod io;
 pub mod kernels;
 pub mod rng;
+pub mod svd;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;
