@@ -7,10 +7,12 @@
 
 pub mod data;
 pub mod error;
+pub mod io;
 pub mod kernels;
 pub mod lab;
 pub mod nn;
 pub mod rng;
+pub mod svd;
 pub mod train;
 
 #[cfg(target_arch = "wasm32")]
