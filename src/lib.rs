@@ -10,6 +10,7 @@ pub mod error;
 pub mod io;
 pub mod kernels;
 pub mod lab;
+pub mod lora;
 pub mod nn;
 pub mod rng;
 pub mod svd;

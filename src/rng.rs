@@ -15,6 +15,7 @@ pub enum Stream {
     Replay = 6,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rng(ChaCha8Rng);
 
 impl Rng {

@@ -2,7 +2,7 @@
 //! `./build.sh setup` installs): accuracy targets and determinism. Release mode keeps this quick.
 #![cfg(not(target_arch = "wasm32"))]
 
-use lora_lab::lab::{BaseSettings, Lab};
+use lora_lab::lab::{AdapterSettings, BaseSettings, Lab};
 use std::time::Instant;
 
 fn mnist(name: &str) -> Vec<u8> {
@@ -40,14 +40,67 @@ fn train_base(lab: &mut Lab, settings: BaseSettings) -> Vec<f32> {
     losses
 }
 
+fn train_adapter(lab: &mut Lab, settings: AdapterSettings) -> lora_lab::lab::AdapterSummary {
+    lab.start_adapter(&settings).unwrap();
+    while !lab.train_step(100).unwrap().done {}
+    let (_, summary) = lab.finish_run(false).unwrap();
+    summary.expect("an adapter run")
+}
+
+/// One trained base model serves the article's whole story, so it is trained once.
 #[test]
-fn default_base_model_reaches_the_articles_accuracy() {
+fn the_articles_story_base_then_adapter_then_forgetting_and_replay() {
     let mut lab = lab_with_mnist();
     train_base(&mut lab, BaseSettings::default());
     let eval = lab.evaluate().unwrap();
     eprintln!("base: 0–7 {:.4}, 8–9 {:.4}, all {:.4}", eval.base.acc_0_7, eval.base.acc_8_9, eval.base.acc_all);
     assert!(eval.base.acc_0_7 >= 0.980, "accuracy on 0–7 {} < 98.0 %", eval.base.acc_0_7);
     assert_eq!(eval.base.acc_8_9, 0.0, "a model that never saw 8 or 9 cannot predict them");
+
+    // The article's preset: layers.5, r 4, α 1, SVD init, Adam 5e-3, 3 epochs on 8–9.
+    let t0 = Instant::now();
+    let s = train_adapter(&mut lab, AdapterSettings { preset: Some("article".into()), ..Default::default() });
+    eprintln!("preset: {} in {:.2} s (wall {:.2} s with the feature cache)", s.report, s.seconds, t0.elapsed().as_secs_f64());
+    assert_eq!((s.trainable_params, s.total_params), (1_064, 535_818));
+    assert_eq!(s.report, "trainable params: 1,064 || all params: 535,818 || trainable%: 0.1986");
+    let eval = lab.evaluate().unwrap();
+    let adapted = eval.adapted.clone().expect("the new adapter is active");
+    eprintln!("adapter on: 8–9 {:.4}, 0–7 {:.4}, all {:.4}; off: 0–7 {:.4}", adapted.acc_8_9, adapted.acc_0_7, adapted.acc_all, eval.base.acc_0_7);
+    assert!(adapted.acc_8_9 >= 0.9375, "accuracy on 8–9 {} < the article's 93.75 %", adapted.acc_8_9);
+    assert!(eval.base.acc_0_7 >= 0.980, "the base is untouched by the adapter");
+
+    // Forgetting, and replay mixing 0–7 back in.
+    let mut on_0_7 = vec![adapted.acc_0_7];
+    for replay in [0.1, 0.25] {
+        let name = format!("replay-{replay}");
+        train_adapter(&mut lab, AdapterSettings { preset: Some("article".into()), name: Some(name), replay: Some(replay), ..Default::default() });
+        let a = lab.evaluate().unwrap().adapted.unwrap();
+        eprintln!("replay {replay}: 8–9 {:.4}, 0–7 {:.4}, all {:.4}", a.acc_8_9, a.acc_0_7, a.acc_all);
+        on_0_7.push(a.acc_0_7);
+    }
+    assert!(on_0_7[2] > on_0_7[0] + 0.2, "replay 0.25 should keep much more of 0–7 than none: {on_0_7:?}");
+
+    // Merged logits equal base + adapter.
+    let inputs: Vec<f32> = (0..784 * 8).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
+    lab.set_active(Some("article")).unwrap();
+    let unmerged = lab.logits(&inputs, true).unwrap();
+    lab.merge("article").unwrap();
+    let merged = lab.logits(&inputs, true).unwrap();
+    let worst = unmerged.iter().zip(&merged).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 1e-5 * unmerged.iter().fold(1.0f32, |m, v| m.max(v.abs())), "merged logits differ by {worst}");
+    lab.unmerge("article").unwrap();
+    assert_eq!(lab.logits(&inputs, true).unwrap(), unmerged, "unmerge is exact");
+
+    // Export → import round trip: identical logits.
+    let files = lab.export_adapter("article").unwrap();
+    let config = files.config.to_json_pretty();
+    assert_eq!(files.config.lora_alpha, 4.0, "article α 1 at r 4 is PEFT lora_alpha 4");
+    let model = lab.export_model().unwrap();
+    let mut fresh = lab_with_mnist();
+    fresh.import_model(&model).unwrap();
+    fresh.import_adapter("article", &files.safetensors, &config, None).unwrap();
+    assert_eq!(fresh.logits(&inputs, false).unwrap(), lab.logits(&inputs, false).unwrap());
+    assert_eq!(fresh.logits(&inputs, true).unwrap(), unmerged);
 }
 
 #[test]

@@ -109,9 +109,16 @@ impl Mlp {
     }
 
     /// Forward from `acts.xs[0]`; logits end in `acts.xs[3]`.
-    pub fn forward(&self, acts: &mut Activations, mut delta: Option<&mut dyn LayerDelta>) {
+    pub fn forward(&self, acts: &mut Activations, delta: Option<&mut dyn LayerDelta>) {
+        self.forward_layers(0..3, acts, delta);
+    }
+
+    /// Runs only layers `range` (reading `acts.xs[range.start]`): a prefix computes features once,
+    /// a suffix trains on cached features.
+    pub fn forward_layers(&self, range: std::ops::Range<usize>, acts: &mut Activations, mut delta: Option<&mut dyn LayerDelta>) {
         let b = acts.b;
-        for (i, layer) in self.layers.iter().enumerate() {
+        for i in range {
+            let layer = &self.layers[i];
             let relu = i < 2;
             let (lo, hi) = acts.xs.split_at_mut(i + 1);
             let (x, y) = (&lo[i][..], &mut hi[0][..]);

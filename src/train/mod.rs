@@ -1,9 +1,11 @@
 //! Training and evaluation: the resumable `Trainer`, the base-model objective, and metrics.
 
+mod adapter;
 mod base;
 mod eval;
 mod trainer;
 
+pub use adapter::{AdapterObjective, AdapterState, FeatureCache};
 pub use base::{BaseObjective, BaseState};
 pub use eval::{evaluate, Metrics};
 pub use trainer::{Objective, Progress, Schedule, TrainConfig, Trainer};

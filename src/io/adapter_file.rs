@@ -1,0 +1,124 @@
+//! PEFT's adapter files: `adapter_model.safetensors` (keys `base_model.model.layers.N.lora_A.weight`
+//! r×in and `...lora_B.weight` out×r, plus `...layers.N.bias` where the bias setting trained it) and
+//! `adapter_config.json`, with `lora_alpha` chosen so PEFT's scaling equals ours.
+
+use super::adapter_config::{from_peft, parse_adapter_config, AdapterConfig};
+use super::model_file::export_model;
+use super::tensors::{expect_tensors, read_safetensors, write_safetensors};
+use crate::error::{LabError, Result};
+use crate::lora::{Adapter, Bias, Init, LoraConfig};
+use crate::nn::{Mlp, LAYER_NAMES, LAYER_SHAPES};
+
+pub const ADAPTER_FILE: &str = "adapter_model.safetensors";
+pub const CONFIG_FILE: &str = "adapter_config.json";
+const PREFIX: &str = "base_model.model.";
+
+/// What a person downloads for one adapter.
+pub struct AdapterFiles {
+    pub safetensors: Vec<u8>,
+    pub config: AdapterConfig,
+    /// For PiSSA: the base model with W replaced by the residual W − s·B₀·A₀, which PEFT must load
+    /// as its base for the adapter to give the page's logits. `None` for every other init.
+    pub base_model: Option<Vec<u8>>,
+}
+
+fn known_modules() -> Vec<(&'static str, usize, usize)> {
+    LAYER_NAMES.iter().zip(LAYER_SHAPES).map(|(n, (i, o))| (*n, i, o)).collect()
+}
+
+fn bias_layers(bias: Bias, targets: &[usize]) -> Vec<usize> {
+    match bias {
+        Bias::None => vec![],
+        Bias::All => vec![0, 1, 2],
+        Bias::LoraOnly => targets.to_vec(),
+    }
+}
+
+pub fn export_adapter(adapter: &Adapter, base: &Mlp) -> Result<AdapterFiles> {
+    let c = &adapter.config;
+    let mut owned: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for l in &adapter.layers {
+        let n = LAYER_NAMES[l.layer];
+        owned.push((format!("{PREFIX}{n}.lora_A.weight"), vec![l.rank, l.in_features], l.lora_a.clone()));
+        owned.push((format!("{PREFIX}{n}.lora_B.weight"), vec![l.out_features, l.rank], l.lora_b.clone()));
+    }
+    for (i, shift) in adapter.bias_shift.iter().enumerate() {
+        if let Some(shift) = shift {
+            let bias: Vec<f32> = base.layers[i].bias.iter().zip(shift).map(|(b, s)| b + s).collect();
+            owned.push((format!("{PREFIX}{}.bias", LAYER_NAMES[i]), vec![bias.len()], bias));
+        }
+    }
+    let tensors: Vec<(String, Vec<usize>, &[f32])> = owned.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
+    let safetensors = write_safetensors(&tensors, None)?;
+    let mut config = AdapterConfig::new(c.rank, c.scaling, c.alpha, c.target_names());
+    config.lora_dropout = c.dropout as f64;
+    config.bias = c.bias;
+    let base_model = if c.init == Init::Pissa {
+        let mut residual = base.clone();
+        for l in &adapter.layers {
+            if let Some((a0, b0)) = &l.residual {
+                // W_res = W − s·B₀·A₀: the frozen part of the delta, moved into the weight.
+                let mut frozen = l.clone();
+                frozen.lora_a = a0.clone();
+                frozen.lora_b = b0.clone();
+                frozen.residual = None;
+                let dw = frozen.delta_weight();
+                residual.layers[l.layer].weight.iter_mut().zip(&dw).for_each(|(w, d)| *w -= d);
+            }
+        }
+        Some(export_model(&residual)?)
+    } else {
+        None
+    };
+    Ok(AdapterFiles { safetensors, config, base_model })
+}
+
+/// Reads an adapter for `base`. On any error — a config naming an unknown layer, a rank too large,
+/// a tensor missing, misshapen or non-finite — nothing is created.
+pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &Mlp) -> Result<Adapter> {
+    let cfg = parse_adapter_config(config_json, CONFIG_FILE, &known_modules())?;
+    let targets = cfg.target_modules.iter().map(|t| LoraConfig::layer_index(t)).collect::<Result<Vec<_>>>()?;
+    let (scaling, alpha) = from_peft(cfg.lora_alpha, cfg.use_rslora, cfg.r);
+    let config = LoraConfig {
+        targets: targets.clone(),
+        rank: cfg.r,
+        alpha,
+        scaling,
+        dropout: cfg.lora_dropout as f32,
+        bias: cfg.bias,
+        init: Init::Default,
+    };
+    config.validate().map_err(|e| LabError::file(CONFIG_FILE, e.to_string()))?;
+    let map = read_safetensors(safetensors, ADAPTER_FILE)?;
+    let mut expected: Vec<(String, Vec<usize>)> = Vec::new();
+    for &t in &targets {
+        let (i, o) = LAYER_SHAPES[t];
+        expected.push((format!("{PREFIX}{}.lora_A.weight", LAYER_NAMES[t]), vec![cfg.r, i]));
+        expected.push((format!("{PREFIX}{}.lora_B.weight", LAYER_NAMES[t]), vec![o, cfg.r]));
+    }
+    for t in bias_layers(cfg.bias, &targets) {
+        expected.push((format!("{PREFIX}{}.bias", LAYER_NAMES[t]), vec![LAYER_SHAPES[t].1]));
+    }
+    let exp: Vec<(&str, &[usize])> = expected.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+    expect_tensors(&map, ADAPTER_FILE, &exp, false)?;
+    for (n, t) in &map {
+        if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+            return Err(LabError::file(ADAPTER_FILE, format!("{n} holds a non-finite value ({}) at index {i}", t.data[i])));
+        }
+    }
+    let mut adapter = Adapter::new(name, config, base, 0)?;
+    for l in &mut adapter.layers {
+        let n = LAYER_NAMES[l.layer];
+        l.lora_a = map[&format!("{PREFIX}{n}.lora_A.weight")].data.clone();
+        l.lora_b = map[&format!("{PREFIX}{n}.lora_B.weight")].data.clone();
+    }
+    for (i, shift) in adapter.bias_shift.iter_mut().enumerate() {
+        if let Some(shift) = shift {
+            let file_bias = &map[&format!("{PREFIX}{}.bias", LAYER_NAMES[i])].data;
+            for ((s, f), b) in shift.iter_mut().zip(file_bias).zip(&base.layers[i].bias) {
+                *s = f - b;
+            }
+        }
+    }
+    Ok(adapter)
+}

@@ -1,0 +1,193 @@
+//! A named adapter over the frozen base: LoRA layers on the targeted Linears, plus the bias shifts
+//! PEFT's `bias` option trains. It plugs into the base model through `nn::LayerDelta`.
+
+use super::config::{Bias, Init, LoraConfig};
+use super::layer::LoraLayer;
+use crate::error::Result;
+use crate::nn::{LayerDelta, Mlp, LAYER_NAMES, LAYER_SHAPES};
+use crate::rng::{Rng, Stream};
+use crate::svd;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adapter {
+    pub name: String,
+    pub config: LoraConfig,
+    /// One per target, in layer order.
+    pub layers: Vec<LoraLayer>,
+    /// Trained bias minus the base bias, per layer where the bias setting trains it.
+    pub bias_shift: [Option<Vec<f32>>; 3],
+    pub bias_grad: [Option<Vec<f32>>; 3],
+    /// Training mode: dropout draws from this stream; `None` in evaluation.
+    dropout_rng: Option<Rng>,
+}
+
+impl Adapter {
+    /// A fresh adapter on `base` with `config`'s init; `seed` drives the random inits and dropout.
+    pub fn new(name: &str, config: LoraConfig, base: &Mlp, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let mut rng = Rng::new(seed, Stream::AdapterInit);
+        let s = config.scaling_value();
+        let r = config.rank;
+        let mut layers = Vec::with_capacity(config.targets.len());
+        for &t in &config.targets {
+            let (fan_in, fan_out) = LAYER_SHAPES[t];
+            let w = &base.layers[t].weight;
+            let layer = match config.init {
+                Init::Svd | Init::Pissa => {
+                    let lr = svd::low_rank(w, fan_out, fan_in, r)?;
+                    // The article's A (out×r) is PEFT's lora_B; its B (r×in) is lora_A.
+                    let (mut lora_a, mut lora_b) = (lr.b, lr.a);
+                    if config.init == Init::Pissa {
+                        let k = 1.0 / s.sqrt();
+                        lora_a.iter_mut().chain(lora_b.iter_mut()).for_each(|v| *v *= k);
+                    }
+                    let mut l = LoraLayer::new(t, (fan_in, fan_out), r, s, lora_a, lora_b);
+                    if config.init == Init::Pissa {
+                        l.residual = Some((l.lora_a.clone(), l.lora_b.clone()));
+                    }
+                    l
+                }
+                Init::Default => {
+                    // kaiming_uniform_(a=√5) on an r×in weight: U(±1/√in).
+                    let bound = 1.0 / (fan_in as f32).sqrt();
+                    let a = (0..r * fan_in).map(|_| rng.uniform_in(-bound, bound)).collect();
+                    LoraLayer::new(t, (fan_in, fan_out), r, s, a, vec![0.0; fan_out * r])
+                }
+                Init::Gaussian => {
+                    let std = 1.0 / r as f32;
+                    let a = (0..r * fan_in).map(|_| rng.normal() * std).collect();
+                    LoraLayer::new(t, (fan_in, fan_out), r, s, a, vec![0.0; fan_out * r])
+                }
+            };
+            layers.push(layer);
+        }
+        let trains_bias = |i: usize| match config.bias {
+            Bias::None => false,
+            Bias::All => true,
+            Bias::LoraOnly => config.targets.contains(&i),
+        };
+        let bias_shift: [Option<Vec<f32>>; 3] =
+            std::array::from_fn(|i| trains_bias(i).then(|| vec![0.0; LAYER_SHAPES[i].1]));
+        let bias_grad = bias_shift.clone();
+        Ok(Self { name: name.to_string(), config, layers, bias_shift, bias_grad, dropout_rng: None })
+    }
+
+    /// Starts (`Some(seed)`) or ends (`None`) training mode, where dropout is applied.
+    pub fn set_training(&mut self, seed: Option<u64>) {
+        self.dropout_rng = seed.map(|s| Rng::new(s, Stream::Dropout));
+    }
+
+    /// Leaves training mode for a moment (an evaluation mid-run), returning the dropout stream.
+    pub fn take_training(&mut self) -> Option<Rng> {
+        self.dropout_rng.take()
+    }
+
+    pub fn restore_training(&mut self, rng: Option<Rng>) {
+        self.dropout_rng = rng;
+    }
+
+    pub fn layer(&self, i: usize) -> Option<&LoraLayer> {
+        self.layers.iter().find(|l| l.layer == i)
+    }
+
+    /// Parameters this adapter trains: lora_A and lora_B of each target, and the trained biases.
+    pub fn trainable_params(&self) -> usize {
+        self.layers.iter().map(LoraLayer::num_params).sum::<usize>()
+            + self.bias_shift.iter().flatten().map(Vec::len).sum::<usize>()
+    }
+
+    /// PEFT's `print_trainable_parameters` line, with the base model's parameters as "all params"
+    /// (the article's convention: 1,064 of 535,818).
+    pub fn trainable_report(&self, base_params: usize) -> String {
+        let t = self.trainable_params();
+        format!(
+            "trainable params: {} || all params: {} || trainable%: {:.4}",
+            group(t),
+            group(base_params),
+            100.0 * t as f64 / base_params as f64
+        )
+    }
+
+    /// The trainable tensors and their gradients, in a fixed order (for Adam).
+    pub fn params_and_grads(&mut self) -> (Vec<&mut [f32]>, Vec<&[f32]>) {
+        let mut params: Vec<&mut [f32]> = Vec::new();
+        let mut grads: Vec<&[f32]> = Vec::new();
+        for l in &mut self.layers {
+            params.push(&mut l.lora_a);
+            grads.push(&l.grad_a);
+            params.push(&mut l.lora_b);
+            grads.push(&l.grad_b);
+        }
+        for (p, g) in self.bias_shift.iter_mut().zip(&self.bias_grad) {
+            if let (Some(p), Some(g)) = (p, g) {
+                params.push(p);
+                grads.push(g);
+            }
+        }
+        (params, grads)
+    }
+
+    pub fn param_sizes(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.layers.iter().flat_map(|l| [l.lora_a.len(), l.lora_b.len()]).collect();
+        v.extend(self.bias_shift.iter().flatten().map(Vec::len));
+        v
+    }
+
+    /// Writes this adapter into the base: W += ΔW, bias += shift (PEFT's merge).
+    pub fn merge_into(&self, base: &mut Mlp) {
+        for l in &self.layers {
+            let dw = l.delta_weight();
+            base.layers[l.layer].weight.iter_mut().zip(&dw).for_each(|(w, d)| *w += d);
+        }
+        for (i, shift) in self.bias_shift.iter().enumerate() {
+            if let Some(shift) = shift {
+                base.layers[i].bias.iter_mut().zip(shift).for_each(|(b, s)| *b += s);
+            }
+        }
+    }
+
+    /// Names of the layers this adapter touches (LoRA or bias), for messages and exports.
+    pub fn touched_layers(&self) -> Vec<&'static str> {
+        (0..3).filter(|&i| self.is_active(i)).map(|i| LAYER_NAMES[i]).collect()
+    }
+}
+
+impl LayerDelta for Adapter {
+    fn is_active(&self, i: usize) -> bool {
+        self.layer(i).is_some() || self.bias_shift[i].is_some()
+    }
+
+    fn forward(&mut self, i: usize, x: &[f32], y: &mut [f32], b: usize) {
+        let p = self.config.dropout;
+        if let Some(l) = self.layers.iter_mut().find(|l| l.layer == i) {
+            l.forward(x, y, b, self.dropout_rng.as_mut().map(|r| (r, p)));
+        }
+        if let Some(shift) = &self.bias_shift[i] {
+            for row in y.chunks_exact_mut(shift.len()) {
+                row.iter_mut().zip(shift).for_each(|(v, s)| *v += s);
+            }
+        }
+    }
+
+    fn backward(&mut self, i: usize, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, b: usize) {
+        if let Some(g) = &mut self.bias_grad[i] {
+            crate::kernels::bias_grad(dy, b, g.len(), g);
+        }
+        if let Some(l) = self.layers.iter_mut().find(|l| l.layer == i) {
+            l.backward(x, dy, dx, b);
+        }
+    }
+}
+
+/// 535818 → "535,818".
+fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

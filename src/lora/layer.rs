@@ -1,0 +1,148 @@
+//! One LoRA-adapted Linear: `y += s · dropout(x) · lora_Aᵀ · lora_Bᵀ`, lora_A r×in, lora_B out×r
+//! (PEFT's names; the article calls lora_B "A" and lora_A "B"). For PiSSA the frozen initial factors
+//! are subtracted too (`− s · x · A₀ᵀ · B₀ᵀ`), so the frozen base W plus this delta equals PEFT's
+//! residual W − s·B₀·A₀ plus the trained s·B·A.
+
+use crate::kernels::{self, Epilogue, Strided};
+use crate::rng::Rng;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraLayer {
+    /// Index of the adapted Linear (0, 1, 2 = layers.1, .3, .5).
+    pub layer: usize,
+    pub in_features: usize,
+    pub out_features: usize,
+    pub rank: usize,
+    pub scaling: f32,
+    /// r×in.
+    pub lora_a: Vec<f32>,
+    /// out×r.
+    pub lora_b: Vec<f32>,
+    /// PiSSA's initial (lora_A, lora_B), frozen: the part moved out of W.
+    pub residual: Option<(Vec<f32>, Vec<f32>)>,
+    pub grad_a: Vec<f32>,
+    pub grad_b: Vec<f32>,
+    scratch: Scratch,
+}
+
+/// Per-batch buffers kept for backward.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Scratch {
+    /// Dropout's multiplier per input value (0 or 1/(1−p)), b×in; empty without dropout.
+    mask: Vec<f32>,
+    /// The adapter's input after dropout (b×in); empty without dropout.
+    x_drop: Vec<f32>,
+    /// s · x·lora_Aᵀ (b×r).
+    u: Vec<f32>,
+    /// b×r scratch for the residual path and for dt.
+    t: Vec<f32>,
+    /// b×in scratch for dropout's input gradient.
+    dx: Vec<f32>,
+}
+
+impl LoraLayer {
+    pub fn new(layer: usize, (in_features, out_features): (usize, usize), rank: usize, scaling: f32, lora_a: Vec<f32>, lora_b: Vec<f32>) -> Self {
+        assert_eq!(lora_a.len(), rank * in_features, "lora_A must be r×in");
+        assert_eq!(lora_b.len(), out_features * rank, "lora_B must be out×r");
+        Self {
+            layer,
+            in_features,
+            out_features,
+            rank,
+            scaling,
+            grad_a: vec![0.0; lora_a.len()],
+            grad_b: vec![0.0; lora_b.len()],
+            lora_a,
+            lora_b,
+            residual: None,
+            scratch: Scratch::default(),
+        }
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.lora_a.len() + self.lora_b.len()
+    }
+
+    /// ΔW (out×in) this layer adds to the base weight: s·B·A (− s·B₀·A₀ for PiSSA).
+    pub fn delta_weight(&self) -> Vec<f32> {
+        let (k, n, r) = (self.in_features, self.out_features, self.rank);
+        let mut scaled_b = self.lora_b.clone();
+        scaled_b.iter_mut().for_each(|v| *v *= self.scaling);
+        let mut dw = vec![0.0; n * k];
+        kernels::gemm(Strided::row_major(&scaled_b, n, r), Strided::row_major(&self.lora_a, r, k), &mut dw, k, Epilogue::default());
+        if let Some((a0, b0)) = &self.residual {
+            let neg_b0: Vec<f32> = b0.iter().map(|v| -v * self.scaling).collect();
+            kernels::gemm(
+                Strided::row_major(&neg_b0, n, r),
+                Strided::row_major(a0, r, k),
+                &mut dw,
+                k,
+                Epilogue { accumulate: true, ..Epilogue::default() },
+            );
+        }
+        dw
+    }
+
+    /// `y (b×out) += delta(x (b×in))`. With `dropout = Some((rng, p))` the adapter's input is
+    /// dropped with probability p and the rest scaled by 1/(1−p), as `nn.Dropout` in training.
+    pub fn forward(&mut self, x: &[f32], y: &mut [f32], b: usize, dropout: Option<(&mut Rng, f32)>) {
+        let (k, n, r, s) = (self.in_features, self.out_features, self.rank, self.scaling);
+        let sc = &mut self.scratch;
+        let input: &[f32] = match dropout {
+            Some((rng, p)) if p > 0.0 => {
+                let keep = 1.0 / (1.0 - p);
+                sc.mask.clear();
+                sc.mask.extend((0..x.len()).map(|_| if rng.uniform() < p { 0.0 } else { keep }));
+                sc.x_drop.clear();
+                sc.x_drop.extend(x.iter().zip(&sc.mask).map(|(&v, &m)| v * m));
+                &sc.x_drop
+            }
+            _ => {
+                sc.mask.clear();
+                sc.x_drop.clear();
+                x
+            }
+        };
+        sc.u.resize(b * r, 0.0);
+        kernels::linear_forward(input, &self.lora_a, None, &mut sc.u, b, k, r, false);
+        sc.u.iter_mut().for_each(|v| *v *= s);
+        let acc = Epilogue { accumulate: true, ..Epilogue::default() };
+        kernels::gemm(Strided::row_major(&sc.u, b, r), Strided::transposed(&self.lora_b, r, n), y, n, acc);
+        if let Some((a0, b0)) = &self.residual {
+            sc.t.resize(b * r, 0.0);
+            kernels::linear_forward(x, a0, None, &mut sc.t, b, k, r, false);
+            sc.t.iter_mut().for_each(|v| *v *= -s);
+            kernels::gemm(Strided::row_major(&sc.t, b, r), Strided::transposed(b0, r, n), y, n, acc);
+        }
+    }
+
+    /// Backward for the last forward: grad_b = dyᵀ·u, dt = s·dy·B, grad_a = dtᵀ·x_in, and
+    /// `dx += (dt·A) ⊙ dropout mask` (plus the residual path's −s·dy·B₀·A₀) when asked.
+    pub fn backward(&mut self, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, b: usize) {
+        let (k, n, r, s) = (self.in_features, self.out_features, self.rank, self.scaling);
+        let sc = &mut self.scratch;
+        let dropped = !sc.mask.is_empty();
+        let input: &[f32] = if dropped { &sc.x_drop } else { x };
+        kernels::linear_weight_grad(dy, &sc.u, &mut self.grad_b, b, r, n, false);
+        sc.t.resize(b * r, 0.0);
+        kernels::linear_input_grad(dy, &self.lora_b, &mut sc.t, b, r, n);
+        sc.t.iter_mut().for_each(|v| *v *= s);
+        kernels::linear_weight_grad(&sc.t, input, &mut self.grad_a, b, k, r, false);
+        let Some(dx) = dx else { return };
+        let acc = Epilogue { accumulate: true, ..Epilogue::default() };
+        if dropped {
+            sc.dx.resize(b * k, 0.0);
+            kernels::gemm(Strided::row_major(&sc.t, b, r), Strided::row_major(&self.lora_a, r, k), &mut sc.dx, k, Epilogue::default());
+            for ((d, &g), &m) in dx.iter_mut().zip(&sc.dx).zip(&sc.mask) {
+                *d += g * m;
+            }
+        } else {
+            kernels::gemm(Strided::row_major(&sc.t, b, r), Strided::row_major(&self.lora_a, r, k), dx, k, acc);
+        }
+        if let Some((a0, b0)) = &self.residual {
+            kernels::linear_input_grad(dy, b0, &mut sc.t, b, r, n);
+            sc.t.iter_mut().for_each(|v| *v *= -s);
+            kernels::gemm(Strided::row_major(&sc.t, b, r), Strided::row_major(a0, r, k), dx, k, acc);
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! LoRA as the article does it, generalised the way PEFT does: adapters on any of the three Linears,
+//! any rank, alpha and scaling, dropout, bias, four inits, merge/unmerge. The base stays frozen; an
+//! adapter reaches it only through `nn::LayerDelta`.
+
+mod adapter;
+mod config;
+mod layer;
+
+pub use adapter::Adapter;
+pub use config::{Bias, Init, LoraConfig, Scaling};
+pub use layer::LoraLayer;
