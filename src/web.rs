@@ -6,7 +6,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::LabError;
 use crate::kernels;
-use crate::lab::{BaseSettings, Lab};
+use crate::lab::{AdapterSettings, BaseSettings, Lab};
 
 #[cfg(feature = "threads")]
 pub use wasm_bindgen_rayon::init_thread_pool;
@@ -126,12 +126,94 @@ impl LabHandle {
         to_js(&self.lab.evaluate_current().map_err(err)?)
     }
 
-    pub fn evaluate(&self) -> JsResult<JsValue> {
+    pub fn evaluate(&mut self) -> JsResult<JsValue> {
         to_js(&self.lab.evaluate().map_err(err)?)
     }
 
-    pub fn classify(&self, pixels: Vec<f64>) -> JsResult<JsValue> {
+    pub fn classify(&mut self, pixels: Vec<f64>) -> JsResult<JsValue> {
         to_js(&self.lab.classify(&pixels).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = startAdapter)]
+    pub fn start_adapter(&mut self, settings: JsValue) -> JsResult<()> {
+        let s: AdapterSettings = from_js("trainAdapter settings", settings)?;
+        self.lab.start_adapter(&s).map_err(err)
+    }
+
+    /// Ends an adapter run → its AdapterSummary (the run's own numbers included).
+    #[wasm_bindgen(js_name = finishAdapter)]
+    pub fn finish_adapter(&mut self, cancelled: bool) -> JsResult<JsValue> {
+        let (_, summary) = self.lab.finish_run(cancelled).map_err(err)?;
+        to_js(&summary)
+    }
+
+    pub fn adapters(&self) -> JsResult<JsValue> {
+        to_js(&self.lab.adapters())
+    }
+
+    #[wasm_bindgen(js_name = setAdapter)]
+    pub fn set_adapter(&mut self, name: Option<String>) -> JsResult<JsValue> {
+        to_js(&self.lab.set_active(name.as_deref()).map_err(err)?)
+    }
+
+    pub fn merge(&mut self, name: &str) -> JsResult<JsValue> {
+        to_js(&self.lab.merge(name).map_err(err)?)
+    }
+
+    pub fn unmerge(&mut self, name: &str) -> JsResult<JsValue> {
+        to_js(&self.lab.unmerge(name).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = deleteAdapter)]
+    pub fn delete_adapter(&mut self, name: &str) -> JsResult<JsValue> {
+        to_js(&self.lab.delete_adapter(name).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = exportModel)]
+    pub fn export_model(&self) -> JsResult<Vec<u8>> {
+        self.lab.export_model().map_err(err)
+    }
+
+    /// Loads `model.safetensors` → its parameter count; on error nothing changes.
+    #[wasm_bindgen(js_name = importModel)]
+    pub fn import_model(&mut self, bytes: &[u8]) -> JsResult<usize> {
+        self.lab.import_model(bytes).map_err(err)
+    }
+
+    /// → `{ safetensors: Uint8Array, config: object, baseModel: Uint8Array | null }`.
+    #[wasm_bindgen(js_name = exportAdapter)]
+    pub fn export_adapter(&self, name: &str) -> JsResult<JsValue> {
+        let files = self.lab.export_adapter(name).map_err(err)?;
+        let out = js_sys::Object::new();
+        let set = |k: &str, v: JsValue| js_sys::Reflect::set(&out, &JsValue::from_str(k), &v).map(|_| ());
+        let config = js_sys::JSON::parse(&files.config.to_json_pretty())
+            .map_err(|_| JsError::new("adapter_config.json did not parse back"))?;
+        set("safetensors", js_sys::Uint8Array::from(&files.safetensors[..]).into())
+            .and_then(|_| set("config", config))
+            .and_then(|_| {
+                set("baseModel", files.base_model.map_or(JsValue::NULL, |b| js_sys::Uint8Array::from(&b[..]).into()))
+            })
+            .map_err(|_| JsError::new("cannot build the export object"))?;
+        Ok(out.into())
+    }
+
+    /// Loads an adapter (config as JSON text) → AdapterSummary; on error nothing changes.
+    #[wasm_bindgen(js_name = importAdapter)]
+    pub fn import_adapter(&mut self, name: &str, safetensors: &[u8], config_json: &str, base_model: Option<Vec<u8>>) -> JsResult<JsValue> {
+        to_js(&self.lab.import_adapter(name, safetensors, config_json, base_model.as_deref()).map_err(err)?)
+    }
+
+    /// Low-rank approximation of `rows` (array of arrays) at `rank` → `{ S, A, B, approx, error, tailError }`.
+    pub fn svd(rows: JsValue, rank: f64) -> JsResult<JsValue> {
+        let rows: Vec<Vec<f64>> = from_js("matrix", rows)?;
+        let rank = crate::lab::whole("rank", rank, 1, 64).map_err(err)? as usize;
+        to_js(&Lab::svd(&rows, rank).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = layerSvd)]
+    pub fn layer_svd(&self, layer: &str, rank: f64) -> JsResult<JsValue> {
+        let rank = crate::lab::whole("rank", rank, 1, 784).map_err(err)? as usize;
+        to_js(&self.lab.layer_svd(layer, rank).map_err(err)?)
     }
 }
 

@@ -11,24 +11,27 @@
 //                 samplesPerSec, cancelled }; streams PROGRESS and EPOCH events with phase 'base'
 //   trainAdapter  { preset: 'article' } | { name, targets, rank, alpha, scaling, init, dropout, bias, lr,
 //                 epochs, batchSize, replay, seed }  → { name, trainableParams, totalParams,
-//                 trainablePercent, seconds, cancelled }; streams PROGRESS/EPOCH with phase 'adapter'
+//                 trainablePercent, report, seconds, steps, samplesPerSec, cancelled }; the new adapter
+//                 becomes the active one; streams PROGRESS/EPOCH with phase 'adapter'
 //   pause | resume | cancel   {}  → { state }   act between training steps
 //   evaluate      {}  → { base: M, adapted: M|null },  M = { acc_0_7, acc_8_9, acc_all, perClass[10],
 //                 confusion[10][10] } on the official test set (fractions 0–1)
 //   classify      { pixels: 784 values 0–255 }  → { base: [10], adapted: [10]|null }  (probabilities)
-//   svd           { rows: [[...]], rank }  → { S, A, B, approx, error }   (A = U_r√S_r, B = √S_r V_rᵀ)
+//   svd           { rows: [[...]], rank }  → { S, A, B, approx, error, tailError }
+//                 (A = U_r√S_r, B = √S_r V_rᵀ; error = ‖W − A·B‖_F, tailError = √Σ dropped σ²)
 //   layerSvd      { layer: 'layers.1'|'layers.3'|'layers.5', rank }  → { S, error, shape }
 //   exportModel   {}  → Uint8Array (model.safetensors)
 //   importModel   { bytes: Uint8Array }  → { params }
 //   exportAdapter { name }  → { safetensors: Uint8Array, config: object, baseModel: Uint8Array|null }
 //                 (baseModel: the residual base weights a PiSSA adapter needs, else null)
-//   importAdapter { safetensors: Uint8Array, config: object, name }  → adapter summary
+//   importAdapter { safetensors: Uint8Array, config: object|string, name, baseModel?: Uint8Array }
+//                 → adapter summary (baseModel: a PiSSA adapter's residual base, as exportAdapter gives)
 //   adapters      {}  → { active: name|null, list: [{ name, config, trainableParams, merged }] }
 //   setAdapter    { name|null }  → adapters     (null: adapter off)
 //   merge | unmerge { name }  → adapters
 //   deleteAdapter { name }  → adapters
 //   sweep         { ranks: [..], alphas: [..], epochs, ... adapter settings }  → { rows: [{ rank, alpha,
-//                 trainableParams, acc_8_9, acc_0_7, acc_all }] }; streams SWEEP_ROW events
+//                 trainableParams, acc_8_9, acc_0_7, acc_all }], cancelled }; streams SWEEP_ROW events
 //   status        {}  → { hasModel, training: 'idle'|'running'|'paused', adapters }
 //   bench         { kind: 'gemm', layout, reps } → { gflops } | { kind: 'peak', iters } → { gflops } |
 //                 { kind: 'train', limit } → run summary | { kind: 'inference' } → { us }   (bench.html)

@@ -60,13 +60,13 @@ function yieldToEvents() {
 }
 
 /** Drives the run `lab` has started, slice by slice, streaming progress; resolves with its summary. */
-async function driveRun(phase) {
+async function driveRun(phase, finish = (cancelled) => lab.finish(cancelled)) {
   run.state = 'running';
   run.cancel = false;
   let batches = 2;
   try {
     for (;;) {
-      if (run.cancel) return lab.finish(true);
+      if (run.cancel) return finish(true);
       if (run.state === 'paused') {
         await new Promise((resolve) => (run.resume = resolve));
         continue;
@@ -87,12 +87,13 @@ async function driveRun(phase) {
           accuracy: { acc_0_7: m.acc_0_7, acc_8_9: m.acc_8_9, acc_all: m.acc_all },
         });
       }
-      if (p.done) return lab.finish(false);
+      if (p.done) return finish(false);
       await yieldToEvents();
     }
   } finally {
     run.state = 'idle';
     run.resume = null;
+    // A run that failed (a diverging loss) has already been ended by the lab.
   }
 }
 
@@ -101,6 +102,55 @@ async function trainBase(settings) {
   if (run.state !== 'idle') throw new Error('a training run is in progress: cancel it or wait for it to finish');
   lab.startBase(settings);
   return { value: await driveRun('base') };
+}
+
+async function trainAdapter(settings) {
+  await loadData();
+  if (run.state !== 'idle') throw new Error('a training run is in progress: cancel it or wait for it to finish');
+  lab.startAdapter(settings);
+  return { value: await driveRun('adapter', (cancelled) => lab.finishAdapter(cancelled)) };
+}
+
+/** Trains one adapter per (rank, alpha) with the other settings fixed, and reports each. */
+async function sweep({ ranks, alphas, ...settings }) {
+  await loadData();
+  const list = (xs, what) => {
+    if (!Array.isArray(xs) || xs.length === 0 || xs.length > 16) throw new Error(`invalid ${what}: give 1 to 16 values`);
+    return xs.map(Number);
+  };
+  const rs = list(ranks, 'ranks');
+  const as = list(alphas, 'alphas');
+  delete settings.name;
+  const previous = lab.adapters().active;
+  const rows = [];
+  const total = rs.length * as.length;
+  try {
+    for (const rank of rs) {
+      for (const alpha of as) {
+        if (run.cancel) return { value: { rows, cancelled: true } };
+        const name = `sweep r${rank} α${alpha}`;
+        lab.startAdapter({ ...settings, name, rank, alpha });
+        const summary = await driveRun('sweep', (cancelled) => lab.finishAdapter(cancelled));
+        const { adapted } = lab.evaluate();
+        lab.deleteAdapter(name);
+        const row = {
+          rank,
+          alpha,
+          trainableParams: summary.trainableParams,
+          acc_8_9: adapted.acc_8_9,
+          acc_0_7: adapted.acc_0_7,
+          acc_all: adapted.acc_all,
+          cancelled: summary.cancelled,
+        };
+        rows.push(row);
+        self.postMessage({ type: Event.SWEEP_ROW, row, index: rows.length - 1, total });
+        if (summary.cancelled) return { value: { rows, cancelled: true } };
+      }
+    }
+  } finally {
+    if (previous && lab.adapters().list.some((a) => a.name === previous)) lab.setAdapter(previous);
+  }
+  return { value: { rows, cancelled: false } };
 }
 
 function pause() {
@@ -132,6 +182,33 @@ async function evaluate() {
   return { value: requireLab().evaluate() };
 }
 
+const configText = (config) => (typeof config === 'string' ? config : JSON.stringify(config ?? null));
+const bytesOf = (b, what) => {
+  if (b instanceof Uint8Array) return b;
+  if (b instanceof ArrayBuffer) return new Uint8Array(b);
+  throw new Error(`invalid ${what}: expected the file's bytes (Uint8Array)`);
+};
+
+const simple = {
+  [Request.ADAPTERS]: () => requireLab().adapters(),
+  [Request.SET_ADAPTER]: ({ name = null }) => requireLab().setAdapter(name ?? undefined),
+  [Request.MERGE]: ({ name }) => requireLab().merge(String(name)),
+  [Request.UNMERGE]: ({ name }) => requireLab().unmerge(String(name)),
+  [Request.DELETE_ADAPTER]: ({ name }) => requireLab().deleteAdapter(String(name)),
+  [Request.SVD]: ({ rows, rank }) => wasm.Lab.svd(rows, Number(rank)),
+  [Request.LAYER_SVD]: ({ layer, rank }) => requireLab().layerSvd(String(layer), Number(rank)),
+  [Request.EXPORT_MODEL]: () => requireLab().exportModel(),
+  [Request.IMPORT_MODEL]: ({ bytes }) => ({ params: requireLab().importModel(bytesOf(bytes, 'model file')) }),
+  [Request.EXPORT_ADAPTER]: ({ name }) => requireLab().exportAdapter(String(name)),
+  [Request.IMPORT_ADAPTER]: ({ safetensors, config, name = 'imported', baseModel = null }) =>
+    requireLab().importAdapter(
+      String(name),
+      bytesOf(safetensors, 'adapter file'),
+      configText(config),
+      baseModel ? bytesOf(baseModel, 'base model file') : undefined,
+    ),
+};
+
 function classify({ pixels }) {
   if (!pixels || typeof pixels.length !== 'number') throw new Error('invalid pixels: expected 784 numbers');
   return { value: requireLab().classify(Float64Array.from(pixels)) };
@@ -139,7 +216,7 @@ function classify({ pixels }) {
 
 function status() {
   const l = requireLab();
-  return { value: { hasModel: l.hasModel(), training: run.state } };
+  return { value: { hasModel: l.hasModel(), training: run.state, adapters: l.adapters() } };
 }
 
 // A panic aborts the module: it cannot be used again, so tell the page.
@@ -243,4 +320,7 @@ serveRequests(guard({
   [Request.CLASSIFY]: classify,
   [Request.STATUS]: status,
   [Request.BENCH]: bench,
+  [Request.TRAIN_ADAPTER]: trainAdapter,
+  [Request.SWEEP]: sweep,
+  ...Object.fromEntries(Object.entries(simple).map(([k, f]) => [k, (args) => ({ value: f(args) })])),
 }));
