@@ -36,6 +36,7 @@ function make(canvas, config) {
   return new ChartJs(canvas, config);
 }
 
+const DIGITS = [...Array(10).keys()].map(String);
 const pct = (v) => `${(v * 100).toFixed(1)} %`;
 
 /**
@@ -173,8 +174,8 @@ export function confusionChart(canvas) {
         },
       },
       scales: {
-        x: { type: 'linear', min: -0.5, max: 9.5, offset: false, ticks: { stepSize: 1 }, grid: { display: false }, title: { display: true, text: 'predicted digit' } },
-        y: { type: 'linear', min: -0.5, max: 9.5, reverse: true, offset: false, ticks: { stepSize: 1 }, grid: { display: false }, title: { display: true, text: 'true digit' } },
+        x: { type: 'category', labels: DIGITS, offset: true, grid: { display: false }, title: { display: true, text: 'predicted digit' } },
+        y: { type: 'category', labels: DIGITS, offset: true, reverse: true, grid: { display: false }, title: { display: true, text: 'true digit' } },
       },
     },
   });
@@ -184,7 +185,7 @@ export function confusionChart(canvas) {
       const data = [];
       confusion.forEach((row, y) => {
         const total = row.reduce((a, b) => a + b, 0) || 1;
-        row.forEach((v, x) => data.push({ x, y, v, f: v / total }));
+        row.forEach((v, x) => data.push({ x: String(x), y: String(y), v, f: v / total }));
       });
       chart.data.datasets[0].data = data;
       chart.update('none');

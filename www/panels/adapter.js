@@ -2,6 +2,7 @@
 // delete, download and load them, and compare accuracy with the adapter on and off.
 import { Request } from '../protocol.js';
 import { download, readBytes, readJson } from '../download.js';
+import { perClassChart, COLORS } from '../charts.js';
 import { $, $$, el, say, pct, int, duration, readNumber, writeValue } from '../ui.js';
 import { trainingView } from './training.js';
 
@@ -55,6 +56,7 @@ export function adapterPanel(app) {
   const presetButton = $('#adapter-preset', root);
   const trainButton = $('#adapter-train', root);
   const view = trainingView(app, $('#adapter-training', root), 'adapter', (t) => say(msg, t, 'error'));
+  const perClass = perClassChart($('#adapter-perclass', root));
 
   function readForm() {
     const f = form.elements;
@@ -254,6 +256,9 @@ export function adapterPanel(app) {
       const [which, key] = td.dataset.key.split('.');
       td.textContent = ev[which] ? pct(ev[which][key]) : '–';
     }
+    const series = [{ label: 'adapter off (base)', values: ev.base?.perClass || [], color: COLORS.base }];
+    if (ev.adapted) series.push({ label: `adapter on (${app.adapters.active ?? 'active'})`, values: ev.adapted.perClass, color: COLORS.adapted });
+    perClass.set(series);
   });
 
   // ── upload ───────────────────────────────────────────────────────────────────────────────────────

@@ -107,12 +107,14 @@ export function svdPanel(app) {
 
   function show(W, r, { S, A, B, approx, error }) {
     const m = W.length, n = W[0].length;
+    const maxRank = Math.min(m, n);
     chart.set(S, r);
     const tail = S.slice(r);
     const check = Math.sqrt(tail.reduce((s, x) => s + x * x, 0));
     const tailText = tail.length ? tail.map((_, i) => `σ${r + i + 1}²`).join(' + ') : '0';
     errorEl.replaceChildren(
-      el('span', {}, '‖W − W'), el('sub', {}, 'r'), el('span', {}, `‖_F = ${num(error, 6)}`),
+      el('span', {}, '‖W − W'), el('sub', {}, 'r'), el('span', {}, '‖'), el('sub', {}, 'F'),
+      el('span', { id: 'svd-error-value' }, ` = ${num(error, 6)}`),
       el('br'),
       el('span', { className: 'muted' }, `√(${tailText}) = ${num(check, 6)}   (the dropped singular values; σ = ${S.map((s) => num(s, 4)).join(', ')})`));
     countEl.textContent = `W holds ${m}·${n} = ${m * n} numbers; A and B together hold r·(${m} + ${n}) = ${r * (m + n)}.`;
