@@ -84,7 +84,11 @@ export function lossChart(canvas, { minIntervalMs = 200 } = {}) {
     },
     add(points) {
       for (const p of points) {
-        if (Number.isFinite(p.loss)) raw.push({ x: p.step, y: p.loss });
+        // A progress event may carry every batch's loss since the last one (`losses`), or just the last.
+        if (Array.isArray(p.losses) && p.losses.length) {
+          const first = p.step - p.losses.length + 1;
+          p.losses.forEach((y, i) => Number.isFinite(y) && raw.push({ x: first + i, y }));
+        } else if (Number.isFinite(p.loss)) raw.push({ x: p.step, y: p.loss });
         if (Number.isFinite(p.smoothLoss)) smooth.push({ x: p.step, y: p.smoothLoss });
       }
       const wait = minIntervalMs - (performance.now() - last);
