@@ -5,9 +5,15 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod data;
 pub mod error;
+pub mod io;
 pub mod kernels;
+pub mod lab;
+pub mod nn;
 pub mod rng;
+pub mod svd;
+pub mod train;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

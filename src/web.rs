@@ -1,9 +1,12 @@
 //! The wasm-bindgen facade: the only module that knows JavaScript exists. Thin by design — it converts
-//! arguments, calls plain Rust, and turns every `LabError` into a JS `Error` with the same message.
+//! arguments, calls `Lab`, and turns every `LabError` into a JS `Error` with the same message.
 
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use crate::error::LabError;
 use crate::kernels;
+use crate::lab::{BaseSettings, Lab};
 
 #[cfg(feature = "threads")]
 pub use wasm_bindgen_rayon::init_thread_pool;
@@ -11,6 +14,39 @@ pub use wasm_bindgen_rayon::init_thread_pool;
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
+}
+
+type JsResult<T> = Result<T, JsError>;
+
+fn err(e: LabError) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn to_js<T: Serialize>(v: &T) -> JsResult<JsValue> {
+    // Maps become plain objects, so the page sees `{ base, adapted }` rather than a Map.
+    let ser = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
+    v.serialize(&ser).map_err(|e| JsError::new(&format!("cannot convert a result for JavaScript: {e}")))
+}
+
+fn from_js<T: serde::de::DeserializeOwned>(what: &str, v: JsValue) -> JsResult<T> {
+    if v.is_undefined() || v.is_null() {
+        return serde_wasm_bindgen::from_value(js_sys::Object::new().into())
+            .map_err(|e| JsError::new(&format!("invalid {what}: {e}")));
+    }
+    serde_wasm_bindgen::from_value(v).map_err(|e| JsError::new(&format!("invalid {what}: {e}")))
+}
+
+/// Seconds from the worker's `performance.now()` (sub-millisecond where the page is isolated).
+fn now_seconds() -> f64 {
+    let perf = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("performance")).ok();
+    let now = perf
+        .as_ref()
+        .and_then(|p| js_sys::Reflect::get(p, &JsValue::from_str("now")).ok())
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+    match (perf, now) {
+        (Some(p), Some(f)) => f.call0(&p).ok().and_then(|v| v.as_f64()).unwrap_or(0.0) / 1000.0,
+        _ => js_sys::Date::now() / 1000.0,
+    }
 }
 
 /// What this module was built with: `{ threads, relaxedSimd, poolThreads }`.
@@ -24,4 +60,104 @@ pub fn build_info() -> JsValue {
     set("relaxedSimd", JsValue::from_bool(kernels::FUSED_MUL_ADD));
     set("poolThreads", JsValue::from_f64(rayon::current_num_threads() as f64));
     info.into()
+}
+
+/// The lab, owned by the worker.
+#[wasm_bindgen(js_name = Lab)]
+pub struct LabHandle {
+    lab: Lab,
+}
+
+#[wasm_bindgen(js_class = Lab)]
+impl LabHandle {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> LabHandle {
+        LabHandle { lab: Lab::new(now_seconds) }
+    }
+
+    /// Parses the four MNIST files → `{ train, test }` sample counts.
+    #[wasm_bindgen(js_name = loadData)]
+    pub fn load_data(&mut self, train_images: &[u8], train_labels: &[u8], test_images: &[u8], test_labels: &[u8]) -> JsResult<JsValue> {
+        let (train, test) = self.lab.load_data(train_images, train_labels, test_images, test_labels).map_err(err)?;
+        #[derive(Serialize)]
+        struct Counts {
+            train: usize,
+            test: usize,
+        }
+        to_js(&Counts { train, test })
+    }
+
+    #[wasm_bindgen(js_name = startBase)]
+    pub fn start_base(&mut self, settings: JsValue) -> JsResult<()> {
+        let s: BaseSettings = from_js("trainBase settings", settings)?;
+        self.lab.start_base(&s).map_err(err)
+    }
+
+    /// Runs up to `n` batches of the current run → Progress.
+    #[wasm_bindgen(js_name = trainStep)]
+    pub fn train_step(&mut self, n: usize) -> JsResult<JsValue> {
+        to_js(&self.lab.train_step(n).map_err(err)?)
+    }
+
+    /// Ends the current run, keeping its model → RunSummary.
+    pub fn finish(&mut self, cancelled: bool) -> JsResult<JsValue> {
+        to_js(&self.lab.finish(cancelled).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = isTraining)]
+    pub fn is_training(&self) -> bool {
+        self.lab.is_training()
+    }
+
+    #[wasm_bindgen(js_name = hasModel)]
+    pub fn has_model(&self) -> bool {
+        self.lab.base().is_some()
+    }
+
+    /// Test-set metrics of the model being trained now (for the per-epoch accuracy).
+    #[wasm_bindgen(js_name = evaluateCurrent)]
+    pub fn evaluate_current(&self) -> JsResult<JsValue> {
+        to_js(&self.lab.evaluate_current().map_err(err)?)
+    }
+
+    pub fn evaluate(&self) -> JsResult<JsValue> {
+        to_js(&self.lab.evaluate().map_err(err)?)
+    }
+
+    pub fn classify(&self, pixels: Vec<f64>) -> JsResult<JsValue> {
+        to_js(&self.lab.classify(&pixels).map_err(err)?)
+    }
+}
+
+impl Default for LabHandle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Benchmarks: `reps` GEMMs of layer 1's shapes at batch 64 in one layout
+/// (`forward`, `input_grad`, `weight_grad`); the caller times the call. Returns the FLOPs done.
+#[wasm_bindgen(js_name = benchGemm)]
+pub fn bench_gemm(layout: &str, reps: u32) -> JsResult<f64> {
+    let (m, k, n) = (64usize, 784usize, 512usize);
+    let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 * 0.01).collect();
+    let dy: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32 * 0.01).collect();
+    let mut out = vec![0.0f32; n * k];
+    for _ in 0..reps {
+        match layout {
+            "forward" => kernels::linear_forward(&x, &w, None, &mut out[..m * n], m, k, n, false),
+            "input_grad" => kernels::linear_input_grad(&dy, &w, &mut out[..m * k], m, k, n),
+            "weight_grad" => kernels::linear_weight_grad(&dy, &x, &mut out, m, k, n, false),
+            other => return Err(JsError::new(&format!("unknown GEMM layout {other}"))),
+        }
+    }
+    Ok(2.0 * (m * k * n) as f64 * reps as f64)
+}
+
+/// Benchmarks: the register-only multiply-add loop on the calling thread → `[flops, checksum]`.
+#[wasm_bindgen(js_name = simdPeak)]
+pub fn simd_peak(iters: u32) -> Vec<f64> {
+    let (flops, check) = kernels::simd_peak_flops(iters);
+    vec![flops, check as f64]
 }

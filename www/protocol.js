@@ -30,9 +30,12 @@
 //   sweep         { ranks: [..], alphas: [..], epochs, ... adapter settings }  → { rows: [{ rank, alpha,
 //                 trainableParams, acc_8_9, acc_0_7, acc_all }] }; streams SWEEP_ROW events
 //   status        {}  → { hasModel, training: 'idle'|'running'|'paused', adapters }
+//   bench         { kind: 'gemm', layout, reps } → { gflops } | { kind: 'peak', iters } → { gflops } |
+//                 { kind: 'train', limit } → run summary | { kind: 'inference' } → { us }   (bench.html)
 //
 // Events (worker → page, no id):
-//   progress  { phase, epoch, epochs, step, steps, loss, smoothLoss, samplesPerSec, etaSeconds }
+//   progress  { phase, epoch, epochs, step, steps, loss, smoothLoss, samplesPerSec, etaSeconds,
+//             epochFinished, done, losses: [the loss of every batch since the last event] }
 //             (epoch is 1-based; step counts batches over the whole run, steps is their total)
 //   epoch     { phase, epoch, epochs, accuracy: { acc_0_7, acc_8_9, acc_all } }
 //   sweepRow  { row, index, total }
@@ -61,6 +64,7 @@ export const Request = Object.freeze({
   DELETE_ADAPTER: 'deleteAdapter',
   SWEEP: 'sweep',
   STATUS: 'status',
+  BENCH: 'bench',
 });
 
 export const Event = Object.freeze({

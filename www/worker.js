@@ -1,7 +1,19 @@
 // The worker owns the wasm module and does all compute; the page only sends requests (protocol.js).
 import { Request, Event, serveRequests, errorMessage } from './protocol.js';
 
+const DATA_FILES = ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'];
+/** Wall time a training call may take before the worker looks at its messages again. */
+const SLICE_MS = 80;
+
 let wasm = null;
+let lab = null;
+let dataLoaded = null;
+const run = { state: 'idle', cancel: false, resume: null };
+
+function requireLab() {
+  if (!lab) throw new Error('the worker is not initialised');
+  return lab;
+}
 
 async function init({ build, threads }) {
   if (wasm) throw new Error('the worker is already initialised');
@@ -11,10 +23,126 @@ async function init({ build, threads }) {
     await mod.initThreadPool(threads);
   }
   wasm = mod;
+  lab = new mod.Lab();
   return { value: { build, ...mod.buildInfo() } };
 }
 
-// A panic aborts the module (panic = "abort"): it cannot be used again, so tell the page.
+async function fetchGunzip(name) {
+  const url = new URL(`./data/${name}.gz`, import.meta.url);
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`${name}.gz: HTTP ${res.status} — run ./build.sh build to prepare MNIST`);
+  const stream = res.body.pipeThrough(new DecompressionStream('gzip'));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+async function loadData() {
+  requireLab();
+  // Several requests may wait for the same download.
+  dataLoaded ??= (async () => {
+    const files = await Promise.all(DATA_FILES.map(fetchGunzip));
+    return lab.loadData(...files);
+  })().catch((e) => {
+    dataLoaded = null;
+    throw e;
+  });
+  return { value: await dataLoaded };
+}
+
+/** A zero-delay yield to the event loop, so pause/cancel messages are seen between slices. */
+const channel = new MessageChannel();
+const yieldQueue = [];
+channel.port1.onmessage = () => yieldQueue.shift()?.();
+function yieldToEvents() {
+  return new Promise((resolve) => {
+    yieldQueue.push(resolve);
+    channel.port2.postMessage(null);
+  });
+}
+
+/** Drives the run `lab` has started, slice by slice, streaming progress; resolves with its summary. */
+async function driveRun(phase) {
+  run.state = 'running';
+  run.cancel = false;
+  let batches = 2;
+  try {
+    for (;;) {
+      if (run.cancel) return lab.finish(true);
+      if (run.state === 'paused') {
+        await new Promise((resolve) => (run.resume = resolve));
+        continue;
+      }
+      const t0 = performance.now();
+      const p = lab.trainStep(batches);
+      const ms = performance.now() - t0;
+      // Aim each slice at SLICE_MS; grow or shrink gently.
+      batches = Math.max(1, Math.min(512, Math.round(batches * Math.min(2, Math.max(0.5, SLICE_MS / Math.max(ms, 1))))));
+      self.postMessage({ type: Event.PROGRESS, phase, ...p });
+      if (p.epochFinished) {
+        const m = lab.evaluateCurrent();
+        self.postMessage({
+          type: Event.EPOCH,
+          phase,
+          epoch: p.epoch,
+          epochs: p.epochs,
+          accuracy: { acc_0_7: m.acc_0_7, acc_8_9: m.acc_8_9, acc_all: m.acc_all },
+        });
+      }
+      if (p.done) return lab.finish(false);
+      await yieldToEvents();
+    }
+  } finally {
+    run.state = 'idle';
+    run.resume = null;
+  }
+}
+
+async function trainBase(settings) {
+  await loadData();
+  if (run.state !== 'idle') throw new Error('a training run is in progress: cancel it or wait for it to finish');
+  lab.startBase(settings);
+  return { value: await driveRun('base') };
+}
+
+function pause() {
+  if (run.state === 'running') run.state = 'paused';
+  return { value: { state: run.state } };
+}
+
+function resume() {
+  if (run.state === 'paused') {
+    run.state = 'running';
+    run.resume?.();
+  }
+  return { value: { state: run.state } };
+}
+
+function cancel() {
+  if (run.state !== 'idle') {
+    run.cancel = true;
+    if (run.state === 'paused') {
+      run.state = 'running';
+      run.resume?.();
+    }
+  }
+  return { value: { state: run.state } };
+}
+
+async function evaluate() {
+  await loadData();
+  return { value: requireLab().evaluate() };
+}
+
+function classify({ pixels }) {
+  if (!pixels || typeof pixels.length !== 'number') throw new Error('invalid pixels: expected 784 numbers');
+  return { value: requireLab().classify(Float64Array.from(pixels)) };
+}
+
+function status() {
+  const l = requireLab();
+  return { value: { hasModel: l.hasModel(), training: run.state } };
+}
+
+// A panic aborts the module: it cannot be used again, so tell the page.
 self.addEventListener('error', (e) => {
   self.postMessage({ type: Event.FATAL, message: e.message || 'the worker crashed' });
 });
@@ -22,6 +150,97 @@ self.addEventListener('unhandledrejection', (e) => {
   self.postMessage({ type: Event.FATAL, message: errorMessage(e.reason) });
 });
 
-serveRequests({
+/** Benchmarks for ./build.sh bench (www/bench.html): each warms up before it measures. */
+async function bench({ kind, layout, reps = 20, iters = 2_000_000, limit }) {
+  const l = requireLab();
+  const timeIt = (f) => {
+    const t0 = performance.now();
+    const r = f();
+    return [r, (performance.now() - t0) / 1000];
+  };
+  switch (kind) {
+    case 'gemm': {
+      wasm.benchGemm(layout, reps); // warm-up: lets V8 tier the kernel up
+      const samples = [];
+      for (let i = 0; i < 5; i++) {
+        const [flops, s] = timeIt(() => wasm.benchGemm(layout, reps));
+        samples.push(flops / s / 1e9);
+      }
+      return { value: { gflops: median(samples) } };
+    }
+    case 'peak': {
+      wasm.simdPeak(iters);
+      const samples = [];
+      for (let i = 0; i < 5; i++) {
+        const [[flops], s] = timeIt(() => wasm.simdPeak(iters));
+        samples.push(flops / s / 1e9);
+      }
+      return { value: { gflops: median(samples) } };
+    }
+    case 'train': {
+      await loadData();
+      if (run.state !== 'idle') throw new Error('a training run is in progress');
+      l.startBase({ epochs: 1, limit: 3000 }); // warm-up
+      await driveRun('bench');
+      l.startBase({ epochs: 1, ...(limit ? { limit } : {}) });
+      const summary = await driveRun('bench');
+      return { value: summary };
+    }
+    case 'inference': {
+      await loadData();
+      if (!l.hasModel()) {
+        l.startBase({ epochs: 1, limit: 640 });
+        await driveRun('bench');
+      }
+      const pixels = new Float64Array(784).map((_, i) => (i * 37) % 256);
+      for (let i = 0; i < 200; i++) l.classify(pixels);
+      const samples = [];
+      for (let i = 0; i < 500; i++) {
+        const t0 = performance.now();
+        l.classify(pixels);
+        samples.push((performance.now() - t0) * 1000);
+      }
+      return { value: { us: median(samples) } };
+    }
+    default:
+      throw new Error(`unknown benchmark "${kind}"`);
+  }
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** A trap in wasm (a panic, out of memory) leaves the module unusable: report it as fatal. */
+function guard(handlers) {
+  return Object.fromEntries(
+    Object.entries(handlers).map(([type, h]) => [
+      type,
+      async (args) => {
+        try {
+          return await h(args);
+        } catch (e) {
+          if (e instanceof WebAssembly.RuntimeError) {
+            self.postMessage({ type: Event.FATAL, message: `the compute module crashed (${e.message}); restart the worker` });
+          }
+          throw e;
+        }
+      },
+    ]),
+  );
+}
+
+serveRequests(guard({
   [Request.INIT]: init,
-});
+  [Request.LOAD_DATA]: loadData,
+  [Request.TRAIN_BASE]: trainBase,
+  [Request.PAUSE]: pause,
+  [Request.RESUME]: resume,
+  [Request.CANCEL]: cancel,
+  [Request.EVALUATE]: evaluate,
+  [Request.CLASSIFY]: classify,
+  [Request.STATUS]: status,
+  [Request.BENCH]: bench,
+}));

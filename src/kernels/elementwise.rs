@@ -7,6 +7,20 @@ use rayon::prelude::*;
 /// Elements per parallel chunk of the Adam update (a multiple of 4).
 const CHUNK: usize = 16 * 1024;
 
+/// `y = max(y, 0)` in place (NaN is kept).
+pub fn relu(y: &mut [f32]) {
+    let n4 = y.len() / 4 * 4;
+    for i in (0..n4).step_by(4) {
+        // SAFETY: i + 4 <= n4 <= len.
+        unsafe { F32x4::load(y.as_ptr().add(i)).relu().store(y.as_mut_ptr().add(i)) };
+    }
+    for v in &mut y[n4..] {
+        if *v < 0.0 {
+            *v = 0.0;
+        }
+    }
+}
+
 /// `dy[i] = 0` where `y[i] <= 0` (ReLU backward, with `y` the ReLU output).
 pub fn relu_backward(dy: &mut [f32], y: &[f32]) {
     assert_eq!(dy.len(), y.len(), "relu_backward: lengths differ");

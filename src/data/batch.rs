@@ -1,0 +1,63 @@
+//! Bytes to model input, exactly as the PyTorch reference does it:
+//! `ToTensor()` then `Normalize((0.5,), (0.5,))`, i.e. `x = (p/255 − 0.5)/0.5`, each step in f32,
+//! so a model trained here and one trained in PyTorch see bit-identical inputs.
+
+use super::{Dataset, PIXELS};
+use crate::{LabError, Result};
+
+/// The 256 possible inputs, computed once, in PyTorch's order of f32 operations.
+static TABLE: [f32; 256] = {
+    let mut t = [0.0f32; 256];
+    let mut p = 0;
+    while p < 256 {
+        t[p] = (p as f32 / 255.0 - 0.5) / 0.5;
+        p += 1;
+    }
+    t
+};
+
+/// The normalised value of one pixel byte, in [-1, 1].
+pub fn normalise(p: u8) -> f32 {
+    TABLE[p as usize]
+}
+
+/// Normalises a single image (e.g. a digit drawn on the page): `out[i] = normalise(pixels[i])`.
+/// The pixels come from outside, so a length mismatch is an error, not a panic.
+pub fn normalise_pixels(pixels: &[u8], out: &mut [f32]) -> Result<()> {
+    if pixels.len() != out.len() {
+        return Err(LabError::state(format!(
+            "normalise_pixels: {} pixels but room for {} values",
+            pixels.len(),
+            out.len()
+        )));
+    }
+    for (o, &p) in out.iter_mut().zip(pixels) {
+        *o = TABLE[p as usize];
+    }
+    Ok(())
+}
+
+/// Fills one batch: `x` (`indices.len() × 784`, row-major) with normalised pixels and `y`
+/// (`indices.len()`) with labels. Wrong buffer lengths or an index past the dataset are
+/// reported as errors rather than panics, so a bug never takes the whole worker down;
+/// nothing is written when an error is returned.
+pub fn fill_batch(ds: &Dataset, indices: &[u32], x: &mut [f32], y: &mut [u8]) -> Result<()> {
+    let b = indices.len();
+    if Some(x.len()) != b.checked_mul(PIXELS) || y.len() != b {
+        return Err(LabError::state(format!(
+            "fill_batch: a batch of {b} needs x of {b}×{PIXELS} and y of {b}, got x of {} and y of {}",
+            x.len(),
+            y.len()
+        )));
+    }
+    if let Some(&i) = indices.iter().find(|&&i| i as usize >= ds.len()) {
+        return Err(LabError::state(format!("fill_batch: sample {i} is past the end of a {}-sample dataset", ds.len())));
+    }
+    for ((&i, row), label) in indices.iter().zip(x.chunks_exact_mut(PIXELS)).zip(y.iter_mut()) {
+        for (o, &p) in row.iter_mut().zip(ds.image(i as usize)) {
+            *o = TABLE[p as usize];
+        }
+        *label = ds.label(i as usize);
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Files a person can download and load again: safetensors weights (the base model and PEFT
+//! adapters) and PEFT's `adapter_config.json`. Bytes in, checked values out; nothing here trains.
+
+pub mod adapter_config;
+mod header;
+pub mod tensors;
+
+pub use adapter_config::{
+    from_peft, parse_adapter_config, peft_alpha, scaling_value, AdapterConfig, Bias, Scaling,
+};
+pub use tensors::{expect_tensors, read_safetensors, write_safetensors, Tensor};

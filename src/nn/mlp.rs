@@ -1,0 +1,178 @@
+//! The article's `nn.Sequential(Flatten, Linear(784,512), ReLU, Linear(512,256), ReLU, Linear(256,10))`.
+//! Its Linear layers keep PyTorch's names `layers.1`, `layers.3`, `layers.5`.
+//!
+//! `nn` knows nothing of LoRA: anything added to a layer's output goes through the `LayerDelta` hook.
+
+use super::linear::{Linear, LinearGrads};
+use crate::kernels;
+use crate::rng::Rng;
+
+pub const INPUT: usize = 784;
+pub const CLASSES: usize = 10;
+/// (in, out) of each Linear, in order.
+pub const LAYER_SHAPES: [(usize, usize); 3] = [(784, 512), (512, 256), (256, 10)];
+/// PyTorch's state-dict names of the three Linear layers.
+pub const LAYER_NAMES: [&str; 3] = ["layers.1", "layers.3", "layers.5"];
+
+/// Something added to a Linear's output before its activation: `y += delta(x)`.
+pub trait LayerDelta {
+    /// Whether layer `i` (0, 1, 2) has a delta.
+    fn is_active(&self, i: usize) -> bool;
+    /// `y (b×out) += delta_i(x (b×in))`, after the base product and bias, before the ReLU.
+    fn forward(&mut self, i: usize, x: &[f32], y: &mut [f32], b: usize);
+    /// With dy (b×out) at the layer's pre-activation output: store the delta's own gradients, and add
+    /// its share of the input gradient to `dx` (b×in) when given.
+    fn backward(&mut self, i: usize, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, b: usize);
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mlp {
+    pub layers: [Linear; 3],
+}
+
+/// A batch's activations: `xs[0]` the input (b×784), `xs[1]`, `xs[2]` the ReLU outputs (b×512, b×256),
+/// `xs[3]` the logits (b×10). Layer i reads `xs[i]` and writes `xs[i+1]`.
+pub struct Activations {
+    pub b: usize,
+    pub xs: [Vec<f32>; 4],
+}
+
+impl Activations {
+    pub fn new(b: usize) -> Self {
+        let w = [INPUT, LAYER_SHAPES[0].1, LAYER_SHAPES[1].1, CLASSES];
+        Self { b, xs: w.map(|n| vec![0.0; b * n]) }
+    }
+    /// Resizes for a batch of `b` (the last batch of an epoch may be short).
+    pub fn resize(&mut self, b: usize) {
+        let w = [INPUT, LAYER_SHAPES[0].1, LAYER_SHAPES[1].1, CLASSES];
+        for (x, n) in self.xs.iter_mut().zip(w) {
+            x.resize(b * n, 0.0);
+        }
+        self.b = b;
+    }
+    pub fn input_mut(&mut self) -> &mut [f32] {
+        &mut self.xs[0]
+    }
+    pub fn logits(&self) -> &[f32] {
+        &self.xs[3]
+    }
+}
+
+/// Which base gradients a backward pass computes (frozen layers compute none).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradNeeds {
+    pub weight: [bool; 3],
+    pub bias: [bool; 3],
+}
+
+impl GradNeeds {
+    pub const ALL: Self = Self { weight: [true; 3], bias: [true; 3] };
+    pub const NONE: Self = Self { weight: [false; 3], bias: [false; 3] };
+}
+
+pub struct MlpGrads {
+    pub layers: [LinearGrads; 3],
+    /// Gradients at each layer's output, scratch for backward: `dys[i]` is b×out of layer i.
+    dys: [Vec<f32>; 3],
+}
+
+impl MlpGrads {
+    pub fn zeros(mlp: &Mlp) -> Self {
+        Self { layers: mlp.layers.each_ref().map(LinearGrads::zeros), dys: [vec![], vec![], vec![]] }
+    }
+    /// In the order of `Mlp::params_mut`.
+    pub fn tensors(&self) -> [&[f32]; 6] {
+        let [a, b, c] = &self.layers;
+        [&a.weight, &a.bias, &b.weight, &b.bias, &c.weight, &c.bias]
+    }
+}
+
+impl Mlp {
+    /// PyTorch's default init, layer by layer from one stream.
+    pub fn new(rng: &mut Rng) -> Self {
+        Self { layers: LAYER_SHAPES.map(|(i, o)| Linear::new(i, o, rng)) }
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.layers.iter().map(Linear::num_params).sum()
+    }
+
+    /// [w1, b1, w3, b3, w5, b5].
+    pub fn params_mut(&mut self) -> [&mut [f32]; 6] {
+        let [a, b, c] = &mut self.layers;
+        [&mut a.weight, &mut a.bias, &mut b.weight, &mut b.bias, &mut c.weight, &mut c.bias]
+    }
+
+    pub fn params(&self) -> [&[f32]; 6] {
+        let [a, b, c] = &self.layers;
+        [&a.weight, &a.bias, &b.weight, &b.bias, &c.weight, &c.bias]
+    }
+
+    /// Forward from `acts.xs[0]`; logits end in `acts.xs[3]`.
+    pub fn forward(&self, acts: &mut Activations, mut delta: Option<&mut dyn LayerDelta>) {
+        let b = acts.b;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let relu = i < 2;
+            let (lo, hi) = acts.xs.split_at_mut(i + 1);
+            let (x, y) = (&lo[i][..], &mut hi[0][..]);
+            match delta.as_deref_mut() {
+                Some(d) if d.is_active(i) => {
+                    layer.forward(x, y, b, false);
+                    d.forward(i, x, y, b);
+                    if relu {
+                        kernels::relu(y);
+                    }
+                }
+                _ => layer.forward(x, y, b, relu),
+            }
+        }
+    }
+
+    /// Backward from `dlogits` (b×10) through the activations of the last forward.
+    /// Fills the base gradients `needs` asks for and calls the delta's backward where active; input
+    /// gradients are propagated only as far down as some layer below still needs them.
+    pub fn backward(
+        &self,
+        acts: &Activations,
+        dlogits: &[f32],
+        grads: &mut MlpGrads,
+        needs: GradNeeds,
+        mut delta: Option<&mut dyn LayerDelta>,
+    ) {
+        let b = acts.b;
+        let active = |d: &Option<&mut dyn LayerDelta>, i: usize| d.as_ref().is_some_and(|d| d.is_active(i));
+        let wants = |i: usize| needs.weight[i] || needs.bias[i] || active(&delta, i);
+        let Some(lowest) = (0..3).find(|&i| wants(i)) else { return };
+
+        grads.dys[2].clear();
+        grads.dys[2].extend_from_slice(dlogits);
+        for i in (lowest..3).rev() {
+            let layer = &self.layers[i];
+            let (below, here) = grads.dys.split_at_mut(i);
+            let dy = &here[0][..];
+            let x = &acts.xs[i];
+            let g = &mut grads.layers[i];
+            if needs.weight[i] {
+                kernels::linear_weight_grad(dy, x, &mut g.weight, b, layer.in_features, layer.out_features, false);
+            }
+            if needs.bias[i] {
+                kernels::bias_grad(dy, b, layer.out_features, &mut g.bias);
+            }
+            let mut dx = if i > lowest {
+                let dx = &mut below[i - 1];
+                dx.resize(b * layer.in_features, 0.0);
+                kernels::linear_input_grad(dy, &layer.weight, dx, b, layer.in_features, layer.out_features);
+                Some(dx)
+            } else {
+                None
+            };
+            if let Some(d) = delta.as_deref_mut().filter(|d| d.is_active(i)) {
+                d.backward(i, x, dy, dx.as_deref_mut().map(|v| &mut v[..]), b);
+            }
+            if let Some(dx) = dx {
+                // ReLU backward: x is the ReLU output of the layer below.
+                kernels::relu_backward(dx, x);
+            }
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The network: Linear, ReLU (fused into the kernels), softmax cross-entropy, the article's Mlp, Adam.
+//! Each layer is a forward/backward pair with shapes in its signature, no hidden state.
+
+mod adam;
+mod linear;
+mod loss;
+mod mlp;
+
+pub use adam::Adam;
+pub use linear::{Linear, LinearGrads};
+pub use loss::{argmax_rows, softmax, softmax_cross_entropy};
+pub use mlp::{Activations, GradNeeds, LayerDelta, Mlp, MlpGrads, CLASSES, INPUT, LAYER_NAMES, LAYER_SHAPES};

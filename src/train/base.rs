@@ -1,0 +1,65 @@
+//! Training the base model: every parameter of the Mlp, cross-entropy over 10 classes, Adam.
+
+use super::trainer::Objective;
+use crate::data::{fill_batch, Dataset};
+use crate::error::Result;
+use crate::nn::{self, Activations, Adam, GradNeeds, Mlp, MlpGrads, CLASSES};
+
+pub struct BaseObjective<'a> {
+    pub mlp: &'a mut Mlp,
+    state: &'a mut BaseState,
+}
+
+/// What persists between batches: optimiser moments, gradients and activation buffers.
+pub struct BaseState {
+    adam: Adam,
+    grads: MlpGrads,
+    acts: Activations,
+    dlogits: Vec<f32>,
+    labels: Vec<u8>,
+}
+
+impl BaseState {
+    pub fn new(mlp: &Mlp, batch_size: usize) -> Self {
+        let sizes: Vec<usize> = mlp.params().iter().map(|p| p.len()).collect();
+        Self {
+            adam: Adam::new(&sizes),
+            grads: MlpGrads::zeros(mlp),
+            acts: Activations::new(batch_size),
+            dlogits: vec![0.0; batch_size * CLASSES],
+            labels: vec![0; batch_size],
+        }
+    }
+}
+
+impl<'a> BaseObjective<'a> {
+    pub fn new(mlp: &'a mut Mlp, state: &'a mut BaseState) -> Self {
+        Self { mlp, state }
+    }
+}
+
+impl Objective for BaseObjective<'_> {
+    fn train_batch(&mut self, ds: &Dataset, batch: &[u32], lr: f32) -> Result<f32> {
+        let s = &mut *self.state;
+        let b = batch.len();
+        s.acts.resize(b);
+        s.labels.resize(b, 0);
+        s.dlogits.resize(b * CLASSES, 0.0);
+        fill_batch(ds, batch, s.acts.input_mut(), &mut s.labels)?;
+        self.mlp.forward(&mut s.acts, None);
+        let loss = nn::softmax_cross_entropy(s.acts.logits(), &s.labels, &mut s.dlogits, CLASSES);
+        if !loss.is_finite() {
+            return Ok(loss);
+        }
+        self.mlp.backward(&s.acts, &s.dlogits, &mut s.grads, GradNeeds::ALL, None);
+        if !s.grads.tensors().iter().all(|g| all_finite(g)) {
+            return Ok(f32::NAN);
+        }
+        s.adam.step(lr, self.mlp.params_mut(), s.grads.tensors());
+        Ok(loss)
+    }
+}
+
+fn all_finite(v: &[f32]) -> bool {
+    v.iter().all(|x| x.is_finite())
+}

@@ -1,0 +1,9 @@
+//! Training and evaluation: the resumable `Trainer`, the base-model objective, and metrics.
+
+mod base;
+mod eval;
+mod trainer;
+
+pub use base::{BaseObjective, BaseState};
+pub use eval::{evaluate, Metrics};
+pub use trainer::{Objective, Progress, Schedule, TrainConfig, Trainer};

@@ -1,0 +1,223 @@
+//! A resumable trainer: `step(n_batches)` runs a few batches and returns `Progress`, so the worker can
+//! pause, resume and cancel between calls. What a batch does (which parameters, which optimiser) is
+//! the `Objective`'s business; the trainer owns epochs, order, learning-rate schedule and timing.
+
+use crate::data::{Dataset, EpochOrder};
+use crate::error::{LabError, Result};
+use crate::rng::{Rng, Stream};
+
+/// One batch of training: forward, backward, and — only when the loss and gradients are finite — the
+/// optimiser update. Returns the batch's mean loss; a non-finite loss means nothing was updated.
+pub trait Objective {
+    fn train_batch(&mut self, ds: &Dataset, batch: &[u32], lr: f32) -> Result<f32>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// The same learning rate throughout (the article).
+    Constant,
+    /// Cosine decay from `lr` to 0 over the run: ends the last epoch quietly, so the final accuracy
+    /// does not depend on where a noisy constant-rate run happens to stop.
+    Cosine,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub seed: u64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f32,
+    pub schedule: Schedule,
+}
+
+impl TrainConfig {
+    /// Our base-model defaults: seed 13, 5 epochs, batch 64, Adam 1e-3 with cosine decay.
+    pub fn base_default() -> Self {
+        Self { seed: 13, epochs: 5, batch_size: 64, lr: 1e-3, schedule: Schedule::Cosine }
+    }
+
+    /// Rejects settings that cannot train on `samples` samples, before any work starts.
+    pub fn validate(&self, samples: usize) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(LabError::setting("epochs", "must be at least 1"));
+        }
+        if self.epochs > 1000 {
+            return Err(LabError::setting("epochs", format!("{} is more than the 1000 allowed", self.epochs)));
+        }
+        if samples == 0 {
+            return Err(LabError::setting("training data", "no samples to train on"));
+        }
+        if self.batch_size == 0 || self.batch_size > samples {
+            return Err(LabError::setting(
+                "batch size",
+                format!("{} is not between 1 and the {samples} training samples", self.batch_size),
+            ));
+        }
+        if !self.lr.is_finite() || self.lr <= 0.0 || self.lr > 1.0 {
+            return Err(LabError::setting("learning rate", format!("{} is not in (0, 1]", self.lr)));
+        }
+        Ok(())
+    }
+}
+
+/// What the page shows after each call to `step`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// 1-based epoch of the last batch run.
+    pub epoch: usize,
+    pub epochs: usize,
+    /// Batches run so far, over the whole run.
+    pub step: usize,
+    pub steps: usize,
+    /// Mean loss of the last batch.
+    pub loss: f32,
+    /// Exponential moving average of the batch losses (bias-corrected, like a TensorBoard smoothing).
+    pub smooth_loss: f32,
+    pub samples_per_sec: f64,
+    pub eta_seconds: f64,
+    /// The last batch closed an epoch.
+    pub epoch_finished: bool,
+    pub done: bool,
+    /// The loss of every batch run by this call, in order (for a per-step plot).
+    pub losses: Vec<f32>,
+}
+
+pub struct Trainer {
+    cfg: TrainConfig,
+    order: EpochOrder,
+    batches_per_epoch: usize,
+    samples: usize,
+    epoch: usize,
+    batch_in_epoch: usize,
+    step: usize,
+    losses: Vec<f32>,
+    smooth: f64,
+    samples_done: usize,
+    busy_seconds: f64,
+    clock: Box<dyn Fn() -> f64>,
+}
+
+const SMOOTHING: f64 = 0.98;
+
+impl Trainer {
+    /// A run over `indices` of a dataset. `clock` returns seconds (any origin): the worker passes
+    /// `performance.now()/1000`, native code `Instant`. Only time inside `step` counts, so a pause
+    /// does not lower samples/s.
+    pub fn new(cfg: TrainConfig, indices: Vec<u32>, shuffle: Stream, clock: Box<dyn Fn() -> f64>) -> Result<Self> {
+        cfg.validate(indices.len())?;
+        let samples = indices.len();
+        let mut order = EpochOrder::new(indices, cfg.batch_size, Rng::new(cfg.seed, shuffle))?;
+        order.next_epoch();
+        Ok(Self {
+            batches_per_epoch: samples.div_ceil(cfg.batch_size),
+            samples,
+            cfg,
+            order,
+            epoch: 0,
+            batch_in_epoch: 0,
+            step: 0,
+            losses: Vec::new(),
+            smooth: 0.0,
+            samples_done: 0,
+            busy_seconds: 0.0,
+            clock,
+        })
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+    pub fn total_steps(&self) -> usize {
+        self.batches_per_epoch * self.cfg.epochs
+    }
+    pub fn is_done(&self) -> bool {
+        self.epoch >= self.cfg.epochs
+    }
+    /// Every batch loss so far.
+    pub fn losses(&self) -> &[f32] {
+        &self.losses
+    }
+    pub fn seconds(&self) -> f64 {
+        self.busy_seconds
+    }
+    pub fn samples_per_sec(&self) -> f64 {
+        if self.busy_seconds > 0.0 {
+            self.samples_done as f64 / self.busy_seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// The learning rate of batch `step` (0-based) under the schedule.
+    pub fn lr_at(&self, step: usize) -> f32 {
+        match self.cfg.schedule {
+            Schedule::Constant => self.cfg.lr,
+            Schedule::Cosine => {
+                let t = step as f64 / self.total_steps() as f64;
+                (self.cfg.lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+            }
+        }
+    }
+
+    /// Runs up to `n_batches` batches, stopping early at the end of an epoch (so the caller can
+    /// evaluate) or of the run. A non-finite loss stops training with an error; the objective has
+    /// not applied that batch, so the weights are the last good ones.
+    pub fn step(&mut self, obj: &mut dyn Objective, ds: &Dataset, n_batches: usize) -> Result<Progress> {
+        let t0 = (self.clock)();
+        let first = self.losses.len();
+        let mut last_loss = self.losses.last().copied().unwrap_or(f32::NAN);
+        let mut epoch_finished = false;
+        for _ in 0..n_batches {
+            if self.is_done() {
+                break;
+            }
+            let lr = self.lr_at(self.step);
+            let batch = self.order.batch(self.batch_in_epoch).expect("batch index within the epoch");
+            let loss = obj.train_batch(ds, batch, lr)?;
+            if !loss.is_finite() {
+                self.busy_seconds += (self.clock)() - t0;
+                return Err(LabError::Diverged(format!(
+                    "the loss became {loss} at step {} (epoch {}); the weights before that step are kept — try a lower learning rate",
+                    self.step + 1,
+                    self.epoch + 1
+                )));
+            }
+            self.samples_done += batch.len();
+            last_loss = loss;
+            self.losses.push(loss);
+            self.smooth = SMOOTHING * self.smooth + (1.0 - SMOOTHING) * loss as f64;
+            self.step += 1;
+            self.batch_in_epoch += 1;
+            if self.batch_in_epoch == self.batches_per_epoch {
+                self.batch_in_epoch = 0;
+                self.epoch += 1;
+                self.order.next_epoch();
+                epoch_finished = true;
+                break;
+            }
+        }
+        self.busy_seconds += (self.clock)() - t0;
+        Ok(self.progress(last_loss, epoch_finished, first))
+    }
+
+    fn progress(&self, loss: f32, epoch_finished: bool, first: usize) -> Progress {
+        let sps = self.samples_per_sec();
+        let remaining = (self.total_steps() - self.step) as f64 * self.cfg.batch_size as f64;
+        let debias = 1.0 - SMOOTHING.powi(self.step.max(1) as i32);
+        Progress {
+            epoch: if epoch_finished { self.epoch } else { (self.epoch + 1).min(self.cfg.epochs) },
+            epochs: self.cfg.epochs,
+            step: self.step,
+            steps: self.total_steps(),
+            loss,
+            smooth_loss: (self.smooth / debias) as f32,
+            samples_per_sec: sps,
+            eta_seconds: if sps > 0.0 { remaining.min((self.samples * self.cfg.epochs) as f64) / sps } else { f64::NAN },
+            epoch_finished,
+            done: self.is_done(),
+            losses: self.losses[first..].to_vec(),
+        }
+    }
+}

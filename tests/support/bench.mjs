@@ -1,0 +1,127 @@
+// ./build.sh bench: runs www/bench.html in headless Chromium for each build and thread count,
+// interleaved over several rounds, and writes medians to bench/results.json plus a printed table.
+//
+//   node tests/support/bench.mjs [--rounds 3]
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { cpus } from 'node:os';
+import { launchBrowser } from './browser.mjs';
+import { startServer } from './server.mjs';
+
+const args = process.argv.slice(2);
+const rounds = Number(args[args.indexOf('--rounds') + 1] || 3) || 3;
+const ROOT = new URL('../../', import.meta.url);
+
+const median = (xs) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+async function runPage(browser, url, timeout = 300_000) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  try {
+    await page.goto(url);
+    await page.waitForFunction(() => window.benchResults, null, { timeout, polling: 500 });
+    const r = await page.evaluate(() => window.benchResults);
+    if (r.error) throw new Error(`${url}: ${r.error}`);
+    if (errors.length) throw new Error(`${url}: ${errors.join('; ')}`);
+    return r;
+  } finally {
+    await context.close();
+  }
+}
+
+const isolated = await startServer({ port: 0, isolation: true, quiet: true });
+const plain = await startServer({ port: 0, isolation: false, quiet: true });
+const browser = await launchBrowser();
+const configs = [
+  { key: 'threads_2', base: isolated.url, query: 'build=threads&threads=2' },
+  { key: 'threads_1', base: isolated.url, query: 'build=threads&threads=1' },
+  { key: 'simd_only', base: plain.url, query: 'build=simd&threads=1' },
+];
+const samples = Object.fromEntries(configs.map((c) => [c.key, []]));
+try {
+  for (let r = 0; r < rounds; r++) {
+    for (const c of configs) {
+      const res = await runPage(browser, `${c.base}www/bench.html?${c.query}`);
+      samples[c.key].push(res);
+      console.error(`round ${r + 1}/${rounds} ${c.key}: ${Math.round(res.train.samplesPerSec)} samples/s, forward ${res.gemm_gflops.forward.toFixed(1)} GFLOP/s`);
+    }
+  }
+} finally {
+  await browser.close();
+  await isolated.close();
+  await plain.close();
+}
+
+const pick = (key, f) => median(samples[key].map(f));
+const wasmFile = (dir) => new URL(`www/${dir}/lora_lab_bg.wasm`, ROOT);
+const wasmBytes = (dir) => statSync(wasmFile(dir)).size;
+const wasmGzip = (dir) => gzipSync(readFileSync(wasmFile(dir)), { level: 9 }).length;
+const t2 = samples.threads_2;
+const results = {
+  date: new Date().toISOString(),
+  machine: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}`,
+  browser: t2[0]?.userAgent ?? 'headless Chromium',
+  rounds,
+  train_samples_per_sec: {
+    threads_2: pick('threads_2', (s) => s.train.samplesPerSec),
+    threads_1: pick('threads_1', (s) => s.train.samplesPerSec),
+    simd_only: pick('simd_only', (s) => s.train.samplesPerSec),
+  },
+  gemm_gflops: {
+    forward: pick('threads_1', (s) => s.gemm_gflops.forward),
+    input_grad: pick('threads_1', (s) => s.gemm_gflops.input_grad),
+    weight_grad: pick('threads_1', (s) => s.gemm_gflops.weight_grad),
+  },
+  gemm_gflops_threads_2: {
+    forward: pick('threads_2', (s) => s.gemm_gflops.forward),
+    input_grad: pick('threads_2', (s) => s.gemm_gflops.input_grad),
+    weight_grad: pick('threads_2', (s) => s.gemm_gflops.weight_grad),
+  },
+  gemm_gflops_simd_only: {
+    forward: pick('simd_only', (s) => s.gemm_gflops.forward),
+    input_grad: pick('simd_only', (s) => s.gemm_gflops.input_grad),
+    weight_grad: pick('simd_only', (s) => s.gemm_gflops.weight_grad),
+  },
+  simd_peak_gflops: pick('threads_1', (s) => s.simd_peak_gflops),
+  simd_peak_gflops_simd_only: pick('simd_only', (s) => s.simd_peak_gflops),
+  inference_us: pick('threads_2', (s) => s.inference_us),
+  inference_us_simd_only: pick('simd_only', (s) => s.inference_us),
+  wasm_bytes: { threads: wasmBytes('pkg-threads'), simd_only: wasmBytes('pkg-simd') },
+  wasm_gzip_bytes: { threads: wasmGzip('pkg-threads'), simd_only: wasmGzip('pkg-simd') },
+};
+results.ratios = {
+  threads_2_over_threads_1: results.train_samples_per_sec.threads_2 / results.train_samples_per_sec.threads_1,
+  gemm_over_peak: Object.fromEntries(Object.entries(results.gemm_gflops).map(([k, v]) => [k, v / results.simd_peak_gflops])),
+};
+mkdirSync(new URL('bench/', ROOT), { recursive: true });
+writeFileSync(new URL('bench/results.json', ROOT), JSON.stringify(results, null, 2) + '\n');
+
+const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+const rows = [
+  ['train samples/s, threaded, 2 threads', f(results.train_samples_per_sec.threads_2)],
+  ['train samples/s, threaded, 1 thread', f(results.train_samples_per_sec.threads_1)],
+  ['train samples/s, SIMD-only', f(results.train_samples_per_sec.simd_only)],
+  ['2 threads / 1 thread', f(results.ratios.threads_2_over_threads_1, 2)],
+  ['SIMD peak GFLOP/s per thread (relaxed madd)', f(results.simd_peak_gflops, 1)],
+  ['SIMD peak GFLOP/s, SIMD-only (mul+add)', f(results.simd_peak_gflops_simd_only, 1)],
+  ...['forward', 'input_grad', 'weight_grad'].map((k) => [
+    `GEMM ${k} 64×784×512 GFLOP/s, 1 thread (of peak) / 2 threads`,
+    `${f(results.gemm_gflops[k], 1)} (${f(100 * results.ratios.gemm_over_peak[k])} %) / ${f(results.gemm_gflops_threads_2[k], 1)}`,
+  ]),
+  ['inference µs per digit (threads / SIMD-only)', `${f(results.inference_us, 1)} / ${f(results.inference_us_simd_only, 1)}`],
+  ['wasm bytes threads / SIMD-only', `${results.wasm_bytes.threads} / ${results.wasm_bytes.simd_only}`],
+  ['wasm gzip bytes threads / SIMD-only', `${results.wasm_gzip_bytes.threads} / ${results.wasm_gzip_bytes.simd_only}`],
+];
+const w = Math.max(...rows.map((r) => r[0].length));
+console.log(`\nLoRA Lab benchmarks — ${results.date} — ${results.machine} — medians of ${rounds} rounds\n`);
+console.log(`| ${'measure'.padEnd(w)} | value |\n|${'-'.repeat(w + 2)}|-------|`);
+for (const [k, v] of rows) console.log(`| ${k.padEnd(w)} | ${v} |`);
+console.log('\nwritten to bench/results.json');

@@ -1,0 +1,39 @@
+// Benchmark page for ./build.sh bench: starts the worker with the build and thread count of the query
+// string, runs the benchmarks the query asks for, and leaves the results in window.benchResults.
+import { Request, WorkerClient } from './protocol.js';
+
+const q = new URLSearchParams(location.search);
+const build = q.get('build') === 'simd' ? 'simd' : 'threads';
+const threads = Number(q.get('threads') || navigator.hardwareConcurrency || 1);
+const suite = (q.get('suite') || 'kernels,train,inference').split(',');
+const out = document.getElementById('out');
+
+async function main() {
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  const client = new WorkerClient(worker);
+  const results = { build, threads };
+  results.info = await client.request(Request.INIT, { build, threads });
+  results.userAgent = navigator.userAgent;
+  const bench = (args) => client.request(Request.BENCH, args);
+  if (suite.includes('kernels')) {
+    results.simd_peak_gflops = (await bench({ kind: 'peak', iters: 3_000_000 })).gflops;
+    results.gemm_gflops = {};
+    for (const layout of ['forward', 'input_grad', 'weight_grad']) {
+      results.gemm_gflops[layout] = (await bench({ kind: 'gemm', layout, reps: 20 })).gflops;
+    }
+  }
+  if (suite.includes('train')) {
+    const limit = q.get('limit') ? Number(q.get('limit')) : undefined;
+    results.train = await bench({ kind: 'train', limit });
+  }
+  if (suite.includes('inference')) {
+    results.inference_us = (await bench({ kind: 'inference' })).us;
+  }
+  out.textContent = JSON.stringify(results, null, 2);
+  window.benchResults = results;
+}
+
+main().catch((e) => {
+  out.textContent = `error: ${e.message}`;
+  window.benchResults = { error: e.message };
+});
