@@ -179,7 +179,7 @@ export function confusionChart(canvas) {
       },
       scales: {
         x: { type: 'category', labels: DIGITS, offset: true, grid: { display: false }, title: { display: true, text: 'predicted digit' } },
-        y: { type: 'category', labels: DIGITS, offset: true, reverse: true, grid: { display: false }, title: { display: true, text: 'true digit' } },
+        y: { type: 'category', labels: DIGITS, offset: true, grid: { display: false }, title: { display: true, text: 'true digit' } },
       },
     },
   });

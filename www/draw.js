@@ -10,7 +10,7 @@ export class DrawPad {
     this.onChange = onChange;
     this.last = null;
     this.pointerId = null;
-    this.lineWidth = Math.round(canvas.width / 13);
+    this.lineWidth = Math.round(canvas.width / 10); // about MNIST's stroke width once scaled to 20 px
     canvas.addEventListener('pointerdown', (e) => this.#down(e));
     canvas.addEventListener('pointermove', (e) => this.#move(e));
     canvas.addEventListener('pointerup', (e) => this.#up(e));
