@@ -104,20 +104,23 @@ export class App {
     return this.evaluation;
   }
 
+  /** Hands the queued progress events to the panels now (next frame otherwise; also before a run's summary). */
+  flushProgress() {
+    if (this.progressFrame) cancelAnimationFrame(this.progressFrame);
+    this.progressFrame = 0;
+    if (!this.progressQueue.length) return;
+    const batch = this.progressQueue;
+    this.progressQueue = [];
+    this.emit('progress', batch);
+  }
+
   #onEvent(ev) {
     if (!ev) return;
     switch (ev.type) {
       case Event.PROGRESS:
         // Many events may come in one frame; the panels redraw once per frame with all of them.
         this.progressQueue.push(ev);
-        if (!this.progressFrame) {
-          this.progressFrame = requestAnimationFrame(() => {
-            this.progressFrame = 0;
-            const batch = this.progressQueue;
-            this.progressQueue = [];
-            this.emit('progress', batch);
-          });
-        }
+        if (!this.progressFrame) this.progressFrame = requestAnimationFrame(() => this.flushProgress());
         break;
       case Event.EPOCH:
         this.emit('epoch', ev);

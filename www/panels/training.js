@@ -67,6 +67,7 @@ export function trainingView(app, root, phase, onError) {
       root.dataset.points = '0';
     },
     finish(result) {
+      app.flushProgress(); // the last progress events come before the summary: show them first
       chart.flush();
       if (!result.cancelled) bar.value = bar.max;
       text.textContent = `${result.cancelled ? 'Cancelled' : 'Done'} after ${int(result.steps ?? 0)} steps`
