@@ -31,6 +31,7 @@ export function trainingView(app, root, phase, onError) {
     }
   }
 
+  let lastStep = 0;
   app.on('busy', ({ phase: p, state }) => setButtons(p === phase ? state : 'idle'));
 
   app.on('progress', (batch) => {
@@ -38,6 +39,7 @@ export function trainingView(app, root, phase, onError) {
     const mine = batch.filter((p) => p.phase === phase);
     if (!mine.length) return;
     const last = mine[mine.length - 1];
+    lastStep = last.step;
     chart.setSteps(last.steps);
     chart.add(mine);
     bar.max = last.steps || 1;
@@ -65,12 +67,13 @@ export function trainingView(app, root, phase, onError) {
       bar.value = 0;
       text.textContent = 'Starting…';
       root.dataset.points = '0';
+      lastStep = 0;
     },
     finish(result) {
       app.flushProgress(); // the last progress events come before the summary: show them first
       chart.flush();
       if (!result.cancelled) bar.value = bar.max;
-      text.textContent = `${result.cancelled ? 'Cancelled' : 'Done'} after ${int(result.steps ?? 0)} steps`
+      text.textContent = `${result.cancelled ? 'Cancelled' : 'Done'} after ${int(result.steps ?? lastStep)} steps`
         + ` in ${duration(result.seconds)}${result.samplesPerSec ? ` · ${int(result.samplesPerSec)} samples/s` : ''}.`;
     },
     fail(message) {
