@@ -32,7 +32,11 @@ export function trainingView(app, root, phase, onError) {
   }
 
   let lastStep = 0;
-  app.on('busy', ({ phase: p, state }) => setButtons(p === phase ? state : 'idle'));
+  app.on('busy', ({ phase: p, state }) => {
+    setButtons(p === phase ? state : 'idle');
+    if (p === phase && state === 'paused') text.textContent = `Paused — ${text.textContent.replace(/^Paused — /, '')}`;
+    if (p === phase && state === 'running') text.textContent = text.textContent.replace(/^Paused — /, '');
+  });
 
   app.on('progress', (batch) => {
     if (app.busy === 'sweep') return; // a sweep's runs are reported in the sweep panel
