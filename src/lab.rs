@@ -100,7 +100,13 @@ impl Lab {
     }
 
     /// Parses and checks the four MNIST files; on any error nothing changes.
-    pub fn load_data(&mut self, train_images: &[u8], train_labels: &[u8], test_images: &[u8], test_labels: &[u8]) -> Result<(usize, usize)> {
+    pub fn load_data(
+        &mut self,
+        train_images: &[u8],
+        train_labels: &[u8],
+        test_images: &[u8],
+        test_labels: &[u8],
+    ) -> Result<(usize, usize)> {
         let train = Dataset::new(
             data::parse_images(train_images, "train-images-idx3-ubyte")?,
             data::parse_labels(train_labels, "train-labels-idx1-ubyte")?,

@@ -72,9 +72,24 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream_repeats_and_streams_differ() {
-        let a: Vec<u32> = (0..8).map({ let mut r = Rng::new(13, Stream::BaseInit); move |_| r.next_u32() }).collect();
-        let b: Vec<u32> = (0..8).map({ let mut r = Rng::new(13, Stream::BaseInit); move |_| r.next_u32() }).collect();
-        let c: Vec<u32> = (0..8).map({ let mut r = Rng::new(13, Stream::BaseShuffle); move |_| r.next_u32() }).collect();
+        let a: Vec<u32> = (0..8)
+            .map({
+                let mut r = Rng::new(13, Stream::BaseInit);
+                move |_| r.next_u32()
+            })
+            .collect();
+        let b: Vec<u32> = (0..8)
+            .map({
+                let mut r = Rng::new(13, Stream::BaseInit);
+                move |_| r.next_u32()
+            })
+            .collect();
+        let c: Vec<u32> = (0..8)
+            .map({
+                let mut r = Rng::new(13, Stream::BaseShuffle);
+                move |_| r.next_u32()
+            })
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

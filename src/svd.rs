@@ -74,9 +74,7 @@ pub fn low_rank(w: &[f32], rows: usize, cols: usize, rank: usize) -> Result<LowR
 /// All min(rows, cols) singular values of `w` (rows × cols, row-major), descending.
 pub fn singular_values(w: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
     let m = to_matrix(w, rows, cols)?;
-    let svd = m
-        .try_svd_unordered(false, false, f64::EPSILON, MAX_ITERATIONS)
-        .ok_or_else(no_convergence)?;
+    let svd = m.try_svd_unordered(false, false, f64::EPSILON, MAX_ITERATIONS).ok_or_else(no_convergence)?;
     let mut sv: Vec<f64> = svd.singular_values.iter().copied().collect();
     sv.sort_by(|x, y| y.total_cmp(x));
     Ok(sv.into_iter().map(|s| s as f32).collect())
@@ -100,29 +98,16 @@ fn no_convergence() -> LabError {
 /// Checks the shape and the values, then copies into an f64 nalgebra matrix.
 fn to_matrix(w: &[f32], rows: usize, cols: usize) -> Result<DMatrix<f64>> {
     if rows == 0 || cols == 0 {
-        return Err(LabError::setting(
-            "matrix",
-            format!("a {rows}×{cols} matrix has no entries"),
-        ));
+        return Err(LabError::setting("matrix", format!("a {rows}×{cols} matrix has no entries")));
     }
-    let n = rows
-        .checked_mul(cols)
-        .ok_or_else(|| LabError::setting("matrix", format!("{rows}×{cols} is too large")))?;
+    let n = rows.checked_mul(cols).ok_or_else(|| LabError::setting("matrix", format!("{rows}×{cols} is too large")))?;
     if w.len() != n {
-        return Err(LabError::setting(
-            "matrix",
-            format!("has {} values, a {rows}×{cols} matrix needs {n}", w.len()),
-        ));
+        return Err(LabError::setting("matrix", format!("has {} values, a {rows}×{cols} matrix needs {n}", w.len())));
     }
     if let Some(i) = w.iter().position(|x| !x.is_finite()) {
         return Err(LabError::setting(
             "matrix",
-            format!(
-                "entry ({}, {}) is {}; every entry must be finite",
-                i / cols,
-                i % cols,
-                w[i]
-            ),
+            format!("entry ({}, {}) is {}; every entry must be finite", i / cols, i % cols, w[i]),
         ));
     }
     Ok(DMatrix::from_fn(rows, cols, |r, c| w[r * cols + c] as f64))
@@ -133,9 +118,7 @@ fn to_matrix(w: &[f32], rows: usize, cols: usize) -> Result<DMatrix<f64>> {
 /// U·S·Vᵀ is unchanged. Returns (σ, U rows × k, Vᵀ k × cols).
 fn decompose(m: DMatrix<f64>) -> Result<(Vec<f64>, DMatrix<f64>, DMatrix<f64>)> {
     let (rows, cols) = m.shape();
-    let svd = m
-        .try_svd_unordered(true, true, f64::EPSILON, MAX_ITERATIONS)
-        .ok_or_else(no_convergence)?;
+    let svd = m.try_svd_unordered(true, true, f64::EPSILON, MAX_ITERATIONS).ok_or_else(no_convergence)?;
     let (u, v_t) = match (svd.u, svd.v_t) {
         (Some(u), Some(v_t)) => (u, v_t),
         _ => return Err(no_convergence()),

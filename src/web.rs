@@ -77,7 +77,13 @@ impl LabHandle {
 
     /// Parses the four MNIST files → `{ train, test }` sample counts.
     #[wasm_bindgen(js_name = loadData)]
-    pub fn load_data(&mut self, train_images: &[u8], train_labels: &[u8], test_images: &[u8], test_labels: &[u8]) -> JsResult<JsValue> {
+    pub fn load_data(
+        &mut self,
+        train_images: &[u8],
+        train_labels: &[u8],
+        test_images: &[u8],
+        test_labels: &[u8],
+    ) -> JsResult<JsValue> {
         let (train, test) = self.lab.load_data(train_images, train_labels, test_images, test_labels).map_err(err)?;
         #[derive(Serialize)]
         struct Counts {

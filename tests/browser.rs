@@ -11,9 +11,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 // The pool is global: only this one test may start it.
 #[wasm_bindgen_test]
 async fn rayon_pool_runs_parallel_simd_gemm_exactly() {
-    wasm_bindgen_futures::JsFuture::from(lora_lab::web::init_thread_pool(2))
-        .await
-        .expect("initThreadPool(2)");
+    wasm_bindgen_futures::JsFuture::from(lora_lab::web::init_thread_pool(2)).await.expect("initThreadPool(2)");
     assert_eq!(rayon::current_num_threads(), 2);
 
     // The work really spreads over both threads.

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use lora_lab::io::{
-    expect_tensors, from_peft, parse_adapter_config, peft_alpha, read_safetensors, scaling_value,
-    write_safetensors, AdapterConfig, Bias, Scaling, Tensor,
+    expect_tensors, from_peft, parse_adapter_config, peft_alpha, read_safetensors, scaling_value, write_safetensors,
+    AdapterConfig, Bias, Scaling, Tensor,
 };
 
 const FILE: &str = "adapter_model.safetensors";
@@ -26,10 +26,7 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 /// The error message for a file that must be rejected; it must start with the file name.
 fn read_err(bytes: &[u8]) -> String {
     let msg = read_safetensors(bytes, FILE).unwrap_err().to_string();
-    assert!(
-        msg.starts_with(FILE),
-        "message does not start with the file name: {msg}"
-    );
+    assert!(msg.starts_with(FILE), "message does not start with the file name: {msg}");
     msg
 }
 
@@ -43,14 +40,7 @@ fn assert_mentions(msg: &str, parts: &[&str]) {
 
 #[test]
 fn round_trip_keeps_bits_and_shapes() {
-    let w: Vec<f32> = vec![
-        1.5,
-        -0.0,
-        f32::MIN_POSITIVE / 4.0,
-        f32::MAX,
-        -3.25,
-        f32::NAN,
-    ];
+    let w: Vec<f32> = vec![1.5, -0.0, f32::MIN_POSITIVE / 4.0, f32::MAX, -3.25, f32::NAN];
     let b: Vec<f32> = vec![0.1, 0.2];
     let scalar: Vec<f32> = vec![7.0];
     let empty: Vec<f32> = vec![];
@@ -76,18 +66,10 @@ fn round_trip_keeps_bits_and_shapes() {
 #[test]
 fn write_rejects_data_that_does_not_fit_the_shape() {
     let d = [1.0f32, 2.0, 3.0];
-    let msg = write_safetensors(&[("w".to_string(), vec![2, 2], &d[..])], None)
-        .unwrap_err()
-        .to_string();
+    let msg = write_safetensors(&[("w".to_string(), vec![2, 2], &d[..])], None).unwrap_err().to_string();
     assert_mentions(&msg, &["w", "[2, 2]", "3 values"]);
-    let twice = [
-        ("w".to_string(), vec![3], &d[..]),
-        ("w".to_string(), vec![3], &d[..]),
-    ];
-    assert!(write_safetensors(&twice, None)
-        .unwrap_err()
-        .to_string()
-        .contains("twice"));
+    let twice = [("w".to_string(), vec![3], &d[..]), ("w".to_string(), vec![3], &d[..])];
+    assert!(write_safetensors(&twice, None).unwrap_err().to_string().contains("twice"));
 }
 
 #[test]
@@ -95,20 +77,8 @@ fn hand_built_file_parses() {
     let header = r#"{"__metadata__":{"format":"pt"},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]},"a":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]}}"#;
     let bytes = raw(header, &f32_bytes(&[1.0, -2.0, 0.5]));
     let map = read_safetensors(&bytes, FILE).unwrap();
-    assert_eq!(
-        map["a"],
-        Tensor {
-            shape: vec![1, 2],
-            data: vec![1.0, -2.0]
-        }
-    );
-    assert_eq!(
-        map["b"],
-        Tensor {
-            shape: vec![1],
-            data: vec![0.5]
-        }
-    );
+    assert_eq!(map["a"], Tensor { shape: vec![1, 2], data: vec![1.0, -2.0] });
+    assert_eq!(map["b"], Tensor { shape: vec![1], data: vec![0.5] });
 }
 
 #[test]
@@ -127,10 +97,7 @@ fn file_shorter_than_8_bytes() {
 
 #[test]
 fn header_length_past_the_end_of_the_file() {
-    let mut bytes = raw(
-        r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
-        &[0; 4],
-    );
+    let mut bytes = raw(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, &[0; 4]);
     bytes[..8].copy_from_slice(&1000u64.to_le_bytes());
     let msg = read_err(&bytes);
     assert_mentions(&msg, &["header length 1000", "past the end"]);
@@ -149,16 +116,7 @@ fn file_truncated_inside_the_data() {
     let d = [1.0f32; 4];
     let good = write_safetensors(&[("w".to_string(), vec![4], &d[..])], None).unwrap();
     let msg = read_err(&good[..good.len() - 3]);
-    assert_mentions(
-        &msg,
-        &[
-            "tensor w",
-            "[0, 16]",
-            "out of range",
-            "13 bytes",
-            "truncated",
-        ],
-    );
+    assert_mentions(&msg, &["tensor w", "[0, 16]", "out of range", "13 bytes", "truncated"]);
 }
 
 #[test]
@@ -198,12 +156,10 @@ fn non_contiguous_offsets() {
 
 #[test]
 fn dtype_other_than_f32() {
-    let header = r#"{"base_model.model.layers.5.lora_A.weight":{"dtype":"F16","shape":[4,256],"data_offsets":[0,2048]}}"#;
+    let header =
+        r#"{"base_model.model.layers.5.lora_A.weight":{"dtype":"F16","shape":[4,256],"data_offsets":[0,2048]}}"#;
     let msg = read_err(&raw(header, &[0; 2048]));
-    assert_mentions(
-        &msg,
-        &["base_model.model.layers.5.lora_A.weight", "F16", "only F32"],
-    );
+    assert_mentions(&msg, &["base_model.model.layers.5.lora_A.weight", "F16", "only F32"]);
 }
 
 #[test]
@@ -217,10 +173,7 @@ fn data_length_that_disagrees_with_the_shape() {
 fn malformed_header_entries() {
     let msg = read_err(&raw(r#"{"a":{"dtype":"F32","shape":[1]}}"#, &[0; 4]));
     assert_mentions(&msg, &["tensor a", "data_offsets"]);
-    let msg = read_err(&raw(
-        r#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#,
-        &[0; 4],
-    ));
+    let msg = read_err(&raw(r#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#, &[0; 4]));
     assert_mentions(&msg, &["tensor a", "shape"]);
     let msg = read_err(&raw(r#"[1, 2]"#, &[]));
     assert_mentions(&msg, &["not a JSON object"]);
@@ -229,10 +182,7 @@ fn malformed_header_entries() {
 }
 
 fn tensor(shape: &[usize]) -> Tensor {
-    Tensor {
-        shape: shape.to_vec(),
-        data: vec![0.0; shape.iter().product()],
-    }
+    Tensor { shape: shape.to_vec(), data: vec![0.0; shape.iter().product()] }
 }
 
 #[test]
@@ -241,8 +191,7 @@ fn expect_tensors_accepts_the_right_set() {
         ("layers.5.weight".to_string(), tensor(&[10, 256])),
         ("layers.5.bias".to_string(), tensor(&[10])),
     ]);
-    let expected: [(&str, &[usize]); 2] =
-        [("layers.5.weight", &[10, 256]), ("layers.5.bias", &[10])];
+    let expected: [(&str, &[usize]); 2] = [("layers.5.weight", &[10, 256]), ("layers.5.bias", &[10])];
     expect_tensors(&map, "model.safetensors", &expected, false).unwrap();
     expect_tensors(&map, "model.safetensors", &expected[..1], true).unwrap();
 }
@@ -253,11 +202,8 @@ fn expect_tensors_names_missing_unexpected_and_misshapen() {
         ("layers.5.weight".to_string(), tensor(&[10, 200])),
         ("layers.9.weight".to_string(), tensor(&[3])),
     ]);
-    let expected: [(&str, &[usize]); 2] =
-        [("layers.5.weight", &[10, 256]), ("layers.5.bias", &[10])];
-    let msg = expect_tensors(&map, "model.safetensors", &expected, false)
-        .unwrap_err()
-        .to_string();
+    let expected: [(&str, &[usize]); 2] = [("layers.5.weight", &[10, 256]), ("layers.5.bias", &[10])];
+    let msg = expect_tensors(&map, "model.safetensors", &expected, false).unwrap_err().to_string();
     assert!(msg.starts_with("model.safetensors"), "{msg}");
     assert_mentions(
         &msg,
@@ -268,9 +214,7 @@ fn expect_tensors_names_missing_unexpected_and_misshapen() {
         ],
     );
     // With extras allowed, only the real problems remain.
-    let msg = expect_tensors(&map, "model.safetensors", &expected, true)
-        .unwrap_err()
-        .to_string();
+    let msg = expect_tensors(&map, "model.safetensors", &expected, true).unwrap_err().to_string();
     assert!(!msg.contains("unexpected"), "{msg}");
     assert_mentions(&msg, &["missing layers.5.bias", "has shape [10, 200]"]);
 }
@@ -278,20 +222,11 @@ fn expect_tensors_names_missing_unexpected_and_misshapen() {
 // ---------- adapter_config.json ----------
 
 const CFG: &str = "adapter_config.json";
-const MODULES: [(&str, usize, usize); 3] = [
-    ("layers.1", 784, 512),
-    ("layers.3", 512, 256),
-    ("layers.5", 256, 10),
-];
+const MODULES: [(&str, usize, usize); 3] = [("layers.1", 784, 512), ("layers.3", 512, 256), ("layers.5", 256, 10)];
 
 fn cfg_err(json: &str) -> String {
-    let msg = parse_adapter_config(json, CFG, &MODULES)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        msg.starts_with(CFG),
-        "message does not start with the file name: {msg}"
-    );
+    let msg = parse_adapter_config(json, CFG, &MODULES).unwrap_err().to_string();
+    assert!(msg.starts_with(CFG), "message does not start with the file name: {msg}");
     msg
 }
 
@@ -307,24 +242,12 @@ fn with(key: &str, field_json: &str) -> String {
 
 #[test]
 fn config_round_trip() {
-    let mut cfg = AdapterConfig::new(
-        4,
-        Scaling::Article,
-        1.0,
-        vec!["layers.5".into(), "layers.1".into()],
-    );
+    let mut cfg = AdapterConfig::new(4, Scaling::Article, 1.0, vec!["layers.5".into(), "layers.1".into()]);
     cfg.lora_dropout = 0.1;
     cfg.bias = Bias::LoraOnly;
     cfg.init_lora_weights = serde_json::json!("pissa");
     let text = cfg.to_json_pretty();
-    assert_mentions(
-        &text,
-        &[
-            "\"peft_type\": \"LORA\"",
-            "\"lora_alpha\": 4.0",
-            "\"bias\": \"lora_only\"",
-        ],
-    );
+    assert_mentions(&text, &["\"peft_type\": \"LORA\"", "\"lora_alpha\": 4.0", "\"bias\": \"lora_only\""]);
     let back = parse_adapter_config(&text, CFG, &MODULES).unwrap();
     // Targets come back as full names in model order.
     cfg.target_modules = vec!["layers.1".into(), "layers.5".into()];
@@ -346,22 +269,14 @@ fn config_as_peft_writes_it() {
     let cfg = parse_adapter_config(json, CFG, &MODULES).unwrap();
     assert_eq!(cfg.r, 8);
     assert_eq!(cfg.lora_alpha, 16.0);
-    assert_eq!(
-        cfg.target_modules,
-        vec!["layers.3".to_string(), "layers.5".to_string()]
-    );
+    assert_eq!(cfg.target_modules, vec!["layers.3".to_string(), "layers.5".to_string()]);
     assert!(cfg.use_rslora && cfg.inference_mode);
     assert_eq!(cfg.lora_dropout, 0.05);
 }
 
 #[test]
 fn config_missing_fields_take_peft_defaults() {
-    let cfg = parse_adapter_config(
-        r#"{"peft_type":"LORA","target_modules":"layers.5"}"#,
-        CFG,
-        &MODULES,
-    )
-    .unwrap();
+    let cfg = parse_adapter_config(r#"{"peft_type":"LORA","target_modules":"layers.5"}"#, CFG, &MODULES).unwrap();
     assert_eq!((cfg.r, cfg.lora_alpha, cfg.lora_dropout), (8, 8.0, 0.0));
     assert_eq!(cfg.bias, Bias::None);
     assert!(!cfg.use_rslora && !cfg.fan_in_fan_out);
@@ -377,43 +292,26 @@ fn config_rejects_invalid_json() {
 
 #[test]
 fn config_rejects_other_peft_types() {
-    assert_mentions(
-        &cfg_err(&with("peft_type", "\"LOHA\"")),
-        &["peft_type", "LOHA", "LORA"],
-    );
+    assert_mentions(&cfg_err(&with("peft_type", "\"LOHA\"")), &["peft_type", "LOHA", "LORA"]);
     let no_type = r#"{"r":4,"target_modules":["layers.5"]}"#;
     assert_mentions(&cfg_err(no_type), &["peft_type is missing"]);
 }
 
 #[test]
 fn config_rejects_bad_ranks() {
-    assert_mentions(
-        &cfg_err(&with("r", "0")),
-        &["r must be a positive integer", "found 0"],
-    );
+    assert_mentions(&cfg_err(&with("r", "0")), &["r must be a positive integer", "found 0"]);
     assert_mentions(&cfg_err(&with("r", "-2")), &["positive integer", "-2"]);
     assert_mentions(&cfg_err(&with("r", "4.5")), &["positive integer", "4.5"]);
-    assert_mentions(
-        &cfg_err(&with("r", "\"4\"")),
-        &["positive integer", "\"4\""],
-    );
+    assert_mentions(&cfg_err(&with("r", "\"4\"")), &["positive integer", "\"4\""]);
 }
 
 #[test]
 fn config_rejects_rank_above_a_targeted_layer() {
-    assert_mentions(
-        &cfg_err(&with("r", "11")),
-        &["r = 11", "min(in, out) = 10", "layers.5"],
-    );
+    assert_mentions(&cfg_err(&with("r", "11")), &["r = 11", "min(in, out) = 10", "layers.5"]);
     // The same r is fine for a wider layer.
     let mut v: serde_json::Value = serde_json::from_str(&with("r", "11")).unwrap();
     v["target_modules"] = serde_json::json!(["layers.3"]);
-    assert_eq!(
-        parse_adapter_config(&v.to_string(), CFG, &MODULES)
-            .unwrap()
-            .r,
-        11
-    );
+    assert_eq!(parse_adapter_config(&v.to_string(), CFG, &MODULES).unwrap().r, 11);
 }
 
 #[test]
@@ -421,85 +319,40 @@ fn config_rejects_bad_alpha() {
     // Python's json module writes NaN for float('nan').
     let msg = cfg_err(&with("lora_alpha", "1").replace("\"lora_alpha\":1", "\"lora_alpha\":NaN"));
     assert_mentions(&msg, &["not valid JSON", "NaN", "finite"]);
-    assert_mentions(
-        &cfg_err(&with("lora_alpha", "0")),
-        &["lora_alpha", "greater than 0", "found 0"],
-    );
-    assert_mentions(
-        &cfg_err(&with("lora_alpha", "-1.5")),
-        &["lora_alpha", "-1.5"],
-    );
-    assert_mentions(
-        &cfg_err(&with("lora_alpha", "\"big\"")),
-        &["lora_alpha", "\"big\""],
-    );
+    assert_mentions(&cfg_err(&with("lora_alpha", "0")), &["lora_alpha", "greater than 0", "found 0"]);
+    assert_mentions(&cfg_err(&with("lora_alpha", "-1.5")), &["lora_alpha", "-1.5"]);
+    assert_mentions(&cfg_err(&with("lora_alpha", "\"big\"")), &["lora_alpha", "\"big\""]);
     let huge = with("lora_alpha", "1").replace("\"lora_alpha\":1", "\"lora_alpha\":1e999");
     assert_mentions(&cfg_err(&huge), &["not valid JSON"]);
 }
 
 #[test]
 fn config_rejects_dropout_outside_0_1() {
-    assert_mentions(
-        &cfg_err(&with("lora_dropout", "1.0")),
-        &["lora_dropout", "[0, 1)", "1.0"],
-    );
-    assert_mentions(
-        &cfg_err(&with("lora_dropout", "-0.1")),
-        &["lora_dropout", "-0.1"],
-    );
+    assert_mentions(&cfg_err(&with("lora_dropout", "1.0")), &["lora_dropout", "[0, 1)", "1.0"]);
+    assert_mentions(&cfg_err(&with("lora_dropout", "-0.1")), &["lora_dropout", "-0.1"]);
 }
 
 #[test]
 fn config_rejects_unknown_or_empty_targets() {
     let msg = cfg_err(&with("target_modules", "[\"layers.7\"]"));
-    assert_mentions(
-        &msg,
-        &[
-            "unknown target module \"layers.7\"",
-            "layers.1, layers.3, layers.5",
-        ],
-    );
-    assert_mentions(
-        &cfg_err(&with("target_modules", "[\"ayers.5\"]")),
-        &["unknown target module"],
-    );
-    assert_mentions(
-        &cfg_err(&with("target_modules", "[]")),
-        &["target_modules", "empty"],
-    );
-    assert_mentions(
-        &cfg_err(&with("target_modules", "null")),
-        &["target_modules", "missing"],
-    );
+    assert_mentions(&msg, &["unknown target module \"layers.7\"", "layers.1, layers.3, layers.5"]);
+    assert_mentions(&cfg_err(&with("target_modules", "[\"ayers.5\"]")), &["unknown target module"]);
+    assert_mentions(&cfg_err(&with("target_modules", "[]")), &["target_modules", "empty"]);
+    assert_mentions(&cfg_err(&with("target_modules", "null")), &["target_modules", "missing"]);
 }
 
 #[test]
 fn config_rejects_unknown_bias() {
-    assert_mentions(
-        &cfg_err(&with("bias", "\"some\"")),
-        &["bias", "none", "lora_only", "\"some\""],
-    );
+    assert_mentions(&cfg_err(&with("bias", "\"some\"")), &["bias", "none", "lora_only", "\"some\""]);
 }
 
 #[test]
 fn config_rejects_fan_in_fan_out_and_unsupported_variants() {
-    assert_mentions(
-        &cfg_err(&with("fan_in_fan_out", "true")),
-        &["fan_in_fan_out", "nn.Linear"],
-    );
+    assert_mentions(&cfg_err(&with("fan_in_fan_out", "true")), &["fan_in_fan_out", "nn.Linear"]);
     assert_mentions(&cfg_err(&with("use_dora", "true")), &["DoRA"]);
-    assert_mentions(
-        &cfg_err(&with("rank_pattern", "{\"layers.5\": 2}")),
-        &["rank_pattern"],
-    );
-    assert_mentions(
-        &cfg_err(&with("use_rslora", "\"yes\"")),
-        &["use_rslora must be true or false", "\"yes\""],
-    );
-    assert_mentions(
-        &cfg_err(&with("target_modules", "[5]")),
-        &["unreadable setting"],
-    );
+    assert_mentions(&cfg_err(&with("rank_pattern", "{\"layers.5\": 2}")), &["rank_pattern"]);
+    assert_mentions(&cfg_err(&with("use_rslora", "\"yes\"")), &["use_rslora must be true or false", "\"yes\""]);
+    assert_mentions(&cfg_err(&with("target_modules", "[5]")), &["unreadable setting"]);
 }
 
 // ---------- the lora_alpha rule ----------
@@ -538,15 +391,9 @@ fn peft_reproduces_our_scaling_and_from_peft_inverts_it() {
                 let (s2, alpha2) = from_peft(lora_alpha, use_rslora, r);
                 assert_eq!(scaling_value(s2, alpha2, r), theirs);
                 // Exact for α with a short binary expansion; within one ulp otherwise.
-                let tol = if [1.0, 0.5, 2.0, 16.0, 32.0, 3.0].contains(&alpha) {
-                    0.0
-                } else {
-                    ours.abs() * f64::EPSILON
-                };
-                assert!(
-                    (theirs - ours).abs() <= tol,
-                    "{s:?} r={r} α={alpha}: {theirs} vs {ours}"
-                );
+                let tol =
+                    if [1.0, 0.5, 2.0, 16.0, 32.0, 3.0].contains(&alpha) { 0.0 } else { ours.abs() * f64::EPSILON };
+                assert!((theirs - ours).abs() <= tol, "{s:?} r={r} α={alpha}: {theirs} vs {ours}");
             }
         }
     }
@@ -554,16 +401,7 @@ fn peft_reproduces_our_scaling_and_from_peft_inverts_it() {
 
 #[test]
 fn scaling_names_in_json() {
-    assert_eq!(
-        serde_json::to_string(&Scaling::RsLora).unwrap(),
-        "\"rslora\""
-    );
-    assert_eq!(
-        serde_json::from_str::<Scaling>("\"article\"").unwrap(),
-        Scaling::Article
-    );
-    assert_eq!(
-        serde_json::from_str::<Scaling>("\"peft\"").unwrap(),
-        Scaling::Peft
-    );
+    assert_eq!(serde_json::to_string(&Scaling::RsLora).unwrap(), "\"rslora\"");
+    assert_eq!(serde_json::from_str::<Scaling>("\"article\"").unwrap(), Scaling::Article);
+    assert_eq!(serde_json::from_str::<Scaling>("\"peft\"").unwrap(), Scaling::Peft);
 }

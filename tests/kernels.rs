@@ -40,16 +40,8 @@ fn assert_close(got: &[f32], want: &[f64], k: usize, what: &str) {
     }
 }
 
-const SHAPES: &[(usize, usize, usize)] = &[
-    (1, 1, 1),
-    (7, 13, 5),
-    (64, 784, 512),
-    (3, 300, 17),
-    (5, 257, 9),
-    (64, 256, 10),
-    (13, 1, 31),
-    (1, 513, 1),
-];
+const SHAPES: &[(usize, usize, usize)] =
+    &[(1, 1, 1), (7, 13, 5), (64, 784, 512), (3, 300, 17), (5, 257, 9), (64, 256, 10), (13, 1, 31), (1, 513, 1)];
 
 #[test]
 fn forward_matches_naive_with_bias_and_relu() {

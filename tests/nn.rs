@@ -86,7 +86,8 @@ fn frozen_layers_get_no_gradient_work() {
 
 #[test]
 fn cross_entropy_matches_its_definition() {
-    let logits = [1.0f32, 2.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1000.0, -1000.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    let logits =
+        [1.0f32, 2.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1000.0, -1000.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
     let labels = [2u8, 1];
     let mut d = [0.0f32; 20];
     let loss = nn::softmax_cross_entropy(&logits, &labels, &mut d, 10);

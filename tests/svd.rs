@@ -22,10 +22,7 @@ const W2: [f32; 16] = [
 
 fn max_diff(x: &[f32], y: &[f32]) -> f32 {
     assert_eq!(x.len(), y.len());
-    x.iter()
-        .zip(y)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max)
+    x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
 }
 
 /// (rows × k)·(k × cols), row-major.
@@ -97,11 +94,7 @@ fn error_is_the_tail_of_the_singular_values_at_every_rank() {
     for rank in 1..=4 {
         let lr = low_rank(&W, 4, 4, rank).unwrap();
         let predicted = tail_error(&lr.singular_values, rank);
-        assert!(
-            (lr.error - predicted).abs() < 1e-5,
-            "rank {rank}: {} vs {predicted}",
-            lr.error
-        );
+        assert!((lr.error - predicted).abs() < 1e-5, "rank {rank}: {} vs {predicted}", lr.error);
     }
     assert_eq!(tail_error(&[3.0, 4.0], 0), 5.0);
     assert_eq!(tail_error(&[3.0, 4.0], 2), 0.0);
@@ -133,10 +126,7 @@ fn signs_are_fixed_and_results_repeat() {
     let lr = low_rank(&W, 4, 4, 4).unwrap();
     for i in 0..4 {
         let col: Vec<f32> = (0..4).map(|r| lr.a[r * 4 + i]).collect();
-        let biggest = col
-            .iter()
-            .copied()
-            .fold(0.0f32, |m, x| if x.abs() > m.abs() { x } else { m });
+        let biggest = col.iter().copied().fold(0.0f32, |m, x| if x.abs() > m.abs() { x } else { m });
         assert!(biggest > 0.0, "column {i} of A: {col:?}");
     }
     assert_eq!(low_rank(&W, 4, 4, 4).unwrap(), lr);
@@ -151,23 +141,14 @@ fn non_square_matrix_every_rank() {
     let mut last = f32::INFINITY;
     for rank in 1..=10 {
         let lr = low_rank(&w, rows, cols, rank).unwrap();
-        assert_eq!(
-            (lr.a.len(), lr.b.len(), lr.approx.len()),
-            (rows * rank, rank * cols, rows * cols)
-        );
-        assert!(
-            lr.error < last,
-            "rank {rank}: error {} did not decrease from {last}",
-            lr.error
-        );
+        assert_eq!((lr.a.len(), lr.b.len(), lr.approx.len()), (rows * rank, rank * cols, rows * cols));
+        assert!(lr.error < last, "rank {rank}: error {} did not decrease from {last}", lr.error);
         assert!((lr.error - tail_error(&sv, rank)).abs() < 1e-4);
         last = lr.error;
     }
     assert!(last < 1e-4);
     // Tall as well as wide.
-    let wt: Vec<f32> = (0..cols * rows)
-        .map(|i| w[(i % rows) * cols + i / rows])
-        .collect();
+    let wt: Vec<f32> = (0..cols * rows).map(|i| w[(i % rows) * cols + i / rows]).collect();
     let tall = low_rank(&wt, cols, rows, 3).unwrap();
     assert!((tall.error - tail_error(&sv, 3)).abs() < 1e-4);
 }
@@ -185,10 +166,7 @@ fn non_finite_and_misshapen_input_is_rejected() {
     let mut w = W;
     w[6] = f32::NAN;
     let reason = setting_reason(low_rank(&w, 4, 4, 2).unwrap_err(), "matrix");
-    assert!(
-        reason.contains("(1, 2)") && reason.contains("NaN"),
-        "{reason}"
-    );
+    assert!(reason.contains("(1, 2)") && reason.contains("NaN"), "{reason}");
     w[6] = f32::INFINITY;
     assert!(singular_values(&w, 4, 4).is_err());
     let reason = setting_reason(low_rank(&W, 4, 5, 2).unwrap_err(), "matrix");

@@ -51,7 +51,10 @@ pub fn fill_batch(ds: &Dataset, indices: &[u32], x: &mut [f32], y: &mut [u8]) ->
         )));
     }
     if let Some(&i) = indices.iter().find(|&&i| i as usize >= ds.len()) {
-        return Err(LabError::state(format!("fill_batch: sample {i} is past the end of a {}-sample dataset", ds.len())));
+        return Err(LabError::state(format!(
+            "fill_batch: sample {i} is past the end of a {}-sample dataset",
+            ds.len()
+        )));
     }
     for ((&i, row), label) in indices.iter().zip(x.chunks_exact_mut(PIXELS)).zip(y.iter_mut()) {
         for (o, &p) in row.iter_mut().zip(ds.image(i as usize)) {

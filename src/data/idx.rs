@@ -73,10 +73,8 @@ fn parse<'a>(bytes: &'a [u8], file: &str, want: u32, what: &str) -> Result<(Vec<
     if bytes.len() < header {
         return Err(bad(format!("file is {} bytes, shorter than its {header}-byte header", bytes.len())));
     }
-    let dims: Vec<usize> = bytes[4..header]
-        .chunks_exact(4)
-        .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        bytes[4..header].chunks_exact(4).map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize).collect();
     let shown = dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×");
     if dims.contains(&0) {
         return Err(bad(format!("zero dimension in header ({shown})")));

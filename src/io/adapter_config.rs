@@ -172,11 +172,7 @@ impl AdapterConfig {
 /// "layers.5") and returned as full names in `known_modules` order, without repeats. Rejected,
 /// besides malformed values: DoRA and per-layer rank/alpha patterns, which PEFT would apply but
 /// this lab does not compute, so loading would silently give different logits.
-pub fn parse_adapter_config(
-    json: &str,
-    file: &str,
-    known_modules: &[(&str, usize, usize)],
-) -> Result<AdapterConfig> {
+pub fn parse_adapter_config(json: &str, file: &str, known_modules: &[(&str, usize, usize)]) -> Result<AdapterConfig> {
     let bad = |reason: String| LabError::file(file, reason);
     let value: Value = serde_json::from_str(json).map_err(|e| {
         // Python's json module writes non-finite floats as bare NaN/Infinity, which is not JSON.
@@ -191,8 +187,7 @@ pub fn parse_adapter_config(
         return Err(bad("expected a JSON object of LoRA settings".into()));
     };
     check_raw(obj).map_err(bad)?;
-    let mut cfg: AdapterConfig =
-        serde_json::from_value(value).map_err(|e| bad(format!("unreadable setting: {e}")))?;
+    let mut cfg: AdapterConfig = serde_json::from_value(value).map_err(|e| bad(format!("unreadable setting: {e}")))?;
     cfg.target_modules = resolve_targets(&cfg, known_modules).map_err(bad)?;
     Ok(cfg)
 }
@@ -201,11 +196,7 @@ pub fn parse_adapter_config(
 fn check_raw(obj: &Map<String, Value>) -> std::result::Result<(), String> {
     match obj.get("peft_type") {
         Some(Value::String(t)) if t == "LORA" => {}
-        Some(other) => {
-            return Err(format!(
-                "peft_type is {other}; only \"LORA\" adapters are supported"
-            ))
-        }
+        Some(other) => return Err(format!("peft_type is {other}; only \"LORA\" adapters are supported")),
         None => return Err("peft_type is missing; expected \"LORA\"".into()),
     }
     if let Some(r) = obj.get("r") {
@@ -215,44 +206,30 @@ fn check_raw(obj: &Map<String, Value>) -> std::result::Result<(), String> {
     }
     if let Some(a) = obj.get("lora_alpha") {
         if !a.as_f64().is_some_and(|a| a.is_finite() && a > 0.0) {
-            return Err(format!(
-                "lora_alpha must be a finite number greater than 0, found {a}"
-            ));
+            return Err(format!("lora_alpha must be a finite number greater than 0, found {a}"));
         }
     }
     if let Some(p) = obj.get("lora_dropout") {
         if !p.as_f64().is_some_and(|p| (0.0..1.0).contains(&p)) {
-            return Err(format!(
-                "lora_dropout must be a number in [0, 1), found {p}"
-            ));
+            return Err(format!("lora_dropout must be a number in [0, 1), found {p}"));
         }
     }
     if let Some(b) = obj.get("bias") {
         if !matches!(b.as_str(), Some("none" | "all" | "lora_only")) {
-            return Err(format!(
-                "bias must be \"none\", \"all\" or \"lora_only\", found {b}"
-            ));
+            return Err(format!("bias must be \"none\", \"all\" or \"lora_only\", found {b}"));
         }
     }
     if obj.get("fan_in_fan_out") == Some(&Value::Bool(true)) {
-        return Err(
-            "fan_in_fan_out is true, but this model's layers are nn.Linear (weight out × in); \
+        return Err("fan_in_fan_out is true, but this model's layers are nn.Linear (weight out × in); \
                     it applies only to Conv1D-style weights stored in × out"
-                .into(),
-        );
+            .into());
     }
     if obj.get("use_dora") == Some(&Value::Bool(true)) {
         return Err("use_dora is true; DoRA adapters are not supported".into());
     }
     for key in ["rank_pattern", "alpha_pattern"] {
-        if obj
-            .get(key)
-            .and_then(Value::as_object)
-            .is_some_and(|m| !m.is_empty())
-        {
-            return Err(format!(
-                "{key} is set; per-layer ranks and alphas are not supported"
-            ));
+        if obj.get(key).and_then(Value::as_object).is_some_and(|m| !m.is_empty()) {
+            return Err(format!("{key} is set; per-layer ranks and alphas are not supported"));
         }
     }
     // Type errors found here name the field; serde's own message would not.
@@ -268,27 +245,18 @@ fn check_raw(obj: &Map<String, Value>) -> std::result::Result<(), String> {
     }
     match obj.get("init_lora_weights") {
         None | Some(Value::Bool(_) | Value::String(_)) => Ok(()),
-        Some(other) => Err(format!(
-            "init_lora_weights must be true, false or a method name, found {other}"
-        )),
+        Some(other) => Err(format!("init_lora_weights must be true, false or a method name, found {other}")),
     }
 }
 
 /// Target names → full module names; also checks r against each targeted layer.
-fn resolve_targets(
-    cfg: &AdapterConfig,
-    known: &[(&str, usize, usize)],
-) -> std::result::Result<Vec<String>, String> {
+fn resolve_targets(cfg: &AdapterConfig, known: &[(&str, usize, usize)]) -> std::result::Result<Vec<String>, String> {
     if cfg.target_modules.is_empty() {
         return Err("target_modules is missing or empty; name at least one layer".into());
     }
     let names: Vec<&str> = known.iter().map(|(n, _, _)| *n).collect();
-    let matches = |target: &str, module: &str| {
-        module == target
-            || module
-                .strip_suffix(target)
-                .is_some_and(|p| p.ends_with('.'))
-    };
+    let matches =
+        |target: &str, module: &str| module == target || module.strip_suffix(target).is_some_and(|p| p.ends_with('.'));
     for t in &cfg.target_modules {
         if !names.iter().any(|m| matches(t, m)) {
             return Err(format!(
@@ -304,10 +272,7 @@ fn resolve_targets(
         }
         let max = fan_in.min(fan_out);
         if cfg.r > max {
-            return Err(format!(
-                "r = {} is larger than min(in, out) = {max} of {name} ({fan_in} → {fan_out})",
-                cfg.r
-            ));
+            return Err(format!("r = {} is larger than min(in, out) = {max} of {name} ({fan_in} → {fan_out})", cfg.r));
         }
         out.push(name.to_string());
     }

@@ -45,10 +45,8 @@ pub(crate) fn check(bytes: &[u8]) -> Result<Vec<Entry>, String> {
         ));
     }
     let header_end = N_LEN + n as usize;
-    let text = std::str::from_utf8(&bytes[N_LEN..header_end])
-        .map_err(|e| format!("header is not valid UTF-8: {e}"))?;
-    let json: Value =
-        serde_json::from_str(text).map_err(|e| format!("header is not valid JSON: {e}"))?;
+    let text = std::str::from_utf8(&bytes[N_LEN..header_end]).map_err(|e| format!("header is not valid UTF-8: {e}"))?;
+    let json: Value = serde_json::from_str(text).map_err(|e| format!("header is not valid JSON: {e}"))?;
     let Value::Object(map) = json else {
         return Err("header is not a JSON object of tensors".to_string());
     };
@@ -76,39 +74,20 @@ fn check_metadata(value: &Value) -> Result<(), String> {
 }
 
 fn parse_entry(name: &str, value: &Value) -> Result<Entry, String> {
-    let obj: &Map<String, Value> = value
-        .as_object()
-        .ok_or_else(|| format!("tensor {name}: header entry is not an object"))?;
-    let field = |key: &str| {
-        obj.get(key)
-            .ok_or_else(|| format!("tensor {name}: header entry has no \"{key}\""))
-    };
-    let dtype = field("dtype")?
-        .as_str()
-        .ok_or_else(|| format!("tensor {name}: dtype is not a string"))?
-        .to_string();
+    let obj: &Map<String, Value> =
+        value.as_object().ok_or_else(|| format!("tensor {name}: header entry is not an object"))?;
+    let field = |key: &str| obj.get(key).ok_or_else(|| format!("tensor {name}: header entry has no \"{key}\""));
+    let dtype = field("dtype")?.as_str().ok_or_else(|| format!("tensor {name}: dtype is not a string"))?.to_string();
     let shape = usizes(field("shape")?)
         .ok_or_else(|| format!("tensor {name}: shape is not a list of non-negative integers"))?;
     let offsets = usizes(field("data_offsets")?)
         .filter(|o| o.len() == 2)
-        .ok_or_else(|| {
-            format!("tensor {name}: data_offsets is not a pair of non-negative integers")
-        })?;
-    Ok(Entry {
-        name: name.to_string(),
-        dtype,
-        shape,
-        begin: offsets[0],
-        end: offsets[1],
-    })
+        .ok_or_else(|| format!("tensor {name}: data_offsets is not a pair of non-negative integers"))?;
+    Ok(Entry { name: name.to_string(), dtype, shape, begin: offsets[0], end: offsets[1] })
 }
 
 fn usizes(value: &Value) -> Option<Vec<usize>> {
-    value
-        .as_array()?
-        .iter()
-        .map(|v| v.as_u64().and_then(|x| usize::try_from(x).ok()))
-        .collect()
+    value.as_array()?.iter().map(|v| v.as_u64().and_then(|x| usize::try_from(x).ok())).collect()
 }
 
 /// Per tensor: F32 only, offsets in order and inside the data, byte count matching the shape.
@@ -121,10 +100,7 @@ fn check_entry(e: &Entry, data_len: usize) -> Result<(), String> {
         ));
     }
     if e.end < e.begin {
-        return Err(format!(
-            "tensor {name}: data_offsets [{}, {}] end before they begin",
-            e.begin, e.end
-        ));
+        return Err(format!("tensor {name}: data_offsets [{}, {}] end before they begin", e.begin, e.end));
     }
     if e.end > data_len {
         return Err(format!(
@@ -164,13 +140,13 @@ fn check_tiling(entries: &mut [Entry], data_len: usize) -> Result<(), String> {
             }
             Some(p) if e.begin > pos => {
                 return Err(format!(
-                    "offsets are not contiguous: {} bytes unaccounted for between {} (ends at {}) and {} (begins at {})",
-                    e.begin - pos,
-                    p.name,
-                    p.end,
-                    e.name,
-                    e.begin
-                ))
+                "offsets are not contiguous: {} bytes unaccounted for between {} (ends at {}) and {} (begins at {})",
+                e.begin - pos,
+                p.name,
+                p.end,
+                e.name,
+                e.begin
+            ))
             }
             None if e.begin != 0 => {
                 return Err(format!(

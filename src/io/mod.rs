@@ -5,7 +5,5 @@ pub mod adapter_config;
 mod header;
 pub mod tensors;
 
-pub use adapter_config::{
-    from_peft, parse_adapter_config, peft_alpha, scaling_value, AdapterConfig, Bias, Scaling,
-};
+pub use adapter_config::{from_peft, parse_adapter_config, peft_alpha, scaling_value, AdapterConfig, Bias, Scaling};
 pub use tensors::{expect_tensors, read_safetensors, write_safetensors, Tensor};

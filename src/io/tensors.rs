@@ -29,41 +29,28 @@ pub fn write_safetensors(
     let mut seen = HashSet::new();
     for (name, shape, data) in tensors {
         if name == "__metadata__" {
-            return Err(LabError::setting(
-                name,
-                "is reserved for the header's metadata",
-            ));
+            return Err(LabError::setting(name, "is reserved for the header's metadata"));
         }
         if !seen.insert(name.as_str()) {
-            return Err(LabError::setting(
-                name,
-                "appears twice in one safetensors file",
-            ));
+            return Err(LabError::setting(name, "appears twice in one safetensors file"));
         }
         let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         if count != Some(data.len()) {
             return Err(LabError::setting(
                 name,
-                format!(
-                    "shape {shape:?} does not hold the {} values given",
-                    data.len()
-                ),
+                format!("shape {shape:?} does not hold the {} values given", data.len()),
             ));
         }
     }
     // The crate borrows the bytes, so they must outlive the views.
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, data)| data.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, _, data)| data.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
     let mut views = Vec::with_capacity(tensors.len());
     for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
-        let view = TensorView::new(Dtype::F32, shape.clone(), b)
-            .map_err(|e| LabError::setting(name, e.to_string()))?;
+        let view = TensorView::new(Dtype::F32, shape.clone(), b).map_err(|e| LabError::setting(name, e.to_string()))?;
         views.push((name.clone(), view));
     }
-    safetensors::serialize(views, metadata)
-        .map_err(|e| LabError::setting("safetensors export", e.to_string()))
+    safetensors::serialize(views, metadata).map_err(|e| LabError::setting("safetensors export", e.to_string()))
 }
 
 /// Parses a whole safetensors file (`file` names it in errors). Every tensor must be F32.
@@ -76,24 +63,11 @@ pub fn read_safetensors(bytes: &[u8], file: &str) -> Result<BTreeMap<String, Ten
         if view.dtype() != Dtype::F32 {
             return Err(LabError::file(
                 file,
-                format!(
-                    "tensor {name} has dtype {:?}; only F32 is supported",
-                    view.dtype()
-                ),
+                format!("tensor {name} has dtype {:?}; only F32 is supported", view.dtype()),
             ));
         }
-        let data = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        out.insert(
-            name.to_string(),
-            Tensor {
-                shape: view.shape().to_vec(),
-                data,
-            },
-        );
+        let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        out.insert(name.to_string(), Tensor { shape: view.shape().to_vec(), data });
     }
     Ok(out)
 }
@@ -108,36 +82,22 @@ pub fn expect_tensors(
     allow_extra: bool,
 ) -> Result<()> {
     let mut problems = Vec::new();
-    let missing: Vec<&str> = expected
-        .iter()
-        .map(|(n, _)| *n)
-        .filter(|n| !map.contains_key(*n))
-        .collect();
+    let missing: Vec<&str> = expected.iter().map(|(n, _)| *n).filter(|n| !map.contains_key(*n)).collect();
     if !missing.is_empty() {
         problems.push(format!("missing {}", missing.join(", ")));
     }
     if !allow_extra {
-        let unexpected: Vec<&str> = map
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !expected.iter().any(|(n, _)| n == k))
-            .collect();
+        let unexpected: Vec<&str> =
+            map.keys().map(String::as_str).filter(|k| !expected.iter().any(|(n, _)| n == k)).collect();
         if !unexpected.is_empty() {
             let wanted: Vec<&str> = expected.iter().map(|(n, _)| *n).collect();
-            problems.push(format!(
-                "unexpected {} (expected only {})",
-                unexpected.join(", "),
-                wanted.join(", ")
-            ));
+            problems.push(format!("unexpected {} (expected only {})", unexpected.join(", "), wanted.join(", ")));
         }
     }
     for (name, shape) in expected {
         if let Some(t) = map.get(*name) {
             if t.shape != *shape {
-                problems.push(format!(
-                    "{name} has shape {:?}, expected {shape:?}",
-                    t.shape
-                ));
+                problems.push(format!("{name} has shape {:?}, expected {shape:?}", t.shape));
             }
         }
     }

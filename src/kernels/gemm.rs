@@ -12,10 +12,19 @@ use rayon::prelude::*;
 pub const MR: usize = 4;
 /// Columns of B per micro-kernel tile (two lanes of four).
 pub const NR: usize = 8;
-/// Depth of one packed block: an `MR×KC` A panel and a `KC×NR` B panel stay in L1.
-const KC: usize = 256;
+/// Largest depth of one packed block: an `MR×kc` A panel and a `kc×NR` B panel stay in L1.
+const KC_MAX: usize = 256;
+
+/// The depth of every k-block but the last: k split into equal blocks of at most `KC_MAX`
+/// (784 → 4 × 196, not 3 × 256 + 16), so no block is a short, overhead-heavy tail.
+fn block_depth(k: usize) -> usize {
+    if k == 0 {
+        return 1;
+    }
+    k.div_ceil(k.div_ceil(KC_MAX))
+}
 /// Below this many multiply-adds a call runs on the calling thread: waking workers costs more.
-const PARALLEL_MIN_MACS: usize = 1 << 16;
+const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// A read-only strided matrix view: element (r, c) is `data[r * rs + c * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -37,9 +46,7 @@ impl<'a> Strided<'a> {
         Self { data, rows, cols, rs: 1, cs: rows }
     }
     fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+        self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
     }
 }
 
@@ -52,6 +59,11 @@ pub struct Epilogue<'a> {
     pub bias: Option<&'a [f32]>,
     /// Apply `max(·, 0)` last.
     pub relu: bool,
+}
+
+thread_local! {
+    /// Each thread's B-panel buffer, reused across calls (no allocation per task).
+    static PACKED_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[derive(Clone, Copy)]
@@ -78,7 +90,8 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) {
 
     let m_tiles = m.div_ceil(MR);
     let n_tiles = n.div_ceil(NR);
-    let packed_a = pack_a(a, m_tiles);
+    let kc = block_depth(k);
+    let packed_a = pack_a(a, m_tiles, kc);
     let bias_padded: Option<Vec<f32>> = ep.bias.map(|b| {
         let mut v = b.to_vec();
         v.resize(n_tiles * NR, 0.0);
@@ -104,9 +117,7 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) {
         let it1 = (it0 + tiles_per_row_chunk).min(m_tiles);
         let jt1 = (jt0 + tiles_per_col_chunk).min(n_tiles);
         let c_ptr = c_ptr;
-        compute_block(
-            &packed_a, b, c_ptr, ldc, (m, k, n), (it0, it1), (jt0, jt1), ep, bias_padded.as_deref(),
-        );
+        compute_block(&packed_a, b, c_ptr, ldc, (m, k, n), kc, (it0, it1), (jt0, jt1), ep, bias_padded.as_deref());
     };
     if tasks.len() == 1 {
         job(&tasks[0]);
@@ -117,12 +128,12 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) {
 
 /// Packs all of A: for each k-block, for each row tile, an `MR × kc` panel stored k-major
 /// (`panel[p * MR + i]`), rows past `m` zero.
-fn pack_a(a: Strided, m_tiles: usize) -> Vec<f32> {
+fn pack_a(a: Strided, m_tiles: usize, depth: usize) -> Vec<f32> {
     let (m, k) = (a.rows, a.cols);
     let mut out = vec![0.0f32; m_tiles * MR * k];
     let mut off = 0;
-    for k0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - k0);
+    for k0 in (0..k).step_by(depth) {
+        let kc = depth.min(k - k0);
         for it in 0..m_tiles {
             let panel = &mut out[off..off + MR * kc];
             for i in 0..MR.min(m - it * MR) {
@@ -159,42 +170,44 @@ fn compute_block(
     c: SendPtr,
     ldc: usize,
     (m, k, n): (usize, usize, usize),
+    depth: usize,
     (it0, it1): (usize, usize),
     (jt0, jt1): (usize, usize),
     ep: Epilogue,
     bias: Option<&[f32]>,
 ) {
     let m_tiles = m.div_ceil(MR);
-    let mut packed_b = Vec::new();
-    let k_blocks: Vec<usize> = if k == 0 { vec![0] } else { (0..k).step_by(KC).collect() };
-    let last_k0 = *k_blocks.last().unwrap_or(&0);
-    for &k0 in &k_blocks {
-        let kc = KC.min(k - k0);
-        pack_b(b, k0, kc, jt0, jt1, &mut packed_b);
-        let a_block = &packed_a[k0 * m_tiles * MR..];
-        let first = k0 == 0;
-        let last = k0 == last_k0;
-        for (t, jt) in (jt0..jt1).enumerate() {
-            let b_panel = &packed_b[t * NR * kc..(t + 1) * NR * kc];
-            let cols = NR.min(n - jt * NR);
-            let tile_bias = if last { bias.map(|bv| &bv[jt * NR..jt * NR + NR]) } else { None };
-            for it in it0..it1 {
-                let a_panel = &a_block[it * MR * kc..(it + 1) * MR * kc];
-                let rows = MR.min(m - it * MR);
-                let tile = TileOut {
-                    // SAFETY: (it, jt) lies inside C; tasks own disjoint tile ranges.
-                    ptr: unsafe { c.0.add(it * MR * ldc + jt * NR) },
-                    ldc,
-                    rows,
-                    cols,
-                };
-                let load_c = !first || ep.accumulate;
-                let relu = last && ep.relu;
-                // SAFETY: panels hold exactly kc*MR and kc*NR floats; the tile is inside C.
-                unsafe { tile_kernel(kc, a_panel, b_panel, tile, load_c, tile_bias, relu) };
+    PACKED_B.with_borrow_mut(|packed_b| {
+        let k_blocks: Vec<usize> = if k == 0 { vec![0] } else { (0..k).step_by(depth).collect() };
+        let last_k0 = *k_blocks.last().unwrap_or(&0);
+        for &k0 in &k_blocks {
+            let kc = depth.min(k - k0);
+            pack_b(b, k0, kc, jt0, jt1, packed_b);
+            let a_block = &packed_a[k0 * m_tiles * MR..];
+            let first = k0 == 0;
+            let last = k0 == last_k0;
+            for (t, jt) in (jt0..jt1).enumerate() {
+                let b_panel = &packed_b[t * NR * kc..(t + 1) * NR * kc];
+                let cols = NR.min(n - jt * NR);
+                let tile_bias = if last { bias.map(|bv| &bv[jt * NR..jt * NR + NR]) } else { None };
+                for it in it0..it1 {
+                    let a_panel = &a_block[it * MR * kc..(it + 1) * MR * kc];
+                    let rows = MR.min(m - it * MR);
+                    let tile = TileOut {
+                        // SAFETY: (it, jt) lies inside C; tasks own disjoint tile ranges.
+                        ptr: unsafe { c.0.add(it * MR * ldc + jt * NR) },
+                        ldc,
+                        rows,
+                        cols,
+                    };
+                    let load_c = !first || ep.accumulate;
+                    let relu = last && ep.relu;
+                    // SAFETY: panels hold exactly kc*MR and kc*NR floats; the tile is inside C.
+                    unsafe { tile_kernel(kc, a_panel, b_panel, tile, load_c, tile_bias, relu) };
+                }
             }
         }
-    }
+    });
 }
 
 struct TileOut {
@@ -210,15 +223,7 @@ struct TileOut {
 /// `tile.ptr` must address a `tile.rows × tile.cols` region with row stride `tile.ldc` that no other
 /// thread touches.
 #[inline(always)]
-unsafe fn tile_kernel(
-    kc: usize,
-    a: &[f32],
-    b: &[f32],
-    tile: TileOut,
-    load_c: bool,
-    bias: Option<&[f32]>,
-    relu: bool,
-) {
+unsafe fn tile_kernel(kc: usize, a: &[f32], b: &[f32], tile: TileOut, load_c: bool, bias: Option<&[f32]>, relu: bool) {
     // SAFETY: the caller upholds this function's contract.
     unsafe {
         debug_assert!(a.len() >= MR * kc && b.len() >= NR * kc);

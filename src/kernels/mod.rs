@@ -6,6 +6,7 @@
 
 mod elementwise;
 mod gemm;
+mod gemv;
 mod lane;
 mod peak;
 
@@ -15,14 +16,21 @@ pub use lane::FUSED_MUL_ADD;
 pub use peak::simd_peak_flops;
 
 /// `y (m×n) = x (m×k) · wᵀ` with `w` row-major `n×k` (PyTorch's Linear layout), plus bias and ReLU.
-pub fn linear_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: usize, k: usize, n: usize, relu: bool) {
-    gemm(
-        Strided::row_major(x, m, k),
-        Strided::transposed(w, k, n),
-        y,
-        n,
-        Epilogue { accumulate: false, bias, relu },
-    );
+/// Fewer rows than a register tile (a single drawn digit) take the dot-product path.
+pub fn linear_forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    relu: bool,
+) {
+    if m < MR {
+        return gemv::linear_forward_rows(x, w, bias, y, m, k, n, relu);
+    }
+    gemm(Strided::row_major(x, m, k), Strided::transposed(w, k, n), y, n, Epilogue { accumulate: false, bias, relu });
 }
 
 /// `dx (m×k) = dy (m×n) · w (n×k)`.

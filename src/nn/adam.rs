@@ -26,7 +26,12 @@ impl Adam {
     }
 
     /// One step at learning rate `lr` over `params` and their `grads` (same order and sizes as `new`).
-    pub fn step<'a>(&mut self, lr: f32, params: impl IntoIterator<Item = &'a mut [f32]>, grads: impl IntoIterator<Item = &'a [f32]>) {
+    pub fn step<'a>(
+        &mut self,
+        lr: f32,
+        params: impl IntoIterator<Item = &'a mut [f32]>,
+        grads: impl IntoIterator<Item = &'a [f32]>,
+    ) {
         self.t += 1;
         let s = AdamStep::new(lr, self.beta1, self.beta2, self.eps, self.t);
         for (((p, g), m), v) in params.into_iter().zip(grads).zip(&mut self.m).zip(&mut self.v) {

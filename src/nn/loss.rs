@@ -45,6 +45,9 @@ pub fn softmax(logits: &[f32], classes: usize) -> Vec<f32> {
 /// Index of the largest logit in each row (first one on ties).
 pub fn argmax_rows(logits: &[f32], classes: usize) -> impl Iterator<Item = usize> + '_ {
     logits.chunks_exact(classes).map(|row| {
-        row.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0
+        row.iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+            .0
     })
 }

@@ -29,7 +29,11 @@ impl Metrics {
                 right += confusion[d][d] as u64;
                 all += confusion[d].iter().map(|&c| c as u64).sum::<u64>();
             }
-            if all == 0 { f64::NAN } else { right as f64 / all as f64 }
+            if all == 0 {
+                f64::NAN
+            } else {
+                right as f64 / all as f64
+            }
         };
         Self {
             acc_0_7: acc(0..8),

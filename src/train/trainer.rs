@@ -214,7 +214,11 @@ impl Trainer {
             loss,
             smooth_loss: (self.smooth / debias) as f32,
             samples_per_sec: sps,
-            eta_seconds: if sps > 0.0 { remaining.min((self.samples * self.cfg.epochs) as f64) / sps } else { f64::NAN },
+            eta_seconds: if sps > 0.0 {
+                remaining.min((self.samples * self.cfg.epochs) as f64) / sps
+            } else {
+                f64::NAN
+            },
             epoch_finished,
             done: self.is_done(),
             losses: self.losses[first..].to_vec(),
