@@ -179,7 +179,8 @@ export function confusionChart(canvas) {
       },
       scales: {
         x: { type: 'category', labels: DIGITS, offset: true, grid: { display: false }, title: { display: true, text: 'predicted digit' } },
-        y: { type: 'category', labels: DIGITS, offset: true, grid: { display: false }, title: { display: true, text: 'true digit' } },
+        y: { type: 'category', labels: [...DIGITS].reverse(), offset: true, // true digit 0 on top, as confusion matrices are read
+            grid: { display: false }, title: { display: true, text: 'true digit' } },
       },
     },
   });
