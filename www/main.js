@@ -1,6 +1,14 @@
 // The page's entry: picks the build the browser can run, starts the worker, wires the panels.
 import { relaxedSimd, simd } from './vendor/wasm-feature-detect.js';
-import { Request, Event, WorkerClient } from './protocol.js';
+import { App } from './app.js';
+import { createLab } from './lab.js';
+import { deleteDatabase } from './storage.js';
+import { $, say } from './ui.js';
+import { svdPanel } from './panels/svd.js';
+import { basePanel } from './panels/base.js';
+import { adapterPanel } from './panels/adapter.js';
+import { drawPanel } from './panels/draw.js';
+import { sweepPanel } from './panels/sweep.js';
 
 const statusEl = document.getElementById('status');
 
@@ -22,6 +30,13 @@ export async function chooseBuild() {
   return { build: 'simd', reason: 'this browser has no relaxed SIMD, so the threaded build cannot load' };
 }
 
+function readyText(info, reason) {
+  const what = info.threads
+    ? `threaded build, ${info.poolThreads} threads`
+    : `SIMD-only build, 1 thread — ${reason}`;
+  return `Ready: ${what}${info.relaxedSimd ? ', relaxed SIMD' : ''}.`;
+}
+
 async function start() {
   const { build, reason } = await chooseBuild();
   if (!build) {
@@ -29,18 +44,59 @@ async function start() {
     return;
   }
   const threads = Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 16));
-  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-  const client = new WorkerClient(worker, (ev) => {
-    if (ev.type === Event.FATAL) setStatus('error', `The worker stopped: ${ev.message}`);
+  const app = new App({ build, threads });
+
+  const panels = {};
+  panels.svd = svdPanel(app);
+  panels.base = basePanel(app);
+  panels.adapter = adapterPanel(app);
+  panels.draw = drawPanel(app);
+  panels.sweep = sweepPanel(app, panels.adapter);
+
+  const storageMsg = $('#storage-msg');
+  app.on('storage', ({ kind, text }) => say(storageMsg, text, kind));
+  $('#storage-forget').addEventListener('click', async () => {
+    try {
+      const storage = await app.getStorage();
+      if (storage) await storage.clear();
+      else await deleteDatabase();
+      say(storageMsg, 'Stored models forgotten; the ones loaded now stay until you reload.', 'ok');
+    } catch (e) {
+      say(storageMsg, `Could not clear the stored models: ${e.message}.`, 'error');
+    }
   });
+
+  const banner = $('#fatal');
+  app.on('fatal', ({ message }) => {
+    setStatus('error', `The worker stopped: ${message}`);
+    $('#fatal-message').textContent = message;
+    banner.hidden = false;
+  });
+  $('#fatal-restart').addEventListener('click', async () => {
+    banner.hidden = true;
+    setStatus('loading', 'Restarting the worker…');
+    try {
+      const restored = app.restart();
+      if (window.lab) window.lab.restored = restored;
+      await restored;
+      setStatus('ready', readyText(app.info, reason));
+      panels.svd.compute().catch(() => {});
+    } catch (e) {
+      setStatus('error', `Could not restart: ${e.message}`);
+      banner.hidden = false;
+    }
+  });
+
   setStatus('loading', `Loading the ${build === 'threads' ? 'threaded' : 'SIMD-only'} build…`);
   try {
-    const info = await client.request(Request.INIT, { build, threads });
-    const what = info.threads
-      ? `threaded build, ${info.poolThreads} threads`
-      : `SIMD-only build, 1 thread — ${reason}`;
-    setStatus('ready', `Ready: ${what}${info.relaxedSimd ? ', relaxed SIMD' : ''}.`);
-    window.lab = { info, client };
+    const info = await app.start();
+    const lab = createLab(app, panels);
+    window.lab = lab;
+    $('#build-info').textContent = `${info.build} build · ${info.poolThreads} thread${info.poolThreads === 1 ? '' : 's'}`
+      + `${info.relaxedSimd ? ' · relaxed SIMD' : ''}`;
+    setStatus('ready', readyText(info, reason));
+    lab.restored = app.restore();
+    panels.svd.compute().catch(() => {});
   } catch (e) {
     setStatus('error', `Could not start: ${e.message}`);
   }

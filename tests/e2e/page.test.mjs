@@ -1,0 +1,273 @@
+// The page as a reader uses it: panels, preprocessing, SVD, training from the UI, the article's adapter,
+// drawing, uploads, storage across reloads, the fatal-error banner. One browser page carries the story
+// from test to test (as a reader would), so later tests build on the models earlier ones trained.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { launchBrowser, openLab, waitReady } from '../support/browser.mjs';
+
+const ARTICLE_W2 = [
+  [0.0374, 0.5079, 0.4906, 0.3878],
+  [0.0747, 0.5884, 0.5673, 0.4529],
+  [1.0059, 0.2161, 0.1760, 0.2814],
+  [0.8896, 0.4589, 0.4149, 0.4510],
+];
+
+let browser;
+let lab;
+let page;
+
+before(async () => {
+  browser = await launchBrowser();
+  lab = await openLab(browser, { isolation: true });
+  page = lab.page;
+  await waitReady(page);
+});
+
+after(async () => {
+  if (page) {
+    await mkdir('test-results', { recursive: true });
+    await page.screenshot({ path: 'test-results/page.png', fullPage: true }).catch(() => {});
+  }
+  await lab?.close();
+  await browser?.close();
+});
+
+/** Waits until a panel's message line reports ok or error, and returns { kind, text }. */
+async function panelResult(selector, timeout = 120_000) {
+  await page.waitForFunction(
+    (sel) => ['ok', 'error'].includes(document.querySelector(sel)?.dataset.kind),
+    selector,
+    { timeout },
+  );
+  return page.$eval(selector, (e) => ({ kind: e.dataset.kind, text: e.textContent }));
+}
+
+/** Draws a "7" on the canvas with the mouse. */
+async function drawSeven() {
+  const canvas = page.locator('#draw');
+  await canvas.scrollIntoViewIfNeeded();
+  const box = await canvas.boundingBox();
+  const at = (x, y) => [box.x + (x / 280) * box.width, box.y + (y / 280) * box.height];
+  await page.click('#draw-clear');
+  await page.mouse.move(...at(70, 60));
+  await page.mouse.down();
+  for (let i = 1; i <= 12; i++) await page.mouse.move(...at(70 + i * 12, 60));
+  for (let i = 1; i <= 16; i++) await page.mouse.move(...at(214 - i * 6, 60 + i * 12));
+  await page.mouse.up();
+}
+
+test('the page loads: five panels in order, window.lab, touch-ready canvas, no console errors', async () => {
+  const ids = await page.$$eval('main > section.panel', (s) => s.map((e) => e.id));
+  assert.deepEqual(ids, ['svd', 'base', 'adapter', 'draw-panel', 'sweep']);
+  const methods = await page.evaluate(() => Object.entries(window.lab)
+    .filter(([, v]) => typeof v === 'function').map(([k]) => k));
+  for (const m of ['trainBase', 'trainAdapter', 'evaluate', 'classify', 'classifyCanvas', 'svd', 'exportModel',
+    'exportAdapter', 'importModel', 'importAdapter', 'adapters', 'setAdapter', 'merge', 'unmerge', 'sweep', 'pause',
+    'resume', 'cancel']) {
+    assert.ok(methods.includes(m), `window.lab.${m} is missing`);
+  }
+  assert.equal(await page.evaluate(() => typeof window.lab.info.build), 'string');
+  assert.equal(await page.$eval('#draw', (c) => getComputedStyle(c).touchAction), 'none');
+  // Every input has an accessible name.
+  const unlabelled = await page.$$eval('input, select, textarea', (els) => els
+    .filter((e) => !(e.labels?.length || e.getAttribute('aria-label'))).map((e) => e.outerHTML));
+  assert.deepEqual(unlabelled, []);
+  assert.equal(await page.evaluate(() => typeof Chart), 'function', 'Chart.js did not load');
+  assert.deepEqual(lab.errors, []);
+});
+
+test('preprocessing (in the page): an off-centre stroke ends up centred, max 255, 784 values', async () => {
+  const r = await page.evaluate(async () => {
+    const p = await import(new URL('www/preprocess.js', location.href).href);
+    const c = new OffscreenCanvas(280, 280);
+    const g = c.getContext('2d');
+    g.lineWidth = 24;
+    g.lineCap = 'round';
+    g.beginPath(); // an "L" in the top-right corner
+    g.moveTo(200, 20);
+    g.lineTo(200, 110);
+    g.lineTo(260, 110);
+    g.stroke();
+    const ink = p.inkFromRGBA(g.getImageData(0, 0, 280, 280).data, 280, 280);
+    const out = p.preprocess(ink, 280, 280);
+    const box = p.boundingBox(out, 28, 28);
+    const blank = p.preprocess(new Float32Array(280 * 280), 280, 280);
+    return {
+      length: out.length,
+      max: Math.max(...out),
+      min: Math.min(...out),
+      com: p.centreOfMass(out, 28, 28),
+      side: Math.max(box.x1 - box.x0, box.y1 - box.y0),
+      grey: out.filter((v) => v > 0 && v < 255).length,
+      blank,
+    };
+  });
+  assert.equal(r.length, 784);
+  assert.equal(r.max, 255);
+  assert.equal(r.min, 0);
+  assert.ok(Math.abs(r.com.x - 14) <= 1 && Math.abs(r.com.y - 14) <= 1, `centre of mass ${JSON.stringify(r.com)}`);
+  assert.ok(r.side >= 19 && r.side <= 21, `longer side ${r.side} px, want 20`);
+  assert.ok(r.grey > 0, 'anti-aliased edges should be grey');
+  assert.equal(r.blank, null);
+});
+
+test("the SVD panel shows the article's rank-2 numbers", async () => {
+  await page.waitForSelector('#svd-approx td, #svd-msg[data-kind="error"]', { timeout: 30_000 });
+  const msg = await page.$eval('#svd-msg', (e) => (e.hidden ? '' : e.textContent));
+  assert.equal(msg, '', msg);
+  const shown = await page.$$eval('#svd-approx tr', (rows) => rows.map((r) => [...r.cells].map((c) => Number(c.textContent))));
+  assert.equal(shown.length, 4);
+  shown.forEach((row, i) => row.forEach((v, j) => {
+    assert.ok(Math.abs(v - ARTICLE_W2[i][j]) <= 2e-4, `W_r[${i}][${j}] = ${v}, the article prints ${ARTICLE_W2[i][j]}`);
+  }));
+  const error = await page.$eval('#svd-error', (e) => e.textContent);
+  const [shownError, tailError] = [...error.matchAll(/= (\d+\.\d+)/g)].map((m) => Number(m[1]));
+  assert.ok(Math.abs(shownError - tailError) < 1e-5, error);
+  // Full rank gives W back.
+  const full = await page.evaluate(() => window.lab.svd(undefined, 4));
+  assert.ok(full.error < 1e-4, `rank-4 error ${full.error}`);
+  assert.equal(await page.$eval('#svd-rank', (e) => e.value), '4');
+});
+
+test('a short training chosen from the UI (limit 2000, 1 epoch) shows progress and a plotted loss', async () => {
+  await page.fill('#base-form [name="limit"]', '2000');
+  await page.fill('#base-form [name="epochs"]', '1');
+  await page.click('#base-train');
+  const res = await panelResult('#base-msg');
+  assert.equal(res.kind, 'ok', res.text);
+  const progress = await page.$eval('#base-training progress', (p) => ({ value: p.value, max: p.max }));
+  assert.ok(progress.max > 1 && progress.value === progress.max, JSON.stringify(progress));
+  assert.ok(Number(await page.getAttribute('#base-training', 'data-points')) >= 10, 'loss points plotted');
+  assert.match(await page.textContent('#base-training .progress-text'), /steps/);
+  await page.waitForSelector('#base-eval:not([hidden])');
+  assert.match(await page.textContent('#base-acc-0-7'), /^\d+\.\d\d %$/);
+  assert.equal(await page.$$eval('#base-training table.epochs tbody tr', (r) => r.length), 1);
+});
+
+test('no long task over 50 ms on the main thread while a base model trains', async () => {
+  await page.evaluate(() => {
+    window.__longTasks = [];
+    window.__trainEnd = null;
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__longTasks.push({ start: e.startTime, duration: e.duration });
+    }).observe({ type: 'longtask' });
+    const text = document.querySelector('#base-training .progress-text');
+    new MutationObserver(() => {
+      if (/^(Done|Cancelled|Stopped)/.test(text.textContent)) window.__trainEnd ??= performance.now();
+    }).observe(text, { childList: true, characterData: true, subtree: true });
+    window.__trainStart = performance.now();
+  });
+  await page.fill('#base-form [name="limit"]', '6000');
+  await page.fill('#base-form [name="epochs"]', '1');
+  await page.click('#base-train');
+  const res = await panelResult('#base-msg');
+  assert.equal(res.kind, 'ok', res.text);
+  const { tasks, start, end } = await page.evaluate(() => ({ tasks: window.__longTasks, start: window.__trainStart, end: window.__trainEnd }));
+  assert.ok(end > start, 'training end not seen');
+  const during = tasks.filter((t) => t.start >= start && t.start < end);
+  assert.deepEqual(during, [], `long tasks during training: ${JSON.stringify(during)}`);
+});
+
+test('the article preset trains an adapter in one click', async () => {
+  await page.click('#adapter-preset');
+  const res = await panelResult('#adapter-msg');
+  assert.equal(res.kind, 'ok', res.text);
+  assert.match(await page.textContent('#adapter-params'), /trainable params: 1,064 \|\| all params: 535,818 \|\| trainable%: 0\.1986/);
+  assert.equal(await page.$$eval('#adapter-list table.adapters tbody tr', (r) => r.length), 2); // "off" + the adapter
+  assert.match(await page.textContent('#adapter-acc td[data-key="adapted.acc_8_9"]'), /%/);
+  const form = await page.evaluate(() => {
+    const f = document.querySelector('#adapter-form').elements;
+    return { rank: f.rank.value, alpha: f.alpha.value, scaling: f.scaling.value, init: f.init.value, lr: f.lr.value, epochs: f.epochs.value };
+  });
+  assert.deepEqual(form, { rank: '4', alpha: '1', scaling: 'article', init: 'svd', lr: '0.005', epochs: '3' });
+});
+
+test('a mouse-drawn digit yields probability bars from the base and the adapted model', async () => {
+  const before = Number((await page.getAttribute('#draw-panel', 'data-classified')) || 0);
+  await drawSeven();
+  await page.waitForFunction((n) => Number(document.querySelector('#draw-panel').dataset.classified || 0) > n, before, { timeout: 15_000 });
+  const r = await page.evaluate(() => window.lab.classifyCanvas());
+  assert.equal(r.input.length, 784);
+  assert.equal(Math.max(...r.input), 255);
+  assert.equal(r.base.length, 10);
+  assert.ok(Math.abs(r.base.reduce((a, b) => a + b, 0) - 1) < 1e-3);
+  assert.ok(Array.isArray(r.adapted) && r.adapted.length === 10, 'the adapted model should answer too');
+  const bars = await page.evaluate(() => Chart.getChart(document.querySelector('#draw-probs')).data.datasets.map((d) => d.data.length));
+  assert.deepEqual(bars, [10, 10]);
+  assert.match(await page.textContent('#draw-prediction'), /Base model: \d .* with adapter/);
+});
+
+test('a malformed adapter upload shows a clear message, and classify still works after', async () => {
+  await page.setInputFiles('#adapter-upload-weights', { name: 'adapter_model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from('this is not a safetensors file') });
+  await page.setInputFiles('#adapter-upload-config', {
+    name: 'adapter_config.json',
+    mimeType: 'application/json',
+    buffer: Buffer.from(JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 4, target_modules: ['layers.5'] })),
+  });
+  await page.fill('#adapter-upload-name', 'broken');
+  await page.click('#adapter-upload');
+  const res = await panelResult('#adapter-msg');
+  assert.equal(res.kind, 'error');
+  assert.match(res.text, /cannot be used: .+\. The loaded models are unchanged\./);
+  const names = await page.evaluate(async () => (await window.lab.adapters()).list.map((a) => a.name));
+  assert.ok(!names.includes('broken'));
+  const pixels = await page.evaluate(() => window.lab.classifyCanvas().then((r) => r.input));
+  const r = await page.evaluate((px) => window.lab.classify(px), pixels);
+  assert.equal(r.base.length, 10);
+  assert.deepEqual(lab.errors, []);
+});
+
+test('a reload restores the trained base model and adapter from IndexedDB', async () => {
+  const adaptersBefore = await page.evaluate(async () => (await window.lab.adapters()).list.map((a) => a.name));
+  assert.ok(adaptersBefore.length >= 1);
+  await page.reload();
+  await waitReady(page);
+  const restored = await page.evaluate(() => window.lab.restored);
+  assert.equal(restored.model, true, 'base model restored');
+  assert.equal(restored.adapters, adaptersBefore.length, 'adapters restored');
+  assert.match(await page.textContent('#storage-msg'), /Restored the base model/);
+  const names = await page.evaluate(async () => (await window.lab.adapters()).list.map((a) => a.name));
+  assert.deepEqual(names.sort(), adaptersBefore.sort());
+  await page.waitForSelector('#base-eval:not([hidden])', { timeout: 60_000 });
+  const r = await page.evaluate(() => window.lab.classify(new Array(784).fill(0).map((_, i) => ((i % 28) > 10 && (i % 28) < 16 ? 255 : 0))));
+  assert.equal(r.base.length, 10);
+});
+
+test('storage from a newer schema gives a message, not a crash; a fatal worker error offers a restart', async () => {
+  const other = await openLab(browser, { isolation: false });
+  try {
+    await waitReady(other.page);
+    // Pretend a newer page stored its models here: another schema in the meta record.
+    await other.page.evaluate(() => new Promise((resolve, reject) => {
+      const req = indexedDB.open('lora-lab', 1);
+      req.onsuccess = () => {
+        const tx = req.result.transaction('meta', 'readwrite');
+        tx.objectStore('meta').put({ key: 'schema', version: 99 });
+        tx.oncomplete = () => {
+          req.result.close();
+          resolve();
+        };
+        tx.onerror = () => reject(tx.error);
+      };
+      req.onerror = () => reject(req.error);
+    }));
+    await other.page.reload();
+    await waitReady(other.page);
+    await other.page.waitForSelector('#storage-msg[data-kind="error"]');
+    assert.match(await other.page.textContent('#storage-msg'), /schema 99/);
+
+    // A crash in the worker: the banner appears; Restart brings back a working worker.
+    await other.page.evaluate(() => window.lab.client.worker.dispatchEvent(new ErrorEvent('error', { message: 'RuntimeError: unreachable' })));
+    await other.page.waitForSelector('#fatal:not([hidden])');
+    assert.match(await other.page.textContent('#status'), /The worker stopped: RuntimeError: unreachable/);
+    await other.page.click('#fatal-restart');
+    const text = await waitReady(other.page);
+    assert.match(text, /SIMD-only build/);
+    assert.equal(await other.page.isHidden('#fatal'), true);
+    assert.equal(await other.page.evaluate(() => window.lab.info.build), 'simd');
+    assert.deepEqual(other.errors, []);
+  } finally {
+    await other.close();
+  }
+});

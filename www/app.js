@@ -1,0 +1,252 @@
+// The page's side of the worker: one place that owns the WorkerClient (and replaces it on restart), fans
+// worker events out to the panels, batches progress events per animation frame, and keeps the trained
+// models in IndexedDB. Panels talk to the worker only through `app.request`.
+import { Request, Event, WorkerClient } from './protocol.js';
+import { openStorage } from './storage.js';
+
+export class App {
+  constructor({ build, threads }) {
+    this.build = build;
+    this.threads = threads;
+    this.client = null;
+    this.info = null;
+    this.listeners = new Map();
+    this.busy = null; // null | 'base' | 'adapter' | 'sweep'
+    this.hasModel = false;
+    this.adapters = { active: null, list: [] };
+    this.evaluation = null;
+    this.dataPromise = null;
+    this.storage = null;
+    this.storagePromise = null;
+    this.progressQueue = [];
+    this.progressFrame = 0;
+  }
+
+  on(type, fn) {
+    if (!this.listeners.has(type)) this.listeners.set(type, []);
+    this.listeners.get(type).push(fn);
+  }
+
+  emit(type, payload) {
+    for (const fn of this.listeners.get(type) || []) {
+      try {
+        fn(payload);
+      } catch (e) {
+        // One panel's bug must not stop the others from hearing the event.
+        console.warn(`listener for "${type}" failed:`, e);
+      }
+    }
+  }
+
+  /** Starts a worker and initialises it; resolves to the build info. */
+  async start() {
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    this.client = new WorkerClient(worker, (ev) => this.#onEvent(ev));
+    this.info = await this.client.request(Request.INIT, { build: this.build, threads: this.threads });
+    return this.info;
+  }
+
+  /** Stops the worker, starts a fresh one, restores the stored models into it; resolves like restore(). */
+  async restart() {
+    this.client?.terminate();
+    this.client = null;
+    this.dataPromise = null;
+    this.hasModel = false;
+    this.adapters = { active: null, list: [] };
+    this.evaluation = null;
+    this.setBusy(null);
+    this.emit('restart');
+    await this.start();
+    return this.restore();
+  }
+
+  request(type, args = {}, transfer = []) {
+    if (!this.client) return Promise.reject(new Error('the worker is not running (restart it from the banner)'));
+    return this.client.request(type, args, transfer);
+  }
+
+  /** MNIST is fetched and parsed by the worker once; later calls reuse the answer. */
+  ensureData() {
+    if (!this.dataPromise) {
+      this.dataPromise = this.request(Request.LOAD_DATA).catch((e) => {
+        this.dataPromise = null;
+        throw new Error(`could not load MNIST: ${e.message}`);
+      });
+    }
+    return this.dataPromise;
+  }
+
+  setBusy(phase) {
+    this.busy = phase;
+    this.emit('busy', { phase, state: phase ? 'running' : 'idle' });
+  }
+
+  /** Training state after pause/resume ('running' | 'paused'). */
+  setTrainingState(state) {
+    if (this.busy) this.emit('busy', { phase: this.busy, state });
+  }
+
+  setHasModel(source) {
+    this.hasModel = true;
+    this.emit('model', { source });
+  }
+
+  async refreshAdapters(value) {
+    this.adapters = value || (await this.request(Request.ADAPTERS));
+    this.emit('adapters', this.adapters);
+    return this.adapters;
+  }
+
+  async evaluate() {
+    await this.ensureData();
+    this.evaluation = await this.request(Request.EVALUATE);
+    this.emit('evaluation', this.evaluation);
+    return this.evaluation;
+  }
+
+  /** Hands the queued progress events to the panels now (next frame otherwise; also before a run's summary). */
+  flushProgress() {
+    if (this.progressFrame) cancelAnimationFrame(this.progressFrame);
+    this.progressFrame = 0;
+    if (!this.progressQueue.length) return;
+    const batch = this.progressQueue;
+    this.progressQueue = [];
+    this.emit('progress', batch);
+  }
+
+  #onEvent(ev) {
+    if (!ev) return;
+    switch (ev.type) {
+      case Event.PROGRESS:
+        // Many events may come in one frame; the panels redraw once per frame with all of them.
+        this.progressQueue.push(ev);
+        if (!this.progressFrame) this.progressFrame = requestAnimationFrame(() => this.flushProgress());
+        break;
+      case Event.EPOCH:
+        this.emit('epoch', ev);
+        break;
+      case Event.SWEEP_ROW:
+        this.emit('sweepRow', ev);
+        break;
+      case Event.FATAL:
+        this.emit('fatal', ev);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // ── storage ──────────────────────────────────────────────────────────────────────────────────────
+
+  /** The IndexedDB store, or null (with a message already shown) when there is none. */
+  async getStorage() {
+    if (!this.storagePromise) {
+      this.storagePromise = openStorage().then(
+        (s) => {
+          this.storage = s;
+          if (s.schemaProblem) this.emit('storage', { kind: 'error', text: `Stored models not loaded: ${s.schemaProblem}.` });
+          return s;
+        },
+        (e) => {
+          this.emit('storage', { kind: 'error', text: `Models will not be kept across reloads: ${e.message}.` });
+          return null;
+        },
+      );
+    }
+    return this.storagePromise;
+  }
+
+  /** Saves the worker's current base model; a failure is reported on the page, never thrown. */
+  async saveModel() {
+    const storage = await this.getStorage();
+    if (!storage) return false;
+    try {
+      const bytes = await this.request(Request.EXPORT_MODEL);
+      await storage.saveModel(bytes);
+      this.emit('storage', { kind: 'ok', text: `Base model saved in this browser (${(bytes.byteLength / 1e6).toFixed(1)} MB).` });
+      return true;
+    } catch (e) {
+      this.emit('storage', { kind: 'error', text: `Could not save the base model in this browser: ${e.message}.` });
+      return false;
+    }
+  }
+
+  async saveAdapter(name) {
+    const storage = await this.getStorage();
+    if (!storage) return false;
+    try {
+      const { safetensors, config, baseModel } = await this.request(Request.EXPORT_ADAPTER, { name });
+      await storage.saveAdapter(name, { safetensors, config, baseModel: baseModel ?? null });
+      this.emit('storage', { kind: 'ok', text: `Adapter "${name}" saved in this browser.` });
+      return true;
+    } catch (e) {
+      this.emit('storage', { kind: 'error', text: `Could not save adapter "${name}" in this browser: ${e.message}.` });
+      return false;
+    }
+  }
+
+  async forgetAdapter(name) {
+    const storage = await this.getStorage();
+    if (!storage) return;
+    try {
+      await storage.deleteAdapter(name);
+    } catch (e) {
+      this.emit('storage', { kind: 'error', text: `Could not remove adapter "${name}" from this browser's storage: ${e.message}.` });
+    }
+  }
+
+  /**
+   * Loads the stored base model and adapters into the worker. Never throws: what went wrong is shown.
+   * Resolves to { model: bool, adapters: n }.
+   */
+  async restore() {
+    const done = { model: false, adapters: 0 };
+    const storage = await this.getStorage();
+    if (!storage || storage.schemaProblem) return done;
+    const problems = [];
+    try {
+      const rec = await storage.loadModel();
+      if (rec) {
+        await this.request(Request.IMPORT_MODEL, { bytes: rec.bytes });
+        done.model = true;
+        this.setHasModel('restored');
+      }
+    } catch (e) {
+      problems.push(`the base model (${e.message})`);
+    }
+    let stored = [];
+    try {
+      stored = await storage.loadAdapters();
+    } catch (e) {
+      problems.push(`the adapters (${e.message})`);
+    }
+    if (done.model) {
+      for (const rec of stored) {
+        try {
+          await this.request(Request.IMPORT_ADAPTER, { safetensors: rec.safetensors, config: rec.config, name: rec.name });
+          done.adapters++;
+        } catch (e) {
+          problems.push(`adapter "${rec.name}" (${e.message})`);
+        }
+      }
+    }
+    if (done.model) {
+      try {
+        await this.refreshAdapters();
+      } catch (e) {
+        problems.push(`the adapter list (${e.message})`);
+      }
+    }
+    const parts = [];
+    if (done.model) parts.push('the base model');
+    if (done.adapters) parts.push(`${done.adapters} adapter${done.adapters === 1 ? '' : 's'}`);
+    if (problems.length) {
+      this.emit('storage', { kind: 'error', text: `Could not restore ${problems.join('; ')}.` });
+    } else if (parts.length) {
+      this.emit('storage', { kind: 'ok', text: `Restored ${parts.join(' and ')} saved in this browser.` });
+    }
+    this.emit('restored', done);
+    if (done.model) this.evaluate().catch((e) => this.emit('storage', { kind: 'error', text: `Restored, but could not evaluate: ${e.message}.` }));
+    return done;
+  }
+}

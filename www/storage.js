@@ -1,0 +1,139 @@
+// Trained models kept in this browser (IndexedDB), so a reload picks up where the reader left off.
+//
+// Database "lora-lab", IndexedDB version DB_VERSION, stores:
+//   meta      { key: 'schema', version: SCHEMA }            what the records below look like
+//   models    { key: 'base', schema, bytes, savedAt }       bytes: model.safetensors from exportModel
+//   adapters  { name, schema, safetensors, config, baseModel, savedAt }   from exportAdapter
+// A database written by a newer page (higher version, or another schema) is left untouched and reported.
+
+export const DB_NAME = 'lora-lab';
+export const DB_VERSION = 1;
+export const SCHEMA = 1;
+
+export class StorageError extends Error {}
+
+function promisify(req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+function describe(err) {
+  if (err && err.name === 'QuotaExceededError') {
+    return 'the browser refused to store it: storage quota exceeded (free some space, or allow this site more)';
+  }
+  return err?.message || String(err);
+}
+
+/** Opens (and if needed creates) the database; throws StorageError with a readable message. */
+export async function openStorage() {
+  if (!globalThis.indexedDB) throw new StorageError('this browser has no IndexedDB, so models are not kept across reloads');
+  let db;
+  try {
+    db = await new Promise((resolve, reject) => {
+      const req = indexedDB.open(DB_NAME, DB_VERSION);
+      req.onupgradeneeded = () => {
+        const d = req.result;
+        if (!d.objectStoreNames.contains('meta')) d.createObjectStore('meta', { keyPath: 'key' });
+        if (!d.objectStoreNames.contains('models')) d.createObjectStore('models', { keyPath: 'key' });
+        if (!d.objectStoreNames.contains('adapters')) d.createObjectStore('adapters', { keyPath: 'name' });
+        req.transaction.objectStore('meta').put({ key: 'schema', version: SCHEMA });
+      };
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+      req.onblocked = () => reject(new Error('another tab holds an older version of the database open'));
+    });
+  } catch (e) {
+    if (e?.name === 'VersionError') {
+      throw new StorageError('the stored models were saved by a newer version of LoRA Lab; they were left as they are and not loaded');
+    }
+    throw new StorageError(`cannot open the browser's storage: ${describe(e)}`);
+  }
+  const storage = new Storage(db);
+  const meta = await storage.readMeta().catch(() => null);
+  if (!meta || meta.version !== SCHEMA) {
+    storage.schemaProblem = `the stored models use storage schema ${meta ? meta.version : 'unknown'}, which this page (schema ${SCHEMA}) cannot read; they were not loaded ("Forget stored models" clears them)`;
+  }
+  return storage;
+}
+
+export class Storage {
+  constructor(db) {
+    this.db = db;
+    this.schemaProblem = null;
+  }
+
+  #tx(store, mode, fn) {
+    return new Promise((resolve, reject) => {
+      let result;
+      let tx;
+      try {
+        tx = this.db.transaction(store, mode);
+        result = fn(tx.objectStore(store));
+      } catch (e) {
+        reject(new StorageError(describe(e)));
+        return;
+      }
+      tx.oncomplete = () => resolve(result instanceof IDBRequest ? result.result : result);
+      tx.onabort = () => reject(new StorageError(describe(tx.error)));
+      tx.onerror = () => reject(new StorageError(describe(tx.error)));
+    });
+  }
+
+  #get(store, key) {
+    return this.#tx(store, 'readonly', (s) => s.get(key));
+  }
+
+  readMeta() {
+    return this.#get('meta', 'schema');
+  }
+
+  #check() {
+    if (this.schemaProblem) throw new StorageError(this.schemaProblem);
+  }
+
+  async saveModel(bytes) {
+    this.#check();
+    await this.#tx('models', 'readwrite', (s) => s.put({ key: 'base', schema: SCHEMA, bytes, savedAt: Date.now() }));
+  }
+
+  /** { bytes, savedAt } or null. Records of another schema are skipped with a StorageError. */
+  async loadModel() {
+    this.#check();
+    const rec = await this.#get('models', 'base');
+    if (!rec) return null;
+    if (rec.schema !== SCHEMA) throw new StorageError(`the stored base model has schema ${rec.schema}; not loaded`);
+    return rec;
+  }
+
+  async saveAdapter(name, { safetensors, config, baseModel = null }) {
+    this.#check();
+    await this.#tx('adapters', 'readwrite', (s) =>
+      s.put({ name, schema: SCHEMA, safetensors, config, baseModel, savedAt: Date.now() }));
+  }
+
+  async deleteAdapter(name) {
+    this.#check();
+    await this.#tx('adapters', 'readwrite', (s) => s.delete(name));
+  }
+
+  /** All stored adapters in the order they were saved; records of another schema are left out. */
+  async loadAdapters() {
+    this.#check();
+    const all = await this.#tx('adapters', 'readonly', (s) => s.getAll());
+    return all.filter((r) => r.schema === SCHEMA).sort((a, b) => a.savedAt - b.savedAt);
+  }
+
+  /** Empties every store and writes the current schema again. */
+  async clear() {
+    for (const store of ['models', 'adapters', 'meta']) await this.#tx(store, 'readwrite', (s) => s.clear());
+    await this.#tx('meta', 'readwrite', (s) => s.put({ key: 'schema', version: SCHEMA }));
+    this.schemaProblem = null;
+  }
+}
+
+/** For tests and the "forget" button: deletes the database outright. */
+export function deleteDatabase() {
+  return promisify(indexedDB.deleteDatabase(DB_NAME));
+}
