@@ -122,7 +122,7 @@ impl LabHandle {
 
     /// Test-set metrics of the model being trained now (for the per-epoch accuracy).
     #[wasm_bindgen(js_name = evaluateCurrent)]
-    pub fn evaluate_current(&self) -> JsResult<JsValue> {
+    pub fn evaluate_current(&mut self) -> JsResult<JsValue> {
         to_js(&self.lab.evaluate_current().map_err(err)?)
     }
 
