@@ -206,6 +206,8 @@ test('a malformed adapter upload shows a clear message, and classify still works
     buffer: Buffer.from(JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 4, target_modules: ['layers.5'] })),
   });
   await page.fill('#adapter-upload-name', 'broken');
+  // The panel's message still holds the last training's result: clear it so we wait for this one.
+  await page.$eval('#adapter-msg', (e) => delete e.dataset.kind);
   await page.click('#adapter-upload');
   const res = await panelResult('#adapter-msg');
   assert.equal(res.kind, 'error');

@@ -270,6 +270,7 @@ export function adapterPanel(app) {
       say(msg, 'Choose both files: adapter_model.safetensors and adapter_config.json.', 'error');
       return;
     }
+    say(msg, 'Reading the adapter files…', 'busy');
     try {
       const config = await readJson(configFile);
       await importAdapter({ safetensors: await readBytes(weights), config, name });
