@@ -149,10 +149,14 @@ fn pack_a(a: Strided, m_tiles: usize, depth: usize) -> Vec<f32> {
 }
 
 /// Packs columns `[jt0, jt1)` tiles of B rows `[k0, k0+kc)`: one `kc × NR` panel per column tile.
-fn pack_b(b: Strided, k0: usize, kc: usize, jt0: usize, jt1: usize, out: &mut Vec<f32>) {
+/// With `partial_only`, full tiles are skipped: they are read from B directly.
+fn pack_b(b: Strided, k0: usize, kc: usize, jt0: usize, jt1: usize, partial_only: bool, out: &mut Vec<f32>) {
     out.clear();
     out.resize((jt1 - jt0) * NR * kc, 0.0);
     for (t, jt) in (jt0..jt1).enumerate() {
+        if partial_only && (jt + 1) * NR <= b.cols {
+            continue;
+        }
         let panel = &mut out[t * NR * kc..(t + 1) * NR * kc];
         for j in 0..NR.min(b.cols - jt * NR) {
             let col = k0 * b.rs + (jt * NR + j) * b.cs;
@@ -177,18 +181,26 @@ fn compute_block(
     bias: Option<&[f32]>,
 ) {
     let m_tiles = m.div_ceil(MR);
+    // B rows contiguous (dY·W): full column tiles are read in place, with B's row stride; packing
+    // them would copy each value to use it only m times.
+    let direct = b.cs == 1;
     PACKED_B.with_borrow_mut(|packed_b| {
         let k_blocks: Vec<usize> = if k == 0 { vec![0] } else { (0..k).step_by(depth).collect() };
         let last_k0 = *k_blocks.last().unwrap_or(&0);
         for &k0 in &k_blocks {
             let kc = depth.min(k - k0);
-            pack_b(b, k0, kc, jt0, jt1, packed_b);
+            pack_b(b, k0, kc, jt0, jt1, direct, packed_b);
             let a_block = &packed_a[k0 * m_tiles * MR..];
             let first = k0 == 0;
             let last = k0 == last_k0;
             for (t, jt) in (jt0..jt1).enumerate() {
-                let b_panel = &packed_b[t * NR * kc..(t + 1) * NR * kc];
                 let cols = NR.min(n - jt * NR);
+                let b_panel = if direct && cols == NR {
+                    // B element (k0 + p, jt·NR + j) at row stride b.rs; fits() bounds the last one.
+                    BPanel { ptr: b.data[k0 * b.rs + jt * NR..].as_ptr(), ld: b.rs }
+                } else {
+                    BPanel { ptr: packed_b[t * NR * kc..(t + 1) * NR * kc].as_ptr(), ld: NR }
+                };
                 let tile_bias = if last { bias.map(|bv| &bv[jt * NR..jt * NR + NR]) } else { None };
                 for it in it0..it1 {
                     let a_panel = &a_block[it * MR * kc..(it + 1) * MR * kc];
@@ -202,12 +214,20 @@ fn compute_block(
                     };
                     let load_c = !first || ep.accumulate;
                     let relu = last && ep.relu;
-                    // SAFETY: panels hold exactly kc*MR and kc*NR floats; the tile is inside C.
+                    // SAFETY: the A panel holds kc*MR floats, the B panel kc rows of NR at stride ld;
+                    // the tile is inside C.
                     unsafe { tile_kernel(kc, a_panel, b_panel, tile, load_c, tile_bias, relu) };
                 }
             }
         }
     });
+}
+
+/// `kc` rows of `NR` floats, `ld` apart: a packed panel (ld = NR) or B itself.
+#[derive(Clone, Copy)]
+struct BPanel {
+    ptr: *const f32,
+    ld: usize,
 }
 
 struct TileOut {
@@ -223,12 +243,12 @@ struct TileOut {
 /// `tile.ptr` must address a `tile.rows × tile.cols` region with row stride `tile.ldc` that no other
 /// thread touches.
 #[inline(always)]
-unsafe fn tile_kernel(kc: usize, a: &[f32], b: &[f32], tile: TileOut, load_c: bool, bias: Option<&[f32]>, relu: bool) {
+unsafe fn tile_kernel(kc: usize, a: &[f32], b: BPanel, tile: TileOut, load_c: bool, bias: Option<&[f32]>, relu: bool) {
     // SAFETY: the caller upholds this function's contract.
     unsafe {
-        debug_assert!(a.len() >= MR * kc && b.len() >= NR * kc);
+        debug_assert!(a.len() >= MR * kc);
         if tile.rows == MR && tile.cols == NR {
-            micro_kernel(kc, a.as_ptr(), b.as_ptr(), tile.ptr, tile.ldc, load_c, bias, relu);
+            micro_kernel(kc, a.as_ptr(), b, tile.ptr, tile.ldc, load_c, bias, relu);
         } else {
             let mut buf = [0.0f32; MR * NR];
             if load_c {
@@ -238,7 +258,7 @@ unsafe fn tile_kernel(kc: usize, a: &[f32], b: &[f32], tile: TileOut, load_c: bo
                     }
                 }
             }
-            micro_kernel(kc, a.as_ptr(), b.as_ptr(), buf.as_mut_ptr(), NR, load_c, bias, relu);
+            micro_kernel(kc, a.as_ptr(), b, buf.as_mut_ptr(), NR, load_c, bias, relu);
             for i in 0..tile.rows {
                 for j in 0..tile.cols {
                     *tile.ptr.add(i * tile.ldc + j) = buf[i * NR + j];
@@ -251,13 +271,14 @@ unsafe fn tile_kernel(kc: usize, a: &[f32], b: &[f32], tile: TileOut, load_c: bo
 /// The register tile: `MR × NR` accumulators (8 lanes of 4), summed over `kc` in ascending order.
 ///
 /// # Safety
-/// `a` holds `MR*kc`, `b` holds `NR*kc` floats; `c` addresses `MR` rows of `NR` floats, stride `ldc`.
+/// `a` holds `MR*kc` floats, `b` addresses `kc` rows of `NR` floats; `c` addresses `MR` rows of `NR`
+/// floats, stride `ldc`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn micro_kernel(
     kc: usize,
     a: *const f32,
-    b: *const f32,
+    b: BPanel,
     c: *mut f32,
     ldc: usize,
     load_c: bool,
@@ -275,8 +296,8 @@ unsafe fn micro_kernel(
             }
         }
         for p in 0..kc {
-            let b0 = F32x4::load(b.add(p * NR));
-            let b1 = F32x4::load(b.add(p * NR + 4));
+            let b0 = F32x4::load(b.ptr.add(p * b.ld));
+            let b1 = F32x4::load(b.ptr.add(p * b.ld + 4));
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = F32x4::load_splat(a.add(p * MR + i));
                 row[0] = F32x4::mul_add(ai, b0, row[0]);

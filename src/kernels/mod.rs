@@ -5,8 +5,8 @@
 //! `elementwise` has the vector loops around them (ReLU backward, bias gradient, Adam).
 
 mod elementwise;
+mod dot;
 mod gemm;
-mod gemv;
 mod lane;
 mod peak;
 
@@ -16,21 +16,10 @@ pub use lane::FUSED_MUL_ADD;
 pub use peak::simd_peak_flops;
 
 /// `y (m×n) = x (m×k) · wᵀ` with `w` row-major `n×k` (PyTorch's Linear layout), plus bias and ReLU.
-/// Fewer rows than a register tile (a single drawn digit) take the dot-product path.
-pub fn linear_forward(
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    relu: bool,
-) {
-    if m < MR {
-        return gemv::linear_forward_rows(x, w, bias, y, m, k, n, relu);
-    }
-    gemm(Strided::row_major(x, m, k), Strided::transposed(w, k, n), y, n, Epilogue { accumulate: false, bias, relu });
+/// Tiles of dot products: both operands are contiguous along k, so nothing is packed.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: usize, k: usize, n: usize, relu: bool) {
+    dot::gemm_xwt(x, w, bias, y, m, k, n, relu);
 }
 
 /// `dx (m×k) = dy (m×n) · w (n×k)`.

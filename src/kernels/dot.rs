@@ -1,0 +1,159 @@
+//! `Y = X·Wᵀ (+ bias, ReLU)` — the forward layout — as tiles of dot products. X rows and W rows are
+//! both contiguous along k, so this needs no packing at all (packing W for the outer-product kernel
+//! cost about a third of the forward at batch 64, because each packed value is reused only 64 times).
+//!
+//! Every output is one 4-lane accumulator over k in steps of 4, summed as ((l0+l1)+(l2+l3)), then the
+//! k % 4 tail, then the bias: the same order in full tiles and edge tiles, so results do not depend
+//! on where a tile falls, nor on how the columns are split across threads.
+
+use super::lane::F32x4;
+use rayon::prelude::*;
+
+/// Tile of X rows × W rows: 9 accumulators + 3 W vectors + 1 X vector stay within V8's 15 xmm.
+const TR: usize = 3;
+const TC: usize = 3;
+/// Below this many multiply-adds a call runs on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: tasks write disjoint column ranges of Y through this pointer.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// `y (m×n) = x (m×k) · wᵀ` with `w` row-major `n×k`, plus `bias[j]`, then ReLU when asked.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_xwt(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: usize, k: usize, n: usize, relu: bool) {
+    assert!(x.len() >= m * k && w.len() >= n * k && y.len() >= m * n, "gemm_xwt: buffers too small");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "gemm_xwt: bias length");
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let col_tiles = n.div_ceil(TC);
+    let tasks = if m * n * k.max(1) < PARALLEL_MIN_MACS || threads == 1 { 1 } else { (4 * threads).min(col_tiles) };
+    // Chunk boundaries fall on whole column tiles.
+    let tiles_per_task = col_tiles.div_ceil(tasks);
+    let y_ptr = SendPtr(y.as_mut_ptr());
+    let job = |t: usize| {
+        let j0 = t * tiles_per_task * TC;
+        let j1 = ((t + 1) * tiles_per_task * TC).min(n);
+        let y_ptr = y_ptr;
+        // SAFETY: this task writes only columns [j0, j1) of y, which is m×n.
+        unsafe { columns(x, w, bias, y_ptr.0, m, k, n, j0, j1, relu) };
+    };
+    let count = col_tiles.div_ceil(tiles_per_task);
+    if count == 1 {
+        job(0);
+    } else {
+        (0..count).into_par_iter().for_each(job);
+    }
+}
+
+/// Columns `[j0, j1)` of y.
+///
+/// # Safety
+/// `y` addresses an m×n row-major matrix that no other thread writes in these columns.
+#[allow(clippy::too_many_arguments)]
+unsafe fn columns(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: *mut f32, m: usize, k: usize, n: usize, j0: usize, j1: usize, relu: bool) {
+    let finish = |v: f32, j: usize| {
+        let v = v + bias.map_or(0.0, |b| b[j]);
+        if relu && v < 0.0 {
+            0.0
+        } else {
+            v
+        }
+    };
+    let mut j = j0;
+    while j < j1 {
+        let full_cols = j + TC <= j1;
+        let mut i = 0;
+        while i < m {
+            if full_cols && i + TR <= m {
+                // SAFETY: rows i..i+3 of x and j..j+3 of w exist (checked above).
+                let t = unsafe { tile(x.as_ptr().add(i * k), w.as_ptr().add(j * k), k) };
+                for (r, row) in t.iter().enumerate() {
+                    for (c, &v) in row.iter().enumerate() {
+                        // SAFETY: (i + r, j + c) is inside y and in this task's columns.
+                        unsafe { *y.add((i + r) * n + j + c) = finish(v, j + c) };
+                    }
+                }
+                i += TR;
+            } else {
+                for jj in j..(j + TC).min(j1) {
+                    let v = dot(&x[i * k..(i + 1) * k], &w[jj * k..(jj + 1) * k]);
+                    // SAFETY: (i, jj) is inside y and in this task's columns.
+                    unsafe { *y.add(i * n + jj) = finish(v, jj) };
+                }
+                i += 1;
+            }
+        }
+        j += TC;
+    }
+}
+
+/// Horizontal sum in the one order every output uses.
+#[inline(always)]
+fn hsum(v: F32x4) -> f32 {
+    let a = v.to_array();
+    (a[0] + a[1]) + (a[2] + a[3])
+}
+
+/// A 3×3 tile of dot products over k.
+///
+/// # Safety
+/// `x` and `w` each address 3 rows of `k` floats, row stride `k`.
+#[inline(always)]
+unsafe fn tile(x: *const f32, w: *const f32, k: usize) -> [[f32; TC]; TR] {
+    let zero = F32x4::splat(0.0);
+    let mut acc = [[zero; TC]; TR];
+    let k4 = k / 4 * 4;
+    let mut p = 0;
+    while p < k4 {
+        // SAFETY: p + 4 <= k4 <= k within every row.
+        unsafe {
+            let w0 = F32x4::load(w.add(p));
+            let w1 = F32x4::load(w.add(k + p));
+            let w2 = F32x4::load(w.add(2 * k + p));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xv = F32x4::load(x.add(r * k + p));
+                acc[0] = F32x4::mul_add(xv, w0, acc[0]);
+                acc[1] = F32x4::mul_add(xv, w1, acc[1]);
+                acc[2] = F32x4::mul_add(xv, w2, acc[2]);
+            }
+        }
+        p += 4;
+    }
+    let mut out = [[0.0f32; TC]; TR];
+    for r in 0..TR {
+        for c in 0..TC {
+            let mut s = hsum(acc[r][c]);
+            for q in k4..k {
+                // SAFETY: q < k within rows r of x and c of w.
+                s += unsafe { *x.add(r * k + q) * *w.add(c * k + q) };
+            }
+            out[r][c] = s;
+        }
+    }
+    out
+}
+
+/// One output, summed exactly as `tile` sums each of its nine.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let k = a.len().min(b.len());
+    let k4 = k / 4 * 4;
+    let mut acc = F32x4::splat(0.0);
+    let mut p = 0;
+    while p < k4 {
+        // SAFETY: p + 4 <= k4 <= len of both slices.
+        acc = unsafe { F32x4::mul_add(F32x4::load(a.as_ptr().add(p)), F32x4::load(b.as_ptr().add(p)), acc) };
+        p += 4;
+    }
+    let mut s = hsum(acc);
+    for q in k4..k {
+        s += a[q] * b[q];
+    }
+    s
+}
