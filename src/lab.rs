@@ -73,6 +73,15 @@ pub struct RunSummary {
     pub seconds: f64,
     pub samples_per_sec: f64,
     pub cancelled: bool,
+    /// FNV-1a of every batch loss's bits, as hex: equal runs have equal hashes (determinism checks).
+    pub loss_hash: String,
+}
+
+fn loss_hash(losses: &[f32]) -> String {
+    let h = losses.iter().flat_map(|l| l.to_bits().to_le_bytes()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{h:016x}")
 }
 
 /// Settings of `trainAdapter`; `preset: "article"` fills in the article's recipe, and any other
@@ -373,6 +382,7 @@ impl Lab {
             seconds: t.seconds(),
             samples_per_sec: t.samples_per_sec(),
             cancelled,
+            loss_hash: loss_hash(t.losses()),
         };
         match run {
             Run::Base { trainer, model, .. } => {

@@ -26,6 +26,10 @@ async function main() {
     const limit = q.get('limit') ? Number(q.get('limit')) : undefined;
     results.train = await bench({ kind: 'train', limit });
   }
+  if (suite.includes('determinism')) {
+    // The same seed on any thread count must give the same losses, bit for bit.
+    results.determinism = await client.request(Request.TRAIN_BASE, { seed: 7, epochs: 1, limit: 2000 });
+  }
   if (suite.includes('inference')) {
     results.inference_us = (await bench({ kind: 'inference' })).us;
   }
