@@ -3,6 +3,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use lora_lab::lab::{AdapterSettings, BaseSettings, Lab};
+use lora_lab::lora::{Init, Scaling};
 use std::time::Instant;
 
 fn mnist(name: &str) -> Vec<u8> {
@@ -101,6 +102,9 @@ fn the_articles_story_base_then_adapter_then_forgetting_and_replay() {
     fresh.import_adapter("article", &files.safetensors, &config, None).unwrap();
     assert_eq!(fresh.logits(&inputs, false).unwrap(), lab.logits(&inputs, false).unwrap());
     assert_eq!(fresh.logits(&inputs, true).unwrap(), unmerged);
+    // Our own description (article scaling α 1, SVD init) survives in the file's metadata.
+    let info = &fresh.adapters().list[0].config;
+    assert_eq!((info.scaling, info.alpha, info.init), (Scaling::Article, 1.0, Init::Svd));
 }
 
 #[test]

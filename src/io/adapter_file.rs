@@ -6,12 +6,23 @@ use super::adapter_config::{from_peft, parse_adapter_config, AdapterConfig};
 use super::model_file::export_model;
 use super::tensors::{expect_tensors, read_safetensors, write_safetensors};
 use crate::error::{LabError, Result};
-use crate::lora::{Adapter, Bias, Init, LoraConfig};
+use crate::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
+use crate::io::scaling_value;
 use crate::nn::{Mlp, LAYER_NAMES, LAYER_SHAPES};
 
 pub const ADAPTER_FILE: &str = "adapter_model.safetensors";
 pub const CONFIG_FILE: &str = "adapter_config.json";
 const PREFIX: &str = "base_model.model.";
+/// Our own names for what PEFT's config cannot say (article scaling, the init used), kept in the
+/// safetensors header's `__metadata__`, which PEFT ignores.
+const META_KEY: &str = "lora_lab";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LabMeta {
+    scaling: Scaling,
+    alpha: f64,
+    init: Init,
+}
 
 /// What a person downloads for one adapter.
 pub struct AdapterFiles {
@@ -49,7 +60,13 @@ pub fn export_adapter(adapter: &Adapter, base: &Mlp) -> Result<AdapterFiles> {
         }
     }
     let tensors: Vec<(String, Vec<usize>, &[f32])> = owned.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
-    let safetensors = write_safetensors(&tensors, None)?;
+    let meta = serde_json::to_string(&LabMeta { scaling: c.scaling, alpha: c.alpha, init: c.init })
+        .map_err(|e| LabError::state(format!("cannot describe the adapter: {e}")))?;
+    let metadata = std::collections::HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (META_KEY.to_string(), meta),
+    ]);
+    let safetensors = write_safetensors(&tensors, Some(metadata))?;
     let mut config = AdapterConfig::new(c.rank, c.scaling, c.alpha, c.target_names());
     config.lora_dropout = c.dropout as f64;
     config.bias = c.bias;
@@ -78,7 +95,21 @@ pub fn export_adapter(adapter: &Adapter, base: &Mlp) -> Result<AdapterFiles> {
 pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &Mlp) -> Result<Adapter> {
     let cfg = parse_adapter_config(config_json, CONFIG_FILE, &known_modules())?;
     let targets = cfg.target_modules.iter().map(|t| LoraConfig::layer_index(t)).collect::<Result<Vec<_>>>()?;
-    let (scaling, alpha) = from_peft(cfg.lora_alpha, cfg.use_rslora, cfg.r);
+    let (mut scaling, mut alpha) = from_peft(cfg.lora_alpha, cfg.use_rslora, cfg.r);
+    let map = read_safetensors(safetensors, ADAPTER_FILE)?;
+    let mut init = Init::Default;
+    // Our own description, when the file is ours and agrees with the config's scaling.
+    if let Some(meta) = safetensors::SafeTensors::read_metadata(safetensors)
+        .ok()
+        .and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get(META_KEY).cloned()))
+        .and_then(|m| serde_json::from_str::<LabMeta>(&m).ok())
+    {
+        let ours = scaling_value(meta.scaling, meta.alpha, cfg.r);
+        let peft = scaling_value(scaling, alpha, cfg.r);
+        if meta.alpha.is_finite() && (ours - peft).abs() <= 1e-12 * peft.abs().max(1.0) {
+            (scaling, alpha, init) = (meta.scaling, meta.alpha, meta.init);
+        }
+    }
     let config = LoraConfig {
         targets: targets.clone(),
         rank: cfg.r,
@@ -86,10 +117,9 @@ pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &
         scaling,
         dropout: cfg.lora_dropout as f32,
         bias: cfg.bias,
-        init: Init::Default,
+        init,
     };
     config.validate().map_err(|e| LabError::file(CONFIG_FILE, e.to_string()))?;
-    let map = read_safetensors(safetensors, ADAPTER_FILE)?;
     let mut expected: Vec<(String, Vec<usize>)> = Vec::new();
     for &t in &targets {
         let (i, o) = LAYER_SHAPES[t];
@@ -106,7 +136,9 @@ pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &
             return Err(LabError::file(ADAPTER_FILE, format!("{n} holds a non-finite value ({}) at index {i}", t.data[i])));
         }
     }
-    let mut adapter = Adapter::new(name, config, base, 0)?;
+    // Built with the default init (no SVD needed: the weights come from the file), then labelled.
+    let mut adapter = Adapter::new(name, LoraConfig { init: Init::Default, ..config.clone() }, base, 0)?;
+    adapter.config = config;
     for l in &mut adapter.layers {
         let n = LAYER_NAMES[l.layer];
         l.lora_a = map[&format!("{PREFIX}{n}.lora_A.weight")].data.clone();
