@@ -223,7 +223,7 @@ export class App {
     if (done.model) {
       for (const rec of stored) {
         try {
-          await this.request(Request.IMPORT_ADAPTER, { safetensors: rec.safetensors, config: rec.config, name: rec.name });
+          await this.request(Request.IMPORT_ADAPTER, { safetensors: rec.safetensors, config: rec.config, name: rec.name, baseModel: rec.baseModel ?? null });
           done.adapters++;
         } catch (e) {
           problems.push(`adapter "${rec.name}" (${e.message})`);
