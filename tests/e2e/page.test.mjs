@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
-import { launchBrowser, openLab, waitReady } from '../support/browser.mjs';
+import { launchBrowser, offMachine, openLab, waitReady } from '../support/browser.mjs';
 
 const ARTICLE_W2 = [
   [0.0374, 0.5079, 0.4906, 0.3878],
@@ -272,4 +272,16 @@ test('storage from a newer schema gives a message, not a crash; a fatal worker e
   } finally {
     await other.close();
   }
+});
+
+test('the whole session made no request off 127.0.0.1, under a CSP that allows nothing else', async () => {
+  assert.deepEqual(offMachine(lab.requests), [], 'requests left 127.0.0.1');
+  const res = await page.request.get(lab.url);
+  const csp = res.headers()['content-security-policy'];
+  for (const directive of ["default-src 'self'", "script-src 'self' 'wasm-unsafe-eval'", "connect-src 'self'", "object-src 'none'"]) {
+    assert.ok(csp.includes(directive), `CSP lacks ${directive}: ${csp}`);
+  }
+  assert.ok(!/unsafe-eval'|unsafe-inline|\*/.test(csp.replace("'wasm-unsafe-eval'", '')), `CSP too loose: ${csp}`);
+  const meta = await page.getAttribute('meta[http-equiv="Content-Security-Policy"]', 'content');
+  assert.ok(meta.includes("default-src 'self'") && meta.includes("'wasm-unsafe-eval'"), 'the page carries its CSP too');
 });
