@@ -146,3 +146,18 @@ fn results_are_bit_identical_for_any_thread_count() {
         assert!(with_threads(t, run) == one, "{t} threads differ from 1 thread");
     }
 }
+
+#[test]
+fn all_finite_finds_any_nan_or_infinity() {
+    let mut v = data(100_000, 13);
+    assert!(kernels::all_finite(&v));
+    assert!(kernels::all_finite(&[]));
+    for (i, bad) in [(0, f32::NAN), (99_999, f32::INFINITY), (50_001, f32::NEG_INFINITY), (77_777, f32::NAN)] {
+        let keep = v[i];
+        v[i] = bad;
+        assert!(!kernels::all_finite(&v), "{bad} at {i} not found");
+        assert!(!with_threads(2, || kernels::all_finite(&v)), "{bad} at {i} not found on 2 threads");
+        v[i] = keep;
+    }
+    assert!(kernels::all_finite(&[f32::MAX, -f32::MAX, f32::MIN_POSITIVE / 2.0]));
+}

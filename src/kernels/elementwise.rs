@@ -7,6 +7,26 @@ use rayon::prelude::*;
 /// Elements per parallel chunk of the Adam update (a multiple of 4).
 const CHUNK: usize = 16 * 1024;
 
+/// Whether every value is finite: `x · 0` is 0 for finite x and NaN for ±inf and NaN, so one sum of
+/// those products tells. Parallel in chunks; the answer does not depend on the split.
+pub fn all_finite(v: &[f32]) -> bool {
+    fn chunk(v: &[f32]) -> bool {
+        let zero = F32x4::splat(0.0);
+        let mut acc = zero;
+        let n4 = v.len() / 4 * 4;
+        for i in (0..n4).step_by(4) {
+            // SAFETY: i + 4 <= n4 <= len.
+            acc = F32x4::mul_add(unsafe { F32x4::load(v.as_ptr().add(i)) }, zero, acc);
+        }
+        let a = acc.to_array();
+        a.iter().chain(&v[n4..]).all(|x| (x * 0.0) == 0.0)
+    }
+    if v.len() <= CHUNK || rayon::current_num_threads() == 1 {
+        return chunk(v);
+    }
+    v.par_chunks(CHUNK).all(chunk)
+}
+
 /// `y = max(y, 0)` in place (NaN is kept).
 pub fn relu(y: &mut [f32]) {
     let n4 = y.len() / 4 * 4;

@@ -110,7 +110,7 @@ impl Objective for AdapterObjective<'_> {
         }
         self.base.backward(&s.acts, &s.dlogits, &mut s.grads, GradNeeds::NONE, Some(&mut *delta));
         let (params, grads) = self.adapter.params_and_grads();
-        if !grads.iter().all(|g| g.iter().all(|v| v.is_finite())) {
+        if !grads.iter().all(|g| crate::kernels::all_finite(g)) {
             return Ok(f32::NAN);
         }
         s.adam.step(lr, params, grads);

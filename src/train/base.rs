@@ -3,6 +3,7 @@
 use super::trainer::Objective;
 use crate::data::{fill_batch, Dataset};
 use crate::error::Result;
+use crate::kernels;
 use crate::nn::{self, Activations, Adam, GradNeeds, Mlp, MlpGrads, CLASSES};
 
 pub struct BaseObjective<'a> {
@@ -52,14 +53,10 @@ impl Objective for BaseObjective<'_> {
             return Ok(loss);
         }
         self.mlp.backward(&s.acts, &s.dlogits, &mut s.grads, GradNeeds::ALL, None);
-        if !s.grads.tensors().iter().all(|g| all_finite(g)) {
+        if !s.grads.tensors().iter().all(|g| kernels::all_finite(g)) {
             return Ok(f32::NAN);
         }
         s.adam.step(lr, self.mlp.params_mut(), s.grads.tensors());
         Ok(loss)
     }
-}
-
-fn all_finite(v: &[f32]) -> bool {
-    v.iter().all(|x| x.is_finite())
 }
