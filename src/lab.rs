@@ -408,6 +408,8 @@ impl Lab {
                 let name = adapter.name.clone();
                 self.adapters.retain(|a| a.name != name);
                 self.adapters.push(*adapter);
+                // The new adapter is active and computed separately: no earlier merge may shadow it.
+                self.merged = None;
                 self.active = Some(name);
                 Ok((run, Some(info)))
             }

@@ -62,10 +62,9 @@ pub fn export_adapter(adapter: &Adapter, base: &Mlp) -> Result<AdapterFiles> {
     let tensors: Vec<(String, Vec<usize>, &[f32])> = owned.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
     let meta = serde_json::to_string(&LabMeta { scaling: c.scaling, alpha: c.alpha, init: c.init })
         .map_err(|e| LabError::state(format!("cannot describe the adapter: {e}")))?;
-    let metadata = std::collections::HashMap::from([
-        ("format".to_string(), "pt".to_string()),
-        (META_KEY.to_string(), meta),
-    ]);
+    // One key only: safetensors writes the metadata map in hash order, and a second key would make
+    // two exports of the same adapter differ byte for byte. PEFT's loader reads no metadata.
+    let metadata = std::collections::HashMap::from([(META_KEY.to_string(), meta)]);
     let safetensors = write_safetensors(&tensors, Some(metadata))?;
     let mut config = AdapterConfig::new(c.rank, c.scaling, c.alpha, c.target_names());
     config.lora_dropout = c.dropout as f64;
