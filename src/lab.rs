@@ -78,9 +78,10 @@ pub struct RunSummary {
 }
 
 fn loss_hash(losses: &[f32]) -> String {
-    let h = losses.iter().flat_map(|l| l.to_bits().to_le_bytes()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    });
+    let h = losses
+        .iter()
+        .flat_map(|l| l.to_bits().to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
     format!("{h:016x}")
 }
 
@@ -111,7 +112,10 @@ impl AdapterSettings {
     pub fn resolve(&self) -> Result<(String, LoraConfig, TrainConfig, f32)> {
         if let Some(p) = &self.preset {
             if p != "article" {
-                return Err(LabError::setting("preset", format!("unknown preset \"{p}\"; the only one is \"article\"")));
+                return Err(LabError::setting(
+                    "preset",
+                    format!("unknown preset \"{p}\"; the only one is \"article\""),
+                ));
             }
         }
         let article = LoraConfig::article();
@@ -556,7 +560,13 @@ impl Lab {
     /// Loads an adapter for the current base under `name` (replacing one of that name) and makes it
     /// active. A PiSSA adapter's residual base (`base_model`) is turned back into the frozen factors
     /// relative to the current base. On any error nothing changes.
-    pub fn import_adapter(&mut self, name: &str, safetensors: &[u8], config_json: &str, base_model: Option<&[u8]>) -> Result<AdapterSummary> {
+    pub fn import_adapter(
+        &mut self,
+        name: &str,
+        safetensors: &[u8],
+        config_json: &str,
+        base_model: Option<&[u8]>,
+    ) -> Result<AdapterSummary> {
         self.ensure_idle()?;
         let name = valid_name(name)?;
         let base = self.require_base()?;
@@ -708,14 +718,21 @@ fn attach_residual(adapter: &mut Adapter, base: &Mlp, residual: &Mlp) -> Result<
     }
     for l in &mut adapter.layers {
         let (fan_in, fan_out) = LAYER_SHAPES[l.layer];
-        let d: Vec<f32> = residual.layers[l.layer].weight.iter().zip(&base.layers[l.layer].weight).map(|(r, b)| r - b).collect();
+        let d: Vec<f32> =
+            residual.layers[l.layer].weight.iter().zip(&base.layers[l.layer].weight).map(|(r, b)| r - b).collect();
         let norm = d.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt() as f32;
         if norm == 0.0 {
             continue;
         }
         let lr = svd::low_rank(&d, fan_out, fan_in, l.rank)?;
         if lr.error > 1e-3 * norm + 1e-5 {
-            return Err(LabError::file(file, format!("{} differs from the current base by more than a rank-{} change: load it as the base model instead", LAYER_NAMES[l.layer], l.rank)));
+            return Err(LabError::file(
+                file,
+                format!(
+                    "{} differs from the current base by more than a rank-{} change: load it as the base model instead",
+                    LAYER_NAMES[l.layer], l.rank
+                ),
+            ));
         }
         // d = −s·B₀·A₀ with lora_B ← A (out×r), lora_A ← B (r×in): B₀ = −A/√s, A₀ = B/√s.
         let k = 1.0 / l.scaling.sqrt();

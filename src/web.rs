@@ -199,7 +199,13 @@ impl LabHandle {
 
     /// Loads an adapter (config as JSON text) → AdapterSummary; on error nothing changes.
     #[wasm_bindgen(js_name = importAdapter)]
-    pub fn import_adapter(&mut self, name: &str, safetensors: &[u8], config_json: &str, base_model: Option<Vec<u8>>) -> JsResult<JsValue> {
+    pub fn import_adapter(
+        &mut self,
+        name: &str,
+        safetensors: &[u8],
+        config_json: &str,
+        base_model: Option<Vec<u8>>,
+    ) -> JsResult<JsValue> {
         to_js(&self.lab.import_adapter(name, safetensors, config_json, base_model.as_deref()).map_err(err)?)
     }
 

@@ -61,12 +61,20 @@ fn the_articles_story_base_then_adapter_then_forgetting_and_replay() {
     // The article's preset: layers.5, r 4, α 1, SVD init, Adam 5e-3, 3 epochs on 8–9.
     let t0 = Instant::now();
     let s = train_adapter(&mut lab, AdapterSettings { preset: Some("article".into()), ..Default::default() });
-    eprintln!("preset: {} in {:.2} s (wall {:.2} s with the feature cache)", s.report, s.seconds, t0.elapsed().as_secs_f64());
+    eprintln!(
+        "preset: {} in {:.2} s (wall {:.2} s with the feature cache)",
+        s.report,
+        s.seconds,
+        t0.elapsed().as_secs_f64()
+    );
     assert_eq!((s.trainable_params, s.total_params), (1_064, 535_818));
     assert_eq!(s.report, "trainable params: 1,064 || all params: 535,818 || trainable%: 0.1986");
     let eval = lab.evaluate().unwrap();
     let adapted = eval.adapted.clone().expect("the new adapter is active");
-    eprintln!("adapter on: 8–9 {:.4}, 0–7 {:.4}, all {:.4}; off: 0–7 {:.4}", adapted.acc_8_9, adapted.acc_0_7, adapted.acc_all, eval.base.acc_0_7);
+    eprintln!(
+        "adapter on: 8–9 {:.4}, 0–7 {:.4}, all {:.4}; off: 0–7 {:.4}",
+        adapted.acc_8_9, adapted.acc_0_7, adapted.acc_all, eval.base.acc_0_7
+    );
     assert!(adapted.acc_8_9 >= 0.9375, "accuracy on 8–9 {} < the article's 93.75 %", adapted.acc_8_9);
     assert!(eval.base.acc_0_7 >= 0.980, "the base is untouched by the adapter");
 
@@ -74,7 +82,15 @@ fn the_articles_story_base_then_adapter_then_forgetting_and_replay() {
     let mut on_0_7 = vec![adapted.acc_0_7];
     for replay in [0.1, 0.25] {
         let name = format!("replay-{replay}");
-        train_adapter(&mut lab, AdapterSettings { preset: Some("article".into()), name: Some(name), replay: Some(replay), ..Default::default() });
+        train_adapter(
+            &mut lab,
+            AdapterSettings {
+                preset: Some("article".into()),
+                name: Some(name),
+                replay: Some(replay),
+                ..Default::default()
+            },
+        );
         let a = lab.evaluate().unwrap().adapted.unwrap();
         eprintln!("replay {replay}: 8–9 {:.4}, 0–7 {:.4}, all {:.4}", a.acc_8_9, a.acc_0_7, a.acc_all);
         on_0_7.push(a.acc_0_7);

@@ -6,8 +6,8 @@ use super::adapter_config::{from_peft, parse_adapter_config, AdapterConfig};
 use super::model_file::export_model;
 use super::tensors::{expect_tensors, read_safetensors, write_safetensors};
 use crate::error::{LabError, Result};
-use crate::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
 use crate::io::scaling_value;
+use crate::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
 use crate::nn::{Mlp, LAYER_NAMES, LAYER_SHAPES};
 
 pub const ADAPTER_FILE: &str = "adapter_model.safetensors";
@@ -59,7 +59,8 @@ pub fn export_adapter(adapter: &Adapter, base: &Mlp) -> Result<AdapterFiles> {
             owned.push((format!("{PREFIX}{}.bias", LAYER_NAMES[i]), vec![bias.len()], bias));
         }
     }
-    let tensors: Vec<(String, Vec<usize>, &[f32])> = owned.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
+    let tensors: Vec<(String, Vec<usize>, &[f32])> =
+        owned.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
     let meta = serde_json::to_string(&LabMeta { scaling: c.scaling, alpha: c.alpha, init: c.init })
         .map_err(|e| LabError::state(format!("cannot describe the adapter: {e}")))?;
     // One key only: safetensors writes the metadata map in hash order, and a second key would make
@@ -132,7 +133,10 @@ pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &
     expect_tensors(&map, ADAPTER_FILE, &exp, false)?;
     for (n, t) in &map {
         if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
-            return Err(LabError::file(ADAPTER_FILE, format!("{n} holds a non-finite value ({}) at index {i}", t.data[i])));
+            return Err(LabError::file(
+                ADAPTER_FILE,
+                format!("{n} holds a non-finite value ({}) at index {i}", t.data[i]),
+            ));
         }
     }
     // Built with the default init (no SVD needed: the weights come from the file), then labelled.

@@ -30,7 +30,10 @@ pub fn import_model(bytes: &[u8]) -> Result<Mlp> {
     expect_tensors(&map, MODEL_FILE, &expected, false)?;
     for (name, t) in &map {
         if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
-            return Err(LabError::file(MODEL_FILE, format!("{name} holds a non-finite value ({}) at index {i}", t.data[i])));
+            return Err(LabError::file(
+                MODEL_FILE,
+                format!("{name} holds a non-finite value ({}) at index {i}", t.data[i]),
+            ));
         }
     }
     let layer = |n: &str, (i, o): (usize, usize)| Linear {

@@ -57,7 +57,18 @@ pub fn gemm_xwt(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: us
 /// # Safety
 /// `y` addresses an m×n row-major matrix that no other thread writes in these columns.
 #[allow(clippy::too_many_arguments)]
-unsafe fn columns(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: *mut f32, m: usize, k: usize, n: usize, j0: usize, j1: usize, relu: bool) {
+unsafe fn columns(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: *mut f32,
+    m: usize,
+    k: usize,
+    n: usize,
+    j0: usize,
+    j1: usize,
+    relu: bool,
+) {
     let finish = |v: f32, j: usize| {
         let v = v + bias.map_or(0.0, |b| b[j]);
         if relu && v < 0.0 {

@@ -4,8 +4,8 @@
 //! forward `Y = X·Wᵀ (+b, ReLU)`, input gradient `dX = dY·W`, weight gradient `dW = dYᵀ·X`.
 //! `elementwise` has the vector loops around them (ReLU backward, bias gradient, Adam).
 
-mod elementwise;
 mod dot;
+mod elementwise;
 mod gemm;
 mod lane;
 mod peak;
@@ -18,7 +18,16 @@ pub use peak::simd_peak_flops;
 /// `y (m×n) = x (m×k) · wᵀ` with `w` row-major `n×k` (PyTorch's Linear layout), plus bias and ReLU.
 /// Tiles of dot products: both operands are contiguous along k, so nothing is packed.
 #[allow(clippy::too_many_arguments)]
-pub fn linear_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: usize, k: usize, n: usize, relu: bool) {
+pub fn linear_forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    relu: bool,
+) {
     dot::gemm_xwt(x, w, bias, y, m, k, n, relu);
 }
 

@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
-pub use crate::io::{Bias, Scaling};
 use crate::error::{LabError, Result};
 use crate::io::scaling_value;
+pub use crate::io::{Bias, Scaling};
 use crate::nn::{LAYER_NAMES, LAYER_SHAPES};
 
 /// How lora_A and lora_B start.
@@ -38,7 +38,15 @@ pub struct LoraConfig {
 impl LoraConfig {
     /// The article's adapter: layers.5, r 4, α 1, article scaling, SVD init, no dropout, no bias.
     pub fn article() -> Self {
-        Self { targets: vec![2], rank: 4, alpha: 1.0, scaling: Scaling::Article, dropout: 0.0, bias: Bias::None, init: Init::Svd }
+        Self {
+            targets: vec![2],
+            rank: 4,
+            alpha: 1.0,
+            scaling: Scaling::Article,
+            dropout: 0.0,
+            bias: Bias::None,
+            init: Init::Svd,
+        }
     }
 
     /// The factor on lora_B·lora_A.

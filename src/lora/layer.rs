@@ -41,7 +41,14 @@ struct Scratch {
 }
 
 impl LoraLayer {
-    pub fn new(layer: usize, (in_features, out_features): (usize, usize), rank: usize, scaling: f32, lora_a: Vec<f32>, lora_b: Vec<f32>) -> Self {
+    pub fn new(
+        layer: usize,
+        (in_features, out_features): (usize, usize),
+        rank: usize,
+        scaling: f32,
+        lora_a: Vec<f32>,
+        lora_b: Vec<f32>,
+    ) -> Self {
         assert_eq!(lora_a.len(), rank * in_features, "lora_A must be r×in");
         assert_eq!(lora_b.len(), out_features * rank, "lora_B must be out×r");
         Self {
@@ -69,7 +76,13 @@ impl LoraLayer {
         let mut scaled_b = self.lora_b.clone();
         scaled_b.iter_mut().for_each(|v| *v *= self.scaling);
         let mut dw = vec![0.0; n * k];
-        kernels::gemm(Strided::row_major(&scaled_b, n, r), Strided::row_major(&self.lora_a, r, k), &mut dw, k, Epilogue::default());
+        kernels::gemm(
+            Strided::row_major(&scaled_b, n, r),
+            Strided::row_major(&self.lora_a, r, k),
+            &mut dw,
+            k,
+            Epilogue::default(),
+        );
         if let Some((a0, b0)) = &self.residual {
             let neg_b0: Vec<f32> = b0.iter().map(|v| -v * self.scaling).collect();
             kernels::gemm(
@@ -132,7 +145,13 @@ impl LoraLayer {
         let acc = Epilogue { accumulate: true, ..Epilogue::default() };
         if dropped {
             sc.dx.resize(b * k, 0.0);
-            kernels::gemm(Strided::row_major(&sc.t, b, r), Strided::row_major(&self.lora_a, r, k), &mut sc.dx, k, Epilogue::default());
+            kernels::gemm(
+                Strided::row_major(&sc.t, b, r),
+                Strided::row_major(&self.lora_a, r, k),
+                &mut sc.dx,
+                k,
+                Epilogue::default(),
+            );
             for ((d, &g), &m) in dx.iter_mut().zip(&sc.dx).zip(&sc.mask) {
                 *d += g * m;
             }

@@ -115,7 +115,12 @@ impl Mlp {
 
     /// Runs only layers `range` (reading `acts.xs[range.start]`): a prefix computes features once,
     /// a suffix trains on cached features.
-    pub fn forward_layers(&self, range: std::ops::Range<usize>, acts: &mut Activations, mut delta: Option<&mut dyn LayerDelta>) {
+    pub fn forward_layers(
+        &self,
+        range: std::ops::Range<usize>,
+        acts: &mut Activations,
+        mut delta: Option<&mut dyn LayerDelta>,
+    ) {
         let b = acts.b;
         for i in range {
             let layer = &self.layers[i];

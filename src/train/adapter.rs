@@ -2,6 +2,7 @@
 //! names) updated by Adam. Layers below the lowest adapted one are frozen and deterministic, so their
 //! output — the adapted layer's input — is computed once per dataset and reused every epoch.
 
+use super::buffers::BatchBuffers;
 use super::trainer::Objective;
 use crate::data::{fill_batch, Dataset};
 use crate::error::{LabError, Result};
@@ -43,9 +44,12 @@ impl FeatureCache {
 
     fn fill(&self, batch: &[u32], out: &mut [f32]) -> Result<()> {
         for (&i, dst) in batch.iter().zip(out.chunks_exact_mut(self.width)) {
-            let row = *self.row_of.get(i as usize).filter(|&&r| r != u32::MAX).ok_or_else(|| {
-                LabError::state(format!("sample {i} is not in the feature cache"))
-            })? as usize;
+            let row = *self
+                .row_of
+                .get(i as usize)
+                .filter(|&&r| r != u32::MAX)
+                .ok_or_else(|| LabError::state(format!("sample {i} is not in the feature cache")))?
+                as usize;
             dst.copy_from_slice(&self.data[row * self.width..(row + 1) * self.width]);
         }
         Ok(())
@@ -56,9 +60,7 @@ impl FeatureCache {
 pub struct AdapterState {
     adam: Adam,
     grads: MlpGrads,
-    acts: Activations,
-    dlogits: Vec<f32>,
-    labels: Vec<u8>,
+    buf: BatchBuffers,
     features: Option<FeatureCache>,
 }
 
@@ -68,9 +70,7 @@ impl AdapterState {
         Self {
             adam: Adam::new(&adapter.param_sizes()),
             grads: MlpGrads::zeros(base),
-            acts: Activations::new(batch_size),
-            dlogits: vec![0.0; batch_size * CLASSES],
-            labels: vec![0; batch_size],
+            buf: BatchBuffers::new(batch_size),
             features,
         }
     }
@@ -85,30 +85,28 @@ pub struct AdapterObjective<'a> {
 impl Objective for AdapterObjective<'_> {
     fn train_batch(&mut self, ds: &Dataset, batch: &[u32], lr: f32) -> Result<f32> {
         let s = &mut *self.state;
-        let b = batch.len();
-        s.acts.resize(b);
-        s.labels.resize(b, 0);
-        s.dlogits.resize(b * CLASSES, 0.0);
+        let buf = &mut s.buf;
+        buf.resize(batch.len());
         let start = match &s.features {
             Some(f) => {
-                f.fill(batch, &mut s.acts.xs[f.layer])?;
-                for (l, &i) in s.labels.iter_mut().zip(batch) {
+                f.fill(batch, &mut buf.acts.xs[f.layer])?;
+                for (l, &i) in buf.labels.iter_mut().zip(batch) {
                     *l = ds.label(i as usize);
                 }
                 f.layer
             }
             None => {
-                fill_batch(ds, batch, s.acts.input_mut(), &mut s.labels)?;
+                fill_batch(ds, batch, buf.acts.input_mut(), &mut buf.labels)?;
                 0
             }
         };
         let delta: &mut dyn LayerDelta = self.adapter;
-        self.base.forward_layers(start..3, &mut s.acts, Some(&mut *delta));
-        let loss = nn::softmax_cross_entropy(s.acts.logits(), &s.labels, &mut s.dlogits, CLASSES);
+        self.base.forward_layers(start..3, &mut buf.acts, Some(&mut *delta));
+        let loss = nn::softmax_cross_entropy(buf.acts.logits(), &buf.labels, &mut buf.dlogits, CLASSES);
         if !loss.is_finite() {
             return Ok(loss);
         }
-        self.base.backward(&s.acts, &s.dlogits, &mut s.grads, GradNeeds::NONE, Some(&mut *delta));
+        self.base.backward(&buf.acts, &buf.dlogits, &mut s.grads, GradNeeds::NONE, Some(&mut *delta));
         let (params, grads) = self.adapter.params_and_grads();
         if !grads.iter().all(|g| crate::kernels::all_finite(g)) {
             return Ok(f32::NAN);

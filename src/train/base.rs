@@ -1,10 +1,11 @@
 //! Training the base model: every parameter of the Mlp, cross-entropy over 10 classes, Adam.
 
+use super::buffers::BatchBuffers;
 use super::trainer::Objective;
 use crate::data::{fill_batch, Dataset};
 use crate::error::Result;
 use crate::kernels;
-use crate::nn::{self, Activations, Adam, GradNeeds, Mlp, MlpGrads, CLASSES};
+use crate::nn::{self, Adam, GradNeeds, Mlp, MlpGrads, CLASSES};
 
 pub struct BaseObjective<'a> {
     pub mlp: &'a mut Mlp,
@@ -15,21 +16,13 @@ pub struct BaseObjective<'a> {
 pub struct BaseState {
     adam: Adam,
     grads: MlpGrads,
-    acts: Activations,
-    dlogits: Vec<f32>,
-    labels: Vec<u8>,
+    buf: BatchBuffers,
 }
 
 impl BaseState {
     pub fn new(mlp: &Mlp, batch_size: usize) -> Self {
         let sizes: Vec<usize> = mlp.params().iter().map(|p| p.len()).collect();
-        Self {
-            adam: Adam::new(&sizes),
-            grads: MlpGrads::zeros(mlp),
-            acts: Activations::new(batch_size),
-            dlogits: vec![0.0; batch_size * CLASSES],
-            labels: vec![0; batch_size],
-        }
+        Self { adam: Adam::new(&sizes), grads: MlpGrads::zeros(mlp), buf: BatchBuffers::new(batch_size) }
     }
 }
 
@@ -42,17 +35,15 @@ impl<'a> BaseObjective<'a> {
 impl Objective for BaseObjective<'_> {
     fn train_batch(&mut self, ds: &Dataset, batch: &[u32], lr: f32) -> Result<f32> {
         let s = &mut *self.state;
-        let b = batch.len();
-        s.acts.resize(b);
-        s.labels.resize(b, 0);
-        s.dlogits.resize(b * CLASSES, 0.0);
-        fill_batch(ds, batch, s.acts.input_mut(), &mut s.labels)?;
-        self.mlp.forward(&mut s.acts, None);
-        let loss = nn::softmax_cross_entropy(s.acts.logits(), &s.labels, &mut s.dlogits, CLASSES);
+        let buf = &mut s.buf;
+        buf.resize(batch.len());
+        fill_batch(ds, batch, buf.acts.input_mut(), &mut buf.labels)?;
+        self.mlp.forward(&mut buf.acts, None);
+        let loss = nn::softmax_cross_entropy(buf.acts.logits(), &buf.labels, &mut buf.dlogits, CLASSES);
         if !loss.is_finite() {
             return Ok(loss);
         }
-        self.mlp.backward(&s.acts, &s.dlogits, &mut s.grads, GradNeeds::ALL, None);
+        self.mlp.backward(&buf.acts, &buf.dlogits, &mut s.grads, GradNeeds::ALL, None);
         if !s.grads.tensors().iter().all(|g| kernels::all_finite(g)) {
             return Ok(f32::NAN);
         }

@@ -2,6 +2,7 @@
 
 mod adapter;
 mod base;
+mod buffers;
 mod eval;
 mod trainer;
 
