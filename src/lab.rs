@@ -690,7 +690,7 @@ impl Lab {
     /// Logits of the adapted model (or the base when no adapter is active) for normalised inputs
     /// (b×784): for checks against PyTorch/PEFT and merge tests.
     pub fn logits(&mut self, inputs: &[f32], adapted: bool) -> Result<Vec<f32>> {
-        if inputs.len() % INPUT != 0 {
+        if !inputs.len().is_multiple_of(INPUT) {
             return Err(LabError::setting("inputs", "length is not a multiple of 784"));
         }
         let mut acts = Activations::new(inputs.len() / INPUT);
@@ -709,11 +709,13 @@ impl Lab {
 /// of rank r on each adapted layer (−s·B₀·A₀), recovered by SVD; elsewhere the two must agree.
 fn attach_residual(adapter: &mut Adapter, base: &Mlp, residual: &Mlp) -> Result<()> {
     let file = io::MODEL_FILE;
-    for i in 0..3 {
+    for (i, (name, (wb, wr))) in LAYER_NAMES.iter().zip(base.layers.iter().zip(&residual.layers)).enumerate() {
         let targeted = adapter.layer(i).is_some();
-        let (wb, wr) = (&base.layers[i], &residual.layers[i]);
         if wb.bias != wr.bias || (!targeted && wb.weight != wr.weight) {
-            return Err(LabError::file(file, format!("{} differs from the current base model; a PiSSA residual may only change the adapted layers' weights", LAYER_NAMES[i])));
+            return Err(LabError::file(
+                file,
+                format!("{name} differs from the current base model; a PiSSA residual may only change the adapted layers' weights"),
+            ));
         }
     }
     for l in &mut adapter.layers {

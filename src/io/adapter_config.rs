@@ -200,7 +200,7 @@ fn check_raw(obj: &Map<String, Value>) -> std::result::Result<(), String> {
         None => return Err("peft_type is missing; expected \"LORA\"".into()),
     }
     if let Some(r) = obj.get("r") {
-        if !r.as_u64().is_some_and(|r| r > 0) {
+        if r.as_u64().is_none_or(|r| r == 0) {
             return Err(format!("r must be a positive integer, found {r}"));
         }
     }

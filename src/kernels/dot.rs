@@ -40,6 +40,8 @@ pub fn gemm_xwt(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: us
     let job = |t: usize| {
         let j0 = t * tiles_per_task * TC;
         let j1 = ((t + 1) * tiles_per_task * TC).min(n);
+        // Capture the whole Send wrapper, not its raw-pointer field (edition 2021 closures).
+        #[allow(clippy::redundant_locals)]
         let y_ptr = y_ptr;
         // SAFETY: this task writes only columns [j0, j1) of y, which is m×n.
         unsafe { columns(x, w, bias, y_ptr.0, m, k, n, j0, j1, relu) };

@@ -116,6 +116,8 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) {
     let job = |&(it0, jt0): &(usize, usize)| {
         let it1 = (it0 + tiles_per_row_chunk).min(m_tiles);
         let jt1 = (jt0 + tiles_per_col_chunk).min(n_tiles);
+        // Capture the whole Send wrapper, not its raw-pointer field (edition 2021 closures).
+        #[allow(clippy::redundant_locals)]
         let c_ptr = c_ptr;
         compute_block(&packed_a, b, c_ptr, ldc, (m, k, n), kc, (it0, it1), (jt0, jt1), ep, bias_padded.as_deref());
     };
