@@ -274,6 +274,33 @@ test('storage from a newer schema gives a message, not a crash; a fatal worker e
   }
 });
 
+test('a failed IndexedDB write (quota) is reported, and the adapter still works', async () => {
+  const files = await page.evaluate(async () => {
+    const f = await window.lab.exportAdapter('article');
+    // From now on every write to the adapter store fails as a full disk would make it.
+    const put = IDBObjectStore.prototype.put;
+    window.__restorePut = () => (IDBObjectStore.prototype.put = put);
+    IDBObjectStore.prototype.put = function (...args) {
+      if (this.name === 'adapters') throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+      return put.apply(this, args);
+    };
+    return { safetensors: Array.from(f.safetensors), config: f.config };
+  });
+  try {
+    await page.evaluate((f) => window.lab.importAdapter({ safetensors: new Uint8Array(f.safetensors), config: f.config, name: 'quota' }), files);
+    await page.waitForFunction(() => /Could not save adapter "quota"/.test(document.querySelector('#storage-msg')?.textContent ?? ''));
+    assert.equal(await page.getAttribute('#storage-msg', 'data-kind'), 'error');
+    assert.match(await page.textContent('#storage-msg'), /quota/i);
+    const list = await page.evaluate(async () => (await window.lab.adapters()).list.map((a) => a.name));
+    assert.ok(list.includes('quota'), 'the adapter is loaded even though it could not be stored');
+    const r = await page.evaluate(() => window.lab.classify(new Array(784).fill(0)));
+    assert.equal(r.adapted.length, 10);
+  } finally {
+    await page.evaluate(() => window.__restorePut());
+    await page.evaluate(() => window.lab.deleteAdapter('quota'));
+  }
+});
+
 test('the whole session made no request off 127.0.0.1, under a CSP that allows nothing else', async () => {
   assert.deepEqual(offMachine(lab.requests), [], 'requests left 127.0.0.1');
   const res = await page.request.get(lab.url);
