@@ -1,0 +1,267 @@
+//! What the fuzz targets do with each input. Shared by the cargo-fuzz targets (`fuzz_targets/*.rs`,
+//! this file is the fuzz crate's library) and by `tests/fuzz_regressions.rs` (which includes it with
+//! `#[path]`), so every seed and every input that once crashed is replayed by plain `cargo test`.
+//!
+//! Errors are the expected answer to almost every input; a panic, or a broken invariant (asserted
+//! here), is a bug. Each function returns the parser's result so tests can check the message.
+//!
+//! Input layouts:
+//! - `idx`: the whole input is tried as an image file and as a label file; then byte 0 = n, the next
+//!   n bytes are a label file and the rest an image file, and a pair that parses becomes a `Dataset`.
+//! - `safetensors`: the whole input is one safetensors file (any tensors, then as `model.safetensors`).
+//! - `adapter`: bytes 0–1 little-endian = k; bits 0–14 are the length of the `adapter_config.json`
+//!   part (UTF-8, lossily), the rest is `adapter_model.safetensors`; bit 15 set also passes that rest
+//!   as the PiSSA `base_model` file.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use lora_lab::data::{parse_images, parse_labels, Dataset, PIXELS, SIDE};
+use lora_lab::io::{self, read_safetensors, write_safetensors, Tensor};
+use lora_lab::lab::{AdapterSummary, Lab};
+use lora_lab::nn::{Mlp, LAYER_NAMES, LAYER_SHAPES};
+use lora_lab::rng::{Rng, Stream};
+use lora_lab::{LabError, Result};
+
+/// Every file error must name the file it is about and give a reason.
+fn check_file_error<T>(r: &Result<T>, file: &str) {
+    if let Err(e) = r {
+        match e {
+            LabError::BadFile { file: f, reason } => {
+                assert_eq!(f, file, "error names the wrong file: {e}");
+                assert!(!reason.trim().is_empty(), "error without a reason for {file}");
+            }
+            other => panic!("{file}: expected a file error, got {other:?}"),
+        }
+    }
+}
+
+// ---------- IDX ----------
+
+/// An `idx` input: the label file, then the image file.
+pub fn idx_input(labels: &[u8], images: &[u8]) -> Vec<u8> {
+    assert!(labels.len() <= 255, "the label part's length must fit in one byte");
+    let mut out = vec![labels.len() as u8];
+    out.extend_from_slice(labels);
+    out.extend_from_slice(images);
+    out
+}
+
+/// An IDX file: magic, dimensions, data.
+pub fn idx_file(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_be_bytes().to_vec();
+    dims.iter().for_each(|d| out.extend_from_slice(&d.to_be_bytes()));
+    out.extend_from_slice(data);
+    out
+}
+
+/// Returns the size of the `Dataset` made from the split input (an error if either part or the
+/// pair is rejected).
+pub fn idx(data: &[u8]) -> Result<usize> {
+    check_file_error(&parse_images(data, "images"), "images");
+    check_file_error(&parse_labels(data, "labels"), "labels");
+    let Some((&n, rest)) = data.split_first() else {
+        return Err(LabError::file("fuzz input", "empty"));
+    };
+    let (label_bytes, image_bytes) = rest.split_at((n as usize).min(rest.len()));
+    let images = parse_images(image_bytes, "images");
+    check_file_error(&images, "images");
+    let labels = parse_labels(label_bytes, "labels");
+    check_file_error(&labels, "labels");
+    if let Ok(im) = &images {
+        assert_eq!((im.rows, im.cols), (SIDE, SIDE), "parse_images accepted {}×{}", im.rows, im.cols);
+        assert_eq!(Some(im.pixels.len()), im.count.checked_mul(PIXELS), "pixel count does not match the header");
+        assert!(im.count > 0, "parse_images accepted zero images");
+    }
+    if let Ok(l) = &labels {
+        assert!(l.iter().all(|&d| d <= 9), "parse_labels accepted a label above 9");
+        assert!(!l.is_empty(), "parse_labels accepted zero labels");
+    }
+    let (images, labels) = (images?, labels?);
+    let same_count = images.count == labels.len();
+    let count = images.count;
+    let set = Dataset::new(images, labels, "fuzz set");
+    check_file_error(&set, "fuzz set");
+    // Two files that parse and agree on the count always make a dataset; otherwise never.
+    assert_eq!(set.is_ok(), same_count, "Dataset::new: {set:?}");
+    let set = set?;
+    assert_eq!(set.len(), count);
+    assert_eq!(set.label_counts().iter().sum::<usize>(), count);
+    assert_eq!(set.indices_of(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]).len(), count);
+    assert_eq!(set.image(count - 1).len(), PIXELS);
+    Ok(count)
+}
+
+// ---------- safetensors ----------
+
+const FUZZ_FILE: &str = "fuzz.safetensors";
+
+/// `read_safetensors`, then `import_model`. Returns the number of tensors read (the model import is
+/// checked for panics and invariants only: a valid model is 2 MB, beyond the fuzzer's inputs).
+pub fn safetensors(data: &[u8]) -> Result<usize> {
+    let model = io::import_model(data);
+    check_file_error(&model, io::MODEL_FILE);
+    if let Ok(mlp) = &model {
+        assert!(mlp.layers.iter().all(|l| l.weight.iter().chain(&l.bias).all(|v| v.is_finite())));
+    }
+    let map = read_safetensors(data, FUZZ_FILE);
+    check_file_error(&map, FUZZ_FILE);
+    let map = map?;
+    for (name, t) in &map {
+        let n = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        assert_eq!(n, Some(t.data.len()), "{name}: shape {:?} but {} values", t.shape, t.data.len());
+    }
+    // What was read writes back and reads again bit for bit.
+    let tensors: Vec<(String, Vec<usize>, &[f32])> =
+        map.iter().map(|(n, t)| (n.clone(), t.shape.clone(), t.data.as_slice())).collect();
+    let bytes = write_safetensors(&tensors, None).expect("tensors that were read can be written");
+    let again = read_safetensors(&bytes, FUZZ_FILE).expect("a file we wrote reads back");
+    assert_eq!(bits(&map), bits(&again), "safetensors round trip changed the tensors");
+    Ok(map.len())
+}
+
+fn bits(map: &BTreeMap<String, Tensor>) -> Vec<(&str, &[usize], Vec<u32>)> {
+    map.iter().map(|(n, t)| (n.as_str(), t.shape.as_slice(), t.data.iter().map(|v| v.to_bits()).collect())).collect()
+}
+
+// ---------- adapter ----------
+
+/// Bit 15 of the `adapter` input's first two bytes: also pass the weights part as `base_model`.
+pub const WITH_BASE_MODEL: u16 = 0x8000;
+
+/// An `adapter` input from its parts.
+pub fn adapter_input(config_json: &[u8], safetensors: &[u8], as_base_model_too: bool) -> Vec<u8> {
+    assert!(config_json.len() < WITH_BASE_MODEL as usize, "config part too long for the 15-bit length");
+    let k = config_json.len() as u16 | if as_base_model_too { WITH_BASE_MODEL } else { 0 };
+    let mut out = k.to_le_bytes().to_vec();
+    out.extend_from_slice(config_json);
+    out.extend_from_slice(safetensors);
+    out
+}
+
+/// The model every fuzzed adapter is imported against: fixed random weights, no MNIST needed.
+pub fn base_model_bytes() -> Vec<u8> {
+    io::export_model(&Mlp::new(&mut Rng::new(1, Stream::BaseInit))).expect("a fresh model exports")
+}
+
+/// A lab holding only a base model, reused across inputs: building one costs a 2 MB export and
+/// import, which would dominate every run. Each input leaves it as it found it (checked).
+pub struct AdapterHarness {
+    lab: Lab,
+    base: Mlp,
+}
+
+impl Default for AdapterHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const NAME: &str = "fuzz";
+const AGAIN: &str = "fuzz-again";
+
+impl AdapterHarness {
+    pub fn new() -> Self {
+        let mut lab = Lab::new(|| 0.0);
+        lab.import_model(&base_model_bytes()).expect("the base model imports");
+        let base = lab.base().expect("base loaded").clone();
+        Self { lab, base }
+    }
+
+    /// Parses the config on its own, then imports the pair into the lab; on success exports the
+    /// adapter, checks the files against the input, and imports the export again.
+    pub fn run(&mut self, data: &[u8]) -> Result<AdapterSummary> {
+        let (config, weights, base_model) = split_adapter_input(data);
+        let known: Vec<(&str, usize, usize)> =
+            LAYER_NAMES.iter().zip(LAYER_SHAPES).map(|(n, (i, o))| (*n, i, o)).collect();
+        let parsed = io::parse_adapter_config(&config, io::CONFIG_FILE, &known);
+        check_file_error(&parsed, io::CONFIG_FILE);
+        if let Ok(cfg) = &parsed {
+            assert!(!cfg.target_modules.is_empty());
+            for t in &cfg.target_modules {
+                let i = LAYER_NAMES.iter().position(|n| n == t).unwrap_or_else(|| panic!("unresolved target {t}"));
+                let (fan_in, fan_out) = LAYER_SHAPES[i];
+                assert!(cfg.r >= 1 && cfg.r <= fan_in.min(fan_out), "r = {} accepted for {t}", cfg.r);
+            }
+            assert!(cfg.lora_alpha.is_finite() && cfg.lora_alpha > 0.0);
+        }
+
+        let result = self.lab.import_adapter(NAME, weights, &config, base_model);
+        let Ok(summary) = result else {
+            // "On any error nothing changes."
+            let list = self.lab.adapters();
+            assert!(list.list.is_empty() && list.active.is_none(), "a failed import changed the lab");
+            return result;
+        };
+        assert!(parsed.is_ok(), "the lab imported an adapter whose config does not parse: {parsed:?}");
+        assert_eq!(self.lab.adapters().active.as_deref(), Some(NAME));
+
+        // Export: the same tensors as the input (biases up to the rounding of base + (file − base)).
+        let files = self.lab.export_adapter(NAME).expect("an imported adapter exports");
+        assert!(files.base_model.is_none(), "imported adapters are Default-init, never PiSSA");
+        let input = read_safetensors(weights, io::ADAPTER_FILE).expect("the input was accepted");
+        let output = read_safetensors(&files.safetensors, io::ADAPTER_FILE).expect("the export reads back");
+        assert_eq!(
+            input.keys().collect::<Vec<_>>(),
+            output.keys().collect::<Vec<_>>(),
+            "exported tensors differ in names"
+        );
+        for (name, a) in &input {
+            let b = &output[name];
+            assert_eq!(a.shape, b.shape, "{name}: shape changed on export");
+            if name.ends_with(".bias") {
+                let layer = LAYER_NAMES
+                    .iter()
+                    .position(|n| name.ends_with(&format!("{n}.bias")))
+                    .expect("bias of a known layer");
+                for ((x, y), base) in a.data.iter().zip(&b.data).zip(&self.base.layers[layer].bias) {
+                    let tol = 2.0 * f32::EPSILON * (x.abs() + base.abs());
+                    assert!((x - y).abs() <= tol, "{name}: {x} exported as {y} (base bias {base})");
+                }
+            } else {
+                let same = a.data.iter().zip(&b.data).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{name}: values changed on export");
+            }
+        }
+
+        // The export imports again and exports the same files.
+        let json = files.config.to_json_pretty();
+        self.lab.import_adapter(AGAIN, &files.safetensors, &json, None).expect("an exported adapter imports again");
+        let twice = self.lab.export_adapter(AGAIN).expect("exports again");
+        assert_eq!(twice.config, files.config, "config changed on a second round trip");
+        let again = read_safetensors(&twice.safetensors, io::ADAPTER_FILE).expect("reads back");
+        assert_eq!(bits(&again).len(), bits(&output).len());
+        for ((n, a), (_, b)) in output.iter().zip(&again) {
+            if !n.ends_with(".bias") {
+                assert_eq!(a.data, b.data, "{n}: values changed on a second round trip");
+            }
+        }
+
+        // Leave the lab as it was.
+        self.lab.delete_adapter(AGAIN).expect("delete");
+        let list = self.lab.delete_adapter(NAME).expect("delete");
+        assert!(list.list.is_empty() && list.active.is_none());
+        Ok(summary)
+    }
+}
+
+/// (config text, weights, base_model) from an `adapter` input.
+pub fn split_adapter_input(data: &[u8]) -> (String, &[u8], Option<&[u8]>) {
+    let (k, rest) = match data {
+        [a, b, rest @ ..] => (u16::from_le_bytes([*a, *b]), rest),
+        _ => (0, data),
+    };
+    let n = ((k & !WITH_BASE_MODEL) as usize).min(rest.len());
+    let (config, weights) = rest.split_at(n);
+    let base_model = (k & WITH_BASE_MODEL != 0).then_some(weights);
+    (String::from_utf8_lossy(config).into_owned(), weights, base_model)
+}
+
+thread_local! {
+    static HARNESS: RefCell<AdapterHarness> = RefCell::new(AdapterHarness::new());
+}
+
+/// The `adapter` target: one lab per thread (libFuzzer runs the target on one thread).
+pub fn adapter(data: &[u8]) -> Result<AdapterSummary> {
+    HARNESS.with(|h| h.borrow_mut().run(data))
+}

@@ -1,0 +1,299 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! The fuzz targets' checks (tests/fuzz/harness.rs) under plain `cargo test`: every committed seed
+//! in tests/fuzz/seeds/<target>/ and every input a fuzzer ever crashed on (tests/fuzz/regressions/
+//! <target>/) is replayed, with the answer it must give. `ok-` seeds must be accepted, `bad-` seeds and
+//! regressions rejected with the message listed here.
+//!
+//! The seeds are written by the ignored test `write_seeds`:
+//! `cargo +stable test --release --test fuzz_regressions -- --ignored write_seeds`.
+
+#[path = "fuzz/harness.rs"]
+mod harness;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use lora_lab::data::{IMAGE_MAGIC, LABEL_MAGIC, PIXELS};
+use lora_lab::io::{self, write_safetensors};
+use lora_lab::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
+use lora_lab::Result;
+use serde_json::{json, Value};
+
+/// What replaying an input must give: acceptance, or an error whose message contains each part.
+enum Expect {
+    Ok,
+    Err(&'static [&'static str]),
+}
+use Expect::{Err as Rejected, Ok as Accepted};
+
+const TARGETS: [&str; 3] = ["idx", "safetensors", "adapter"];
+
+fn dir(kind: &str, target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz").join(kind).join(target)
+}
+
+/// The files of a folder, by name (none if the folder does not exist).
+fn files(kind: &str, target: &str) -> BTreeMap<String, Vec<u8>> {
+    let Ok(entries) = std::fs::read_dir(dir(kind, target)) else { return BTreeMap::new() };
+    entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+/// The target's checks, as the fuzzer runs them (the adapter target reuses one lab per thread).
+fn run(target: &str, bytes: &[u8]) -> Result<String> {
+    match target {
+        "idx" => harness::idx(bytes).map(|n| format!("{n} samples")),
+        "safetensors" => harness::safetensors(bytes).map(|n| format!("{n} tensors")),
+        "adapter" => harness::adapter(bytes).map(|s| format!("adapter with {} parameters", s.trainable_params)),
+        _ => unreachable!(),
+    }
+}
+
+/// Replays every file of `kind` against `expected`, which must list exactly those files.
+fn replay(kind: &str, expected: &[(&str, &str, Expect)]) {
+    for target in TARGETS {
+        let found = files(kind, target);
+        let listed: BTreeSet<&str> = expected.iter().filter(|(t, _, _)| *t == target).map(|(_, n, _)| *n).collect();
+        let on_disk: BTreeSet<&str> = found.keys().map(String::as_str).collect();
+        assert_eq!(on_disk, listed, "tests/fuzz/{kind}/{target}/ and this test's list differ");
+        for (_, name, expect) in expected.iter().filter(|(t, _, _)| *t == target) {
+            let result = run(target, &found[*name]);
+            match (expect, result) {
+                (Accepted, Ok(_)) => {}
+                (Accepted, Err(e)) => panic!("{kind}/{target}/{name} must be accepted, got: {e}"),
+                (Rejected(_), Ok(what)) => panic!("{kind}/{target}/{name} must be rejected, got {what}"),
+                (Rejected(parts), Err(e)) => {
+                    let msg = e.to_string();
+                    for p in *parts {
+                        assert!(msg.contains(p), "{kind}/{target}/{name}: expected {p:?} in: {msg}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every committed seed, with its answer.
+const SEEDS: &[(&str, &str, Expect)] = &[
+    ("idx", "ok-one-image", Accepted),
+    ("idx", "ok-two-images", Accepted),
+    ("idx", "bad-count-mismatch", Rejected(&["fuzz set: 2 images but 3 labels"])),
+    ("idx", "bad-label-not-a-digit", Rejected(&["labels: label 10 at index 1 is not a digit"])),
+    ("idx", "bad-files-swapped", Rejected(&["images: this is a label file"])),
+    ("idx", "bad-truncated-images", Rejected(&["images: truncated: 784 bytes of pixel data, header promises 1568"])),
+    ("idx", "bad-trailing-bytes", Rejected(&["images: 3 trailing bytes"])),
+    ("idx", "bad-27x27", Rejected(&["images: images are 27×27, expected 28×28"])),
+    ("idx", "bad-zero-dimension", Rejected(&["labels: zero dimension in header (0)"])),
+    ("safetensors", "ok-article-adapter", Accepted),
+    ("safetensors", "ok-small-with-metadata", Accepted),
+    ("safetensors", "ok-no-tensors", Accepted),
+    ("safetensors", "bad-truncated", Rejected(&["fuzz.safetensors:", "out of range"])),
+    ("safetensors", "bad-header-length", Rejected(&["fuzz.safetensors: header length", "runs past the end"])),
+    ("safetensors", "bad-f16", Rejected(&["fuzz.safetensors: tensor x has dtype F16; only F32"])),
+    ("safetensors", "bad-overlap", Rejected(&["fuzz.safetensors: tensors a [0, 8] and b [4, 12] overlap"])),
+    ("safetensors", "bad-not-json", Rejected(&["fuzz.safetensors: header is not valid JSON"])),
+    ("safetensors", "bad-too-short", Rejected(&["fuzz.safetensors: file is 3 bytes, too short"])),
+    ("adapter", "ok-article", Accepted),
+    ("adapter", "ok-rslora-lora-only-bias", Accepted),
+    ("adapter", "ok-two-layers-r1", Accepted),
+    ("adapter", "ok-peft-handwritten", Accepted),
+    ("adapter", "bad-pissa-base-not-a-model", Rejected(&["model.safetensors: missing layers.1.weight"])),
+    ("adapter", "bad-dora", Rejected(&["adapter_config.json: use_dora is true"])),
+    ("adapter", "bad-nan-alpha", Rejected(&["adapter_config.json: not valid JSON", "NaN/Infinity is not JSON"])),
+    (
+        "adapter",
+        "bad-rank-mismatch",
+        Rejected(&["adapter_model.safetensors:", "has shape [4, 256], expected [8, 256]"]),
+    ),
+    ("adapter", "bad-unknown-target", Rejected(&["adapter_config.json: unknown target module \"layers.2\""])),
+    ("adapter", "bad-non-finite", Rejected(&["adapter_model.safetensors:", "holds a non-finite value (inf)"])),
+    ("adapter", "bad-missing-bias", Rejected(&["adapter_model.safetensors: missing base_model.model.layers.1.bias"])),
+];
+
+/// Every input a fuzzer crashed on (minimised), with the error it must now give.
+const REGRESSIONS: &[(&str, &str, Expect)] = &[];
+
+#[test]
+fn seeds_replay_with_their_answers() {
+    replay("seeds", SEEDS);
+}
+
+#[test]
+fn fuzzer_crashes_stay_fixed() {
+    replay("regressions", REGRESSIONS);
+}
+
+#[test]
+fn adapter_input_layout() {
+    let input = harness::adapter_input(b"{}", b"weights", true);
+    assert_eq!(input[..2], [2, 0x80]);
+    let (config, weights, base) = harness::split_adapter_input(&input);
+    assert_eq!((config.as_str(), weights, base), ("{}", &b"weights"[..], Some(&b"weights"[..])));
+    // A length past the end takes everything as config; short inputs do not panic.
+    assert_eq!(harness::split_adapter_input(&[0xff, 0x7f, b'x']), ("x".to_string(), &[][..], None));
+    assert_eq!(harness::split_adapter_input(&[7]), (String::new(), &[7u8][..], None));
+}
+
+// ---------- the seeds ----------
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn raw_safetensors(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+fn images(n: u32, side: u32) -> Vec<u8> {
+    let pixels: Vec<u8> = (0..n as usize * (side * side) as usize).map(|k| (k * 7 % 256) as u8).collect();
+    harness::idx_file(IMAGE_MAGIC, &[n, side, side], &pixels)
+}
+
+fn labels(digits: &[u8]) -> Vec<u8> {
+    harness::idx_file(LABEL_MAGIC, &[digits.len() as u32], digits)
+}
+
+/// An adapter as the page would export it, for the harness's base model.
+fn exported(config: LoraConfig) -> (String, Vec<u8>) {
+    let base = io::import_model(&harness::base_model_bytes()).unwrap();
+    let adapter = Adapter::new("seed", config, &base, 7).unwrap();
+    let files = io::export_adapter(&adapter, &base).unwrap();
+    (files.config.to_json_pretty(), files.safetensors)
+}
+
+fn seed_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut add = |target, name, bytes| out.push((target, name, bytes));
+
+    add("idx", "ok-one-image", harness::idx_input(&labels(&[0]), &images(1, 28)));
+    add("idx", "ok-two-images", harness::idx_input(&labels(&[3, 8]), &images(2, 28)));
+    add("idx", "bad-count-mismatch", harness::idx_input(&labels(&[1, 2, 3]), &images(2, 28)));
+    add("idx", "bad-label-not-a-digit", harness::idx_input(&labels(&[9, 10]), &images(2, 28)));
+    add("idx", "bad-files-swapped", harness::idx_input(&labels(&[4]), &labels(&[4])));
+    let mut truncated = images(2, 28);
+    truncated.truncate(truncated.len() - PIXELS);
+    add("idx", "bad-truncated-images", harness::idx_input(&labels(&[5, 6]), &truncated));
+    let mut trailing = images(1, 28);
+    trailing.extend_from_slice(&[1, 2, 3]);
+    add("idx", "bad-trailing-bytes", harness::idx_input(&labels(&[7]), &trailing));
+    add("idx", "bad-27x27", harness::idx_input(&labels(&[1]), &images(1, 27)));
+    add("idx", "bad-zero-dimension", harness::idx_input(&harness::idx_file(LABEL_MAGIC, &[0], &[]), &images(1, 28)));
+
+    let (article_config, article) = exported(LoraConfig::article());
+    add("safetensors", "ok-article-adapter", article.clone());
+    let (a, e) = ([1.0f32, -2.5, 0.0, f32::MIN_POSITIVE, 1e30, -0.0], [0.0f32; 0]);
+    let small = write_safetensors(
+        &[
+            ("a".into(), vec![2, 3], &a[..]),
+            ("scalar".into(), vec![], &[7.0][..]),
+            ("empty".into(), vec![0, 5], &e[..]),
+        ],
+        Some(HashMap::from([("format".to_string(), "pt".to_string())])),
+    )
+    .unwrap();
+    add("safetensors", "ok-small-with-metadata", small);
+    add("safetensors", "ok-no-tensors", write_safetensors(&[], None).unwrap());
+    add("safetensors", "bad-truncated", article[..article.len() - 4].to_vec());
+    let mut long_header = article.clone();
+    long_header[..8].copy_from_slice(&(article.len() as u64).to_le_bytes());
+    add("safetensors", "bad-header-length", long_header);
+    add(
+        "safetensors",
+        "bad-f16",
+        raw_safetensors(r#"{"x":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}"#, &[0; 4]),
+    );
+    let overlap = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
+    add("safetensors", "bad-overlap", raw_safetensors(overlap, &f32_bytes(&[1.0, 2.0, 3.0])));
+    add("safetensors", "bad-not-json", raw_safetensors("{\"a\": [1, 2", &[]));
+    add("safetensors", "bad-too-short", vec![8, 0, 0]);
+
+    let article_input = |config: &str, weights: &[u8]| harness::adapter_input(config.as_bytes(), weights, false);
+    add("adapter", "ok-article", article_input(&article_config, &article));
+    let rslora = LoraConfig {
+        targets: vec![2],
+        rank: 2,
+        alpha: 8.0,
+        scaling: Scaling::RsLora,
+        dropout: 0.1,
+        bias: Bias::LoraOnly,
+        init: Init::Gaussian,
+    };
+    let (config, weights) = exported(rslora);
+    add("adapter", "ok-rslora-lora-only-bias", article_input(&config, &weights));
+    let two = LoraConfig { targets: vec![1, 2], rank: 1, alpha: 2.0, scaling: Scaling::Peft, ..LoraConfig::article() };
+    let (config, weights) = exported(two);
+    add("adapter", "ok-two-layers-r1", article_input(&config, &weights));
+    // As PEFT writes it, with fields the lab ignores and target_modules as one string.
+    let peft = json!({
+        "alpha_pattern": {}, "auto_mapping": null, "base_model_name_or_path": null, "bias": "none",
+        "fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": true, "layers_pattern": null,
+        "layers_to_transform": null, "lora_alpha": 16, "lora_dropout": 0.05, "modules_to_save": null,
+        "peft_type": "LORA", "r": 1, "rank_pattern": {}, "revision": null, "target_modules": "5",
+        "task_type": null, "use_dora": false, "use_rslora": false
+    });
+    let a: Vec<f32> = (0..256).map(|k| (k as f32 - 128.0) / 1024.0).collect();
+    let b: Vec<f32> = (0..10).map(|k| k as f32 / 8.0).collect();
+    let r1 = write_safetensors(
+        &[
+            ("base_model.model.layers.5.lora_A.weight".into(), vec![1, 256], &a[..]),
+            ("base_model.model.layers.5.lora_B.weight".into(), vec![10, 1], &b[..]),
+        ],
+        None,
+    )
+    .unwrap();
+    add("adapter", "ok-peft-handwritten", harness::adapter_input(peft.to_string().as_bytes(), &r1, false));
+    add("adapter", "bad-pissa-base-not-a-model", harness::adapter_input(article_config.as_bytes(), &article, true));
+    let edit = |f: &dyn Fn(&mut Value)| {
+        let mut v: Value = serde_json::from_str(&article_config).unwrap();
+        f(&mut v);
+        serde_json::to_string_pretty(&v).unwrap()
+    };
+    add("adapter", "bad-dora", article_input(&edit(&|v| v["use_dora"] = json!(true)), &article));
+    let nan = article_config.replace("\"lora_alpha\": 4.0", "\"lora_alpha\": NaN");
+    assert_ne!(nan, article_config);
+    add("adapter", "bad-nan-alpha", article_input(&nan, &article));
+    add("adapter", "bad-rank-mismatch", article_input(&edit(&|v| v["r"] = json!(8)), &article));
+    add(
+        "adapter",
+        "bad-unknown-target",
+        article_input(&edit(&|v| v["target_modules"] = json!(["layers.2"])), &article),
+    );
+    let inf = write_safetensors(
+        &[
+            ("base_model.model.layers.5.lora_A.weight".into(), vec![1, 256], &a[..]),
+            (
+                "base_model.model.layers.5.lora_B.weight".into(),
+                vec![10, 1],
+                &[b[..9].to_vec(), vec![f32::INFINITY]].concat()[..],
+            ),
+        ],
+        None,
+    )
+    .unwrap();
+    add("adapter", "bad-non-finite", harness::adapter_input(peft.to_string().as_bytes(), &inf, false));
+    add("adapter", "bad-missing-bias", article_input(&edit(&|v| v["bias"] = json!("all")), &article));
+    out
+}
+
+/// Writes tests/fuzz/seeds/ afresh (ignored: run it by name when the seeds must change).
+#[test]
+#[ignore]
+fn write_seeds() {
+    let seeds = seed_files();
+    for target in TARGETS {
+        let d = dir("seeds", target);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+    }
+    for (target, name, bytes) in &seeds {
+        std::fs::write(dir("seeds", target).join(name), bytes).unwrap();
+    }
+    let total: usize = seeds.iter().map(|(_, _, b)| b.len()).sum();
+    println!("{} seeds, {total} bytes", seeds.len());
+}
