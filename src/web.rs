@@ -249,6 +249,14 @@ pub fn bench_gemm(layout: &str, reps: u32) -> JsResult<f64> {
     Ok(2.0 * (m * k * n) as f64 * reps as f64)
 }
 
+/// Benchmarks: the same loop on every thread of the pool at once → `[flops of all threads, checksum]`:
+/// the machine's SIMD limit for the thread count, which bounds what 2 threads can gain over 1.
+#[wasm_bindgen(js_name = simdPeakAllThreads)]
+pub fn simd_peak_all_threads(iters: u32) -> Vec<f64> {
+    let runs = rayon::broadcast(|_| kernels::simd_peak_flops(iters));
+    vec![runs.iter().map(|r| r.0).sum(), runs.iter().map(|r| r.1 as f64).sum()]
+}
+
 /// Benchmarks: the register-only multiply-add loop on the calling thread → `[flops, checksum]`.
 #[wasm_bindgen(js_name = simdPeak)]
 pub fn simd_peak(iters: u32) -> Vec<f64> {

@@ -17,6 +17,7 @@ async function main() {
   const bench = (args) => client.request(Request.BENCH, args);
   if (suite.includes('kernels')) {
     results.simd_peak_gflops = (await bench({ kind: 'peak', iters: 3_000_000 })).gflops;
+    if (build === 'threads') results.simd_peak_all_threads_gflops = (await bench({ kind: 'peakAllThreads', iters: 3_000_000 })).gflops;
     results.gemm_gflops = {};
     for (const layout of ['forward', 'input_grad', 'weight_grad']) {
       results.gemm_gflops[layout] = (await bench({ kind: 'gemm', layout, reps: 20 })).gflops;

@@ -245,11 +245,13 @@ async function bench({ kind, layout, reps = 20, iters = 2_000_000, limit }) {
       }
       return { value: { gflops: median(samples) } };
     }
-    case 'peak': {
-      wasm.simdPeak(iters);
+    case 'peak':
+    case 'peakAllThreads': {
+      const f = kind === 'peak' ? wasm.simdPeak : wasm.simdPeakAllThreads;
+      f(iters);
       const samples = [];
       for (let i = 0; i < 5; i++) {
-        const [[flops], s] = timeIt(() => wasm.simdPeak(iters));
+        const [[flops], s] = timeIt(() => f(iters));
         samples.push(flops / s / 1e9);
       }
       return { value: { gflops: median(samples) } };

@@ -91,6 +91,7 @@ const results = {
     weight_grad: pick('simd_only', (s) => s.gemm_gflops.weight_grad),
   },
   simd_peak_gflops: pick('threads_1', (s) => s.simd_peak_gflops),
+  simd_peak_gflops_2_threads_together: pick('threads_2', (s) => s.simd_peak_all_threads_gflops),
   simd_peak_gflops_simd_only: pick('simd_only', (s) => s.simd_peak_gflops),
   inference_us: pick('threads_2', (s) => s.inference_us),
   inference_us_simd_only: pick('simd_only', (s) => s.inference_us),
@@ -111,6 +112,7 @@ const rows = [
   ['train samples/s, SIMD-only', f(results.train_samples_per_sec.simd_only)],
   ['2 threads / 1 thread', f(results.ratios.threads_2_over_threads_1, 2)],
   ['SIMD peak GFLOP/s per thread (relaxed madd)', f(results.simd_peak_gflops, 1)],
+  ['SIMD peak GFLOP/s, 2 threads at once (sum)', f(results.simd_peak_gflops_2_threads_together, 1)],
   ['SIMD peak GFLOP/s, SIMD-only (mul+add)', f(results.simd_peak_gflops_simd_only, 1)],
   ...['forward', 'input_grad', 'weight_grad'].map((k) => [
     `GEMM ${k} 64×784×512 GFLOP/s, 1 thread (of peak) / 2 threads`,
