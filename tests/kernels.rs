@@ -161,3 +161,19 @@ fn all_finite_finds_any_nan_or_infinity() {
     }
     assert!(kernels::all_finite(&[f32::MAX, -f32::MAX, f32::MIN_POSITIVE / 2.0]));
 }
+
+#[test]
+fn one_row_gives_the_same_bits_as_that_row_inside_a_batch() {
+    // A drawn digit is classified alone; the same image in an evaluation batch must score the same.
+    let (m, k, n) = (7, 785, 19);
+    let x = data(m * k, 14);
+    let w = data(n * k, 15);
+    let bias = data(n, 16);
+    let mut batch = vec![0.0f32; m * n];
+    kernels::linear_forward(&x, &w, Some(&bias), &mut batch, m, k, n, true);
+    for i in 0..m {
+        let mut one = vec![0.0f32; n];
+        kernels::linear_forward(&x[i * k..(i + 1) * k], &w, Some(&bias), &mut one, 1, k, n, true);
+        assert_eq!(one, batch[i * n..(i + 1) * n], "row {i}");
+    }
+}

@@ -31,6 +31,9 @@ pub fn gemm_xwt(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: us
     if m == 0 || n == 0 {
         return;
     }
+    if m < TR {
+        return rows_only(x, w, bias, y, m, k, n, relu);
+    }
     let threads = rayon::current_num_threads().max(1);
     let col_tiles = n.div_ceil(TC);
     let tasks = if m * n * k.max(1) < PARALLEL_MIN_MACS || threads == 1 { 1 } else { (4 * threads).min(col_tiles) };
@@ -104,6 +107,43 @@ unsafe fn columns(
             }
         }
         j += TC;
+    }
+}
+
+/// Fewer rows than a tile (one drawn digit): each row against `ROW_COLS` rows of W at a time, so that
+/// many independent accumulators hide the multiply-add latency; each output is still summed exactly
+/// as `tile` and `dot` sum it.
+const ROW_COLS: usize = 8;
+
+#[allow(clippy::too_many_arguments)]
+fn rows_only(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: usize, k: usize, n: usize, relu: bool) {
+    let k4 = k / 4 * 4;
+    for i in 0..m {
+        let xr = &x[i * k..(i + 1) * k];
+        for j0 in (0..n).step_by(ROW_COLS) {
+            let cols = ROW_COLS.min(n - j0);
+            let mut acc = [F32x4::splat(0.0); ROW_COLS];
+            let mut p = 0;
+            while p < k4 {
+                // SAFETY: p + 4 <= k4 <= k within row i of x and rows j0..j0+cols of w.
+                unsafe {
+                    let xv = F32x4::load(xr.as_ptr().add(p));
+                    for (c, a) in acc.iter_mut().enumerate().take(cols) {
+                        *a = F32x4::mul_add(xv, F32x4::load(w.as_ptr().add((j0 + c) * k + p)), *a);
+                    }
+                }
+                p += 4;
+            }
+            for (c, a) in acc.iter().enumerate().take(cols) {
+                let wr = &w[(j0 + c) * k..(j0 + c + 1) * k];
+                let mut v = hsum(*a);
+                for q in k4..k {
+                    v += xr[q] * wr[q];
+                }
+                v += bias.map_or(0.0, |b| b[j0 + c]);
+                y[i * n + j0 + c] = if relu && v < 0.0 { 0.0 } else { v };
+            }
+        }
     }
 }
 
