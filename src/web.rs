@@ -229,6 +229,13 @@ impl Default for LabHandle {
     }
 }
 
+/// For the fault test only (bench request `panic`): a real panic, which aborts the module, so the test
+/// sees the page's crash banner and restart work on the genuine path.
+#[wasm_bindgen(js_name = panicForFaultTest)]
+pub fn panic_for_fault_test() {
+    panic!("a deliberate panic for the fault test");
+}
+
 /// Benchmarks: `reps` GEMMs of layer 1's shapes at batch 64 in one layout
 /// (`forward`, `input_grad`, `weight_grad`); the caller times the call. Returns the FLOPs done.
 #[wasm_bindgen(js_name = benchGemm)]

@@ -35,6 +35,7 @@
 //   status        {}  → { hasModel, training: 'idle'|'running'|'paused', adapters }
 //   bench         { kind: 'gemm', layout, reps } → { gflops } | { kind: 'peak'|'peakAllThreads', iters } → { gflops } |
 //                 { kind: 'train', limit } → run summary | { kind: 'inference' } → { us }   (bench.html)
+//                 | { kind: 'panic' }: a deliberate panic in wasm, for the fault test
 //
 // Events (worker → page, no id):
 //   progress  { phase, epoch, epochs, step, steps, loss, smoothLoss, samplesPerSec, etaSeconds,

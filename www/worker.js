@@ -281,6 +281,10 @@ async function bench({ kind, layout, reps = 20, iters = 2_000_000, limit }) {
       }
       return { value: { us: median(samples) } };
     }
+    case 'panic':
+      // The fault test: a genuine panic inside wasm (see panicForFaultTest).
+      wasm.panicForFaultTest();
+      return { value: null };
     default:
       throw new Error(`unknown benchmark "${kind}"`);
   }

@@ -260,18 +260,38 @@ test('storage from a newer schema gives a message, not a crash; a fatal worker e
     assert.match(await other.page.textContent('#storage-msg'), /schema 99/);
 
     // A crash in the worker: the banner appears; Restart brings back a working worker.
-    await other.page.evaluate(() => window.lab.client.worker.dispatchEvent(new ErrorEvent('error', { message: 'RuntimeError: unreachable' })));
+    // A genuine panic inside wasm (the module aborts), not a simulated event.
+    await other.page.evaluate(() => window.lab.client.request('bench', { kind: 'panic' }).catch(() => {}));
     await other.page.waitForSelector('#fatal:not([hidden])');
-    assert.match(await other.page.textContent('#status'), /The worker stopped: RuntimeError: unreachable/);
+    assert.match(await other.page.textContent('#status'), /The worker stopped: the compute module crashed/);
     await other.page.click('#fatal-restart');
     const text = await waitReady(other.page);
     assert.match(text, /SIMD-only build/);
     assert.equal(await other.page.isHidden('#fatal'), true);
     assert.equal(await other.page.evaluate(() => window.lab.info.build), 'simd');
-    assert.deepEqual(other.errors, []);
+    // The restarted worker computes again.
+    const r = await other.page.evaluate(() => window.lab.svd([[3, 0], [0, 1]], 1));
+    assert.deepEqual(r.S.map((v) => Math.round(v * 1e4) / 1e4), [3, 1]);
+    // The only console errors are the deliberate panic's own report.
+    assert.deepEqual(other.errors.filter((e) => !/deliberate panic|unreachable/.test(e)), []);
   } finally {
     await other.close();
   }
+});
+
+test('a rank sweep trains one adapter per cell and fills the table', async () => {
+  const res = await page.evaluate(() => window.lab.sweep({ ranks: [1, 2], alphas: [1], epochs: 1 }));
+  assert.equal(res.rows.length, 2);
+  const [r1, r2] = res.rows;
+  assert.deepEqual([r1.rank, r2.rank], [1, 2]);
+  assert.equal(r2.trainableParams, 2 * r1.trainableParams, 'parameters grow with r');
+  for (const r of res.rows) {
+    for (const k of ['acc_8_9', 'acc_0_7', 'acc_all']) assert.ok(r[k] >= 0 && r[k] <= 1, `${k} = ${r[k]}`);
+    assert.ok(r.acc_8_9 > 0.5, `rank ${r.rank} learnt 8–9: ${r.acc_8_9}`);
+  }
+  await page.waitForFunction(() => document.querySelectorAll('#sweep-table tbody tr').length >= 2);
+  const names = await page.evaluate(async () => (await window.lab.adapters()).list.map((a) => a.name));
+  assert.ok(!names.some((n) => n.startsWith('sweep ')), 'sweep adapters are not left behind');
 });
 
 test('a failed IndexedDB write (quota) is reported, and the adapter still works', async () => {
