@@ -156,13 +156,17 @@ export class App {
     return this.storagePromise;
   }
 
-  /** Saves the worker's current base model; a failure is reported on the page, never thrown. */
+  /** Saves the worker's new base model (and forgets the stored adapters of the old one); a failure is
+   *  reported on the page, never thrown. */
   async saveModel() {
     const storage = await this.getStorage();
     if (!storage) return false;
     try {
       const bytes = await this.request(Request.EXPORT_MODEL);
       await storage.saveModel(bytes);
+      // A new base model drops the worker's adapters (they were trained for the old one): drop the
+      // stored ones too, or a reload would bring them back onto a model they do not fit.
+      await storage.clearAdapters();
       this.emit('storage', { kind: 'ok', text: `Base model saved in this browser (${(bytes.byteLength / 1e6).toFixed(1)} MB).` });
       return true;
     } catch (e) {

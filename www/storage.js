@@ -113,6 +113,12 @@ export class Storage {
       s.put({ name, schema: SCHEMA, safetensors, config, baseModel, savedAt: Date.now() }));
   }
 
+  /** Removes every stored adapter: they were trained for a base model that has been replaced. */
+  async clearAdapters() {
+    this.#check();
+    await this.#tx('adapters', 'readwrite', (s) => s.clear());
+  }
+
   async deleteAdapter(name) {
     this.#check();
     await this.#tx('adapters', 'readwrite', (s) => s.delete(name));

@@ -321,6 +321,26 @@ test('a failed IndexedDB write (quota) is reported, and the adapter still works'
   }
 });
 
+test('a new base model drops the old adapters, in the worker and in storage', async () => {
+  assert.ok((await page.evaluate(async () => (await window.lab.adapters()).list.length)) >= 1);
+  await page.evaluate(() => window.lab.trainBase({ epochs: 1, limit: 640 }));
+  assert.deepEqual(await page.evaluate(async () => (await window.lab.adapters()).list), []);
+  await page.waitForFunction(() => /Base model saved/.test(document.querySelector('#storage-msg')?.textContent ?? ''));
+  const stored = await page.evaluate(() => new Promise((resolve, reject) => {
+    const req = indexedDB.open('lora-lab');
+    req.onsuccess = () => {
+      const get = req.result.transaction('adapters').objectStore('adapters').count();
+      get.onsuccess = () => {
+        req.result.close();
+        resolve(get.result);
+      };
+      get.onerror = () => reject(get.error);
+    };
+    req.onerror = () => reject(req.error);
+  }));
+  assert.equal(stored, 0, 'stored adapters of the old base model are gone');
+});
+
 test('the whole session made no request off 127.0.0.1, under a CSP that allows nothing else', async () => {
   assert.deepEqual(offMachine(lab.requests), [], 'requests left 127.0.0.1');
   const res = await page.request.get(lab.url);
