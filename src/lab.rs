@@ -190,6 +190,25 @@ pub struct AdapterSummary {
     pub cancelled: bool,
 }
 
+impl AdapterSummary {
+    /// The summary of `adapter` over a base of `base_params`, with the numbers of the run that trained
+    /// it (`None` for a loaded adapter: no time, no steps).
+    fn new(adapter: &Adapter, base_params: usize, run: Option<&RunSummary>) -> Self {
+        let t = adapter.trainable_params();
+        Self {
+            name: adapter.name.clone(),
+            trainable_params: t,
+            total_params: base_params,
+            trainable_percent: 100.0 * t as f64 / base_params as f64,
+            report: adapter.trainable_report(base_params),
+            seconds: run.map_or(0.0, |r| r.seconds),
+            steps: run.map_or(0, |r| r.steps),
+            samples_per_sec: run.map_or(0.0, |r| r.samples_per_sec),
+            cancelled: run.is_some_and(|r| r.cancelled),
+        }
+    }
+}
+
 /// One adapter in the list the page shows.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -396,28 +415,21 @@ impl Lab {
             Run::Adapter { trainer, mut adapter, .. } => {
                 adapter.set_training(None);
                 let run = summary(&trainer);
-                let base_params = self.require_base()?.num_params();
-                let t = adapter.trainable_params();
-                let info = AdapterSummary {
-                    name: adapter.name.clone(),
-                    trainable_params: t,
-                    total_params: base_params,
-                    trainable_percent: 100.0 * t as f64 / base_params as f64,
-                    report: adapter.trainable_report(base_params),
-                    seconds: run.seconds,
-                    steps: run.steps,
-                    samples_per_sec: run.samples_per_sec,
-                    cancelled,
-                };
-                let name = adapter.name.clone();
-                self.adapters.retain(|a| a.name != name);
-                self.adapters.push(*adapter);
-                // The new adapter is active and computed separately: no earlier merge may shadow it.
-                self.merged = None;
-                self.active = Some(name);
+                let info = AdapterSummary::new(&adapter, self.require_base()?.num_params(), Some(&run));
+                self.install_adapter(*adapter);
                 Ok((run, Some(info)))
             }
         }
+    }
+
+    /// Adds `adapter` (replacing one of its name) and makes it the active one, computed separately:
+    /// no earlier merge may shadow it.
+    fn install_adapter(&mut self, adapter: Adapter) {
+        let name = adapter.name.clone();
+        self.adapters.retain(|a| a.name != name);
+        self.adapters.push(adapter);
+        self.merged = None;
+        self.active = Some(name);
     }
 
     fn set_base(&mut self, model: Mlp) {
@@ -440,8 +452,7 @@ impl Lab {
         cfg.validate(indices.len())?;
         let mut adapter = Adapter::new(&name, lora, base, cfg.seed)?;
         adapter.set_training(Some(cfg.seed));
-        let lowest = *adapter.config.targets.first().expect("validated: at least one target");
-        let lowest = (0..3).find(|&i| adapter.is_active(i)).unwrap_or(lowest);
+        let lowest = (0..3).find(|&i| adapter.is_active(i)).expect("validated: an adapter has a target layer");
         let features = if lowest > 0 { Some(FeatureCache::build(base, train, &indices, lowest)?) } else { None };
         let state = Box::new(AdapterState::new(base, &adapter, cfg.batch_size, features));
         let clock = self.clock.clone();
@@ -575,23 +586,8 @@ impl Lab {
             let residual = io::import_model(bytes)?;
             attach_residual(&mut adapter, base, &residual)?;
         }
-        let base_params = base.num_params();
-        let t = adapter.trainable_params();
-        let summary = AdapterSummary {
-            name: name.clone(),
-            trainable_params: t,
-            total_params: base_params,
-            trainable_percent: 100.0 * t as f64 / base_params as f64,
-            report: adapter.trainable_report(base_params),
-            seconds: 0.0,
-            steps: 0,
-            samples_per_sec: 0.0,
-            cancelled: false,
-        };
-        self.adapters.retain(|a| a.name != name);
-        self.adapters.push(adapter);
-        self.merged = None;
-        self.active = Some(name);
+        let summary = AdapterSummary::new(&adapter, base.num_params(), None);
+        self.install_adapter(adapter);
         Ok(summary)
     }
 
