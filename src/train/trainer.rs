@@ -8,7 +8,7 @@ use crate::rng::{Rng, Stream};
 
 /// One batch of training: forward, backward, and — only when the loss and gradients are finite — the
 /// optimiser update. Returns the batch's mean loss; a non-finite loss means nothing was updated.
-pub trait Objective {
+pub trait Objective: Send {
     fn train_batch(&mut self, ds: &Dataset, batch: &[u32], lr: f32) -> Result<f32>;
 }
 
@@ -85,6 +85,14 @@ pub struct Progress {
 }
 
 pub struct Trainer {
+    run: RunState,
+    busy_seconds: f64,
+    clock: Box<dyn Fn() -> f64>,
+}
+
+/// Everything about a run but its clock (a JavaScript function, bound to the worker's thread): the
+/// part of the trainer that the batches, on a pool thread, move forward.
+struct RunState {
     cfg: TrainConfig,
     order: EpochOrder,
     batches_per_epoch: usize,
@@ -95,11 +103,20 @@ pub struct Trainer {
     losses: Vec<f32>,
     smooth: f64,
     samples_done: usize,
-    busy_seconds: f64,
-    clock: Box<dyn Fn() -> f64>,
 }
 
 const SMOOTHING: f64 = 0.98;
+
+/// Runs `f` on a thread of the rayon pool. Called from outside the pool (the page's worker), every
+/// parallel kernel would otherwise hand its work to the pool and wake its threads from sleep, a
+/// dozen times per batch; from inside, the calling thread does its share and only the others wake.
+fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() || rayon::current_num_threads() <= 1 {
+        f()
+    } else {
+        rayon::scope(|_| f())
+    }
+}
 
 impl Trainer {
     /// A run over `indices` of a dataset. `clock` returns seconds (any origin): the worker passes
@@ -110,7 +127,7 @@ impl Trainer {
         let samples = indices.len();
         let mut order = EpochOrder::new(indices, cfg.batch_size, Rng::new(cfg.seed, shuffle))?;
         order.next_epoch();
-        Ok(Self {
+        let run = RunState {
             batches_per_epoch: samples.div_ceil(cfg.batch_size),
             samples,
             cfg,
@@ -121,30 +138,29 @@ impl Trainer {
             losses: Vec::new(),
             smooth: 0.0,
             samples_done: 0,
-            busy_seconds: 0.0,
-            clock,
-        })
+        };
+        Ok(Self { run, busy_seconds: 0.0, clock })
     }
 
     pub fn config(&self) -> &TrainConfig {
-        &self.cfg
+        &self.run.cfg
     }
     pub fn total_steps(&self) -> usize {
-        self.batches_per_epoch * self.cfg.epochs
+        self.run.total_steps()
     }
     pub fn is_done(&self) -> bool {
-        self.epoch >= self.cfg.epochs
+        self.run.is_done()
     }
     /// Every batch loss so far.
     pub fn losses(&self) -> &[f32] {
-        &self.losses
+        &self.run.losses
     }
     pub fn seconds(&self) -> f64 {
         self.busy_seconds
     }
     pub fn samples_per_sec(&self) -> f64 {
         if self.busy_seconds > 0.0 {
-            self.samples_done as f64 / self.busy_seconds
+            self.run.samples_done as f64 / self.busy_seconds
         } else {
             0.0
         }
@@ -152,6 +168,52 @@ impl Trainer {
 
     /// The learning rate of batch `step` (0-based) under the schedule.
     pub fn lr_at(&self, step: usize) -> f32 {
+        self.run.lr_at(step)
+    }
+
+    /// Runs up to `n_batches` batches, stopping early at the end of an epoch (so the caller can
+    /// evaluate) or of the run. A non-finite loss stops training with an error; the objective has
+    /// not applied that batch, so the weights are the last good ones.
+    pub fn step(&mut self, obj: &mut dyn Objective, ds: &Dataset, n_batches: usize) -> Result<Progress> {
+        let t0 = (self.clock)();
+        let first = self.run.losses.len();
+        let run = &mut self.run;
+        let outcome = on_pool(|| run.batches(obj, ds, n_batches));
+        self.busy_seconds += (self.clock)() - t0;
+        let epoch_finished = outcome?;
+        Ok(self.progress(epoch_finished, first))
+    }
+
+    fn progress(&self, epoch_finished: bool, first: usize) -> Progress {
+        let run = &self.run;
+        let sps = self.samples_per_sec();
+        let remaining = (run.total_steps() - run.step) as f64 * run.cfg.batch_size as f64;
+        let debias = 1.0 - SMOOTHING.powi(run.step.max(1) as i32);
+        Progress {
+            epoch: if epoch_finished { run.epoch } else { (run.epoch + 1).min(run.cfg.epochs) },
+            epochs: run.cfg.epochs,
+            step: run.step,
+            steps: run.total_steps(),
+            loss: run.losses.last().copied().unwrap_or(f32::NAN),
+            smooth_loss: (run.smooth / debias) as f32,
+            samples_per_sec: sps,
+            eta_seconds: if sps > 0.0 { remaining.min((run.samples * run.cfg.epochs) as f64) / sps } else { f64::NAN },
+            epoch_finished,
+            done: run.is_done(),
+            losses: run.losses[first..].to_vec(),
+        }
+    }
+}
+
+impl RunState {
+    fn total_steps(&self) -> usize {
+        self.batches_per_epoch * self.cfg.epochs
+    }
+    fn is_done(&self) -> bool {
+        self.epoch >= self.cfg.epochs
+    }
+
+    fn lr_at(&self, step: usize) -> f32 {
         match self.cfg.schedule {
             Schedule::Constant => self.cfg.lr,
             Schedule::Cosine => {
@@ -161,14 +223,8 @@ impl Trainer {
         }
     }
 
-    /// Runs up to `n_batches` batches, stopping early at the end of an epoch (so the caller can
-    /// evaluate) or of the run. A non-finite loss stops training with an error; the objective has
-    /// not applied that batch, so the weights are the last good ones.
-    pub fn step(&mut self, obj: &mut dyn Objective, ds: &Dataset, n_batches: usize) -> Result<Progress> {
-        let t0 = (self.clock)();
-        let first = self.losses.len();
-        let mut last_loss = self.losses.last().copied().unwrap_or(f32::NAN);
-        let mut epoch_finished = false;
+    /// The batches of one `step`; `Ok(true)` when the last one closed an epoch.
+    fn batches(&mut self, obj: &mut dyn Objective, ds: &Dataset, n_batches: usize) -> Result<bool> {
         for _ in 0..n_batches {
             if self.is_done() {
                 break;
@@ -177,7 +233,6 @@ impl Trainer {
             let batch = self.order.batch(self.batch_in_epoch).expect("batch index within the epoch");
             let loss = obj.train_batch(ds, batch, lr)?;
             if !loss.is_finite() {
-                self.busy_seconds += (self.clock)() - t0;
                 return Err(LabError::Diverged(format!(
                     "the loss became {loss} at step {} (epoch {}); the weights before that step are kept — try a lower learning rate",
                     self.step + 1,
@@ -185,7 +240,6 @@ impl Trainer {
                 )));
             }
             self.samples_done += batch.len();
-            last_loss = loss;
             self.losses.push(loss);
             self.smooth = SMOOTHING * self.smooth + (1.0 - SMOOTHING) * loss as f64;
             self.step += 1;
@@ -194,34 +248,9 @@ impl Trainer {
                 self.batch_in_epoch = 0;
                 self.epoch += 1;
                 self.order.next_epoch();
-                epoch_finished = true;
-                break;
+                return Ok(true);
             }
         }
-        self.busy_seconds += (self.clock)() - t0;
-        Ok(self.progress(last_loss, epoch_finished, first))
-    }
-
-    fn progress(&self, loss: f32, epoch_finished: bool, first: usize) -> Progress {
-        let sps = self.samples_per_sec();
-        let remaining = (self.total_steps() - self.step) as f64 * self.cfg.batch_size as f64;
-        let debias = 1.0 - SMOOTHING.powi(self.step.max(1) as i32);
-        Progress {
-            epoch: if epoch_finished { self.epoch } else { (self.epoch + 1).min(self.cfg.epochs) },
-            epochs: self.cfg.epochs,
-            step: self.step,
-            steps: self.total_steps(),
-            loss,
-            smooth_loss: (self.smooth / debias) as f32,
-            samples_per_sec: sps,
-            eta_seconds: if sps > 0.0 {
-                remaining.min((self.samples * self.cfg.epochs) as f64) / sps
-            } else {
-                f64::NAN
-            },
-            epoch_finished,
-            done: self.is_done(),
-            losses: self.losses[first..].to_vec(),
-        }
+        Ok(false)
     }
 }
