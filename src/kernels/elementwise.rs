@@ -7,9 +7,15 @@ use rayon::prelude::*;
 /// Elements per parallel chunk of the Adam update (a multiple of 4).
 const CHUNK: usize = 16 * 1024;
 
-/// Whether every value is finite: `x · 0` is 0 for finite x and NaN for ±inf and NaN, so one sum of
-/// those products tells. Parallel in chunks; the answer does not depend on the split.
+/// Whether every value is finite.
 pub fn all_finite(v: &[f32]) -> bool {
+    all_finite_in(&[v])
+}
+
+/// Whether every value of every tensor is finite: `x · 0` is 0 for finite x and NaN for ±inf and
+/// NaN, so one sum of those products tells. One parallel pass over chunks of all the tensors (a
+/// single wake-up of the pool per training step); the answer does not depend on the split.
+pub fn all_finite_in(tensors: &[&[f32]]) -> bool {
     fn chunk(v: &[f32]) -> bool {
         let zero = F32x4::splat(0.0);
         let mut acc = zero;
@@ -21,10 +27,12 @@ pub fn all_finite(v: &[f32]) -> bool {
         let a = acc.to_array();
         a.iter().chain(&v[n4..]).all(|x| (x * 0.0) == 0.0)
     }
-    if v.len() <= CHUNK || rayon::current_num_threads() == 1 {
-        return chunk(v);
+    let total: usize = tensors.iter().map(|t| t.len()).sum();
+    if total <= CHUNK || rayon::current_num_threads() == 1 {
+        return tensors.iter().all(|t| chunk(t));
     }
-    v.par_chunks(CHUNK).all(chunk)
+    let chunks: Vec<&[f32]> = tensors.iter().flat_map(|t| t.chunks(CHUNK)).collect();
+    chunks.par_iter().all(|c| chunk(c))
 }
 
 /// `y = max(y, 0)` in place (NaN is kept).
@@ -82,14 +90,14 @@ pub fn bias_grad(dy: &[f32], m: usize, n: usize, db: &mut [f32]) {
 
 /// One Adam step's constants, in PyTorch's formulation:
 /// `p -= step_size · m / (sqrt(v) / bc2_sqrt + eps)` with `step_size = lr / (1 − β1ᵗ)`,
-/// `bc2_sqrt = sqrt(1 − β2ᵗ)`.
+/// `bc2_sqrt = sqrt(1 − β2ᵗ)`; the division by `bc2_sqrt` is done as a multiplication by its inverse.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamStep {
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
     pub step_size: f32,
-    pub bc2_sqrt: f32,
+    pub inv_bc2_sqrt: f32,
 }
 
 impl AdamStep {
@@ -98,25 +106,29 @@ impl AdamStep {
         let t = t.min(i32::MAX as u64) as i32;
         let bc1 = 1.0 - (beta1 as f64).powi(t);
         let bc2 = 1.0 - (beta2 as f64).powi(t);
-        Self { beta1, beta2, eps, step_size: (lr as f64 / bc1) as f32, bc2_sqrt: bc2.sqrt() as f32 }
+        Self { beta1, beta2, eps, step_size: (lr as f64 / bc1) as f32, inv_bc2_sqrt: (1.0 / bc2.sqrt()) as f32 }
     }
 }
 
-/// Adam update of `param` with gradient `grad` and moments `m`, `v`. Moments below the smallest normal
-/// float are flushed to zero: WebAssembly has no flush-to-zero mode, and subnormal arithmetic is slow.
-pub fn adam_update(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
-    let n = param.len();
-    assert!(grad.len() == n && m.len() == n && v.len() == n, "adam_update: lengths differ");
-    if n <= CHUNK || rayon::current_num_threads() == 1 {
-        adam_chunk(param, grad, m, v, s);
-        return;
+/// One tensor's share of an Adam step: parameters, gradient, first and second moments (equal lengths).
+pub type AdamTensor<'a> = (&'a mut [f32], &'a [f32], &'a mut [f32], &'a mut [f32]);
+
+/// Adam update of every tensor, in one parallel pass over chunks of all of them. Moments below the
+/// smallest normal float are flushed to zero: WebAssembly has no flush-to-zero mode, and subnormal
+/// arithmetic is slow. Each element depends only on its own inputs, so the split never changes a bit.
+pub fn adam_update<'a>(tensors: impl IntoIterator<Item = AdamTensor<'a>>, s: AdamStep) {
+    let mut chunks: Vec<AdamTensor<'a>> = Vec::new();
+    for (p, g, m, v) in tensors {
+        let n = p.len();
+        assert!(g.len() == n && m.len() == n && v.len() == n, "adam_update: lengths differ");
+        let pieces = p.chunks_mut(CHUNK).zip(g.chunks(CHUNK)).zip(m.chunks_mut(CHUNK)).zip(v.chunks_mut(CHUNK));
+        chunks.extend(pieces.map(|(((p, g), m), v)| (p, g, m, v)));
     }
-    param
-        .par_chunks_mut(CHUNK)
-        .zip(grad.par_chunks(CHUNK))
-        .zip(m.par_chunks_mut(CHUNK))
-        .zip(v.par_chunks_mut(CHUNK))
-        .for_each(|(((p, g), m), v)| adam_chunk(p, g, m, v, s));
+    if chunks.len() <= 1 || rayon::current_num_threads() == 1 {
+        chunks.into_iter().for_each(|(p, g, m, v)| adam_chunk(p, g, m, v, s));
+    } else {
+        chunks.into_par_iter().for_each(|(p, g, m, v)| adam_chunk(p, g, m, v, s));
+    }
 }
 
 fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
@@ -126,7 +138,7 @@ fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamSte
     let b2c = F32x4::splat(1.0 - s.beta2);
     let eps = F32x4::splat(s.eps);
     let step = F32x4::splat(s.step_size);
-    let bc2 = F32x4::splat(s.bc2_sqrt);
+    let inv_bc2 = F32x4::splat(s.inv_bc2_sqrt);
     let tiny = F32x4::splat(f32::MIN_POSITIVE);
     let n = p.len();
     let n4 = n / 4 * 4;
@@ -136,7 +148,7 @@ fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamSte
             let gi = F32x4::load(g.as_ptr().add(i));
             let mi = b1.mul(F32x4::load(m.as_ptr().add(i))).add(b1c.mul(gi)).flush_below(tiny);
             let vi = b2.mul(F32x4::load(v.as_ptr().add(i))).add(b2c.mul(gi.mul(gi))).flush_below(tiny);
-            let denom = vi.sqrt().div(bc2).add(eps);
+            let denom = vi.sqrt().mul(inv_bc2).add(eps);
             let pi = F32x4::load(p.as_ptr().add(i)).sub(step.mul(mi).div(denom));
             mi.store(m.as_mut_ptr().add(i));
             vi.store(v.as_mut_ptr().add(i));
@@ -152,7 +164,7 @@ fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamSte
         if vi.abs() < f32::MIN_POSITIVE {
             vi = 0.0;
         }
-        let denom = vi.sqrt() / s.bc2_sqrt + s.eps;
+        let denom = vi.sqrt() * s.inv_bc2_sqrt + s.eps;
         p[i] -= (s.step_size * mi) / denom;
         m[i] = mi;
         v[i] = vi;

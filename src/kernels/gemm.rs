@@ -62,6 +62,8 @@ pub struct Epilogue<'a> {
 }
 
 thread_local! {
+    /// The calling thread's packed A, reused across calls.
+    static PACKED_A: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
     /// Each thread's B-panel buffer, reused across calls (no allocation per task).
     static PACKED_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -91,7 +93,9 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) {
     let m_tiles = m.div_ceil(MR);
     let n_tiles = n.div_ceil(NR);
     let kc = block_depth(k);
-    let packed_a = pack_a(a, m_tiles, kc);
+    // The packed A of the last call is reused (taken, not borrowed, so a nested call just allocates).
+    let mut packed_a = PACKED_A.take();
+    pack_a(a, m_tiles, kc, &mut packed_a);
     let bias_padded: Option<Vec<f32>> = ep.bias.map(|b| {
         let mut v = b.to_vec();
         v.resize(n_tiles * NR, 0.0);
@@ -126,13 +130,15 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) {
     } else {
         tasks.par_iter().for_each(job);
     }
+    PACKED_A.set(packed_a);
 }
 
 /// Packs all of A: for each k-block, for each row tile, an `MR × kc` panel stored k-major
 /// (`panel[p * MR + i]`), rows past `m` zero.
-fn pack_a(a: Strided, m_tiles: usize, depth: usize) -> Vec<f32> {
+fn pack_a(a: Strided, m_tiles: usize, depth: usize, out: &mut Vec<f32>) {
     let (m, k) = (a.rows, a.cols);
-    let mut out = vec![0.0f32; m_tiles * MR * k];
+    out.clear();
+    out.resize(m_tiles * MR * k, 0.0);
     let mut off = 0;
     for k0 in (0..k).step_by(depth) {
         let kc = depth.min(k - k0);
@@ -147,7 +153,6 @@ fn pack_a(a: Strided, m_tiles: usize, depth: usize) -> Vec<f32> {
             off += MR * kc;
         }
     }
-    out
 }
 
 /// Packs columns `[jt0, jt1)` tiles of B rows `[k0, k0+kc)`: one `kc × NR` panel per column tile.

@@ -34,8 +34,7 @@ impl Adam {
     ) {
         self.t += 1;
         let s = AdamStep::new(lr, self.beta1, self.beta2, self.eps, self.t);
-        for (((p, g), m), v) in params.into_iter().zip(grads).zip(&mut self.m).zip(&mut self.v) {
-            adam_update(p, g, m, v, s);
-        }
+        let tensors = params.into_iter().zip(grads).zip(&mut self.m).zip(&mut self.v);
+        adam_update(tensors.map(|(((p, g), m), v)| (p, g, &mut m[..], &mut v[..])), s);
     }
 }

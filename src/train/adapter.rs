@@ -108,7 +108,7 @@ impl Objective for AdapterObjective<'_> {
         }
         self.base.backward(&buf.acts, &buf.dlogits, &mut s.grads, GradNeeds::NONE, Some(&mut *delta));
         let (params, grads) = self.adapter.params_and_grads();
-        if !grads.iter().all(|g| crate::kernels::all_finite(g)) {
+        if !crate::kernels::all_finite_in(&grads) {
             return Ok(f32::NAN);
         }
         s.adam.step(lr, params, grads);

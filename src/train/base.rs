@@ -44,7 +44,7 @@ impl Objective for BaseObjective<'_> {
             return Ok(loss);
         }
         self.mlp.backward(&buf.acts, &buf.dlogits, &mut s.grads, GradNeeds::ALL, None);
-        if !s.grads.tensors().iter().all(|g| kernels::all_finite(g)) {
+        if !kernels::all_finite_in(&s.grads.tensors()) {
             return Ok(f32::NAN);
         }
         s.adam.step(lr, self.mlp.params_mut(), s.grads.tensors());
