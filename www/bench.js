@@ -16,8 +16,9 @@ async function main() {
   results.userAgent = navigator.userAgent;
   const bench = (args) => client.request(Request.BENCH, args);
   if (suite.includes('kernels')) {
-    results.simd_peak_gflops = (await bench({ kind: 'peak', iters: 3_000_000 })).gflops;
-    if (build === 'threads') results.simd_peak_all_threads_gflops = (await bench({ kind: 'peakAllThreads', iters: 3_000_000 })).gflops;
+    // 20 M rounds ≈ 2 GFLOP: long enough (~50 ms) that a scheduler hiccup does not decide the figure.
+    results.simd_peak_gflops = (await bench({ kind: 'peak', iters: 20_000_000 })).gflops;
+    if (build === 'threads') results.simd_peak_all_threads_gflops = (await bench({ kind: 'peakAllThreads', iters: 20_000_000 })).gflops;
     results.gemm_gflops = {};
     for (const layout of ['forward', 'input_grad', 'weight_grad']) {
       results.gemm_gflops[layout] = (await bench({ kind: 'gemm', layout, reps: 20 })).gflops;

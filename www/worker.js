@@ -228,7 +228,7 @@ self.addEventListener('unhandledrejection', (e) => {
 });
 
 /** Benchmarks for ./build.sh bench (www/bench.html): each warms up before it measures. */
-async function bench({ kind, layout, reps = 20, iters = 2_000_000, limit }) {
+async function bench({ kind, layout, reps = 20, iters = 20_000_000, limit }) {
   const l = requireLab();
   const timeIt = (f) => {
     const t0 = performance.now();
@@ -237,9 +237,11 @@ async function bench({ kind, layout, reps = 20, iters = 2_000_000, limit }) {
   };
   switch (kind) {
     case 'gemm': {
-      wasm.benchGemm(layout, reps); // warm-up: lets V8 tier the kernel up
+      // Warm-up: lets V8 tier the kernel up. Then the median of 7: this machine's speed changes by a
+      // third from one moment to the next (other tenants), even for native code.
+      for (let i = 0; i < 3; i++) wasm.benchGemm(layout, reps);
       const samples = [];
-      for (let i = 0; i < 5; i++) {
+      for (let i = 0; i < 7; i++) {
         const [flops, s] = timeIt(() => wasm.benchGemm(layout, reps));
         samples.push(flops / s / 1e9);
       }
@@ -248,7 +250,8 @@ async function bench({ kind, layout, reps = 20, iters = 2_000_000, limit }) {
     case 'peak':
     case 'peakAllThreads': {
       const f = kind === 'peak' ? wasm.simdPeak : wasm.simdPeakAllThreads;
-      f(iters);
+      // Warm-up: the first calls run in V8's baseline tier until the optimised code is ready.
+      for (let i = 0; i < 3; i++) f(iters / 4);
       const samples = [];
       for (let i = 0; i < 5; i++) {
         const [[flops], s] = timeIt(() => f(iters));
