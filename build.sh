@@ -96,6 +96,8 @@ build_wasm() {
 }
 
 build_vendor() {
+  # The optional service worker must sit beside index.html to control it (see www/sw.js).
+  cp www/sw.js sw.js
   mkdir -p www/vendor
   cp node_modules/chart.js/dist/chart.umd.min.js www/vendor/chart.umd.min.js
   cp node_modules/chartjs-chart-matrix/dist/chartjs-chart-matrix.min.js www/vendor/chartjs-chart-matrix.min.js

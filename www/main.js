@@ -2,6 +2,7 @@
 import { relaxedSimd, simd } from './vendor/wasm-feature-detect.js';
 import { App } from './app.js';
 import { createLab } from './lab.js';
+import { isolationNotice } from './isolation.js';
 import { deleteDatabase } from './storage.js';
 import { $, say } from './ui.js';
 import { svdPanel } from './panels/svd.js';
@@ -39,6 +40,7 @@ function readyText(info, reason) {
 
 async function start() {
   const { build, reason } = await chooseBuild();
+  isolationNotice(self.crossOriginIsolated === true).catch(() => {});
   if (!build) {
     setStatus('error', `Cannot run: ${reason}.`);
     return;

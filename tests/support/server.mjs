@@ -1,5 +1,5 @@
-// The development and test server: static files from the repository root (only index.html and www/),
-// bound to 127.0.0.1, with the headers the threaded build needs.
+// The development and test server: static files from the repository root (only index.html, sw.js and
+// www/), bound to 127.0.0.1, with the headers the threaded build needs.
 //
 //   node tests/support/server.mjs [--port 8000] [--no-isolation]
 //
@@ -44,7 +44,7 @@ function resolvePath(urlPath) {
   let p = decodeURIComponent(urlPath.split('?')[0]);
   if (p === '/' || p === '') p = '/index.html';
   const rel = normalize(p).replace(/^([/\\])+/, '');
-  if (!(rel === 'index.html' || rel.startsWith(`www${sep}`))) return null;
+  if (!(rel === 'index.html' || rel === 'sw.js' || rel.startsWith(`www${sep}`))) return null;
   const full = join(ROOT, rel);
   if (!full.startsWith(ROOT + sep)) return null;
   return full;
