@@ -249,7 +249,9 @@ pub fn bench_gemm(layout: &str, reps: u32) -> JsResult<f64> {
         match layout {
             "forward" => kernels::linear_forward(&x, &w, None, &mut out[..m * n], m, k, n, false),
             "input_grad" => kernels::linear_input_grad(&dy, &w, &mut out[..m * k], m, k, n),
-            "weight_grad" => kernels::linear_weight_grad(&dy, &x, &mut out, m, k, n, false),
+            "weight_grad" => {
+                kernels::linear_weight_grad(&dy, &x, &mut out, m, k, n, false);
+            }
             other => return Err(JsError::new(&format!("unknown GEMM layout {other}"))),
         }
     }

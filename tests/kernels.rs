@@ -163,6 +163,36 @@ fn all_finite_finds_any_nan_or_infinity() {
 }
 
 #[test]
+fn weight_grad_reports_whether_its_output_is_finite() {
+    // 37×130 output: full and edge tiles; k = 300: two k-blocks, so only the final store is checked.
+    let (m, k, n) = (300, 130, 37);
+    let dy = data(m * n, 21);
+    let x = data(m * k, 22);
+    let mut dw = vec![0.0f32; n * k];
+    for t in [1, 2] {
+        assert!(with_threads(t, || kernels::linear_weight_grad(&dy, &x, &mut dw, m, k, n, false)));
+        assert!(kernels::all_finite(&dw));
+    }
+    // A non-finite input value, in a full tile and in the last (edge) row and column of the output.
+    for (row, col, bad) in [(5, 7, f32::NAN), (m - 1, n - 1, f32::INFINITY), (120, 36, f32::NEG_INFINITY)] {
+        let mut dy_bad = dy.clone();
+        dy_bad[row * n + col] = bad;
+        for t in [1, 2] {
+            let ok = with_threads(t, || kernels::linear_weight_grad(&dy_bad, &x, &mut dw, m, k, n, false));
+            assert!(!ok, "{bad} in dy[{row}][{col}] not reported on {t} threads");
+            assert!(!kernels::all_finite(&dw));
+        }
+    }
+    // Finite inputs whose products overflow.
+    let big = vec![1e30f32; m * n];
+    assert!(!kernels::linear_weight_grad(&big, &vec![1e30f32; m * k], &mut dw, m, k, n, false));
+    // Accumulating onto an infinite value is reported too.
+    dw.fill(0.0);
+    dw[n * k - 1] = f32::INFINITY;
+    assert!(!kernels::linear_weight_grad(&dy, &x, &mut dw, m, k, n, true));
+}
+
+#[test]
 fn one_row_gives_the_same_bits_as_that_row_inside_a_batch() {
     // A drawn digit is classified alone; the same image in an evaluation batch must score the same.
     let (m, k, n) = (7, 785, 19);

@@ -74,16 +74,18 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
-/// `C (m×n, row stride ldc) = A (m×k) · B (k×n)`, then the epilogue.
+/// `C (m×n, row stride ldc) = A (m×k) · B (k×n)`, then the epilogue. Returns whether every value
+/// written to C is finite: checked on the accumulators as they are stored, which costs far less than
+/// reading C again (training must not apply a step with a NaN or infinite gradient).
 ///
 /// Panics if the shapes disagree: callers (nn, lora) check shapes before they reach here.
-pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) {
+pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) -> bool {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "gemm: inner dimensions differ");
     assert!(a.fits() && b.fits(), "gemm: a strided view runs past its data");
     assert!(ldc >= n, "gemm: ldc < n");
     if m == 0 || n == 0 {
-        return;
+        return true;
     }
     assert!(c.len() >= (m - 1) * ldc + n, "gemm: C too small");
     if let Some(bias) = ep.bias {
@@ -123,14 +125,12 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) {
         // Capture the whole Send wrapper, not its raw-pointer field (edition 2021 closures).
         #[allow(clippy::redundant_locals)]
         let c_ptr = c_ptr;
-        compute_block(&packed_a, b, c_ptr, ldc, (m, k, n), kc, (it0, it1), (jt0, jt1), ep, bias_padded.as_deref());
+        compute_block(&packed_a, b, c_ptr, ldc, (m, k, n), kc, (it0, it1), (jt0, jt1), ep, bias_padded.as_deref())
     };
-    if tasks.len() == 1 {
-        job(&tasks[0]);
-    } else {
-        tasks.par_iter().for_each(job);
-    }
+    let finite =
+        if tasks.len() == 1 { job(&tasks[0]) } else { tasks.par_iter().map(job).reduce(|| true, |x, y| x && y) };
     PACKED_A.set(packed_a);
+    finite
 }
 
 /// Packs all of A: for each k-block, for each row tile, an `MR × kc` panel stored k-major
@@ -186,8 +186,10 @@ fn compute_block(
     (jt0, jt1): (usize, usize),
     ep: Epilogue,
     bias: Option<&[f32]>,
-) {
+) -> bool {
     let m_tiles = m.div_ceil(MR);
+    // Sum of every stored value times zero: zero while all are finite, NaN from the first that is not.
+    let mut nonfinite = F32x4::splat(0.0);
     // B rows contiguous (dY·W): full column tiles are read in place, with B's row stride; packing
     // them would copy each value to use it only m times.
     let direct = b.cs == 1;
@@ -223,11 +225,13 @@ fn compute_block(
                     let relu = last && ep.relu;
                     // SAFETY: the A panel holds kc*MR floats, the B panel kc rows of NR at stride ld;
                     // the tile is inside C.
-                    unsafe { tile_kernel(kc, a_panel, b_panel, tile, load_c, tile_bias, relu) };
+                    let check = if last { Some(&mut nonfinite) } else { None };
+                    unsafe { tile_kernel(kc, a_panel, b_panel, tile, load_c, tile_bias, relu, check) };
                 }
             }
         }
     });
+    nonfinite.to_array().iter().all(|&x| x == 0.0)
 }
 
 /// `kc` rows of `NR` floats, `ld` apart: a packed panel (ld = NR) or B itself.
@@ -250,12 +254,22 @@ struct TileOut {
 /// `tile.ptr` must address a `tile.rows × tile.cols` region with row stride `tile.ldc` that no other
 /// thread touches.
 #[inline(always)]
-unsafe fn tile_kernel(kc: usize, a: &[f32], b: BPanel, tile: TileOut, load_c: bool, bias: Option<&[f32]>, relu: bool) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_kernel(
+    kc: usize,
+    a: &[f32],
+    b: BPanel,
+    tile: TileOut,
+    load_c: bool,
+    bias: Option<&[f32]>,
+    relu: bool,
+    check: Option<&mut F32x4>,
+) {
     // SAFETY: the caller upholds this function's contract.
     unsafe {
         debug_assert!(a.len() >= MR * kc);
         if tile.rows == MR && tile.cols == NR {
-            micro_kernel(kc, a.as_ptr(), b, tile.ptr, tile.ldc, load_c, bias, relu);
+            micro_kernel(kc, a.as_ptr(), b, tile.ptr, tile.ldc, load_c, bias, relu, check);
         } else {
             let mut buf = [0.0f32; MR * NR];
             if load_c {
@@ -265,7 +279,8 @@ unsafe fn tile_kernel(kc: usize, a: &[f32], b: BPanel, tile: TileOut, load_c: bo
                     }
                 }
             }
-            micro_kernel(kc, a.as_ptr(), b, buf.as_mut_ptr(), NR, load_c, bias, relu);
+            // Padding rows and columns hold products of zero padding: finite, so checking them is harmless.
+            micro_kernel(kc, a.as_ptr(), b, buf.as_mut_ptr(), NR, load_c, bias, relu, check);
             for i in 0..tile.rows {
                 for j in 0..tile.cols {
                     *tile.ptr.add(i * tile.ldc + j) = buf[i * NR + j];
@@ -276,6 +291,7 @@ unsafe fn tile_kernel(kc: usize, a: &[f32], b: BPanel, tile: TileOut, load_c: bo
 }
 
 /// The register tile: `MR × NR` accumulators (8 lanes of 4), summed over `kc` in ascending order.
+/// With `check`, each stored value times zero is added to it (see `compute_block`).
 ///
 /// # Safety
 /// `a` holds `MR*kc` floats, `b` addresses `kc` rows of `NR` floats; `c` addresses `MR` rows of `NR`
@@ -291,6 +307,7 @@ unsafe fn micro_kernel(
     load_c: bool,
     bias: Option<&[f32]>,
     relu: bool,
+    check: Option<&mut F32x4>,
 ) {
     // SAFETY: the caller upholds this function's contract.
     unsafe {
@@ -328,6 +345,12 @@ unsafe fn micro_kernel(
         for (i, row) in acc.iter().enumerate() {
             row[0].store(c.add(i * ldc));
             row[1].store(c.add(i * ldc + 4));
+        }
+        if let Some(z) = check {
+            for row in &acc {
+                *z = F32x4::mul_add(row[0], zero, *z);
+                *z = F32x4::mul_add(row[1], zero, *z);
+            }
         }
     }
 }

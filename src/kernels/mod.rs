@@ -36,13 +36,22 @@ pub fn linear_input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], m: usize, k: usi
     gemm(Strided::row_major(dy, m, n), Strided::row_major(w, n, k), dx, k, Epilogue::default());
 }
 
-/// `dw (n×k) = dyᵀ (n×m) · x (m×k)`; with `accumulate` it is added to `dw`.
-pub fn linear_weight_grad(dy: &[f32], x: &[f32], dw: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
+/// `dw (n×k) = dyᵀ (n×m) · x (m×k)`; with `accumulate` it is added to `dw`. Returns whether all of
+/// `dw` is finite.
+pub fn linear_weight_grad(
+    dy: &[f32],
+    x: &[f32],
+    dw: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+) -> bool {
     gemm(
         Strided::transposed(dy, n, m),
         Strided::row_major(x, m, k),
         dw,
         k,
         Epilogue { accumulate, ..Epilogue::default() },
-    );
+    )
 }

@@ -142,7 +142,8 @@ impl Mlp {
 
     /// Backward from `dlogits` (b×10) through the activations of the last forward.
     /// Fills the base gradients `needs` asks for and calls the delta's backward where active; input
-    /// gradients are propagated only as far down as some layer below still needs them.
+    /// gradients are propagated only as far down as some layer below still needs them. Returns
+    /// whether every base gradient it filled is finite (the delta checks its own).
     pub fn backward(
         &self,
         acts: &Activations,
@@ -150,11 +151,12 @@ impl Mlp {
         grads: &mut MlpGrads,
         needs: GradNeeds,
         mut delta: Option<&mut dyn LayerDelta>,
-    ) {
+    ) -> bool {
         let b = acts.b;
         let active = |d: &Option<&mut dyn LayerDelta>, i: usize| d.as_ref().is_some_and(|d| d.is_active(i));
         let wants = |i: usize| needs.weight[i] || needs.bias[i] || active(&delta, i);
-        let Some(lowest) = (0..3).find(|&i| wants(i)) else { return };
+        let Some(lowest) = (0..3).find(|&i| wants(i)) else { return true };
+        let mut finite = true;
 
         grads.dys[2].clear();
         grads.dys[2].extend_from_slice(dlogits);
@@ -165,10 +167,13 @@ impl Mlp {
             let x = &acts.xs[i];
             let g = &mut grads.layers[i];
             if needs.weight[i] {
-                kernels::linear_weight_grad(dy, x, &mut g.weight, b, layer.in_features, layer.out_features, false);
+                // The GEMM checks its output as it stores it: no second pass over 400 K values.
+                finite &=
+                    kernels::linear_weight_grad(dy, x, &mut g.weight, b, layer.in_features, layer.out_features, false);
             }
             if needs.bias[i] {
                 kernels::bias_grad(dy, b, layer.out_features, &mut g.bias);
+                finite &= kernels::all_finite(&g.bias);
             }
             let mut dx = if i > lowest {
                 let dx = &mut below[i - 1];
@@ -186,5 +191,6 @@ impl Mlp {
                 kernels::relu_backward(dx, x);
             }
         }
+        finite
     }
 }

@@ -4,7 +4,6 @@ use super::buffers::BatchBuffers;
 use super::trainer::Objective;
 use crate::data::{fill_batch, Dataset};
 use crate::error::Result;
-use crate::kernels;
 use crate::nn::{self, Adam, GradNeeds, Mlp, MlpGrads, CLASSES};
 
 pub struct BaseObjective<'a> {
@@ -43,8 +42,7 @@ impl Objective for BaseObjective<'_> {
         if !loss.is_finite() {
             return Ok(loss);
         }
-        self.mlp.backward(&buf.acts, &buf.dlogits, &mut s.grads, GradNeeds::ALL, None);
-        if !kernels::all_finite_in(&s.grads.tensors()) {
+        if !self.mlp.backward(&buf.acts, &buf.dlogits, &mut s.grads, GradNeeds::ALL, None) {
             return Ok(f32::NAN);
         }
         s.adam.step(lr, self.mlp.params_mut(), s.grads.tensors());
