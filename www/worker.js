@@ -261,7 +261,9 @@ async function bench({ kind, layout, reps = 20, iters = 20_000_000, limit }) {
     }
     case 'train': {
       await loadData();
-      l.startBase({ epochs: 1, limit: 3000 }); // warm-up
+      // Warm-up: until V8's optimising compiler has finished with the kernels (in the background, on
+      // the same two cores), the first batches run slower.
+      l.startBase({ epochs: 1, limit: 8000 });
       await driveRun('bench');
       l.startBase({ epochs: 1, ...(limit ? { limit } : {}) });
       const summary = await driveRun('bench');

@@ -1,7 +1,7 @@
 // ./build.sh bench: runs www/bench.html in headless Chromium for each build and thread count,
 // interleaved over several rounds, and writes medians to bench/results.json plus a printed table.
 //
-//   node tests/support/bench.mjs [--rounds 3]
+//   node tests/support/bench.mjs [--rounds 5]
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { cpus } from 'node:os';
@@ -9,7 +9,7 @@ import { launchBrowser } from './browser.mjs';
 import { startServer } from './server.mjs';
 
 const args = process.argv.slice(2);
-const rounds = Number(args[args.indexOf('--rounds') + 1] || 3) || 3;
+const rounds = Number(args[args.indexOf('--rounds') + 1] || 5) || 5;
 const ROOT = new URL('../../', import.meta.url);
 
 const median = (xs) => {
