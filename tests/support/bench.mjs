@@ -126,8 +126,18 @@ const w = Math.max(...rows.map((r) => r[0].length));
 const table = [`| ${'measure'.padEnd(w)} | value |`, `|${'-'.repeat(w + 2)}|-------|`, ...rows.map(([k, v]) => `| ${k.padEnd(w)} | ${v} |`)].join('\n');
 const heading = `${results.date.slice(0, 10)} — ${results.machine} — headless ${results.browser.match(/Chrome\/[\d.]+/)?.[0] ?? 'Chromium'} — medians of ${rounds} interleaved rounds`;
 console.log(`\nLoRA Lab benchmarks — ${heading}\n\n${table}\n\nwritten to bench/results.json and BENCHMARKS.md`);
+// The hand-written profile below the table (from "## Where the time goes" on) is kept as it is.
+const mdFile = new URL('BENCHMARKS.md', ROOT);
+let kept = '';
+try {
+  const old = readFileSync(mdFile, 'utf8');
+  const at = old.indexOf('\n## Where the time goes');
+  if (at >= 0) kept = old.slice(at);
+} catch {
+  kept = '';
+}
 writeFileSync(
-  new URL('BENCHMARKS.md', ROOT),
+  mdFile,
   `# Benchmarks\n\nWritten by \`./build.sh bench\` (tests/support/bench.mjs): www/bench.html in headless Chromium, each build\n` +
     `and thread count in turn, interleaved over ${rounds} rounds; medians. Training: 1 epoch of the 48,200 digits 0–7,\n` +
     `batch 64, Adam, after a warm-up run (V8 optimises wasm only once it has run hot). GEMMs: layer 1's shapes at\n` +
@@ -136,5 +146,6 @@ writeFileSync(
     `Reading it: two threads running the peak loop together reach ${f(results.simd_peak_gflops_2_threads_together / results.simd_peak_gflops, 2)}× ` +
     `one thread's SIMD throughput on this machine, which bounds what the second thread can add; training gains ` +
     `${f(results.ratios.threads_2_over_threads_1, 2)}×. Peers measured on this kind of machine (../shared/TOOLCHAIN.md): native ` +
-    `PyTorch 13,500 samples/s on 2 threads (11,800 on 1), TensorFlow.js wasm 754 in the same browser.\n`,
+    `PyTorch 13,500 samples/s on 2 threads (11,800 on 1), TensorFlow.js wasm 754 in the same browser.\n` +
+    kept,
 );
