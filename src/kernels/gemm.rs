@@ -223,9 +223,9 @@ fn compute_block(
                     };
                     let load_c = !first || ep.accumulate;
                     let relu = last && ep.relu;
+                    let check = if last { Some(&mut nonfinite) } else { None };
                     // SAFETY: the A panel holds kc*MR floats, the B panel kc rows of NR at stride ld;
                     // the tile is inside C.
-                    let check = if last { Some(&mut nonfinite) } else { None };
                     unsafe { tile_kernel(kc, a_panel, b_panel, tile, load_c, tile_bias, relu, check) };
                 }
             }
