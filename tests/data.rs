@@ -175,7 +175,7 @@ fn normalisation_matches_pytorch_bit_for_bit() {
         let want = (p as f32 / 255.0 - 0.5) / 0.5;
         assert_eq!(normalise(p).to_bits(), want.to_bits(), "pixel {p}");
     }
-    assert_eq!(normalise(0), -1.0);
+    assert_eq!(normalise(0), lora_lab::nn::BLANK_INPUT, "a blank pixel is the value layer 1 skips");
     assert_eq!(normalise(255), 1.0);
     assert_eq!(normalise(127).to_bits(), ((127.0f32 / 255.0 - 0.5) / 0.5).to_bits());
     let px: Vec<u8> = (0..=255).collect();

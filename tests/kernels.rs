@@ -192,6 +192,73 @@ fn weight_grad_reports_whether_its_output_is_finite() {
     assert!(!kernels::linear_weight_grad(&dy, &x, &mut dw, m, k, n, true));
 }
 
+/// Test input like a normalised MNIST batch: mostly exactly `c`, some other values.
+fn mostly(c: f32, len: usize, seed: u64) -> Vec<f32> {
+    data(len, seed).into_iter().enumerate().map(|(i, v)| if (i * 7 + seed as usize) % 10 < 8 { c } else { v }).collect()
+}
+
+#[test]
+fn weight_grad_skipping_the_common_input_value_matches_naive() {
+    for &(m, k, n, c) in
+        &[(64, 784, 512, -1.0f32), (1, 1, 1, -1.0), (7, 13, 5, 0.5), (50, 130, 37, -1.0), (3, 9, 4, 0.0)]
+    {
+        let dy = data(m * n, 31);
+        let mut x = mostly(c, m * k, 32);
+        if m > 1 {
+            x[k..2 * k].fill(c); // a sample that is all background
+        }
+        let want = naive(Strided::transposed(&dy, n, m), Strided::row_major(&x, m, k));
+        let mut dw = vec![f32::NAN; n * k];
+        assert!(kernels::weight_grad_offset(&dy, &x, c, &mut dw, m, k, n));
+        // x − c is at most 2 here, and c·Σdy adds m more terms: allow twice the usual error.
+        assert_close(&dw, &want, 2 * m, &format!("weight_grad_offset {m}×{k}×{n}"));
+        let one = with_threads(1, || {
+            let mut d = vec![0.0f32; n * k];
+            kernels::weight_grad_offset(&dy, &x, c, &mut d, m, k, n);
+            d
+        });
+        let two = with_threads(2, || {
+            let mut d = vec![0.0f32; n * k];
+            kernels::weight_grad_offset(&dy, &x, c, &mut d, m, k, n);
+            d
+        });
+        assert!(one.iter().zip(&two).all(|(a, b)| a.to_bits() == b.to_bits()), "{m}×{k}×{n}: 1 and 2 threads differ");
+    }
+    // Deeper than one k-block: the dense path, same contract.
+    let (m, k, n) = (300, 20, 9);
+    let (dy, x) = (data(m * n, 41), mostly(-1.0, m * k, 42));
+    let mut dw = vec![0.0f32; n * k];
+    assert!(kernels::weight_grad_offset(&dy, &x, -1.0, &mut dw, m, k, n));
+    assert_close(&dw, &naive(Strided::transposed(&dy, n, m), Strided::row_major(&x, m, k)), 2 * m, "deep batch");
+}
+
+#[test]
+fn weight_grad_skipping_the_common_input_value_reports_non_finite() {
+    let (m, k, n) = (64, 100, 30);
+    let dy = data(m * n, 51);
+    let x = mostly(-1.0, m * k, 52);
+    let mut dw = vec![0.0f32; n * k];
+    for (what, dy_bad, x_bad) in [
+        ("NaN in dy", Some((10 * n + 29, f32::NAN)), None),
+        ("inf in dy where x is background", Some((n + 3, f32::INFINITY)), None),
+        ("NaN in x", None, Some((63 * k + 99, f32::NAN))),
+    ] {
+        let (mut d, mut xx) = (dy.clone(), x.clone());
+        if let Some((i, v)) = dy_bad {
+            d[i] = v;
+        }
+        if let Some((i, v)) = x_bad {
+            xx[i] = v;
+        }
+        for t in [1, 2] {
+            assert!(
+                !with_threads(t, || kernels::weight_grad_offset(&d, &xx, -1.0, &mut dw, m, k, n)),
+                "{what}, {t} threads"
+            );
+        }
+    }
+}
+
 #[test]
 fn one_row_gives_the_same_bits_as_that_row_inside_a_batch() {
     // A drawn digit is classified alone; the same image in an evaluation batch must score the same.

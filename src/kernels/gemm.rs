@@ -354,3 +354,135 @@ unsafe fn micro_kernel(
         }
     }
 }
+
+/// `dw (n×k) = dyᵀ (n×m) · x (m×k)` for an input `x` whose values are mostly the constant `c` (the
+/// network's input: a blank pixel normalises to −1, and 81 % of MNIST's pixels are blank).
+///
+/// Computed as `dyᵀ·(x − c) + c·(dyᵀ·1)`: for each 8-column tile of `x`, the rows (samples) where
+/// `x − c` is zero in all 8 columns add exactly nothing, so they are skipped — in a batch of 64 digits
+/// about 60 % of them. The second term is `c` times the row sums of `dyᵀ`, added to each output row.
+/// The result equals `dyᵀ·x` up to rounding, is bit-identical for any thread count, and the return
+/// value says whether it is all finite. Batches deeper than one k-block use the dense `gemm`.
+#[allow(clippy::too_many_arguments)]
+pub fn weight_grad_offset(dy: &[f32], x: &[f32], c: f32, dw: &mut [f32], m: usize, k: usize, n: usize) -> bool {
+    assert!(dy.len() >= m * n && x.len() >= m * k && dw.len() >= n * k, "weight_grad_offset: buffers too small");
+    if m > KC_MAX || m == 0 {
+        let a = Strided::transposed(dy, n, m);
+        return gemm(a, Strided::row_major(x, m, k), dw, k, Epilogue::default());
+    }
+    if n == 0 || k == 0 {
+        return true;
+    }
+    let m_tiles = n.div_ceil(MR); // rows of dw
+    let n_tiles = k.div_ceil(NR); // columns of dw
+    let mut packed_a = PACKED_A.take();
+    pack_a(Strided::transposed(dy, n, m), m_tiles, m, &mut packed_a);
+    // c · Σ_i dy[i][j] for each row j of dw, padded to whole row tiles.
+    let mut row_add = vec![0.0f32; m_tiles * MR];
+    for (j, r) in row_add.iter_mut().enumerate().take(n) {
+        *r = c * (0..m).fold(0.0f32, |s, i| s + dy[i * n + j]);
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let serial = m * n * k < PARALLEL_MIN_MACS || threads == 1;
+    let chunks = if serial { 1 } else { (4 * threads).min(n_tiles) };
+    let per_chunk = n_tiles.div_ceil(chunks);
+    let dw_ptr = SendPtr(dw.as_mut_ptr());
+    let (packed, adds) = (&packed_a[..], &row_add[..]);
+    let job = |t: usize| -> bool {
+        #[allow(clippy::redundant_locals)]
+        let dw_ptr = dw_ptr;
+        let (jt0, jt1) = (t * per_chunk, ((t + 1) * per_chunk).min(n_tiles));
+        let mut nonfinite = F32x4::splat(0.0);
+        PACKED_B.with_borrow_mut(|panel| {
+            let mut rows: Vec<u32> = Vec::with_capacity(m);
+            for jt in jt0..jt1 {
+                let cols = NR.min(k - jt * NR);
+                // The samples with anything but `c` in these columns, and their `x − c`, packed.
+                rows.clear();
+                panel.clear();
+                for i in 0..m {
+                    let src = &x[i * k + jt * NR..i * k + jt * NR + cols];
+                    if src.iter().any(|&v| v != c) {
+                        rows.push(i as u32);
+                        let at = panel.len();
+                        panel.resize(at + NR, 0.0);
+                        for (d, &v) in panel[at..at + cols].iter_mut().zip(src) {
+                            *d = v - c;
+                        }
+                    }
+                }
+                for it in 0..m_tiles {
+                    let tile = TileOut {
+                        // SAFETY: (it, jt) lies inside dw; tasks own disjoint column tiles.
+                        ptr: unsafe { dw_ptr.0.add(it * MR * k + jt * NR) },
+                        ldc: k,
+                        rows: MR.min(n - it * MR),
+                        cols,
+                    };
+                    let a_panel = &packed[it * MR * m..(it + 1) * MR * m];
+                    // SAFETY: the A panel holds m*MR floats and every index in `rows` is below m; the
+                    // B panel holds rows.len() rows of NR; the tile is inside dw.
+                    unsafe { rows_tile(a_panel, &rows, panel, &adds[it * MR..it * MR + MR], tile, &mut nonfinite) };
+                }
+            }
+        });
+        nonfinite.to_array().iter().all(|&v| v == 0.0)
+    };
+    let finite = if chunks == 1 { job(0) } else { (0..chunks).into_par_iter().map(job).reduce(|| true, |a, b| a && b) };
+    PACKED_A.set(packed_a);
+    finite
+}
+
+/// One `MR × NR` tile of `weight_grad_offset`: sums over the listed rows only, in ascending order,
+/// then adds `row_add[i]` to row i; edge tiles go through a local buffer.
+///
+/// # Safety
+/// `a` holds an `MR × m` panel (k-major) with every index of `rows` below m; `b` holds `rows.len()`
+/// rows of `NR`; `tile.ptr` addresses a `tile.rows × tile.cols` region, stride `tile.ldc`, that no
+/// other thread touches.
+unsafe fn rows_tile(a: &[f32], rows: &[u32], b: &[f32], row_add: &[f32], tile: TileOut, check: &mut F32x4) {
+    debug_assert!(b.len() >= rows.len() * NR && row_add.len() >= MR);
+    let zero = F32x4::splat(0.0);
+    let mut acc = [[zero; 2]; MR];
+    for (q, &p) in rows.iter().enumerate() {
+        // SAFETY: p < m, so p*MR + i < MR*m = a.len(); row q of b is inside b.
+        unsafe {
+            let b0 = F32x4::load(b.as_ptr().add(q * NR));
+            let b1 = F32x4::load(b.as_ptr().add(q * NR + 4));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = F32x4::load_splat(a.as_ptr().add(p as usize * MR + i));
+                row[0] = F32x4::mul_add(ai, b0, row[0]);
+                row[1] = F32x4::mul_add(ai, b1, row[1]);
+            }
+        }
+    }
+    for (row, &r) in acc.iter_mut().zip(row_add) {
+        let r = F32x4::splat(r);
+        row[0] = row[0].add(r);
+        row[1] = row[1].add(r);
+    }
+    for row in &acc {
+        *check = F32x4::mul_add(row[0], zero, *check);
+        *check = F32x4::mul_add(row[1], zero, *check);
+    }
+    // SAFETY: the caller's contract: the tile region belongs to this call.
+    unsafe {
+        if tile.rows == MR && tile.cols == NR {
+            for (i, row) in acc.iter().enumerate() {
+                row[0].store(tile.ptr.add(i * tile.ldc));
+                row[1].store(tile.ptr.add(i * tile.ldc + 4));
+            }
+        } else {
+            let mut buf = [0.0f32; MR * NR];
+            for (i, row) in acc.iter().enumerate() {
+                row[0].store(buf.as_mut_ptr().add(i * NR));
+                row[1].store(buf.as_mut_ptr().add(i * NR + 4));
+            }
+            for i in 0..tile.rows {
+                for j in 0..tile.cols {
+                    *tile.ptr.add(i * tile.ldc + j) = buf[i * NR + j];
+                }
+            }
+        }
+    }
+}

@@ -11,7 +11,7 @@ mod lane;
 mod peak;
 
 pub use elementwise::{adam_update, all_finite, all_finite_in, bias_grad, relu, relu_backward, AdamStep, AdamTensor};
-pub use gemm::{gemm, Epilogue, Strided, MR, NR};
+pub use gemm::{gemm, weight_grad_offset, Epilogue, Strided, MR, NR};
 pub use lane::FUSED_MUL_ADD;
 pub use peak::simd_peak_flops;
 

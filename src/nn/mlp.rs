@@ -11,6 +11,9 @@ pub const INPUT: usize = 784;
 pub const CLASSES: usize = 10;
 /// (in, out) of each Linear, in order.
 pub const LAYER_SHAPES: [(usize, usize); 3] = [(784, 512), (512, 256), (256, 10)];
+/// A blank pixel after normalisation, `(0/255 − 0.5)/0.5`: four in five of layer 1's inputs. Layer 1's
+/// weight gradient skips the samples that are blank across a tile (`kernels::weight_grad_offset`).
+pub const BLANK_INPUT: f32 = -1.0;
 /// PyTorch's state-dict names of the three Linear layers.
 pub const LAYER_NAMES: [&str; 3] = ["layers.1", "layers.3", "layers.5"];
 
@@ -167,9 +170,13 @@ impl Mlp {
             let x = &acts.xs[i];
             let g = &mut grads.layers[i];
             if needs.weight[i] {
-                // The GEMM checks its output as it stores it: no second pass over 400 K values.
-                finite &=
-                    kernels::linear_weight_grad(dy, x, &mut g.weight, b, layer.in_features, layer.out_features, false);
+                // The GEMMs check their output as they store it: no second pass over 400 K values.
+                let (k, n) = (layer.in_features, layer.out_features);
+                finite &= if i == 0 {
+                    kernels::weight_grad_offset(dy, x, BLANK_INPUT, &mut g.weight, b, k, n)
+                } else {
+                    kernels::linear_weight_grad(dy, x, &mut g.weight, b, k, n, false)
+                };
             }
             if needs.bias[i] {
                 kernels::bias_grad(dy, b, layer.out_features, &mut g.bias);

@@ -9,4 +9,6 @@ mod mlp;
 pub use adam::Adam;
 pub use linear::{Linear, LinearGrads};
 pub use loss::{argmax_rows, softmax, softmax_cross_entropy};
-pub use mlp::{Activations, GradNeeds, LayerDelta, Mlp, MlpGrads, CLASSES, INPUT, LAYER_NAMES, LAYER_SHAPES};
+pub use mlp::{
+    Activations, GradNeeds, LayerDelta, Mlp, MlpGrads, BLANK_INPUT, CLASSES, INPUT, LAYER_NAMES, LAYER_SHAPES,
+};
