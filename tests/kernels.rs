@@ -260,6 +260,43 @@ fn weight_grad_skipping_the_common_input_value_reports_non_finite() {
 }
 
 #[test]
+fn forward_skipping_the_common_input_value_matches_naive() {
+    // m ≥ 16 takes the skipping path; 17 and 20 rows leave partial row tiles, n = 5 and 7 partial
+    // column tiles, k = 13 a tail of 1, k = 3 no whole block at all; m = 5 is the dense path.
+    for &(m, k, n, c) in
+        &[(64, 784, 512, -1.0f32), (16, 13, 5, -1.0), (17, 9, 4, 0.25), (20, 3, 7, -1.0), (5, 30, 6, -1.0)]
+    {
+        let mut x = mostly(c, m * k, 61);
+        x[..k].fill(c); // a blank sample
+        let w = data(n * k, 62);
+        let bias = data(n, 63);
+        let mut want = naive(Strided::row_major(&x, m, k), Strided::transposed(&w, k, n));
+        for (i, v) in want.iter_mut().enumerate() {
+            *v = (*v + bias[i % n] as f64).max(0.0);
+        }
+        let run = |threads| {
+            with_threads(threads, || {
+                let mut y = vec![f32::NAN; m * n];
+                kernels::linear_forward_offset(&x, c, &w, Some(&bias), &mut y, m, k, n, true);
+                y
+            })
+        };
+        let one = run(1);
+        // Σ(x − c)·w and c·Σw each add k terms below 2 in magnitude.
+        assert_close(&one, &want, 4 * k, &format!("forward_offset {m}×{k}×{n}"));
+        let two = run(2);
+        assert!(one.iter().zip(&two).all(|(a, b)| a.to_bits() == b.to_bits()), "{m}×{k}×{n}: 1 and 2 threads differ");
+    }
+    // NaN in the input reaches the output (ReLU keeps it), so a diverging run is seen.
+    let (m, k, n) = (32, 40, 6);
+    let mut x = mostly(-1.0, m * k, 64);
+    x[31 * k + 39] = f32::NAN;
+    let mut y = vec![0.0f32; m * n];
+    kernels::linear_forward_offset(&x, -1.0, &data(n * k, 65), None, &mut y, m, k, n, true);
+    assert!(y[31 * n..].iter().all(|v| v.is_nan()) && y[..31 * n].iter().all(|v| v.is_finite()));
+}
+
+#[test]
 fn one_row_gives_the_same_bits_as_that_row_inside_a_batch() {
     // A drawn digit is classified alone; the same image in an evaluation batch must score the same.
     let (m, k, n) = (7, 785, 19);

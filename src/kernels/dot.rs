@@ -210,3 +210,153 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     s
 }
+
+/// Fewer rows than this use the dense kernel in `gemm_xwt_offset`: the row sums of W it needs cost as
+/// much as a one-row product.
+const OFFSET_MIN_ROWS: usize = 16;
+
+/// `y (m×n) = x (m×k) · wᵀ + bias` (then ReLU) for an input whose values are mostly the constant `c`
+/// (the network's input: a blank pixel normalises to −1, and 81 % of MNIST's pixels are blank).
+///
+/// Computed as `(x − c)·wᵀ + (bias + c·Σ_k w)`: each tile of 3 rows sums only over the 4-column blocks
+/// where one of its rows differs from `c` (about half of them in a batch of digits); the blocks it
+/// skips would add exact zeros. Every output of a row tile sums the same blocks in ascending order,
+/// so results do not depend on the column split (thread count). Below `OFFSET_MIN_ROWS` rows this is
+/// the dense `gemm_xwt`, which equals it up to rounding.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_xwt_offset(
+    x: &[f32],
+    c: f32,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    relu: bool,
+) {
+    if m < OFFSET_MIN_ROWS {
+        return gemm_xwt(x, w, bias, y, m, k, n, relu);
+    }
+    assert!(x.len() >= m * k && w.len() >= n * k && y.len() >= m * n, "gemm_xwt_offset: buffers too small");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "gemm_xwt_offset: bias length");
+    }
+    if n == 0 {
+        return;
+    }
+    let blocks = k / 4;
+    let row_tiles = m.div_ceil(TR);
+    // Per row tile: its active blocks, and (x − c) of its rows packed block by block (TR × 4 floats,
+    // rows past m zero), so one pointer walks all three rows.
+    let mut active: Vec<u32> = Vec::with_capacity(row_tiles * blocks);
+    let mut starts = Vec::with_capacity(row_tiles + 1);
+    let mut panel: Vec<f32> = Vec::with_capacity(row_tiles * blocks * TR * 4 / 2);
+    starts.push(0);
+    for t in 0..row_tiles {
+        let rows = t * TR..((t + 1) * TR).min(m);
+        for blk in 0..blocks {
+            let cols = blk * 4..blk * 4 + 4;
+            if rows.clone().any(|i| x[i * k + cols.start..i * k + cols.end].iter().any(|&v| v != c)) {
+                active.push(blk as u32);
+                for i in t * TR..t * TR + TR {
+                    if i < m {
+                        panel.extend(x[i * k + cols.start..i * k + cols.end].iter().map(|&v| v - c));
+                    } else {
+                        panel.extend([0.0; 4]);
+                    }
+                }
+            }
+        }
+        starts.push(active.len());
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let col_tiles = n.div_ceil(TC);
+    let tasks = if m * n * k < PARALLEL_MIN_MACS || threads == 1 { 1 } else { (4 * threads).min(col_tiles) };
+    let per_task = col_tiles.div_ceil(tasks);
+    let y_ptr = SendPtr(y.as_mut_ptr());
+    let (active, starts, panel) = (&active[..], &starts[..], &panel[..]);
+    let job = |t: usize| {
+        #[allow(clippy::redundant_locals)]
+        let y_ptr = y_ptr;
+        for ct in t * per_task..((t + 1) * per_task).min(col_tiles) {
+            // Edge tiles repeat the last row of w; only the columns that exist are stored.
+            let cols: [usize; TC] = std::array::from_fn(|cc| (ct * TC + cc).min(n - 1));
+            let shift: [f32; TC] = cols.map(|j| bias.map_or(0.0, |b| b[j]) + c * sum(&w[j * k..(j + 1) * k]));
+            for rt in 0..row_tiles {
+                let (lo, hi) = (starts[rt], starts[rt + 1]);
+                // SAFETY: the panel holds TR×4 floats per active block of this row tile; every block
+                // index is below k/4, within each of the three rows of w.
+                let sums = unsafe {
+                    offset_tile(
+                        panel[lo * TR * 4..hi * TR * 4].as_ptr(),
+                        &active[lo..hi],
+                        cols.map(|j| w.as_ptr().add(j * k)),
+                    )
+                };
+                for (r, row) in sums.iter().enumerate() {
+                    let i = rt * TR + r;
+                    if i >= m {
+                        break;
+                    }
+                    for (cc, &s) in row.iter().enumerate() {
+                        let j = ct * TC + cc;
+                        if j >= n {
+                            break;
+                        }
+                        let mut v = s;
+                        for q in blocks * 4..k {
+                            v += (x[i * k + q] - c) * w[j * k + q];
+                        }
+                        v += shift[cc];
+                        // SAFETY: (i, j) is inside y and in this task's columns.
+                        unsafe { *y_ptr.0.add(i * n + j) = if relu && v < 0.0 { 0.0 } else { v } };
+                    }
+                }
+            }
+        }
+    };
+    if tasks == 1 {
+        job(0);
+    } else {
+        (0..tasks).into_par_iter().for_each(job);
+    }
+}
+
+/// `Σ a`, four lanes over blocks of 4, then the tail: one fixed order.
+fn sum(a: &[f32]) -> f32 {
+    let k4 = a.len() / 4 * 4;
+    let mut acc = F32x4::splat(0.0);
+    for p in (0..k4).step_by(4) {
+        // SAFETY: p + 4 <= k4 <= len.
+        acc = acc.add(unsafe { F32x4::load(a.as_ptr().add(p)) });
+    }
+    a[k4..].iter().fold(hsum(acc), |s, &v| s + v)
+}
+
+/// A 3×3 tile of `gemm_xwt_offset`: dot products over the listed 4-column blocks only.
+///
+/// # Safety
+/// `xp` holds `TR × 4` floats per entry of `blocks`; each `w[c]` addresses a row of W with every
+/// `4·block + 3` inside it.
+#[inline(always)]
+unsafe fn offset_tile(xp: *const f32, blocks: &[u32], w: [*const f32; TC]) -> [[f32; TC]; TR] {
+    let zero = F32x4::splat(0.0);
+    let mut acc = [[zero; TC]; TR];
+    for (q, &blk) in blocks.iter().enumerate() {
+        let off = blk as usize * 4;
+        // SAFETY: the caller's contract.
+        unsafe {
+            let w0 = F32x4::load(w[0].add(off));
+            let w1 = F32x4::load(w[1].add(off));
+            let w2 = F32x4::load(w[2].add(off));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xv = F32x4::load(xp.add(q * TR * 4 + r * 4));
+                acc[0] = F32x4::mul_add(xv, w0, acc[0]);
+                acc[1] = F32x4::mul_add(xv, w1, acc[1]);
+                acc[2] = F32x4::mul_add(xv, w2, acc[2]);
+            }
+        }
+    }
+    acc.map(|row| row.map(hsum))
+}

@@ -31,6 +31,23 @@ pub fn linear_forward(
     dot::gemm_xwt(x, w, bias, y, m, k, n, relu);
 }
 
+/// `linear_forward` for an input whose values are mostly `c` (layer 1: blank pixels): skips the
+/// 4-column blocks where a tile's rows all equal `c` (see `dot::gemm_xwt_offset`).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_forward_offset(
+    x: &[f32],
+    c: f32,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    relu: bool,
+) {
+    dot::gemm_xwt_offset(x, c, w, bias, y, m, k, n, relu);
+}
+
 /// `dx (m×k) = dy (m×n) · w (n×k)`.
 pub fn linear_input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], m: usize, k: usize, n: usize) {
     gemm(Strided::row_major(dy, m, n), Strided::row_major(w, n, k), dx, k, Epilogue::default());

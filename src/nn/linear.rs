@@ -48,6 +48,15 @@ impl Linear {
         kernels::linear_forward(x, &self.weight, Some(&self.bias), y, b, self.in_features, self.out_features, relu);
     }
 
+    /// `forward` for an input that is mostly `c` (layer 1's blank pixels): the same result up to
+    /// rounding, skipping what `c` would add (`kernels::linear_forward_offset`).
+    pub fn forward_mostly(&self, x: &[f32], c: f32, y: &mut [f32], b: usize, relu: bool) {
+        debug_assert_eq!(x.len(), b * self.in_features);
+        debug_assert_eq!(y.len(), b * self.out_features);
+        let (k, n) = (self.in_features, self.out_features);
+        kernels::linear_forward_offset(x, c, &self.weight, Some(&self.bias), y, b, k, n, relu);
+    }
+
     /// Given dy (b×out) at this layer's output (before any activation) and its input x (b×in):
     /// grads.weight = dyᵀ·x, grads.bias = Σ_rows dy, and dx (b×in) = dy·W when asked for.
     pub fn backward(&self, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, grads: &mut LinearGrads, b: usize) {

@@ -12,7 +12,8 @@ pub const CLASSES: usize = 10;
 /// (in, out) of each Linear, in order.
 pub const LAYER_SHAPES: [(usize, usize); 3] = [(784, 512), (512, 256), (256, 10)];
 /// A blank pixel after normalisation, `(0/255 − 0.5)/0.5`: four in five of layer 1's inputs. Layer 1's
-/// weight gradient skips the samples that are blank across a tile (`kernels::weight_grad_offset`).
+/// forward and weight gradient skip what blank pixels add (`kernels::linear_forward_offset`,
+/// `kernels::weight_grad_offset`).
 pub const BLANK_INPUT: f32 = -1.0;
 /// PyTorch's state-dict names of the three Linear layers.
 pub const LAYER_NAMES: [&str; 3] = ["layers.1", "layers.3", "layers.5"];
@@ -130,15 +131,20 @@ impl Mlp {
             let relu = i < 2;
             let (lo, hi) = acts.xs.split_at_mut(i + 1);
             let (x, y) = (&lo[i][..], &mut hi[0][..]);
+            // Layer 1 reads pixels, most of them blank: its kernels skip what those add.
+            let base = |y: &mut [f32], relu: bool| match i {
+                0 => layer.forward_mostly(x, BLANK_INPUT, y, b, relu),
+                _ => layer.forward(x, y, b, relu),
+            };
             match delta.as_deref_mut() {
                 Some(d) if d.is_active(i) => {
-                    layer.forward(x, y, b, false);
+                    base(y, false);
                     d.forward(i, x, y, b);
                     if relu {
                         kernels::relu(y);
                     }
                 }
-                _ => layer.forward(x, y, b, relu),
+                _ => base(y, relu),
             }
         }
     }
