@@ -501,10 +501,15 @@ fn bad_model_files_change_nothing() {
     assert!(lab.adapters().list.is_empty());
 }
 
+/// A tensor as a test edits it: name, shape, values.
+type NamedTensor = (String, Vec<usize>, Vec<f32>);
+/// `adapter_model.safetensors` bytes and `adapter_config.json` text.
+type AdapterFiles = (Vec<u8>, String);
+
 /// The adapter files of `adapter`, with its config as a JSON value and its tensors as a list.
 struct AdapterParts {
     config: serde_json::Value,
-    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    tensors: Vec<NamedTensor>,
 }
 
 impl AdapterParts {
@@ -550,7 +555,7 @@ fn bad_adapter_files_change_nothing() {
         f(&mut c);
         (good.safetensors(), c.to_string())
     };
-    let with_tensors = |f: &dyn Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>)| {
+    let with_tensors = |f: &dyn Fn(&mut Vec<NamedTensor>)| {
         let mut t = AdapterParts { config: good.config.clone(), tensors: good.tensors.clone() };
         f(&mut t.tensors);
         (t.safetensors(), good.config_json())
@@ -560,7 +565,7 @@ fn bad_adapter_files_change_nothing() {
     let bias = "base_model.model.layers.5.bias";
     let good_json = good.config_json();
     assert!(good_json.contains("\"lora_alpha\":4.0"), "{good_json}");
-    let cases: Vec<(&str, (Vec<u8>, String), Vec<&str>)> = vec![
+    let cases: Vec<(&str, AdapterFiles, Vec<&str>)> = vec![
         (
             "target layers.7",
             with_cfg(&|c: &mut serde_json::Value| c["target_modules"] = serde_json::json!(["layers.7"])),
