@@ -141,7 +141,8 @@ writeFileSync(
   `# Benchmarks\n\nWritten by \`./build.sh bench\` (tests/support/bench.mjs): www/bench.html in headless Chromium, each build\n` +
     `and thread count in turn, interleaved over ${rounds} rounds; medians. Training: 1 epoch of the 48,200 digits 0–7,\n` +
     `batch 64, Adam, after a warm-up run (V8 optimises wasm only once it has run hot). GEMMs: layer 1's shapes at\n` +
-    `batch 64 (64×784×512). The SIMD peak is a register-only loop of the multiply-add the kernels use.\n` +
+    `batch 64 (64×784×512), dense (in training, layer 1 uses variants that skip blank pixels: see below). The\n` +
+    `SIMD peak is a register-only loop of the multiply-add the kernels use.\n` +
     `These machines are shared and noisy: compare figures from one run only.\n\n## ${heading}\n\n${table}\n\n` +
     `Reading it: two threads running the peak loop together reach ${f(results.simd_peak_gflops_2_threads_together / results.simd_peak_gflops, 2)}× ` +
     `one thread's SIMD throughput on this machine, which bounds what the second thread can add; training gains ` +
