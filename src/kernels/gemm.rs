@@ -5,6 +5,7 @@
 //! the output only: every element of C is reduced over k in ascending order by one micro-kernel, so the
 //! result is bit-identical for any thread count and any task split.
 
+use super::elementwise::bias_grad;
 use super::lane::F32x4;
 use rayon::prelude::*;
 
@@ -379,9 +380,8 @@ pub fn weight_grad_offset(dy: &[f32], x: &[f32], c: f32, dw: &mut [f32], m: usiz
     pack_a(Strided::transposed(dy, n, m), m_tiles, m, &mut packed_a);
     // c · Σ_i dy[i][j] for each row j of dw, padded to whole row tiles.
     let mut row_add = vec![0.0f32; m_tiles * MR];
-    for (j, r) in row_add.iter_mut().enumerate().take(n) {
-        *r = c * (0..m).fold(0.0f32, |s, i| s + dy[i * n + j]);
-    }
+    bias_grad(&dy[..m * n], m, n, &mut row_add[..n]);
+    row_add.iter_mut().for_each(|r| *r *= c);
     let threads = rayon::current_num_threads().max(1);
     let serial = m * n * k < PARALLEL_MIN_MACS || threads == 1;
     let chunks = if serial { 1 } else { (4 * threads).min(n_tiles) };
