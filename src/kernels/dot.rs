@@ -6,6 +6,7 @@
 //! k % 4 tail, then the bias: the same order in full tiles and edge tiles, so results do not depend
 //! on where a tile falls, nor on how the columns are split across threads.
 
+use super::gemm::grow;
 use super::lane::F32x4;
 use rayon::prelude::*;
 
@@ -247,35 +248,32 @@ pub fn gemm_xwt_offset(
     }
     let blocks = k / 4;
     let row_tiles = m.div_ceil(TR);
-    // Per row tile: its active blocks, and (x − c) of its rows packed block by block (TR × 4 floats,
-    // rows past m zero), so one pointer walks all three rows.
-    let mut active: Vec<u32> = Vec::with_capacity(row_tiles * blocks);
-    let mut starts = Vec::with_capacity(row_tiles + 1);
-    let mut panel: Vec<f32> = Vec::with_capacity(row_tiles * blocks * TR * 4 / 2);
-    starts.push(0);
-    for t in 0..row_tiles {
-        let rows = t * TR..((t + 1) * TR).min(m);
-        for blk in 0..blocks {
-            let cols = blk * 4..blk * 4 + 4;
-            if rows.clone().any(|i| x[i * k + cols.start..i * k + cols.end].iter().any(|&v| v != c)) {
-                active.push(blk as u32);
-                for i in t * TR..t * TR + TR {
-                    if i < m {
-                        panel.extend(x[i * k + cols.start..i * k + cols.end].iter().map(|&v| v - c));
-                    } else {
-                        panel.extend([0.0; 4]);
-                    }
-                }
-            }
-        }
-        starts.push(active.len());
-    }
     let threads = rayon::current_num_threads().max(1);
     let col_tiles = n.div_ceil(TC);
     let tasks = if m * n * k < PARALLEL_MIN_MACS || threads == 1 { 1 } else { (4 * threads).min(col_tiles) };
+    // Per row tile, at a fixed stride: its active blocks, and (x − c) of its rows packed block by
+    // block (TR × 4 floats, rows past m zero), so one pointer walks all three rows. The buffers of
+    // the last call are reused; only the first `counts[t]` entries of tile t are meaningful.
+    let (act_stride, pan_stride) = (blocks.max(1), blocks.max(1) * TR * 4);
+    let (mut active, mut panel) = OFFSET_PACK.take();
+    grow(&mut active, row_tiles * act_stride);
+    grow(&mut panel, row_tiles * pan_stride);
+    let mut counts = vec![0usize; row_tiles];
+    let pack = |(t, ((act, pan), count)): (usize, ((_, _), &mut usize))| *count = pack_active(x, c, m, k, t, act, pan);
+    let (act_used, pan_used) = (&mut active[..row_tiles * act_stride], &mut panel[..row_tiles * pan_stride]);
+    if tasks == 1 {
+        act_used.chunks_mut(act_stride).zip(pan_used.chunks_mut(pan_stride)).zip(counts.iter_mut()).enumerate().for_each(pack);
+    } else {
+        act_used
+            .par_chunks_mut(act_stride)
+            .zip(pan_used.par_chunks_mut(pan_stride))
+            .zip(counts.par_iter_mut())
+            .enumerate()
+            .for_each(pack);
+    }
     let per_task = col_tiles.div_ceil(tasks);
     let y_ptr = SendPtr(y.as_mut_ptr());
-    let (active, starts, panel) = (&active[..], &starts[..], &panel[..]);
+    let (act_all, pan_all, counts) = (&active[..], &panel[..], &counts[..]);
     let job = |t: usize| {
         #[allow(clippy::redundant_locals)]
         let y_ptr = y_ptr;
@@ -284,16 +282,12 @@ pub fn gemm_xwt_offset(
             let cols: [usize; TC] = std::array::from_fn(|cc| (ct * TC + cc).min(n - 1));
             let shift: [f32; TC] = cols.map(|j| bias.map_or(0.0, |b| b[j]) + c * sum(&w[j * k..(j + 1) * k]));
             for rt in 0..row_tiles {
-                let (lo, hi) = (starts[rt], starts[rt + 1]);
+                let count = counts[rt];
+                let pan = &pan_all[rt * pan_stride..rt * pan_stride + count * TR * 4];
+                let act = &act_all[rt * act_stride..rt * act_stride + count];
                 // SAFETY: the panel holds TR×4 floats per active block of this row tile; every block
                 // index is below k/4, within each of the three rows of w.
-                let sums = unsafe {
-                    offset_tile(
-                        panel[lo * TR * 4..hi * TR * 4].as_ptr(),
-                        &active[lo..hi],
-                        cols.map(|j| w.as_ptr().add(j * k)),
-                    )
-                };
+                let sums = unsafe { offset_tile(pan.as_ptr(), act, cols.map(|j| w.as_ptr().add(j * k))) };
                 for (r, row) in sums.iter().enumerate() {
                     let i = rt * TR + r;
                     if i >= m {
@@ -321,6 +315,43 @@ pub fn gemm_xwt_offset(
     } else {
         (0..tasks).into_par_iter().for_each(job);
     }
+    OFFSET_PACK.set((active, panel));
+}
+
+thread_local! {
+    /// The calling thread's packed input of `gemm_xwt_offset`, reused across calls.
+    static OFFSET_PACK: std::cell::Cell<(Vec<u32>, Vec<f32>)> = const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// Row tile `t` of `gemm_xwt_offset`'s input: the indices of the 4-column blocks where one of its
+/// rows differs from `c` into `act`, those blocks' `x − c` (TR rows of 4, rows past m zero) into
+/// `pan`; returns how many.
+fn pack_active(x: &[f32], c: f32, m: usize, k: usize, t: usize, act: &mut [u32], pan: &mut [f32]) -> usize {
+    let cv = F32x4::splat(c);
+    let (r0, rows) = (t * TR, TR.min(m - t * TR));
+    let mut count = 0;
+    for blk in 0..k / 4 {
+        let at = blk * 4;
+        let v: [F32x4; TR] = std::array::from_fn(|i| {
+            if i < rows {
+                let src = &x[(r0 + i) * k + at..(r0 + i) * k + at + 4];
+                // SAFETY: src holds 4 floats.
+                unsafe { F32x4::load(src.as_ptr()) }
+            } else {
+                cv
+            }
+        });
+        if v.iter().any(|vi| vi.any_ne(cv)) {
+            act[count] = blk as u32;
+            for (i, vi) in v.iter().enumerate() {
+                let dst = &mut pan[(count * TR + i) * 4..(count * TR + i) * 4 + 4];
+                // SAFETY: dst holds 4 floats.
+                unsafe { vi.sub(cv).store(dst.as_mut_ptr()) };
+            }
+            count += 1;
+        }
+    }
+    count
 }
 
 /// `Σ a`, four lanes over blocks of 4, then the tail: one fixed order.

@@ -97,8 +97,10 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) -> 
     let n_tiles = n.div_ceil(NR);
     let kc = block_depth(k);
     // The packed A of the last call is reused (taken, not borrowed, so a nested call just allocates).
+    let threads = rayon::current_num_threads().max(1);
+    let serial = m * n * k.max(1) < PARALLEL_MIN_MACS || threads == 1;
     let mut packed_a = PACKED_A.take();
-    pack_a(a, m_tiles, kc, &mut packed_a);
+    pack_a(a, m_tiles, kc, !serial, &mut packed_a);
     let bias_padded: Option<Vec<f32>> = ep.bias.map(|b| {
         let mut v = b.to_vec();
         v.resize(n_tiles * NR, 0.0);
@@ -107,8 +109,6 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) -> 
 
     // Split columns into chunks of whole tiles; with few columns also split rows, so two threads
     // always have work. The split never changes a result, only who computes it.
-    let threads = rayon::current_num_threads().max(1);
-    let serial = m * n * k.max(1) < PARALLEL_MIN_MACS || threads == 1;
     let want_tasks = if serial { 1 } else { 4 * threads };
     let col_chunks = n_tiles.min(want_tasks).max(1);
     let row_chunks = (want_tasks / col_chunks).clamp(1, m_tiles);
@@ -136,22 +136,59 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) -> 
 
 /// Packs all of A: for each k-block, for each row tile, an `MR × kc` panel stored k-major
 /// (`panel[p * MR + i]`), rows past `m` zero.
-fn pack_a(a: Strided, m_tiles: usize, depth: usize, out: &mut Vec<f32>) {
-    let (m, k) = (a.rows, a.cols);
-    out.clear();
-    out.resize(m_tiles * MR * k, 0.0);
+fn pack_a(a: Strided, m_tiles: usize, depth: usize, parallel: bool, out: &mut Vec<f32>) {
+    let k = a.cols;
+    grow(out, m_tiles * MR * k);
     let mut off = 0;
     for k0 in (0..k).step_by(depth) {
         let kc = depth.min(k - k0);
-        for it in 0..m_tiles {
-            let panel = &mut out[off..off + MR * kc];
-            for i in 0..MR.min(m - it * MR) {
-                let row = (it * MR + i) * a.rs + k0 * a.cs;
-                for p in 0..kc {
-                    panel[p * MR + i] = a.data[row + p * a.cs];
+        let slab = &mut out[off..off + m_tiles * MR * kc];
+        let pack = |(it, panel): (usize, &mut [f32])| pack_a_panel(a, it * MR, k0, kc, panel);
+        if parallel {
+            // Packing runs before the tiles can start: serial, it left the other threads waiting.
+            slab.par_chunks_mut(MR * kc).enumerate().with_min_len(8).for_each(pack);
+        } else {
+            slab.chunks_mut(MR * kc).enumerate().for_each(pack);
+        }
+        off += m_tiles * MR * kc;
+    }
+}
+
+/// One `MR × kc` panel of A from row `r0`, column `k0`. The two layouts training packs have fast
+/// paths: A transposed (`rs == 1`, dYᵀ), where the four values of one k are adjacent, and A
+/// row-major (`cs == 1`, dY), moved as 4×4 blocks; anything else, and edge tiles, go value by value.
+fn pack_a_panel(a: Strided, r0: usize, k0: usize, kc: usize, panel: &mut [f32]) {
+    let rows = MR.min(a.rows - r0);
+    if rows == MR && a.rs == 1 {
+        for p in 0..kc {
+            let at = r0 + (k0 + p) * a.cs;
+            let src = &a.data[at..at + MR];
+            // SAFETY: both slices hold MR = 4 floats.
+            unsafe { F32x4::load(src.as_ptr()).store(panel[p * MR..p * MR + MR].as_mut_ptr()) };
+        }
+    } else if rows == MR && a.cs == 1 {
+        let k4 = kc / 4 * 4;
+        let row = |i: usize| &a.data[(r0 + i) * a.rs + k0..(r0 + i) * a.rs + k0 + kc];
+        let src = [row(0), row(1), row(2), row(3)];
+        for p in (0..k4).step_by(4) {
+            // SAFETY: p + 4 <= kc, the length of each source row; the panel holds kc·MR floats.
+            unsafe {
+                let block = F32x4::transpose(src.map(|r| F32x4::load(r[p..p + 4].as_ptr())));
+                for (q, v) in block.iter().enumerate() {
+                    v.store(panel[(p + q) * MR..(p + q) * MR + MR].as_mut_ptr());
                 }
             }
-            off += MR * kc;
+        }
+        for p in k4..kc {
+            for (i, r) in src.iter().enumerate() {
+                panel[p * MR + i] = r[p];
+            }
+        }
+    } else {
+        for i in 0..MR {
+            for p in 0..kc {
+                panel[p * MR + i] = if i < rows { a.data[(r0 + i) * a.rs + (k0 + p) * a.cs] } else { 0.0 };
+            }
         }
     }
 }
@@ -159,19 +196,28 @@ fn pack_a(a: Strided, m_tiles: usize, depth: usize, out: &mut Vec<f32>) {
 /// Packs columns `[jt0, jt1)` tiles of B rows `[k0, k0+kc)`: one `kc × NR` panel per column tile.
 /// With `partial_only`, full tiles are skipped: they are read from B directly.
 fn pack_b(b: Strided, k0: usize, kc: usize, jt0: usize, jt1: usize, partial_only: bool, out: &mut Vec<f32>) {
-    out.clear();
-    out.resize((jt1 - jt0) * NR * kc, 0.0);
+    grow(out, (jt1 - jt0) * NR * kc);
     for (t, jt) in (jt0..jt1).enumerate() {
         if partial_only && (jt + 1) * NR <= b.cols {
             continue;
         }
         let panel = &mut out[t * NR * kc..(t + 1) * NR * kc];
-        for j in 0..NR.min(b.cols - jt * NR) {
+        let cols = NR.min(b.cols - jt * NR);
+        for j in 0..NR {
             let col = k0 * b.rs + (jt * NR + j) * b.cs;
             for p in 0..kc {
-                panel[p * NR + j] = b.data[col + p * b.rs];
+                panel[p * NR + j] = if j < cols { b.data[col + p * b.rs] } else { 0.0 };
             }
         }
+    }
+}
+
+/// Makes `buf` at least `len` long, never shorter: the packing buffers are reused across calls of
+/// different sizes, and every packed value is written before it is read, so shrinking and growing
+/// back would only zero-fill memory for nothing.
+pub(super) fn grow<T: Copy + Default>(buf: &mut Vec<T>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, T::default());
     }
 }
 
@@ -376,14 +422,14 @@ pub fn weight_grad_offset(dy: &[f32], x: &[f32], c: f32, dw: &mut [f32], m: usiz
     }
     let m_tiles = n.div_ceil(MR); // rows of dw
     let n_tiles = k.div_ceil(NR); // columns of dw
+    let threads = rayon::current_num_threads().max(1);
+    let serial = m * n * k < PARALLEL_MIN_MACS || threads == 1;
     let mut packed_a = PACKED_A.take();
-    pack_a(Strided::transposed(dy, n, m), m_tiles, m, &mut packed_a);
+    pack_a(Strided::transposed(dy, n, m), m_tiles, m, !serial, &mut packed_a);
     // c · Σ_i dy[i][j] for each row j of dw, padded to whole row tiles.
     let mut row_add = vec![0.0f32; m_tiles * MR];
     bias_grad(&dy[..m * n], m, n, &mut row_add[..n]);
     row_add.iter_mut().for_each(|r| *r *= c);
-    let threads = rayon::current_num_threads().max(1);
-    let serial = m * n * k < PARALLEL_MIN_MACS || threads == 1;
     let chunks = if serial { 1 } else { (4 * threads).min(n_tiles) };
     let per_chunk = n_tiles.div_ceil(chunks);
     let dw_ptr = SendPtr(dw.as_mut_ptr());
@@ -394,23 +440,14 @@ pub fn weight_grad_offset(dy: &[f32], x: &[f32], c: f32, dw: &mut [f32], m: usiz
         let (jt0, jt1) = (t * per_chunk, ((t + 1) * per_chunk).min(n_tiles));
         let mut nonfinite = F32x4::splat(0.0);
         PACKED_B.with_borrow_mut(|panel| {
-            let mut rows: Vec<u32> = Vec::with_capacity(m);
+            let mut rows: Vec<u32> = vec![0; m];
+            // At most m rows of NR.
+            grow(panel, m * NR);
             for jt in jt0..jt1 {
                 let cols = NR.min(k - jt * NR);
                 // The samples with anything but `c` in these columns, and their `x − c`, packed.
-                rows.clear();
-                panel.clear();
-                for i in 0..m {
-                    let src = &x[i * k + jt * NR..i * k + jt * NR + cols];
-                    if src.iter().any(|&v| v != c) {
-                        rows.push(i as u32);
-                        let at = panel.len();
-                        panel.resize(at + NR, 0.0);
-                        for (d, &v) in panel[at..at + cols].iter_mut().zip(src) {
-                            *d = v - c;
-                        }
-                    }
-                }
+                let count = pack_rows(x, c, k, m, jt * NR, cols, &mut rows, panel);
+                let (rows, panel) = (&rows[..count], &panel[..count * NR]);
                 for it in 0..m_tiles {
                     let tile = TileOut {
                         // SAFETY: (it, jt) lies inside dw; tasks own disjoint column tiles.
@@ -422,7 +459,7 @@ pub fn weight_grad_offset(dy: &[f32], x: &[f32], c: f32, dw: &mut [f32], m: usiz
                     let a_panel = &packed[it * MR * m..(it + 1) * MR * m];
                     // SAFETY: the A panel holds m*MR floats and every index in `rows` is below m; the
                     // B panel holds rows.len() rows of NR; the tile is inside dw.
-                    unsafe { rows_tile(a_panel, &rows, panel, &adds[it * MR..it * MR + MR], tile, &mut nonfinite) };
+                    unsafe { rows_tile(a_panel, rows, panel, &adds[it * MR..it * MR + MR], tile, &mut nonfinite) };
                 }
             }
         });
@@ -431,6 +468,39 @@ pub fn weight_grad_offset(dy: &[f32], x: &[f32], c: f32, dw: &mut [f32], m: usiz
     let finite = if chunks == 1 { job(0) } else { (0..chunks).into_par_iter().map(job).reduce(|| true, |a, b| a && b) };
     PACKED_A.set(packed_a);
     finite
+}
+
+/// For `weight_grad_offset`: of the `m` rows of `x (m×k)`, those with a value other than `c` in
+/// columns `[j0, j0 + cols)`: their indices into `rows`, those columns minus `c` into `panel` (rows of
+/// NR, zero past `cols`). Returns how many.
+#[allow(clippy::too_many_arguments)]
+fn pack_rows(x: &[f32], c: f32, k: usize, m: usize, j0: usize, cols: usize, rows: &mut [u32], panel: &mut [f32]) -> usize {
+    let cv = F32x4::splat(c);
+    let mut count = 0;
+    for i in 0..m {
+        let src = &x[i * k + j0..i * k + j0 + cols];
+        let dst = &mut panel[count * NR..count * NR + NR];
+        if cols == NR {
+            // SAFETY: src and dst hold NR = 8 floats.
+            let (lo, hi) = unsafe { (F32x4::load(src.as_ptr()), F32x4::load(src.as_ptr().add(4))) };
+            if lo.any_ne(cv) || hi.any_ne(cv) {
+                // SAFETY: as above.
+                unsafe {
+                    lo.sub(cv).store(dst.as_mut_ptr());
+                    hi.sub(cv).store(dst.as_mut_ptr().add(4));
+                }
+                rows[count] = i as u32;
+                count += 1;
+            }
+        } else if src.iter().any(|&v| v != c) {
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = if j < cols { src[j] - c } else { 0.0 };
+            }
+            rows[count] = i as u32;
+            count += 1;
+        }
+    }
+    count
 }
 
 /// One `MR × NR` tile of `weight_grad_offset`: sums over the listed rows only, in ascending order,

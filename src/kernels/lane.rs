@@ -87,6 +87,25 @@ mod imp {
                 Self(f32x4_add(f32x4_mul(a.0, b.0), c.0))
             }
         }
+        /// Whether any lane differs from `o`'s (a NaN lane counts as different).
+        #[inline(always)]
+        pub fn any_ne(self, o: Self) -> bool {
+            v128_any_true(f32x4_ne(self.0, o.0))
+        }
+        /// The 4×4 transpose of four rows: lane j of row i becomes lane i of row j.
+        #[inline(always)]
+        pub fn transpose([r0, r1, r2, r3]: [Self; 4]) -> [Self; 4] {
+            let t0 = i32x4_shuffle::<0, 4, 1, 5>(r0.0, r1.0);
+            let t1 = i32x4_shuffle::<2, 6, 3, 7>(r0.0, r1.0);
+            let t2 = i32x4_shuffle::<0, 4, 1, 5>(r2.0, r3.0);
+            let t3 = i32x4_shuffle::<2, 6, 3, 7>(r2.0, r3.0);
+            [
+                Self(i32x4_shuffle::<0, 1, 4, 5>(t0, t2)),
+                Self(i32x4_shuffle::<2, 3, 6, 7>(t0, t2)),
+                Self(i32x4_shuffle::<0, 1, 4, 5>(t1, t3)),
+                Self(i32x4_shuffle::<2, 3, 6, 7>(t1, t3)),
+            ]
+        }
         #[inline(always)]
         pub fn to_array(self) -> [f32; 4] {
             [
@@ -179,6 +198,14 @@ mod imp {
                 a.0[2] * b.0[2] + c.0[2],
                 a.0[3] * b.0[3] + c.0[3],
             ])
+        }
+        #[inline(always)]
+        pub fn any_ne(self, o: Self) -> bool {
+            self.0.iter().zip(o.0).any(|(&a, b)| a != b)
+        }
+        #[inline(always)]
+        pub fn transpose(rows: [Self; 4]) -> [Self; 4] {
+            core::array::from_fn(|j| Self(core::array::from_fn(|i| rows[i].0[j])))
         }
         #[inline(always)]
         pub fn to_array(self) -> [f32; 4] {
