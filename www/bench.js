@@ -20,13 +20,32 @@ async function main() {
     results.simd_peak_gflops = (await bench({ kind: 'peak', iters: 20_000_000 })).gflops;
     if (build === 'threads') results.simd_peak_all_threads_gflops = (await bench({ kind: 'peakAllThreads', iters: 20_000_000 })).gflops;
     results.gemm_gflops = {};
+    results.gemm_of_peak = {};
+    results.gemm_peak = {};
     for (const layout of ['forward', 'input_grad', 'weight_grad']) {
-      results.gemm_gflops[layout] = (await bench({ kind: 'gemm', layout, reps: 20 })).gflops;
+      const r = await bench({ kind: 'gemm', layout, reps: 20 });
+      results.gemm_gflops[layout] = r.gflops;
+      results.gemm_of_peak[layout] = r.ofPeak;
+      results.gemm_peak[layout] = r.peak;
     }
   }
   if (suite.includes('train')) {
     const limit = q.get('limit') ? Number(q.get('limit')) : undefined;
     results.train = await bench({ kind: 'train', limit });
+  }
+  if (suite.includes('scaling')) {
+    // One epoch on 1 thread and one on `threads`, back to back in this page (which runs first: the
+    // query's `first`): a ratio measured at one moment, where pages run a minute apart can land on
+    // different speeds of this shared machine.
+    const single = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    const one = new WorkerClient(single);
+    await one.request(Request.INIT, { build, threads: 1 });
+    const run = { 1: () => one.request(Request.BENCH, { kind: 'train' }), n: () => bench({ kind: 'train' }) };
+    const order = q.get('first') === '1' ? ['1', 'n'] : ['n', '1'];
+    const sps = {};
+    for (const t of order) sps[t] = (await run[t]()).samplesPerSec;
+    single.terminate();
+    results.scaling = { threads_1: sps['1'], threads_n: sps.n, ratio: sps.n / sps['1'] };
   }
   if (suite.includes('determinism')) {
     // The same seed on any thread count must give the same losses, bit for bit.

@@ -33,7 +33,7 @@
 //   sweep         { ranks: [..], alphas: [..], epochs, ... adapter settings }  → { rows: [{ rank, alpha,
 //                 trainableParams, acc_8_9, acc_0_7, acc_all }], cancelled }; streams SWEEP_ROW events
 //   status        {}  → { hasModel, training: 'idle'|'running'|'paused', adapters }
-//   bench         { kind: 'gemm', layout, reps } → { gflops } | { kind: 'peak'|'peakAllThreads', iters } → { gflops } |
+//   bench         { kind: 'gemm', layout, reps } → { gflops, peak, ofPeak } | { kind: 'peak'|'peakAllThreads', iters } → { gflops } |
 //                 { kind: 'train', limit } → run summary | { kind: 'inference' } → { us }   (bench.html)
 //                 | { kind: 'panic' }: a deliberate panic in wasm, for the fault test
 //
