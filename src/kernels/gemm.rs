@@ -369,10 +369,10 @@ unsafe fn micro_kernel(
         for p in 0..kc {
             let b0 = F32x4::load(b.ptr.add(p * b.ld));
             let b1 = F32x4::load(b.ptr.add(p * b.ld + 4));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = F32x4::load_splat(a.add(p * MR + i));
-                row[0] = F32x4::mul_add(ai, b0, row[0]);
-                row[1] = F32x4::mul_add(ai, b1, row[1]);
+            let a_col = F32x4::load(a.add(p * MR)).splat_lanes();
+            for (ai, row) in a_col.iter().zip(acc.iter_mut()) {
+                row[0] = F32x4::mul_add(*ai, b0, row[0]);
+                row[1] = F32x4::mul_add(*ai, b1, row[1]);
             }
         }
         if let Some(bias) = bias {

@@ -87,6 +87,17 @@ mod imp {
                 Self(f32x4_add(f32x4_mul(a.0, b.0), c.0))
             }
         }
+        /// Each lane splatted: `[splat(lane 0), …, splat(lane 3)]` (one load and four shuffles in
+        /// place of four splat loads, each of which costs V8 an address computation).
+        #[inline(always)]
+        pub fn splat_lanes(self) -> [Self; 4] {
+            [
+                Self(i32x4_shuffle::<0, 0, 0, 0>(self.0, self.0)),
+                Self(i32x4_shuffle::<1, 1, 1, 1>(self.0, self.0)),
+                Self(i32x4_shuffle::<2, 2, 2, 2>(self.0, self.0)),
+                Self(i32x4_shuffle::<3, 3, 3, 3>(self.0, self.0)),
+            ]
+        }
         /// Whether any lane differs from `o`'s (a NaN lane counts as different).
         #[inline(always)]
         pub fn any_ne(self, o: Self) -> bool {
@@ -198,6 +209,10 @@ mod imp {
                 a.0[2] * b.0[2] + c.0[2],
                 a.0[3] * b.0[3] + c.0[3],
             ])
+        }
+        #[inline(always)]
+        pub fn splat_lanes(self) -> [Self; 4] {
+            self.0.map(|x| Self([x; 4]))
         }
         #[inline(always)]
         pub fn any_ne(self, o: Self) -> bool {
