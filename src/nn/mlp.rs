@@ -175,27 +175,38 @@ impl Mlp {
             let dy = &here[0][..];
             let x = &acts.xs[i];
             let g = &mut grads.layers[i];
-            if needs.weight[i] {
-                // The GEMMs check their output as they store it: no second pass over 400 K values.
-                let (k, n) = (layer.in_features, layer.out_features);
-                finite &= if i == 0 {
-                    kernels::weight_grad_offset(dy, x, BLANK_INPUT, &mut g.weight, b, k, n)
-                } else {
-                    kernels::linear_weight_grad(dy, x, &mut g.weight, b, k, n, false)
-                };
-            }
-            if needs.bias[i] {
-                kernels::bias_grad(dy, b, layer.out_features, &mut g.bias);
-                finite &= kernels::all_finite(&g.bias);
-            }
-            let mut dx = if i > lowest {
-                let dx = &mut below[i - 1];
-                dx.resize(b * layer.in_features, 0.0);
-                kernels::linear_input_grad(dy, &layer.weight, dx, b, layer.in_features, layer.out_features);
-                Some(dx)
-            } else {
-                None
+            let (k, n) = (layer.in_features, layer.out_features);
+            // This layer's parameter gradients and the gradient passed down are independent: joined,
+            // the pool's threads share both (layer 5's are too small to split on their own).
+            let params = || {
+                let mut finite = true;
+                if needs.weight[i] {
+                    // The GEMMs check their output as they store it: no second pass over 400 K values.
+                    finite &= if i == 0 {
+                        kernels::weight_grad_offset(dy, x, BLANK_INPUT, &mut g.weight, b, k, n)
+                    } else {
+                        kernels::linear_weight_grad(dy, x, &mut g.weight, b, k, n, false)
+                    };
+                }
+                if needs.bias[i] {
+                    kernels::bias_grad(dy, b, n, &mut g.bias);
+                    finite &= kernels::all_finite(&g.bias);
+                }
+                finite
             };
+            let input = move || {
+                if i == lowest {
+                    return None;
+                }
+                // Moved out of the closure's state (a FnOnce), so the result may borrow from it.
+                let below = below;
+                let dx = &mut below[i - 1];
+                dx.resize(b * k, 0.0);
+                kernels::linear_input_grad(dy, &layer.weight, dx, b, k, n);
+                Some(dx)
+            };
+            let (params_finite, mut dx) = rayon::join(params, input);
+            finite &= params_finite;
             if let Some(d) = delta.as_deref_mut().filter(|d| d.is_active(i)) {
                 d.backward(i, x, dy, dx.as_deref_mut().map(|v| &mut v[..]), b);
             }
