@@ -108,10 +108,14 @@ struct RunState {
 const SMOOTHING: f64 = 0.98;
 
 /// Runs `f` on a thread of the rayon pool. Called from outside the pool (the page's worker), every
-/// parallel kernel would otherwise hand its work to the pool and wake its threads from sleep, a
-/// dozen times per batch; from inside, the calling thread does its share and only the others wake.
+/// parallel call would otherwise hand its work to the pool and wake its threads from sleep, a dozen
+/// times per batch; from inside, the calling thread does its share and only the others wake. That
+/// holds for a pool of one thread too (the threaded build at 1 thread): there, the four hand-overs
+/// per batch of the batch fill and the backward's joins cost 8 % (tight A/B). The SIMD-only build
+/// has no pool: rayon runs everything on the calling thread.
 fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() || rayon::current_num_threads() <= 1 {
+    let pool = cfg!(feature = "threads") || rayon::current_num_threads() > 1;
+    if rayon::current_thread_index().is_some() || !pool {
         f()
     } else {
         rayon::scope(|_| f())
