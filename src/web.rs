@@ -4,8 +4,8 @@
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use crate::bench;
 use crate::error::LabError;
-use crate::kernels;
 use crate::lab::{AdapterSettings, BaseSettings, Lab};
 
 #[cfg(feature = "threads")]
@@ -51,15 +51,8 @@ fn now_seconds() -> f64 {
 
 /// What this module was built with: `{ threads, relaxedSimd, poolThreads }`.
 #[wasm_bindgen(js_name = buildInfo)]
-pub fn build_info() -> JsValue {
-    let info = js_sys::Object::new();
-    let set = |k: &str, v: JsValue| {
-        js_sys::Reflect::set(&info, &JsValue::from_str(k), &v).expect("set on a fresh object");
-    };
-    set("threads", JsValue::from_bool(cfg!(feature = "threads")));
-    set("relaxedSimd", JsValue::from_bool(kernels::FUSED_MUL_ADD));
-    set("poolThreads", JsValue::from_f64(rayon::current_num_threads() as f64));
-    info.into()
+pub fn build_info() -> JsResult<JsValue> {
+    to_js(&crate::lab::BuildInfo::now())
 }
 
 /// The lab, owned by the worker.
@@ -236,39 +229,22 @@ pub fn panic_for_fault_test() {
     panic!("a deliberate panic for the fault test");
 }
 
-/// Benchmarks: `reps` GEMMs of layer 1's shapes at batch 64 in one layout
-/// (`forward`, `input_grad`, `weight_grad`); the caller times the call. Returns the FLOPs done.
+/// Benchmarks (`crate::bench`): `reps` GEMMs of layer 1's shapes in one layout → the FLOPs done.
 #[wasm_bindgen(js_name = benchGemm)]
 pub fn bench_gemm(layout: &str, reps: u32) -> JsResult<f64> {
-    let (m, k, n) = (64usize, 784usize, 512usize);
-    let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
-    let w: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 * 0.01).collect();
-    let dy: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32 * 0.01).collect();
-    let mut out = vec![0.0f32; n * k];
-    for _ in 0..reps {
-        match layout {
-            "forward" => kernels::linear_forward(&x, &w, None, &mut out[..m * n], m, k, n, false),
-            "input_grad" => kernels::linear_input_grad(&dy, &w, &mut out[..m * k], m, k, n),
-            "weight_grad" => {
-                kernels::linear_weight_grad(&dy, &x, &mut out, m, k, n, false);
-            }
-            other => return Err(JsError::new(&format!("unknown GEMM layout {other}"))),
-        }
-    }
-    Ok(2.0 * (m * k * n) as f64 * reps as f64)
+    bench::gemm(layout, reps).map_err(err)
 }
 
-/// Benchmarks: the same loop on every thread of the pool at once → `[flops of all threads, checksum]`:
-/// the machine's SIMD limit for the thread count, which bounds what 2 threads can gain over 1.
+/// Benchmarks: the SIMD loop on every thread of the pool at once → `[flops of all threads, checksum]`.
 #[wasm_bindgen(js_name = simdPeakAllThreads)]
 pub fn simd_peak_all_threads(iters: u32) -> Vec<f64> {
-    let runs = rayon::broadcast(|_| kernels::simd_peak_flops(iters));
-    vec![runs.iter().map(|r| r.0).sum(), runs.iter().map(|r| r.1 as f64).sum()]
+    let (flops, check) = bench::simd_peak_all_threads(iters);
+    vec![flops, check as f64]
 }
 
-/// Benchmarks: the register-only multiply-add loop on the calling thread → `[flops, checksum]`.
+/// Benchmarks: the SIMD loop on the calling thread → `[flops, checksum]`.
 #[wasm_bindgen(js_name = simdPeak)]
 pub fn simd_peak(iters: u32) -> Vec<f64> {
-    let (flops, check) = kernels::simd_peak_flops(iters);
+    let (flops, check) = bench::simd_peak(iters);
     vec![flops, check as f64]
 }

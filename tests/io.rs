@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use lora_lab::io::{
-    expect_tensors, from_peft, parse_adapter_config, peft_alpha, read_safetensors, scaling_value, write_safetensors,
-    AdapterConfig, Bias, Scaling, Tensor,
+    expect_tensors, from_peft, parse_adapter_config, peft_alpha, read_safetensors, write_safetensors, AdapterConfig,
+    Tensor,
 };
+use lora_lab::lora::{scaling_value, Bias, Scaling};
 
 const FILE: &str = "adapter_model.safetensors";
 

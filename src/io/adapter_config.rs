@@ -8,28 +8,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use crate::lora::{targets, Bias, Scaling};
 use crate::{LabError, Result};
-
-/// How α becomes the factor on lora_B·lora_A.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scaling {
-    /// The article: α.
-    Article,
-    /// PEFT's default: α / r.
-    Peft,
-    /// rsLoRA (Kalajdzievski 2023): α / √r, so the update's size does not shrink as r grows.
-    RsLora,
-}
-
-/// The factor on lora_B·lora_A, computed with the same f64 operations PEFT uses.
-pub fn scaling_value(s: Scaling, alpha: f64, r: usize) -> f64 {
-    match s {
-        Scaling::Article => alpha,
-        Scaling::Peft => alpha / r as f64,
-        Scaling::RsLora => alpha / (r as f64).sqrt(),
-    }
-}
 
 /// (`lora_alpha`, `use_rslora`) for which PEFT's scaling equals `scaling_value(s, alpha, r)`.
 ///
@@ -55,19 +35,6 @@ pub fn from_peft(lora_alpha: f64, use_rslora: bool, _r: usize) -> (Scaling, f64)
     } else {
         (Scaling::Peft, lora_alpha)
     }
-}
-
-/// PEFT's `bias` option: which biases train alongside the adapter.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Bias {
-    /// No bias trains (PEFT's default).
-    #[default]
-    None,
-    /// Every bias in the model trains.
-    All,
-    /// Only the biases of the adapted layers train.
-    LoraOnly,
 }
 
 /// The fields of PEFT's `LoraConfig` that this lab writes and reads. Missing fields take PEFT's
@@ -255,21 +222,9 @@ fn resolve_targets(cfg: &AdapterConfig, known: &[(&str, usize, usize)]) -> std::
         return Err("target_modules is missing or empty; name at least one layer".into());
     }
     let names: Vec<&str> = known.iter().map(|(n, _, _)| *n).collect();
-    let matches =
-        |target: &str, module: &str| module == target || module.strip_suffix(target).is_some_and(|p| p.ends_with('.'));
-    for t in &cfg.target_modules {
-        if !names.iter().any(|m| matches(t, m)) {
-            return Err(format!(
-                "unknown target module \"{t}\"; this model's adaptable modules are {}",
-                names.join(", ")
-            ));
-        }
-    }
     let mut out = Vec::new();
-    for &(name, fan_in, fan_out) in known {
-        if !cfg.target_modules.iter().any(|t| matches(t, name)) {
-            continue;
-        }
+    for i in targets::resolve(&cfg.target_modules, &names)? {
+        let (name, fan_in, fan_out) = known[i];
         let max = fan_in.min(fan_out);
         if cfg.r > max {
             return Err(format!("r = {} is larger than min(in, out) = {max} of {name} ({fan_in} → {fan_out})", cfg.r));

@@ -6,8 +6,7 @@ use super::adapter_config::{from_peft, parse_adapter_config, AdapterConfig};
 use super::model_file::export_model;
 use super::tensors::{expect_tensors, read_safetensors, write_safetensors};
 use crate::error::{LabError, Result};
-use crate::io::scaling_value;
-use crate::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
+use crate::lora::{scaling_value, Adapter, Bias, Init, LoraConfig, Scaling};
 use crate::nn::{Mlp, LAYER_NAMES, LAYER_SHAPES};
 
 pub const ADAPTER_FILE: &str = "adapter_model.safetensors";

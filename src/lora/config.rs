@@ -3,10 +3,43 @@
 
 use serde::Deserialize;
 
+use super::targets;
 use crate::error::{LabError, Result};
-use crate::io::scaling_value;
-pub use crate::io::{Bias, Scaling};
 use crate::nn::{LAYER_NAMES, LAYER_SHAPES};
+
+/// How α becomes the factor on lora_B·lora_A.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scaling {
+    /// The article: α.
+    Article,
+    /// PEFT's default: α / r.
+    Peft,
+    /// rsLoRA (Kalajdzievski 2023): α / √r, so the update's size does not shrink as r grows.
+    RsLora,
+}
+
+/// The factor on lora_B·lora_A, computed with the same f64 operations PEFT uses.
+pub fn scaling_value(s: Scaling, alpha: f64, r: usize) -> f64 {
+    match s {
+        Scaling::Article => alpha,
+        Scaling::Peft => alpha / r as f64,
+        Scaling::RsLora => alpha / (r as f64).sqrt(),
+    }
+}
+
+/// PEFT's `bias` option: which biases train alongside the adapter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bias {
+    /// No bias trains (PEFT's default).
+    #[default]
+    None,
+    /// Every bias in the model trains.
+    All,
+    /// Only the biases of the adapted layers train.
+    LoraOnly,
+}
 
 /// How lora_A and lora_B start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
@@ -60,7 +93,7 @@ impl LoraConfig {
 
     /// Layer index of a PEFT module name (`layers.5`, or a suffix of it such as `5`).
     pub fn layer_index(name: &str) -> Result<usize> {
-        LAYER_NAMES.iter().position(|n| *n == name || n.ends_with(&format!(".{name}"))).ok_or_else(|| {
+        LAYER_NAMES.iter().position(|n| targets::matches(name, n)).ok_or_else(|| {
             LabError::setting("targets", format!("unknown layer \"{name}\"; the layers are {}", LAYER_NAMES.join(", ")))
         })
     }

@@ -5,7 +5,8 @@
 mod adapter;
 mod config;
 mod layer;
+pub mod targets;
 
 pub use adapter::Adapter;
-pub use config::{Bias, Init, LoraConfig, Scaling};
+pub use config::{scaling_value, Bias, Init, LoraConfig, Scaling};
 pub use layer::LoraLayer;

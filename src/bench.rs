@@ -1,0 +1,38 @@
+//! What `./build.sh bench` measures inside the module: GEMMs at fixed shapes and the register-only SIMD
+//! loop that bounds them. The caller (the worker, through `web.rs`) times each call.
+
+use crate::error::{LabError, Result};
+use crate::kernels;
+
+/// `reps` GEMMs of layer 1's shapes at batch 64 in one layout (`forward`, `input_grad`, `weight_grad`).
+/// Returns the FLOPs done.
+pub fn gemm(layout: &str, reps: u32) -> Result<f64> {
+    let (m, k, n) = (64usize, 784usize, 512usize);
+    let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 * 0.01).collect();
+    let dy: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32 * 0.01).collect();
+    let mut out = vec![0.0f32; n * k];
+    for _ in 0..reps {
+        match layout {
+            "forward" => kernels::linear_forward(&x, &w, None, &mut out[..m * n], m, k, n, false),
+            "input_grad" => kernels::linear_input_grad(&dy, &w, &mut out[..m * k], m, k, n),
+            "weight_grad" => {
+                kernels::linear_weight_grad(&dy, &x, &mut out, m, k, n, false);
+            }
+            other => return Err(LabError::setting("GEMM layout", format!("unknown layout \"{other}\""))),
+        }
+    }
+    Ok(2.0 * (m * k * n) as f64 * reps as f64)
+}
+
+/// The register-only multiply-add loop on the calling thread → (flops, checksum).
+pub fn simd_peak(iters: u32) -> (f64, f32) {
+    kernels::simd_peak_flops(iters)
+}
+
+/// The same loop on every thread of the pool at once → (flops of all threads, checksum): the machine's
+/// SIMD limit for the thread count, which bounds what 2 threads can gain over 1.
+pub fn simd_peak_all_threads(iters: u32) -> (f64, f32) {
+    let runs = rayon::broadcast(|_| kernels::simd_peak_flops(iters));
+    (runs.iter().map(|r| r.0).sum(), runs.iter().map(|r| r.1).sum())
+}
