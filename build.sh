@@ -13,6 +13,8 @@ ROOT=$PWD
 WASM_PACK_VERSION=0.15.1
 CHROMIUM=/usr/bin/chromium
 CHROMEDRIVER=/usr/bin/chromedriver
+FIREFOX=/usr/bin/firefox-esr
+FIREFOX_MIN_MAJOR=153 # relaxed SIMD and Atomics.waitAsync; bookworm's main archive has 140
 
 # SHA-256 of the genuine MNIST files (see ../shared/TOOLCHAIN.md).
 declare -A MNIST_SHA256=(
@@ -63,10 +65,36 @@ setup() {
     fi
   fi
 
+  setup_firefox
+
   if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     say "npm ci"
     npm ci --no-audit --no-fund --loglevel=error
   fi
+}
+
+firefox_major() { { "$FIREFOX" --version 2>/dev/null || true; } | sed -n 's/^Mozilla Firefox \([0-9]*\).*/\1/p'; }
+
+# Debian's firefox-esr from the distribution's security suite (the e2e tests drive it through puppeteer-core).
+setup_firefox() {
+  local major
+  major=$(firefox_major)
+  [ -n "$major" ] && [ "$major" -ge "$FIREFOX_MIN_MAJOR" ] && return
+  [ "$(id -u)" = 0 ] ||
+    die "Firefox ESR $FIREFOX_MIN_MAJOR+ is missing${major:+ (found $major)}: run 'sudo apt-get update && sudo apt-get install -y -t bookworm-security firefox-esr' (the end-to-end tests drive it)"
+  local codename
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  [ -n "$codename" ] || die "cannot tell the Debian release from /etc/os-release (firefox-esr comes from its -security suite)"
+  if ! grep -rqsE "^[^#]*\b$codename-security\b" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    say "adding Debian's $codename-security suite to apt"
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: %s-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$codename" > /etc/apt/sources.list.d/lora-lab-security.sources
+  fi
+  say "installing Debian firefox-esr from $codename-security"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t "$codename-security" firefox-esr >/dev/null
+  major=$(firefox_major)
+  [ -n "$major" ] && [ "$major" -ge "$FIREFOX_MIN_MAJOR" ] ||
+    die "$codename-security installed firefox-esr ${major:-(none)}, need $FIREFOX_MIN_MAJOR or newer"
 }
 
 # ---------------------------------------------------------------------------------------------- build
