@@ -1,4 +1,5 @@
-// Small DOM and formatting helpers shared by the panels.
+// Small DOM and formatting helpers shared by the panels. Numeric fields (the rule for what is a number,
+// marks, refusals) are in fields.js.
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
@@ -28,14 +29,6 @@ export function duration(seconds) {
   return `${m} min ${Math.round(seconds - m * 60)} s`;
 }
 
-/** Reads a number input; empty gives `fallback`. */
-export function readNumber(input, fallback = undefined) {
-  const s = input.value.trim();
-  if (s === '') return fallback;
-  const v = Number(s);
-  return Number.isFinite(v) ? v : fallback;
-}
-
 /** Writes a value into an input/select/checkbox set if it is defined. */
 export function writeValue(input, value) {
   if (value === undefined || value === null) return;
@@ -53,13 +46,4 @@ export function matrixTable(rows, { digits = 4, caption = '' } = {}) {
     table.append(tr);
   }
   return table;
-}
-
-/** Parses "1, 2 4" into [1, 2, 4]; throws on anything that is not a number. */
-export function parseList(text) {
-  const parts = text.split(/[\s,;]+/).filter(Boolean);
-  const values = parts.map(Number);
-  const bad = parts.find((p, i) => !Number.isFinite(values[i]));
-  if (bad !== undefined) throw new Error(`"${bad}" is not a number`);
-  return values;
 }

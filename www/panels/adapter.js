@@ -3,7 +3,8 @@
 import { Request } from '../protocol.js';
 import { download, readBytes, readJson } from '../download.js';
 import { perClassChart, COLORS } from '../charts.js';
-import { $, $$, el, say, pct, int, duration, readNumber, writeValue } from '../ui.js';
+import { $, $$, el, say, pct, int, duration, writeValue } from '../ui.js';
+import { numberFields, showRefusal } from '../fields.js';
 import { trainingView } from './training.js';
 
 /** in and out features of the article's Linear layers. */
@@ -58,30 +59,27 @@ export function adapterPanel(app) {
   const view = trainingView(app, $('#adapter-training', root), 'adapter', (t) => say(msg, t, 'error'));
   const perClass = perClassChart($('#adapter-perclass', root));
 
+  /** The numeric settings, with what an empty field means. */
+  const fields = numberFields(form, { rank: 4, alpha: 1, dropout: 0, lr: 5e-3, epochs: 3, batchSize: 64, replay: 0, seed: 13 });
+
+  /** The form's settings; throws a FieldError (fields marked) for a numeric field that is not a number. */
   function readForm() {
     const f = form.elements;
     return {
       name: f.name.value.trim() || 'adapter',
       targets: $$('input[name="target"]', form).filter((c) => c.checked).map((c) => c.value),
-      rank: readNumber(f.rank, 4),
-      alpha: readNumber(f.alpha, 1),
       scaling: f.scaling.value,
       init: f.init.value,
-      dropout: readNumber(f.dropout, 0),
       bias: f.bias.value,
-      lr: readNumber(f.lr, 5e-3),
-      epochs: readNumber(f.epochs, 3),
-      batchSize: readNumber(f.batchSize, 64),
-      replay: readNumber(f.replay, 0),
-      seed: readNumber(f.seed, 13),
+      ...fields.read(),
     };
   }
 
+  /** Writes settings into the form; refuses (FieldError, nothing written) a numeric one that is not a number. */
   function setForm(opts = {}) {
+    fields.write(opts);
     const f = form.elements;
-    for (const key of ['name', 'rank', 'alpha', 'scaling', 'init', 'dropout', 'bias', 'lr', 'epochs', 'batchSize', 'replay', 'seed']) {
-      writeValue(f[key], opts[key]);
-    }
+    for (const key of ['name', 'scaling', 'init', 'bias']) writeValue(f[key], opts[key]);
     if (Array.isArray(opts.targets)) {
       for (const c of $$('input[name="target"]', form)) c.checked = opts.targets.includes(c.value);
     }
@@ -89,10 +87,11 @@ export function adapterPanel(app) {
   }
 
   function preview() {
-    const s = readForm();
-    paramsEl.textContent = s.targets.length
-      ? `${trainableLine(countTrainable(s), BASE_PARAMS)}   (these settings, counted here before training)`
-      : 'Choose at least one target layer.';
+    const targets = $$('input[name="target"]', form).filter((c) => c.checked).map((c) => c.value);
+    const rank = fields.peek('rank');
+    if (!targets.length) paramsEl.textContent = 'Choose at least one target layer.';
+    else if (rank === undefined) paramsEl.textContent = `Trainable parameters: – (${fields.label('rank')} is not a number).`;
+    else paramsEl.textContent = `${trainableLine(countTrainable({ targets, rank, bias: form.elements.bias.value }), BASE_PARAMS)}   (these settings, counted here before training)`;
   }
   form.addEventListener('input', preview);
   form.addEventListener('change', preview);
@@ -106,17 +105,18 @@ export function adapterPanel(app) {
       throw e;
     }
     let args;
-    if (opts.preset === 'article') {
-      setForm(ARTICLE_PRESET);
-      args = { preset: 'article' };
-    } else {
-      setForm(opts);
-      args = readForm();
-      if (!args.targets.length) {
-        const e = new Error('choose at least one target layer');
-        say(msg, `Cannot train: ${e.message}.`, 'error');
-        throw e;
+    try {
+      if (opts.preset === 'article') {
+        setForm(ARTICLE_PRESET);
+        args = { preset: 'article' };
+      } else {
+        setForm(opts);
+        args = readForm();
+        if (!args.targets.length) throw new Error('choose at least one target layer');
       }
+    } catch (e) {
+      showRefusal(msg, 'Cannot train: ', e);
+      throw e;
     }
     app.setBusy('adapter');
     view.reset();
@@ -296,5 +296,5 @@ export function adapterPanel(app) {
     }
   }
 
-  return { train, importAdapter, readForm, setForm, exportAdapter, act };
+  return { train, importAdapter, readForm, setForm, fields, exportAdapter, act };
 }

@@ -2,7 +2,8 @@
 import { Request } from '../protocol.js';
 import { perClassChart, confusionChart, COLORS } from '../charts.js';
 import { download, readBytes } from '../download.js';
-import { $, say, pct, int, duration, readNumber, writeValue } from '../ui.js';
+import { $, say, pct, int, duration } from '../ui.js';
+import { numberFields, showRefusal } from '../fields.js';
 import { trainingView } from './training.js';
 
 export const BASE_DEFAULTS = Object.freeze({ seed: 13, epochs: 5, batchSize: 64, lr: 1e-3, limit: undefined });
@@ -19,23 +20,10 @@ export function basePanel(app) {
   const perClass = perClassChart($('#base-perclass', root));
   const confusion = confusionChart($('#base-confusion', root));
 
-  function readForm() {
-    const f = form.elements;
-    const args = {
-      seed: readNumber(f.seed, BASE_DEFAULTS.seed),
-      epochs: readNumber(f.epochs, BASE_DEFAULTS.epochs),
-      batchSize: readNumber(f.batchSize, BASE_DEFAULTS.batchSize),
-      lr: readNumber(f.lr, BASE_DEFAULTS.lr),
-    };
-    const limit = readNumber(f.limit);
-    if (limit !== undefined) args.limit = limit;
-    return args;
-  }
-
-  function setForm(opts = {}) {
-    for (const key of ['seed', 'epochs', 'batchSize', 'lr']) writeValue(form.elements[key], opts[key]);
-    if ('limit' in opts) form.elements.limit.value = opts.limit == null ? '' : String(opts.limit);
-  }
+  // Every setting is numeric; empty means the default (limit: all images).
+  const fields = numberFields(form, BASE_DEFAULTS);
+  const readForm = () => fields.read();
+  const setForm = (opts = {}) => fields.write(opts);
 
   /** Trains with the form's settings overridden by `opts`; what a click on "Train" does. */
   async function train(opts = {}) {
@@ -44,8 +32,14 @@ export function basePanel(app) {
       say(msg, e.message, 'error');
       throw e;
     }
-    setForm(opts);
-    const args = readForm();
+    let args;
+    try {
+      setForm(opts);
+      args = readForm();
+    } catch (e) {
+      showRefusal(msg, 'Cannot train: ', e);
+      throw e;
+    }
     app.setBusy('base');
     view.reset();
     try {

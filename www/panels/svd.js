@@ -2,6 +2,7 @@
 import { Request } from '../protocol.js';
 import { singularChart } from '../charts.js';
 import { $, el, say, num, matrixTable } from '../ui.js';
+import { FieldError, markField, numberFields, parseNumber, showRefusal, unmarkField } from '../fields.js';
 
 export const ARTICLE_W = [
   [0.0918, 0.4794, 0.8106, 0.0151],
@@ -17,17 +18,19 @@ export const ARTICLE_W2 = [
   [0.8896, 0.4589, 0.4149, 0.4510],
 ];
 
-const format = (rows) => rows.map((r) => r.map((v) => v.toFixed(4)).join('  ')).join('\n');
+/** The matrix as the textarea shows it; what is not a number is written as is, for parseMatrix to refuse. */
+const format = (rows) => rows.map((r) => (Array.isArray(r) ? r : [r])
+  .map((v) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(4) : String(v))).join('  ')).join('\n');
 
-/** Parses the textarea: rows of numbers; throws a readable error for ragged or non-numeric input. */
+/** Parses the textarea: rows of numbers (fields.js's rule); throws a readable error for ragged or non-numeric input. */
 export function parseMatrix(text) {
   const rows = text.split('\n').map((l) => l.trim()).filter(Boolean)
     .map((l) => l.replace(/[[\]]/g, ' ').split(/[\s,;]+/).filter(Boolean));
   if (!rows.length) throw new Error('enter at least one row of numbers');
   const out = rows.map((r, i) => r.map((s) => {
-    const v = Number(s);
-    if (!Number.isFinite(v)) throw new Error(`row ${i + 1}: "${s}" is not a number`);
-    return v;
+    const { value, why } = parseNumber(s);
+    if (why) throw new Error(`row ${i + 1}: ${why}`);
+    return value;
   }));
   const n = out[0].length;
   const bad = out.findIndex((r) => r.length !== n);
@@ -48,6 +51,7 @@ export function svdPanel(app) {
   const chart = singularChart($('#svd-chart', root));
   let timer = 0;
   let seq = 0;
+  const rankField = numberFields(root, { rank: undefined });
 
   textarea.value = format(ARTICLE_W);
 
@@ -77,17 +81,28 @@ export function svdPanel(app) {
 
   /** Computes and shows the rank-`rank` approximation; resolves to the worker's answer. */
   async function compute(rows, rank) {
-    if (rows) textarea.value = format(rows);
     let W;
+    let given;
+    try {
+      given = rankField.check({ rank }, { mark: true }); // before the slider would sanitise it away
+    } catch (e) {
+      showRefusal(msg, 'Cannot compute: ', e);
+      throw e;
+    }
+    unmarkField(slider);
+    if (rows) textarea.value = Array.isArray(rows) ? format(rows) : String(rows);
     try {
       W = parseMatrix(textarea.value);
     } catch (e) {
-      say(msg, `Cannot read the matrix: ${e.message}.`, 'error');
+      const refusal = new FieldError([{ input: textarea, label: 'matrix W', message: e.message }]);
+      markField(textarea, `matrix W: ${e.message}`);
+      showRefusal(msg, 'Cannot read the matrix: ', refusal);
       throw e;
     }
+    unmarkField(textarea);
     const maxRank = Math.min(W.length, W[0].length);
     slider.max = String(maxRank);
-    if (rank !== undefined) slider.value = String(rank);
+    if (given.rank !== undefined) slider.value = String(given.rank);
     const r = Math.min(Number(slider.value), maxRank);
     slider.value = String(r);
     rankOut.value = String(r);

@@ -1,6 +1,7 @@
 // Panel 5: a rank × alpha grid of adapters, trained one after another by the worker's `sweep`.
 import { Request } from '../protocol.js';
-import { $, el, say, pct, int, readNumber, parseList, writeValue } from '../ui.js';
+import { $, el, say, pct, int } from '../ui.js';
+import { numberFields, showRefusal, LIST } from '../fields.js';
 
 export function sweepPanel(app, adapterPanel) {
   const root = $('#sweep');
@@ -10,6 +11,8 @@ export function sweepPanel(app, adapterPanel) {
   const runButton = $('#sweep-run', root);
   const cancelButton = $('#sweep-cancel', root);
   let rows = [];
+  const fields = numberFields(form, { ranks: LIST, alphas: LIST, epochs: 1 });
+  const OWN = new Set(['ranks', 'alphas', 'epochs']);
 
   function render() {
     tbody.replaceChildren(...rows.filter(Boolean).map((r) => el('tr', {},
@@ -35,23 +38,18 @@ export function sweepPanel(app, adapterPanel) {
       say(msg, e.message, 'error');
       throw e;
     }
-    if (Array.isArray(opts.ranks)) form.elements.ranks.value = opts.ranks.join(', ');
-    if (Array.isArray(opts.alphas)) form.elements.alphas.value = opts.alphas.join(', ');
-    writeValue(form.elements.epochs, opts.epochs);
     let args;
     try {
+      fields.write(opts);
+      // Panel 3's settings given here override that form without being written into it: the same rule.
+      const given = Object.fromEntries(Object.entries(opts).filter(([k, v]) => !OWN.has(k) && v !== undefined && v !== null));
+      const overrides = adapterPanel.fields.check(given);
       const { name, ...adapterSettings } = adapterPanel.readForm();
-      args = {
-        ...adapterSettings,
-        ...opts,
-        ranks: parseList(form.elements.ranks.value),
-        alphas: parseList(form.elements.alphas.value),
-        epochs: readNumber(form.elements.epochs, 1),
-      };
+      args = { ...adapterSettings, ...given, ...overrides, ...fields.read() };
       if (!args.ranks.length || !args.alphas.length) throw new Error('give at least one rank and one alpha');
       if (!app.hasModel) throw new Error('there is no base model yet: train or load one in panel 2 first');
     } catch (e) {
-      say(msg, `Cannot run the sweep: ${e.message}.`, 'error');
+      showRefusal(msg, 'Cannot run the sweep: ', e);
       throw e;
     }
     app.setBusy('sweep');
