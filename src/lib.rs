@@ -11,6 +11,7 @@ pub mod error;
 pub mod io;
 pub mod kernels;
 pub mod lab;
+pub mod lm;
 pub mod lora;
 pub mod nn;
 pub mod rng;

@@ -13,6 +13,7 @@ pub enum Stream {
     AdapterShuffle = 4,
     Dropout = 5,
     Replay = 6,
+    LmInit = 7,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

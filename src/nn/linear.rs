@@ -10,7 +10,7 @@ pub struct Linear {
     pub out_features: usize,
     /// out×in, row-major (PyTorch's `weight`).
     pub weight: Vec<f32>,
-    /// out.
+    /// out, or empty for a Linear without bias (`bias=False`, as in the language model).
     pub bias: Vec<f32>,
 }
 
@@ -37,6 +37,16 @@ impl Linear {
         Self { in_features, out_features, weight, bias }
     }
 
+    /// A Linear without bias holding `weight` (out×in).
+    pub fn without_bias(in_features: usize, out_features: usize, weight: Vec<f32>) -> Self {
+        assert_eq!(weight.len(), in_features * out_features, "a Linear's weight is out × in");
+        Self { in_features, out_features, weight, bias: Vec::new() }
+    }
+
+    fn bias(&self) -> Option<&[f32]> {
+        (!self.bias.is_empty()).then_some(&self.bias[..])
+    }
+
     pub fn num_params(&self) -> usize {
         self.weight.len() + self.bias.len()
     }
@@ -45,7 +55,7 @@ impl Linear {
     pub fn forward(&self, x: &[f32], y: &mut [f32], b: usize, relu: bool) {
         debug_assert_eq!(x.len(), b * self.in_features);
         debug_assert_eq!(y.len(), b * self.out_features);
-        kernels::linear_forward(x, &self.weight, Some(&self.bias), y, b, self.in_features, self.out_features, relu);
+        kernels::linear_forward(x, &self.weight, self.bias(), y, b, self.in_features, self.out_features, relu);
     }
 
     /// `forward` for an input that is mostly `c` (layer 1's blank pixels): the same result up to
@@ -54,7 +64,7 @@ impl Linear {
         debug_assert_eq!(x.len(), b * self.in_features);
         debug_assert_eq!(y.len(), b * self.out_features);
         let (k, n) = (self.in_features, self.out_features);
-        kernels::linear_forward_offset(x, c, &self.weight, Some(&self.bias), y, b, k, n, relu);
+        kernels::linear_forward_offset(x, c, &self.weight, self.bias(), y, b, k, n, relu);
     }
 
     /// Given dy (b×out) at this layer's output (before any activation) and its input x (b×in):
@@ -62,7 +72,9 @@ impl Linear {
     pub fn backward(&self, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, grads: &mut LinearGrads, b: usize) {
         let (k, n) = (self.in_features, self.out_features);
         kernels::linear_weight_grad(dy, x, &mut grads.weight, b, k, n, false);
-        kernels::bias_grad(dy, b, n, &mut grads.bias);
+        if !self.bias.is_empty() {
+            kernels::bias_grad(dy, b, n, &mut grads.bias);
+        }
         if let Some(dx) = dx {
             kernels::linear_input_grad(dy, &self.weight, dx, b, k, n);
         }

@@ -1,0 +1,63 @@
+//! The causal-LM loss as transformers computes it: logits at position i predict the token at i + 1
+//! (`logits[:, :-1]` against `ids[:, 1:]`), cross-entropy in f32, mean over the targets that are not
+//! padding.
+
+use rayon::prelude::*;
+
+/// The target of each logits row (b·t rows): the next token of the same sequence, `None` for the last
+/// position and wherever the next token is `pad`.
+pub fn targets(ids: &[u16], t: usize, pad: u16) -> Vec<Option<u16>> {
+    ids.chunks_exact(t).flat_map(|seq| (0..t).map(move |i| seq.get(i + 1).copied().filter(|&x| x != pad))).collect()
+}
+
+/// log p(target) of each row that has a target (`NaN` elsewhere), from logits (rows × vocab).
+pub fn log_probs(logits: &[f32], vocab: usize, targets: &[Option<u16>]) -> Vec<f32> {
+    logits
+        .par_chunks_exact(vocab)
+        .zip(targets)
+        .map(|(row, t)| match t {
+            Some(t) => {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let sum: f32 = row.iter().map(|&z| (z - max).exp()).sum();
+                row[*t as usize] - max - sum.ln()
+            }
+            None => f32::NAN,
+        })
+        .collect()
+}
+
+/// Mean cross-entropy over the rows that have a target, and `dlogits` = its gradient
+/// ((softmax − onehot) / count on those rows, 0 on the others). Returns (loss, count); a batch with
+/// no target has loss 0.
+pub fn cross_entropy(logits: &[f32], vocab: usize, targets: &[Option<u16>], dlogits: &mut [f32]) -> (f32, usize) {
+    let count = targets.iter().flatten().count();
+    if count == 0 {
+        dlogits.fill(0.0);
+        return (0.0, 0);
+    }
+    let inv = 1.0 / count as f32;
+    let total: f64 = logits
+        .par_chunks_exact(vocab)
+        .zip(dlogits.par_chunks_exact_mut(vocab))
+        .zip(targets)
+        .map(|((row, d), t)| {
+            let Some(t) = t else {
+                d.fill(0.0);
+                return 0.0;
+            };
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for (di, &z) in d.iter_mut().zip(row) {
+                *di = (z - max).exp();
+                sum += *di;
+            }
+            let k = inv / sum;
+            d.iter_mut().for_each(|v| *v *= k);
+            d[*t as usize] -= inv;
+            (sum.ln() - (row[*t as usize] - max)) as f64
+        })
+        .collect::<Vec<f64>>()
+        .iter()
+        .sum();
+    ((total / count as f64) as f32, count)
+}

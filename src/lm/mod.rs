@@ -1,0 +1,22 @@
+//! The language model of part 2: Hugging Face's `LlamaForCausalLM`, tiny (../shared/LANGUAGE_MODEL.md),
+//! forward and backward of every layer on our kernels. Module names and state-dict keys are HF's, so
+//! files move between this lab and `transformers` as they are.
+//!
+//! Layers, one file each: `norm` (RMSNorm), `rope` (rotary embeddings and the head-major layout),
+//! `attention` (causal, per head), `gate` (the SiLU-gated MLP's middle), `loss` (the causal-LM loss).
+//! `forward` and `backward` run the whole model; `model` holds the parameters, `config` the shape.
+
+mod attention;
+mod backward;
+pub mod config;
+mod forward;
+mod gate;
+pub mod loss;
+mod model;
+mod norm;
+mod rope;
+
+pub use backward::LmGrads;
+pub use config::LmConfig;
+pub use forward::LmActivations;
+pub use model::Llama;

@@ -1,0 +1,299 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! The language model against transformers (a committed fixture, tests/fixtures/lm/, made by its
+//! make_fixture.py) and against finite differences; bit-identical results for any thread count.
+
+use std::collections::BTreeMap;
+
+use lora_lab::io::{read_safetensors, Tensor};
+use lora_lab::lm::{loss, Llama, LmActivations, LmConfig, LmGrads};
+use lora_lab::lora::LoraLayer;
+use lora_lab::nn::LayerDelta;
+use lora_lab::rng::{Rng, Stream};
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lm");
+
+fn fixture(name: &str) -> BTreeMap<String, Tensor> {
+    let path = format!("{FIXTURE}/{name}");
+    read_safetensors(&std::fs::read(&path).unwrap(), name).unwrap()
+}
+
+/// The fixture's config (tests/fixtures/lm/base/config.json).
+fn fixture_config() -> LmConfig {
+    LmConfig { hidden: 32, intermediate: 48, layers: 2, heads: 2, head_dim: 16, context: 16, ..LmConfig::tiny() }
+}
+
+fn fixture_model() -> Llama {
+    let mut model = Llama::new(fixture_config(), 0);
+    let weights = fixture("base/model.safetensors");
+    let names: Vec<String> = model.params().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), weights.len(), "the fixture holds every parameter and nothing else");
+    for (name, p) in names.iter().zip(model.params_mut()) {
+        p.copy_from_slice(&weights[name].data);
+    }
+    model
+}
+
+fn ids_of(t: &Tensor) -> Vec<u16> {
+    t.data.iter().map(|&v| v as u16).collect()
+}
+
+/// Loss, dlogits and the targets of a batch.
+fn loss_and_grad(model: &Llama, acts: &LmActivations) -> (f32, Vec<f32>) {
+    let targets = loss::targets(acts.ids(), acts.t, model.cfg.pad);
+    let mut dlogits = vec![0.0; acts.logits.len()];
+    let (l, _) = loss::cross_entropy(&acts.logits, model.cfg.vocab, &targets, &mut dlogits);
+    (l, dlogits)
+}
+
+fn assert_close(what: &str, ours: &[f32], theirs: &[f32], tol: f32) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: length");
+    let scale = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        assert!((a - b).abs() <= tol * scale, "{what}[{i}]: ours {a}, transformers {b} (scale {scale})");
+    }
+}
+
+/// A LoRA adapter on any set of the LM's modules, built from the crate's LoraLayer: what the
+/// generalised `lora::Adapter` does for the LM, here for the gradient checks.
+struct Loras(Vec<LoraLayer>);
+
+impl LayerDelta for Loras {
+    fn is_active(&self, i: usize) -> bool {
+        self.0.iter().any(|l| l.layer == i)
+    }
+    fn forward(&mut self, i: usize, x: &[f32], y: &mut [f32], b: usize) {
+        self.0.iter_mut().find(|l| l.layer == i).unwrap().forward(x, y, b, None);
+    }
+    fn backward(&mut self, i: usize, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, b: usize) {
+        self.0.iter_mut().find(|l| l.layer == i).unwrap().backward(x, dy, dx, b);
+    }
+}
+
+#[test]
+fn parameter_count_of_the_tiny_model() {
+    let cfg = LmConfig::tiny();
+    assert_eq!(cfg.num_params(), 871_552);
+    assert_eq!(Llama::new(cfg.clone(), 1).num_params(), 871_552);
+    assert_eq!(cfg.linear_modules().len(), 29);
+    assert_eq!(cfg.linear_modules()[3].0, "model.layers.0.self_attn.o_proj");
+    assert_eq!(cfg.linear_modules()[28], ("lm_head".to_string(), 128, 264));
+}
+
+#[test]
+fn logits_loss_and_gradients_match_transformers() {
+    let model = fixture_model();
+    let out = fixture("base_outputs.safetensors");
+    let ids = ids_of(&out["ids"]);
+    let mut acts = LmActivations::default();
+    model.forward(&ids, 2, 16, &mut acts, None).unwrap();
+    assert_close("logits", &acts.logits, &out["logits"].data, 2e-5);
+    let (l, dlogits) = loss_and_grad(&model, &acts);
+    assert!((l - out["loss"].data[0]).abs() < 1e-5, "loss {l} vs transformers {}", out["loss"].data[0]);
+    let mut grads = LmGrads::zeros(&model);
+    model.backward(&acts, &dlogits, &mut grads, true, None);
+    for ((name, _), g) in model.params().iter().zip(grads.tensors(&model)) {
+        assert_close(&format!("grad of {name}"), g, &out[&format!("grad.{name}")].data, 1e-4);
+    }
+}
+
+/// Loads a PEFT fixture adapter as LoRA layers on the fixture model's modules.
+fn fixture_loras(model: &Llama, folder: &str, scaling: f32) -> (Loras, Vec<String>) {
+    let w = fixture(&format!("{folder}/adapter_model.safetensors"));
+    let mut layers = Vec::new();
+    let mut keys = Vec::new();
+    for (i, (name, fan_in, fan_out)) in model.cfg.linear_modules().into_iter().enumerate() {
+        let key = format!("base_model.model.{name}.lora_A.weight");
+        let Some(a) = w.get(&key) else { continue };
+        let b = &w[&format!("base_model.model.{name}.lora_B.weight")];
+        let r = a.shape[0];
+        layers.push(LoraLayer::new(i, (fan_in, fan_out), r, scaling, a.data.clone(), b.data.clone()));
+        keys.push(name);
+    }
+    (Loras(layers), keys)
+}
+
+#[test]
+fn lora_on_every_module_type_matches_peft() {
+    for (folder, outputs, scaling, modules) in [
+        ("adapter", "lora_outputs.safetensors", 8.0 / 4.0, 15),
+        ("adapter_rslora", "lora_rslora_outputs.safetensors", 8.0 / 2.0, 4),
+    ] {
+        let model = fixture_model();
+        let out = fixture(outputs);
+        let (mut loras, names) = fixture_loras(&model, folder, scaling);
+        assert_eq!(loras.0.len(), modules, "{folder}: adapted modules");
+        let ids = ids_of(&out["ids"]);
+        let mut acts = LmActivations::default();
+        model.forward(&ids, 2, 16, &mut acts, Some(&mut loras)).unwrap();
+        assert_close(&format!("{folder} logits"), &acts.logits, &out["logits"].data, 2e-5);
+        let (l, dlogits) = loss_and_grad(&model, &acts);
+        assert!((l - out["loss"].data[0]).abs() < 1e-5, "{folder}: loss {l} vs PEFT {}", out["loss"].data[0]);
+        let mut grads = LmGrads::zeros(&model);
+        model.backward(&acts, &dlogits, &mut grads, false, Some(&mut loras));
+        for (layer, name) in loras.0.iter().zip(&names) {
+            let key = |ab: &str| format!("grad.base_model.model.{name}.lora_{ab}.weight");
+            assert_close(&key("A"), &layer.grad_a, &out[&key("A")].data, 1e-4);
+            assert_close(&key("B"), &layer.grad_b, &out[&key("B")].data, 1e-4);
+        }
+    }
+}
+
+/// A small random model whose every weight matters: larger init, norms away from 1.
+fn random_model(seed: u64) -> Llama {
+    let cfg = LmConfig {
+        hidden: 16,
+        intermediate: 24,
+        layers: 2,
+        heads: 2,
+        head_dim: 8,
+        context: 8,
+        init_std: 0.3,
+        ..LmConfig::tiny()
+    };
+    let mut m = Llama::new(cfg, seed);
+    let mut r = Rng::new(seed, Stream::Dropout);
+    for n in m.norms.iter_mut().flatten().chain(std::iter::once(&mut m.final_norm)) {
+        n.iter_mut().for_each(|v| *v = 1.0 + 0.3 * r.normal());
+    }
+    m
+}
+
+/// Two sequences of 8, the second ending in padding (ignored targets).
+fn random_ids() -> Vec<u16> {
+    let mut r = Rng::new(5, Stream::Replay);
+    let mut ids: Vec<u16> = (0..16).map(|_| r.below(256) as u16).collect();
+    ids[0] = 256;
+    ids[8] = 256;
+    ids[12] = 257;
+    ids[13..].fill(258);
+    ids
+}
+
+fn loss_of(model: &Llama, ids: &[u16], delta: Option<&mut dyn LayerDelta>) -> f64 {
+    let mut acts = LmActivations::default();
+    model.forward(ids, 2, 8, &mut acts, delta).unwrap();
+    loss_and_grad(model, &acts).0 as f64
+}
+
+fn check_fd(what: &str, analytic: f32, lp: f64, lm: f64, eps: f32) {
+    let fd = (lp - lm) / (2.0 * eps as f64);
+    let g = analytic as f64;
+    assert!((fd - g).abs() <= 2e-2 * fd.abs().max(g.abs()) + 1e-4, "{what}: finite difference {fd}, backward {g}");
+}
+
+#[test]
+fn model_gradients_match_finite_differences() {
+    let mut model = random_model(3);
+    let ids = random_ids();
+    let mut acts = LmActivations::default();
+    model.forward(&ids, 2, 8, &mut acts, None).unwrap();
+    let (_, dlogits) = loss_and_grad(&model, &acts);
+    let mut grads = LmGrads::zeros(&model);
+    model.backward(&acts, &dlogits, &mut grads, true, None);
+    let analytic: Vec<Vec<f32>> = grads.tensors(&model).iter().map(|g| g.to_vec()).collect();
+    let names: Vec<String> = model.params().into_iter().map(|(n, _)| n).collect();
+    let eps = 1e-2f32;
+    let mut pick = Rng::new(11, Stream::Dropout);
+    for (t, name) in names.iter().enumerate() {
+        let len = analytic[t].len();
+        for _ in 0..6 {
+            // Embedding rows of tokens in the batch; anywhere in the other tensors.
+            let i = if t == 0 {
+                let id = ids[pick.below(ids.len() as u32) as usize] as usize;
+                id * 16 + pick.below(16) as usize
+            } else {
+                pick.below(len as u32) as usize
+            };
+            let orig = model.params_mut()[t][i];
+            model.params_mut()[t][i] = orig + eps;
+            let lp = loss_of(&model, &ids, None);
+            model.params_mut()[t][i] = orig - eps;
+            let lm = loss_of(&model, &ids, None);
+            model.params_mut()[t][i] = orig;
+            check_fd(&format!("{name}[{i}]"), analytic[t][i], lp, lm, eps);
+        }
+    }
+}
+
+/// lora_A (`which` 0) or lora_B (1) entry `i` of adapter layer `li`.
+fn param(l: &mut Loras, li: usize, which: usize, i: usize) -> &mut f32 {
+    if which == 0 {
+        &mut l.0[li].lora_a[i]
+    } else {
+        &mut l.0[li].lora_b[i]
+    }
+}
+
+#[test]
+fn lora_gradients_match_finite_differences_on_every_module_type() {
+    let model = random_model(4);
+    let ids = random_ids();
+    let mut r = Rng::new(2, Stream::AdapterInit);
+    let layers = model
+        .cfg
+        .linear_modules()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, fan_in, fan_out))| {
+            let a = (0..2 * fan_in).map(|_| 0.3 * r.normal()).collect();
+            let b = (0..fan_out * 2).map(|_| 0.3 * r.normal()).collect();
+            LoraLayer::new(i, (fan_in, fan_out), 2, 1.5, a, b)
+        })
+        .collect();
+    let mut loras = Loras(layers);
+    let mut acts = LmActivations::default();
+    model.forward(&ids, 2, 8, &mut acts, Some(&mut loras)).unwrap();
+    let (_, dlogits) = loss_and_grad(&model, &acts);
+    let mut grads = LmGrads::zeros(&model);
+    model.backward(&acts, &dlogits, &mut grads, false, Some(&mut loras));
+    let analytic: Vec<(Vec<f32>, Vec<f32>)> = loras.0.iter().map(|l| (l.grad_a.clone(), l.grad_b.clone())).collect();
+    let eps = 1e-2f32;
+    let mut pick = Rng::new(12, Stream::Dropout);
+    let names = model.cfg.linear_modules();
+    for (li, (ga, gb)) in analytic.iter().enumerate() {
+        for which in 0..2 {
+            for _ in 0..3 {
+                let len = if which == 0 { ga.len() } else { gb.len() };
+                let i = pick.below(len as u32) as usize;
+                *param(&mut loras, li, which, i) += eps;
+                let lp = loss_of(&model, &ids, Some(&mut loras));
+                *param(&mut loras, li, which, i) -= 2.0 * eps;
+                let lm = loss_of(&model, &ids, Some(&mut loras));
+                *param(&mut loras, li, which, i) += eps;
+                let g = if which == 0 { ga[i] } else { gb[i] };
+                check_fd(&format!("{} lora_{}[{i}]", names[li].0, ["A", "B"][which]), g, lp, lm, eps);
+            }
+        }
+    }
+}
+
+#[test]
+fn forward_and_backward_are_bit_identical_for_any_thread_count() {
+    let model = Llama::new(LmConfig::tiny(), 9);
+    let mut r = Rng::new(1, Stream::Replay);
+    let ids: Vec<u16> = (0..4 * 64).map(|_| r.below(259) as u16).collect();
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+            let mut acts = LmActivations::default();
+            model.forward(&ids, 4, 64, &mut acts, None).unwrap();
+            let (l, dlogits) = loss_and_grad(&model, &acts);
+            let mut grads = LmGrads::zeros(&model);
+            model.backward(&acts, &dlogits, &mut grads, true, None);
+            let bits: Vec<u32> = grads.tensors(&model).iter().flat_map(|g| g.iter().map(|v| v.to_bits())).collect();
+            (l.to_bits(), acts.logits.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), bits)
+        })
+    };
+    assert!(run(1) == run(2), "1 and 2 threads differ");
+}
+
+#[test]
+fn bad_token_ids_are_refused() {
+    let model = random_model(1);
+    let mut acts = LmActivations::default();
+    let e = model.forward(&[256, 300, 1, 2], 1, 4, &mut acts, None).unwrap_err().to_string();
+    assert!(e.contains("300 is outside the vocabulary of 264"), "{e}");
+    let e = model.forward(&[1; 18], 2, 9, &mut acts, None).unwrap_err().to_string();
+    assert!(e.contains("longer than the context of 8"), "{e}");
+    let e = model.forward(&[1; 5], 2, 3, &mut acts, None).unwrap_err().to_string();
+    assert!(e.contains("do not make 2 sequences of 3"), "{e}");
+}
