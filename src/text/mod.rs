@@ -1,0 +1,13 @@
+//! The language model's data, from bytes to token sequences: `tokenizer` maps text to byte ids and
+//! back.
+//!
+//! Tokens stay `u16` (264 ids) until the model embeds them: the English words' 3 M training tokens
+//! are 6 MB so, and would be 12 MB as `u32`.
+
+mod tokenizer;
+
+pub use tokenizer::{decode, encode_line, Token, BOS, EOS, PAD, VOCAB};
+
+/// Tokens per training block and per evaluated sequence: the model's `max_position_embeddings`
+/// (TRL's `max_seq_length`).
+pub const BLOCK: usize = 64;
