@@ -1,11 +1,13 @@
 //! The language model's data, from bytes to token sequences: `tokenizer` maps text to byte ids and
-//! back.
+//! back, `packing` turns training lines into fixed-size blocks as TRL's `SFTTrainer(packing=True)` does.
 //!
 //! Tokens stay `u16` (264 ids) until the model embeds them: the English words' 3 M training tokens
 //! are 6 MB so, and would be 12 MB as `u32`.
 
+mod packing;
 mod tokenizer;
 
+pub use packing::{pack, Blocks};
 pub use tokenizer::{decode, encode_line, Token, BOS, EOS, PAD, VOCAB};
 
 /// Tokens per training block and per evaluated sequence: the model's `max_position_embeddings`
