@@ -1,10 +1,11 @@
 //! The language model's data path: the byte tokenizer, TRL-style packing into blocks, the corpus
-//! parsers (good files and every way a file can be wrong) and the held-out split.
+//! parsers (good files and every way a file can be wrong), the held-out split and the evaluation
+//! sequences.
 #![cfg(not(target_arch = "wasm32"))]
 
 use lora_lab::text::{
-    decode, encode_line, pack, parse_json_strings, parse_lines, user_lines, Corpus, Token, BLOCK, BOS, EOS, PAD,
-    USER_FILE, USER_MAX_BYTES, VOCAB,
+    decode, encode_line, eval_sequences, pack, parse_json_strings, parse_lines, user_lines, Corpus, Token, BLOCK, BOS,
+    EOS, PAD, USER_FILE, USER_MAX_BYTES, VOCAB,
 };
 use lora_lab::LabError;
 
@@ -333,4 +334,24 @@ fn named_corpora_refuse_files_that_cannot_be_split_or_trained_on() {
     let ok = format!("held\n{}\n", "t".repeat(62));
     let c = Corpus::user(ok.as_bytes()).unwrap();
     assert_eq!((c.held_out.len(), c.train.len()), (1, 1));
+}
+
+// --- evaluation sequences --------------------------------------------------------------------
+
+#[test]
+fn eval_sequences_encode_each_line_alone_truncated_to_the_context() {
+    let lines = vec!["Mew".to_string(), String::new(), "é".to_string(), "y".repeat(62), "q".repeat(100)];
+    let seqs = eval_sequences(&lines, BLOCK);
+    assert_eq!(seqs.len(), 5);
+    assert_eq!(seqs[0], encode_line("Mew"));
+    assert_eq!(seqs[1], vec![BOS, EOS]);
+    assert_eq!(seqs[2], vec![BOS, 0xC3, 0xA9, EOS]);
+    // 62 bytes fit exactly with BOS and EOS; 100 bytes lose their tail and the EOS.
+    assert_eq!(seqs[3].len(), 64);
+    assert_eq!(seqs[3].last(), Some(&EOS));
+    assert_eq!(seqs[4].len(), 64);
+    assert_eq!(seqs[4][0], BOS);
+    assert!(seqs[4][1..].iter().all(|&t| t == b'q' as Token));
+    assert!(eval_sequences(&[], BLOCK).is_empty());
+    assert_eq!(eval_sequences(&lines, 2)[0], vec![BOS, b'M' as Token]);
 }
