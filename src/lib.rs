@@ -1,6 +1,6 @@
 //! LoRA Lab: low-rank adaptation of an MNIST MLP, computed by our own threaded SIMD128 kernels.
 //!
-//! Data flows one way: bytes → `data`/`io` → `nn`/`lora` (via `kernels`) → `train` → `web`.
+//! Data flows one way: bytes → `data`/`text`/`io` → `nn`/`lora` (via `kernels`) → `train` → `web`.
 //! Only `web` knows JavaScript exists; only `kernels` holds SIMD and `unsafe`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -16,6 +16,7 @@ pub mod lora;
 pub mod nn;
 pub mod rng;
 pub mod svd;
+pub mod text;
 pub mod train;
 
 #[cfg(target_arch = "wasm32")]
