@@ -22,12 +22,17 @@ export async function launchBrowser() {
   });
 }
 
+/** Serves the page on a free port of 127.0.0.1 (isolated or not): { url, close }. Both browsers' helpers use it. */
+export function serveLab({ isolation = true } = {}) {
+  return startServer({ port: 0, isolation, quiet: true });
+}
+
 /**
  * Serves the page (isolated or not), opens it in a fresh context and records console errors, page
  * errors and every request's URL. Returns { page, url, errors, requests, close }.
  */
 export async function openLab(browser, { isolation = true } = {}) {
-  const srv = await startServer({ port: 0, isolation, quiet: true });
+  const srv = await serveLab({ isolation });
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   const errors = [];
