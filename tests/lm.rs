@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use lora_lab::io::{read_safetensors, Tensor};
+use lora_lab::io::{self, read_safetensors, Tensor};
 use lora_lab::lm::{loss, Llama, LmActivations, LmConfig, LmGrads};
-use lora_lab::lora::LoraLayer;
+use lora_lab::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
 use lora_lab::nn::LayerDelta;
 use lora_lab::rng::{Rng, Stream};
 
@@ -53,22 +53,6 @@ fn assert_close(what: &str, ours: &[f32], theirs: &[f32], tol: f32) {
     }
 }
 
-/// A LoRA adapter on any set of the LM's modules, built from the crate's LoraLayer: what the
-/// generalised `lora::Adapter` does for the LM, here for the gradient checks.
-struct Loras(Vec<LoraLayer>);
-
-impl LayerDelta for Loras {
-    fn is_active(&self, i: usize) -> bool {
-        self.0.iter().any(|l| l.layer == i)
-    }
-    fn forward(&mut self, i: usize, x: &[f32], y: &mut [f32], b: usize) {
-        self.0.iter_mut().find(|l| l.layer == i).unwrap().forward(x, y, b, None);
-    }
-    fn backward(&mut self, i: usize, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, b: usize) {
-        self.0.iter_mut().find(|l| l.layer == i).unwrap().backward(x, dy, dx, b);
-    }
-}
-
 #[test]
 fn parameter_count_of_the_tiny_model() {
     let cfg = LmConfig::tiny();
@@ -96,46 +80,54 @@ fn logits_loss_and_gradients_match_transformers() {
     }
 }
 
-/// Loads a PEFT fixture adapter as LoRA layers on the fixture model's modules.
-fn fixture_loras(model: &Llama, folder: &str, scaling: f32) -> (Loras, Vec<String>) {
-    let w = fixture(&format!("{folder}/adapter_model.safetensors"));
-    let mut layers = Vec::new();
-    let mut keys = Vec::new();
-    for (i, (name, fan_in, fan_out)) in model.cfg.linear_modules().into_iter().enumerate() {
-        let key = format!("base_model.model.{name}.lora_A.weight");
-        let Some(a) = w.get(&key) else { continue };
-        let b = &w[&format!("base_model.model.{name}.lora_B.weight")];
-        let r = a.shape[0];
-        layers.push(LoraLayer::new(i, (fan_in, fan_out), r, scaling, a.data.clone(), b.data.clone()));
-        keys.push(name);
-    }
-    (Loras(layers), keys)
+/// The fixture's adapters, as PEFT saved them, read by the lab's own importer.
+fn fixture_adapter(model: &Llama, folder: &str) -> Adapter {
+    let st = std::fs::read(format!("{FIXTURE}/{folder}/adapter_model.safetensors")).unwrap();
+    let config = std::fs::read_to_string(format!("{FIXTURE}/{folder}/adapter_config.json")).unwrap();
+    io::import_adapter(folder, &st, &config, model).unwrap()
 }
 
 #[test]
 fn lora_on_every_module_type_matches_peft() {
-    for (folder, outputs, scaling, modules) in [
-        ("adapter", "lora_outputs.safetensors", 8.0 / 4.0, 15),
-        ("adapter_rslora", "lora_rslora_outputs.safetensors", 8.0 / 2.0, 4),
-    ] {
+    for (folder, outputs, modules) in
+        [("adapter", "lora_outputs.safetensors", 15), ("adapter_rslora", "lora_rslora_outputs.safetensors", 4)]
+    {
         let model = fixture_model();
         let out = fixture(outputs);
-        let (mut loras, names) = fixture_loras(&model, folder, scaling);
-        assert_eq!(loras.0.len(), modules, "{folder}: adapted modules");
+        let mut adapter = fixture_adapter(&model, folder);
+        assert_eq!(adapter.layers.len(), modules, "{folder}: adapted modules");
         let ids = ids_of(&out["ids"]);
         let mut acts = LmActivations::default();
-        model.forward(&ids, 2, 16, &mut acts, Some(&mut loras)).unwrap();
+        model.forward(&ids, 2, 16, &mut acts, Some(&mut adapter)).unwrap();
         assert_close(&format!("{folder} logits"), &acts.logits, &out["logits"].data, 2e-5);
         let (l, dlogits) = loss_and_grad(&model, &acts);
         assert!((l - out["loss"].data[0]).abs() < 1e-5, "{folder}: loss {l} vs PEFT {}", out["loss"].data[0]);
         let mut grads = LmGrads::zeros(&model);
-        model.backward(&acts, &dlogits, &mut grads, false, Some(&mut loras));
-        for (layer, name) in loras.0.iter().zip(&names) {
+        model.backward(&acts, &dlogits, &mut grads, false, Some(&mut adapter));
+        let names = adapter.target_names();
+        for (layer, name) in adapter.layers.iter().zip(&names) {
             let key = |ab: &str| format!("grad.base_model.model.{name}.lora_{ab}.weight");
             assert_close(&key("A"), &layer.grad_a, &out[&key("A")].data, 1e-4);
             assert_close(&key("B"), &layer.grad_b, &out[&key("B")].data, 1e-4);
         }
+        // Merged into the weights, the adapter gives the same logits (PEFT's merge_and_unload).
+        let mut merged = model.clone();
+        adapter.merge_into(&mut merged);
+        let mut m_acts = LmActivations::default();
+        merged.forward(&ids, 2, 16, &mut m_acts, None).unwrap();
+        assert_close(&format!("{folder} merged logits"), &m_acts.logits, &out["logits"].data, 2e-5);
     }
+}
+
+#[test]
+fn a_saved_lm_head_base_layer_must_match_the_base() {
+    let mut model = fixture_model();
+    let lm_head = model.cfg.lm_head();
+    model.linears[lm_head].weight[5] += 0.5;
+    let st = std::fs::read(format!("{FIXTURE}/adapter/adapter_model.safetensors")).unwrap();
+    let config = std::fs::read_to_string(format!("{FIXTURE}/adapter/adapter_config.json")).unwrap();
+    let e = io::import_adapter("x", &st, &config, &model).unwrap_err().to_string();
+    assert!(e.contains("adapter_model.safetensors") && e.contains("lm_head.base_layer.weight differs"), "{e}");
 }
 
 /// A small random model whose every weight matters: larger init, norms away from 1.
@@ -216,11 +208,11 @@ fn model_gradients_match_finite_differences() {
 }
 
 /// lora_A (`which` 0) or lora_B (1) entry `i` of adapter layer `li`.
-fn param(l: &mut Loras, li: usize, which: usize, i: usize) -> &mut f32 {
+fn param(a: &mut Adapter, li: usize, which: usize, i: usize) -> &mut f32 {
     if which == 0 {
-        &mut l.0[li].lora_a[i]
+        &mut a.layers[li].lora_a[i]
     } else {
-        &mut l.0[li].lora_b[i]
+        &mut a.layers[li].lora_b[i]
     }
 }
 
@@ -229,24 +221,19 @@ fn lora_gradients_match_finite_differences_on_every_module_type() {
     let model = random_model(4);
     let ids = random_ids();
     let mut r = Rng::new(2, Stream::AdapterInit);
-    let layers = model
-        .cfg
-        .linear_modules()
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, fan_in, fan_out))| {
-            let a = (0..2 * fan_in).map(|_| 0.3 * r.normal()).collect();
-            let b = (0..fan_out * 2).map(|_| 0.3 * r.normal()).collect();
-            LoraLayer::new(i, (fan_in, fan_out), 2, 1.5, a, b)
-        })
-        .collect();
-    let mut loras = Loras(layers);
+    // Every module, PEFT's default init, then both factors random so each gets a gradient.
+    let all: Vec<usize> = (0..model.cfg.linear_modules().len()).collect();
+    let cfg = LoraConfig { targets: all, rank: 2, alpha: 3.0, scaling: Scaling::Peft, dropout: 0.0, bias: Bias::None, init: Init::Default };
+    let mut loras = Adapter::new("all", cfg, &model, 1).unwrap();
+    for l in &mut loras.layers {
+        l.lora_a.iter_mut().chain(l.lora_b.iter_mut()).for_each(|v| *v = 0.3 * r.normal());
+    }
     let mut acts = LmActivations::default();
     model.forward(&ids, 2, 8, &mut acts, Some(&mut loras)).unwrap();
     let (_, dlogits) = loss_and_grad(&model, &acts);
     let mut grads = LmGrads::zeros(&model);
     model.backward(&acts, &dlogits, &mut grads, false, Some(&mut loras));
-    let analytic: Vec<(Vec<f32>, Vec<f32>)> = loras.0.iter().map(|l| (l.grad_a.clone(), l.grad_b.clone())).collect();
+    let analytic: Vec<(Vec<f32>, Vec<f32>)> = loras.layers.iter().map(|l| (l.grad_a.clone(), l.grad_b.clone())).collect();
     let eps = 1e-2f32;
     let mut pick = Rng::new(12, Stream::Dropout);
     let names = model.cfg.linear_modules();

@@ -1,13 +1,14 @@
-//! PEFT's adapter files: `adapter_model.safetensors` (keys `base_model.model.layers.N.lora_A.weight`
-//! r×in and `...lora_B.weight` out×r, plus `...layers.N.bias` where the bias setting trained it) and
-//! `adapter_config.json`, with `lora_alpha` chosen so PEFT's scaling equals ours.
+//! PEFT's adapter files, for either model: `adapter_model.safetensors` (keys
+//! `base_model.model.<module>.lora_A.weight` r×in and `...lora_B.weight` out×r, plus `<module>.bias`
+//! where the bias setting trained it) and `adapter_config.json`, with `lora_alpha` chosen so PEFT's
+//! scaling equals ours.
 
 use super::adapter_config::{from_peft, parse_adapter_config, AdapterConfig};
 use super::model_file::export_model;
 use super::tensors::{expect_tensors, read_safetensors, write_safetensors};
 use crate::error::{LabError, Result};
-use crate::lora::{scaling_value, Adapter, Bias, Init, LoraConfig, Scaling};
-use crate::nn::{Mlp, LAYER_NAMES, LAYER_SHAPES};
+use crate::lora::{scaling_value, targets, Adaptable, Adapter, Bias, Init, LoraConfig, Scaling};
+use crate::nn::Mlp;
 
 pub const ADAPTER_FILE: &str = "adapter_model.safetensors";
 pub const CONFIG_FILE: &str = "adapter_config.json";
@@ -32,30 +33,40 @@ pub struct AdapterFiles {
     pub base_model: Option<Vec<u8>>,
 }
 
-fn known_modules() -> Vec<(&'static str, usize, usize)> {
-    LAYER_NAMES.iter().zip(LAYER_SHAPES).map(|(n, (i, o))| (*n, i, o)).collect()
+/// A base model's own weights file (`model.safetensors`), for a PiSSA adapter's residual base.
+pub trait BaseFile {
+    fn base_file(&self) -> Result<Vec<u8>>;
 }
 
-fn bias_layers(bias: Bias, targets: &[usize]) -> Vec<usize> {
-    match bias {
-        Bias::None => vec![],
-        Bias::All => vec![0, 1, 2],
-        Bias::LoraOnly => targets.to_vec(),
+impl BaseFile for Mlp {
+    fn base_file(&self) -> Result<Vec<u8>> {
+        export_model(self)
     }
 }
 
-pub fn export_adapter(adapter: &Adapter, base: &Mlp) -> Result<AdapterFiles> {
+/// Modules whose bias trains under `bias`: all that have one, or the targeted ones.
+fn bias_layers(bias: Bias, targets: &[usize], base: &impl Adaptable) -> Vec<usize> {
+    let has_bias = |i: &usize| !base.linear(*i).bias.is_empty();
+    match bias {
+        Bias::None => vec![],
+        Bias::All => (0..base.modules().len()).filter(has_bias).collect(),
+        Bias::LoraOnly => targets.iter().copied().filter(has_bias).collect(),
+    }
+}
+
+pub fn export_adapter<M: Adaptable + BaseFile + Clone>(adapter: &Adapter, base: &M) -> Result<AdapterFiles> {
     let c = &adapter.config;
+    let names = &adapter.modules;
     let mut owned: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     for l in &adapter.layers {
-        let n = LAYER_NAMES[l.layer];
+        let n = &names[l.layer].name;
         owned.push((format!("{PREFIX}{n}.lora_A.weight"), vec![l.rank, l.in_features], l.lora_a.clone()));
         owned.push((format!("{PREFIX}{n}.lora_B.weight"), vec![l.out_features, l.rank], l.lora_b.clone()));
     }
     for (i, shift) in adapter.bias_shift.iter().enumerate() {
         if let Some(shift) = shift {
-            let bias: Vec<f32> = base.layers[i].bias.iter().zip(shift).map(|(b, s)| b + s).collect();
-            owned.push((format!("{PREFIX}{}.bias", LAYER_NAMES[i]), vec![bias.len()], bias));
+            let bias: Vec<f32> = base.linear(i).bias.iter().zip(shift).map(|(b, s)| b + s).collect();
+            owned.push((format!("{PREFIX}{}.bias", names[i].name), vec![bias.len()], bias));
         }
     }
     let tensors: Vec<(String, Vec<usize>, &[f32])> =
@@ -66,7 +77,7 @@ pub fn export_adapter(adapter: &Adapter, base: &Mlp) -> Result<AdapterFiles> {
     // two exports of the same adapter differ byte for byte. PEFT's loader reads no metadata.
     let metadata = std::collections::HashMap::from([(META_KEY.to_string(), meta)]);
     let safetensors = write_safetensors(&tensors, Some(metadata))?;
-    let mut config = AdapterConfig::new(c.rank, c.scaling, c.alpha, c.target_names());
+    let mut config = AdapterConfig::new(c.rank, c.scaling, c.alpha, adapter.target_names());
     config.lora_dropout = c.dropout as f64;
     config.bias = c.bias;
     let base_model = if c.init == Init::Pissa {
@@ -79,10 +90,10 @@ pub fn export_adapter(adapter: &Adapter, base: &Mlp) -> Result<AdapterFiles> {
                 frozen.lora_b = b0.clone();
                 frozen.residual = None;
                 let dw = frozen.delta_weight();
-                residual.layers[l.layer].weight.iter_mut().zip(&dw).for_each(|(w, d)| *w -= d);
+                residual.linear_mut(l.layer).weight.iter_mut().zip(&dw).for_each(|(w, d)| *w -= d);
             }
         }
-        Some(export_model(&residual)?)
+        Some(residual.base_file()?)
     } else {
         None
     };
@@ -91,9 +102,15 @@ pub fn export_adapter(adapter: &Adapter, base: &Mlp) -> Result<AdapterFiles> {
 
 /// Reads an adapter for `base`. On any error — a config naming an unknown layer, a rank too large,
 /// a tensor missing, misshapen or non-finite — nothing is created.
-pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &Mlp) -> Result<Adapter> {
-    let cfg = parse_adapter_config(config_json, CONFIG_FILE, &known_modules())?;
-    let targets = cfg.target_modules.iter().map(|t| LoraConfig::layer_index(t)).collect::<Result<Vec<_>>>()?;
+pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &impl Adaptable) -> Result<Adapter> {
+    let modules = base.modules();
+    let known: Vec<(&str, usize, usize)> =
+        modules.iter().map(|m| (m.name.as_str(), m.in_features, m.out_features)).collect();
+    let names: Vec<&str> = known.iter().map(|k| k.0).collect();
+    let cfg = parse_adapter_config(config_json, CONFIG_FILE, &known)?;
+    // parse_adapter_config returns full module names, each of which names itself.
+    let targets: Vec<usize> =
+        cfg.target_modules.iter().map(|t| targets::find(t, &names).expect("a resolved module name")).collect();
     let (mut scaling, mut alpha) = from_peft(cfg.lora_alpha, cfg.use_rslora, cfg.r);
     let map = read_safetensors(safetensors, ADAPTER_FILE)?;
     let mut init = Init::Default;
@@ -118,15 +135,29 @@ pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &
         bias: cfg.bias,
         init,
     };
-    config.validate().map_err(|e| LabError::file(CONFIG_FILE, e.to_string()))?;
+    config.validate(&modules).map_err(|e| LabError::file(CONFIG_FILE, e.to_string()))?;
     let mut expected: Vec<(String, Vec<usize>)> = Vec::new();
     for &t in &targets {
-        let (i, o) = LAYER_SHAPES[t];
-        expected.push((format!("{PREFIX}{}.lora_A.weight", LAYER_NAMES[t]), vec![cfg.r, i]));
-        expected.push((format!("{PREFIX}{}.lora_B.weight", LAYER_NAMES[t]), vec![o, cfg.r]));
+        let m = &modules[t];
+        expected.push((format!("{PREFIX}{}.lora_A.weight", m.name), vec![cfg.r, m.in_features]));
+        expected.push((format!("{PREFIX}{}.lora_B.weight", m.name), vec![m.out_features, cfg.r]));
     }
-    for t in bias_layers(cfg.bias, &targets) {
-        expected.push((format!("{PREFIX}{}.bias", LAYER_NAMES[t]), vec![LAYER_SHAPES[t].1]));
+    for t in bias_layers(cfg.bias, &targets, base) {
+        expected.push((format!("{PREFIX}{}.bias", modules[t].name), vec![modules[t].out_features]));
+    }
+    // PEFT also saves the base weight of an adapted output layer (`save_embedding_layers`, e.g.
+    // `lm_head.base_layer.weight`); loading it would replace the base's, so it must be the same.
+    let mut map = map;
+    for &t in &targets {
+        let key = format!("{PREFIX}{}.base_layer.weight", modules[t].name);
+        if let Some(saved) = map.remove(&key) {
+            if saved.data != base.linear(t).weight {
+                return Err(LabError::file(
+                    ADAPTER_FILE,
+                    format!("{key} differs from the loaded base model's {}: the adapter was saved with another base", modules[t].name),
+                ));
+            }
+        }
     }
     let exp: Vec<(&str, &[usize])> = expected.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
     expect_tensors(&map, ADAPTER_FILE, &exp, false)?;
@@ -142,14 +173,14 @@ pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &
     let mut adapter = Adapter::new(name, LoraConfig { init: Init::Default, ..config.clone() }, base, 0)?;
     adapter.config = config;
     for l in &mut adapter.layers {
-        let n = LAYER_NAMES[l.layer];
+        let n = &modules[l.layer].name;
         l.lora_a = map[&format!("{PREFIX}{n}.lora_A.weight")].data.clone();
         l.lora_b = map[&format!("{PREFIX}{n}.lora_B.weight")].data.clone();
     }
     for (i, shift) in adapter.bias_shift.iter_mut().enumerate() {
         if let Some(shift) = shift {
-            let file_bias = &map[&format!("{PREFIX}{}.bias", LAYER_NAMES[i])].data;
-            for ((s, f), b) in shift.iter_mut().zip(file_bias).zip(&base.layers[i].bias) {
+            let file_bias = &map[&format!("{PREFIX}{}.bias", modules[i].name)].data;
+            for ((s, f), b) in shift.iter_mut().zip(file_bias).zip(&base.linear(i).bias) {
                 *s = f - b;
             }
         }

@@ -91,7 +91,7 @@ impl AdaptedModel {
                 .map(|a| AdapterInfo {
                     name: a.name.clone(),
                     config: AdapterConfigView {
-                        targets: a.config.target_names(),
+                        targets: a.target_names(),
                         rank: a.config.rank,
                         alpha: a.config.alpha,
                         scaling: a.config.scaling,

@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::Lab;
 use crate::error::{LabError, Result};
-use crate::lora::LoraConfig;
 use crate::nn::{LAYER_NAMES, LAYER_SHAPES};
 use crate::svd;
 
@@ -63,7 +62,7 @@ impl Lab {
 
     /// Singular values of one of the base model's layers, and the error of keeping `rank` of them.
     pub fn layer_svd(&self, layer: &str, rank: usize) -> Result<LayerSvd> {
-        let i = LoraConfig::layer_index(layer)?;
+        let i = super::mlp::layer_index(layer)?;
         let (fan_in, fan_out) = LAYER_SHAPES[i];
         let s = svd::singular_values(&self.require_base()?.layers[i].weight, fan_out, fan_in)?;
         if rank == 0 || rank > s.len() {

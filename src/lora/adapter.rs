@@ -3,8 +3,9 @@
 
 use super::config::{Bias, Init, LoraConfig};
 use super::layer::LoraLayer;
+use super::modules::{Adaptable, Module};
 use crate::error::Result;
-use crate::nn::{LayerDelta, Mlp, LAYER_NAMES, LAYER_SHAPES};
+use crate::nn::LayerDelta;
 use crate::rng::{Rng, Stream};
 use crate::svd;
 
@@ -12,26 +13,29 @@ use crate::svd;
 pub struct Adapter {
     pub name: String,
     pub config: LoraConfig,
-    /// One per target, in layer order.
+    /// The base model's modules (names and shapes), indexed as `config.targets` and `LoraLayer::layer`.
+    pub modules: Vec<Module>,
+    /// One per target, in module order.
     pub layers: Vec<LoraLayer>,
-    /// Trained bias minus the base bias, per layer where the bias setting trains it.
-    pub bias_shift: [Option<Vec<f32>>; 3],
-    pub bias_grad: [Option<Vec<f32>>; 3],
+    /// Trained bias minus the base bias, per module where the bias setting trains it.
+    pub bias_shift: Vec<Option<Vec<f32>>>,
+    pub bias_grad: Vec<Option<Vec<f32>>>,
     /// Training mode: dropout draws from this stream; `None` in evaluation.
     dropout_rng: Option<Rng>,
 }
 
 impl Adapter {
     /// A fresh adapter on `base` with `config`'s init; `seed` drives the random inits and dropout.
-    pub fn new(name: &str, config: LoraConfig, base: &Mlp, seed: u64) -> Result<Self> {
-        config.validate()?;
+    pub fn new(name: &str, config: LoraConfig, base: &impl Adaptable, seed: u64) -> Result<Self> {
+        let modules = base.modules();
+        config.validate(&modules)?;
         let mut rng = Rng::new(seed, Stream::AdapterInit);
         let s = config.scaling_value();
         let r = config.rank;
         let mut layers = Vec::with_capacity(config.targets.len());
         for &t in &config.targets {
-            let (fan_in, fan_out) = LAYER_SHAPES[t];
-            let w = &base.layers[t].weight;
+            let (fan_in, fan_out) = (modules[t].in_features, modules[t].out_features);
+            let w = &base.linear(t).weight;
             let layer = match config.init {
                 Init::Svd | Init::Pissa => {
                     let lr = svd::low_rank(w, fan_out, fan_in, r)?;
@@ -66,10 +70,11 @@ impl Adapter {
             Bias::All => true,
             Bias::LoraOnly => config.targets.contains(&i),
         };
-        let bias_shift: [Option<Vec<f32>>; 3] =
-            std::array::from_fn(|i| trains_bias(i).then(|| vec![0.0; LAYER_SHAPES[i].1]));
+        let bias_shift: Vec<Option<Vec<f32>>> = (0..modules.len())
+            .map(|i| (trains_bias(i) && modules[i].has_bias).then(|| vec![0.0; modules[i].out_features]))
+            .collect();
         let bias_grad = bias_shift.clone();
-        Ok(Self { name: name.to_string(), config, layers, bias_shift, bias_grad, dropout_rng: None })
+        Ok(Self { name: name.to_string(), config, modules, layers, bias_shift, bias_grad, dropout_rng: None })
     }
 
     /// Starts (`Some(seed)`) or ends (`None`) training mode, where dropout is applied.
@@ -134,27 +139,32 @@ impl Adapter {
     }
 
     /// Writes this adapter into the base: W += ΔW, bias += shift (PEFT's merge).
-    pub fn merge_into(&self, base: &mut Mlp) {
+    pub fn merge_into(&self, base: &mut impl Adaptable) {
         for l in &self.layers {
             let dw = l.delta_weight();
-            base.layers[l.layer].weight.iter_mut().zip(&dw).for_each(|(w, d)| *w += d);
+            base.linear_mut(l.layer).weight.iter_mut().zip(&dw).for_each(|(w, d)| *w += d);
         }
         for (i, shift) in self.bias_shift.iter().enumerate() {
             if let Some(shift) = shift {
-                base.layers[i].bias.iter_mut().zip(shift).for_each(|(b, s)| *b += s);
+                base.linear_mut(i).bias.iter_mut().zip(shift).for_each(|(b, s)| *b += s);
             }
         }
     }
 
-    /// Names of the layers this adapter touches (LoRA or bias), for messages and exports.
-    pub fn touched_layers(&self) -> Vec<&'static str> {
-        (0..3).filter(|&i| self.is_active(i)).map(|i| LAYER_NAMES[i]).collect()
+    /// Full names of the modules with a LoRA layer.
+    pub fn target_names(&self) -> Vec<String> {
+        self.config.target_names(&self.modules)
+    }
+
+    /// Names of the modules this adapter touches (LoRA or bias), for messages and exports.
+    pub fn touched_layers(&self) -> Vec<&str> {
+        (0..self.modules.len()).filter(|&i| self.is_active(i)).map(|i| self.modules[i].name.as_str()).collect()
     }
 }
 
 impl LayerDelta for Adapter {
     fn is_active(&self, i: usize) -> bool {
-        self.layer(i).is_some() || self.bias_shift[i].is_some()
+        self.layer(i).is_some() || self.bias_shift.get(i).is_some_and(Option::is_some)
     }
 
     fn forward(&mut self, i: usize, x: &[f32], y: &mut [f32], b: usize) {
@@ -162,7 +172,7 @@ impl LayerDelta for Adapter {
         if let Some(l) = self.layers.iter_mut().find(|l| l.layer == i) {
             l.forward(x, y, b, self.dropout_rng.as_mut().map(|r| (r, p)));
         }
-        if let Some(shift) = &self.bias_shift[i] {
+        if let Some(Some(shift)) = self.bias_shift.get(i) {
             for row in y.chunks_exact_mut(shift.len()) {
                 row.iter_mut().zip(shift).for_each(|(v, s)| *v += s);
             }
@@ -170,7 +180,7 @@ impl LayerDelta for Adapter {
     }
 
     fn backward(&mut self, i: usize, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, b: usize) {
-        if let Some(g) = &mut self.bias_grad[i] {
+        if let Some(Some(g)) = self.bias_grad.get_mut(i) {
             crate::kernels::bias_grad(dy, b, g.len(), g);
         }
         if let Some(l) = self.layers.iter_mut().find(|l| l.layer == i) {

@@ -3,9 +3,8 @@
 
 use serde::Deserialize;
 
-use super::targets;
+use super::modules::Module;
 use crate::error::{LabError, Result};
-use crate::nn::{LAYER_NAMES, LAYER_SHAPES};
 
 /// How α becomes the factor on lora_B·lora_A.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
@@ -57,7 +56,7 @@ pub enum Init {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoraConfig {
-    /// Adapted layers, as indices 0..3 of `LAYER_NAMES`, ascending.
+    /// Adapted modules, as ascending indices into the model's `Adaptable::modules`.
     pub targets: Vec<usize>,
     pub rank: usize,
     pub alpha: f64,
@@ -87,31 +86,28 @@ impl LoraConfig {
         scaling_value(self.scaling, self.alpha, self.rank) as f32
     }
 
-    pub fn target_names(&self) -> Vec<String> {
-        self.targets.iter().map(|&i| LAYER_NAMES[i].to_string()).collect()
+    /// Full names of the targeted modules among `modules` (the model's, `Adaptable::modules`).
+    pub fn target_names(&self, modules: &[Module]) -> Vec<String> {
+        self.targets.iter().filter_map(|&i| modules.get(i)).map(|m| m.name.clone()).collect()
     }
 
-    /// Layer index of a PEFT module name (`layers.5`, or a suffix of it such as `5`).
-    pub fn layer_index(name: &str) -> Result<usize> {
-        LAYER_NAMES.iter().position(|n| targets::matches(name, n)).ok_or_else(|| {
-            LabError::setting("targets", format!("unknown layer \"{name}\"; the layers are {}", LAYER_NAMES.join(", ")))
-        })
-    }
-
-    pub fn validate(&self) -> Result<()> {
+    /// Checks the settings against the model's `modules`: targets distinct, ascending and among them,
+    /// the rank within every target's shape.
+    pub fn validate(&self, modules: &[Module]) -> Result<()> {
+        let names = || modules.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ");
         if self.targets.is_empty() {
-            return Err(LabError::setting("targets", "choose at least one of layers.1, layers.3, layers.5"));
+            return Err(LabError::setting("targets", format!("choose at least one of {}", names())));
         }
-        if self.targets.iter().any(|&t| t >= 3) || self.targets.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(LabError::setting("targets", "layers must be distinct and among layers.1, layers.3, layers.5"));
+        if self.targets.iter().any(|&t| t >= modules.len()) || self.targets.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(LabError::setting("targets", format!("layers must be distinct and among {}", names())));
         }
         for &t in &self.targets {
-            let (fan_in, fan_out) = LAYER_SHAPES[t];
-            let max = fan_in.min(fan_out);
+            let m = &modules[t];
+            let max = m.in_features.min(m.out_features);
             if self.rank == 0 || self.rank > max {
                 return Err(LabError::setting(
                     "rank",
-                    format!("{} is outside 1..={max} for {} ({fan_out}×{fan_in})", self.rank, LAYER_NAMES[t]),
+                    format!("{} is outside 1..={max} for {} ({}×{})", self.rank, m.name, m.out_features, m.in_features),
                 ));
             }
         }

@@ -7,6 +7,11 @@ pub fn matches(target: &str, module: &str) -> bool {
     module == target || module.strip_suffix(target).is_some_and(|p| p.ends_with('.'))
 }
 
+/// The first of `modules` that `target` names.
+pub fn find(target: &str, modules: &[&str]) -> Option<usize> {
+    modules.iter().position(|m| matches(target, m))
+}
+
 /// Indices into `modules` of every module some entry of `targets` names, in `modules` order and
 /// without repeats. An entry that names no module is an error naming it and the modules there are.
 pub fn resolve(targets: &[String], modules: &[&str]) -> Result<Vec<usize>, String> {

@@ -5,7 +5,7 @@
 mod files;
 mod settings;
 
-pub use settings::{AdapterSettings, AdapterSummary, BaseSettings, RunSummary};
+pub use settings::{layer_index, AdapterSettings, AdapterSummary, BaseSettings, RunSummary};
 
 use serde::Serialize;
 

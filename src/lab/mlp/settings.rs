@@ -5,8 +5,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{LabError, Result};
 use crate::lab::settings::{valid_name, whole};
-use crate::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
+use crate::lora::{mlp_modules, targets, Adapter, Bias, Init, LoraConfig, Scaling};
+use crate::nn::LAYER_NAMES;
 use crate::train::{Schedule, TrainConfig};
+
+/// Index of one of the MLP's layers by PEFT's rule (`layers.5`, or a suffix of it such as `5`).
+pub fn layer_index(name: &str) -> Result<usize> {
+    targets::find(name, &LAYER_NAMES).ok_or_else(|| {
+        LabError::setting("targets", format!("unknown layer \"{name}\"; the layers are {}", LAYER_NAMES.join(", ")))
+    })
+}
 
 /// Settings of `trainBase`, as the page sends them; missing ones take the defaults.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -101,7 +109,7 @@ impl AdapterSettings {
         }
         let article = LoraConfig::article();
         let mut targets = match &self.targets {
-            Some(t) => t.iter().map(|n| LoraConfig::layer_index(n)).collect::<Result<Vec<_>>>()?,
+            Some(t) => t.iter().map(|n| layer_index(n)).collect::<Result<Vec<_>>>()?,
             None => article.targets.clone(),
         };
         targets.sort_unstable();
@@ -121,7 +129,7 @@ impl AdapterSettings {
             bias: self.bias.unwrap_or(article.bias),
             init: self.init.unwrap_or(article.init),
         };
-        lora.validate()?;
+        lora.validate(&mlp_modules())?;
         let train = BaseSettings {
             seed: self.seed,
             epochs: Some(self.epochs.unwrap_or(3.0)),
@@ -141,7 +149,7 @@ impl AdapterSettings {
         let name = match &self.name {
             Some(n) => valid_name(n)?,
             None if self.preset.is_some() => "article".to_string(),
-            None => format!("r{}-a{}-{}", lora.rank, lora.alpha, lora.target_names().join("+")),
+            None => format!("r{}-a{}-{}", lora.rank, lora.alpha, lora.target_names(&mlp_modules()).join("+")),
         };
         Ok((name, lora, cfg, replay))
     }
