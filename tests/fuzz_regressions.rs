@@ -229,12 +229,12 @@ fn seed_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let two = LoraConfig { targets: vec![1, 2], rank: 1, alpha: 2.0, scaling: Scaling::Peft, ..LoraConfig::article() };
     let (config, weights) = exported(two);
     add("adapter", "ok-two-layers-r1", article_input(&config, &weights));
-    // As PEFT writes it, with fields the lab ignores and target_modules as one string.
+    // As PEFT writes it, with fields the lab ignores and target_modules as one string (a regex).
     let peft = json!({
         "alpha_pattern": {}, "auto_mapping": null, "base_model_name_or_path": null, "bias": "none",
         "fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": true, "layers_pattern": null,
         "layers_to_transform": null, "lora_alpha": 16, "lora_dropout": 0.05, "modules_to_save": null,
-        "peft_type": "LORA", "r": 1, "rank_pattern": {}, "revision": null, "target_modules": "5",
+        "peft_type": "LORA", "r": 1, "rank_pattern": {}, "revision": null, "target_modules": "layers\\.[5]",
         "task_type": null, "use_dora": false, "use_rslora": false
     });
     let a: Vec<f32> = (0..256).map(|k| (k as f32 - 128.0) / 1024.0).collect();

@@ -8,6 +8,7 @@ use lora_lab::io::{
     expect_tensors, from_peft, parse_adapter_config, peft_alpha, read_safetensors, write_safetensors, AdapterConfig,
     Tensor,
 };
+use lora_lab::lora::targets::TargetModules;
 use lora_lab::lora::{scaling_value, Bias, Scaling};
 
 const FILE: &str = "adapter_model.safetensors";
@@ -243,7 +244,8 @@ fn with(key: &str, field_json: &str) -> String {
 
 #[test]
 fn config_round_trip() {
-    let mut cfg = AdapterConfig::new(4, Scaling::Article, 1.0, vec!["layers.5".into(), "layers.1".into()]);
+    let mut cfg =
+        AdapterConfig::new(4, Scaling::Article, 1.0, TargetModules::Names(vec!["layers.5".into(), "layers.1".into()]));
     cfg.lora_dropout = 0.1;
     cfg.bias = Bias::LoraOnly;
     cfg.init_lora_weights = serde_json::json!("pissa");
@@ -251,7 +253,7 @@ fn config_round_trip() {
     assert_mentions(&text, &["\"peft_type\": \"LORA\"", "\"lora_alpha\": 4.0", "\"bias\": \"lora_only\""]);
     let back = parse_adapter_config(&text, CFG, &MODULES).unwrap();
     // Targets come back as full names in model order.
-    cfg.target_modules = vec!["layers.1".into(), "layers.5".into()];
+    cfg.target_modules = TargetModules::Names(vec!["layers.1".into(), "layers.5".into()]);
     assert_eq!(back, cfg);
 }
 
@@ -270,7 +272,7 @@ fn config_as_peft_writes_it() {
     let cfg = parse_adapter_config(json, CFG, &MODULES).unwrap();
     assert_eq!(cfg.r, 8);
     assert_eq!(cfg.lora_alpha, 16.0);
-    assert_eq!(cfg.target_modules, vec!["layers.3".to_string(), "layers.5".to_string()]);
+    assert_eq!(cfg.target_modules.names(), ["layers.3".to_string(), "layers.5".to_string()]);
     assert!(cfg.use_rslora && cfg.inference_mode);
     assert_eq!(cfg.lora_dropout, 0.05);
 }
@@ -282,7 +284,7 @@ fn config_missing_fields_take_peft_defaults() {
     assert_eq!(cfg.bias, Bias::None);
     assert!(!cfg.use_rslora && !cfg.fan_in_fan_out);
     assert_eq!(cfg.init_lora_weights, serde_json::json!(true));
-    assert_eq!(cfg.target_modules, vec!["layers.5".to_string()]);
+    assert_eq!(cfg.target_modules.names(), ["layers.5".to_string()]);
 }
 
 #[test]
@@ -405,4 +407,20 @@ fn scaling_names_in_json() {
     assert_eq!(serde_json::to_string(&Scaling::RsLora).unwrap(), "\"rslora\"");
     assert_eq!(serde_json::from_str::<Scaling>("\"article\"").unwrap(), Scaling::Article);
     assert_eq!(serde_json::from_str::<Scaling>("\"peft\"").unwrap(), Scaling::Peft);
+}
+
+#[test]
+fn target_modules_as_one_string_is_a_regex_as_in_peft() {
+    let parse = |t: &str| {
+        let json = serde_json::json!({ "peft_type": "LORA", "r": 2, "target_modules": t }).to_string();
+        parse_adapter_config(&json, CFG, &MODULES).map(|c| c.target_modules.names().to_vec())
+    };
+    // re.fullmatch: the whole name must match, so a bare suffix names nothing.
+    let e = parse("5").unwrap_err().to_string();
+    assert_mentions(&e, &[CFG, "target_modules \"5\" matches none", "layers.1, layers.3, layers.5"]);
+    assert_eq!(parse(r"layers\.[35]").unwrap(), ["layers.3", "layers.5"]);
+    assert_eq!(parse(".*").unwrap(), ["layers.1", "layers.3", "layers.5"]);
+    // PEFT's shorthand: every Linear but the output layer.
+    assert_eq!(parse("all-linear").unwrap(), ["layers.1", "layers.3"]);
+    assert_mentions(&parse("layers.(").unwrap_err().to_string(), &["not a regular expression"]);
 }

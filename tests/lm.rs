@@ -223,7 +223,15 @@ fn lora_gradients_match_finite_differences_on_every_module_type() {
     let mut r = Rng::new(2, Stream::AdapterInit);
     // Every module, PEFT's default init, then both factors random so each gets a gradient.
     let all: Vec<usize> = (0..model.cfg.linear_modules().len()).collect();
-    let cfg = LoraConfig { targets: all, rank: 2, alpha: 3.0, scaling: Scaling::Peft, dropout: 0.0, bias: Bias::None, init: Init::Default };
+    let cfg = LoraConfig {
+        targets: all,
+        rank: 2,
+        alpha: 3.0,
+        scaling: Scaling::Peft,
+        dropout: 0.0,
+        bias: Bias::None,
+        init: Init::Default,
+    };
     let mut loras = Adapter::new("all", cfg, &model, 1).unwrap();
     for l in &mut loras.layers {
         l.lora_a.iter_mut().chain(l.lora_b.iter_mut()).for_each(|v| *v = 0.3 * r.normal());
@@ -233,7 +241,8 @@ fn lora_gradients_match_finite_differences_on_every_module_type() {
     let (_, dlogits) = loss_and_grad(&model, &acts);
     let mut grads = LmGrads::zeros(&model);
     model.backward(&acts, &dlogits, &mut grads, false, Some(&mut loras));
-    let analytic: Vec<(Vec<f32>, Vec<f32>)> = loras.layers.iter().map(|l| (l.grad_a.clone(), l.grad_b.clone())).collect();
+    let analytic: Vec<(Vec<f32>, Vec<f32>)> =
+        loras.layers.iter().map(|l| (l.grad_a.clone(), l.grad_b.clone())).collect();
     let eps = 1e-2f32;
     let mut pick = Rng::new(12, Stream::Dropout);
     let names = model.cfg.linear_modules();

@@ -8,7 +8,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::lora::{targets, Bias, Scaling};
+use crate::lora::targets::TargetModules;
+use crate::lora::{Bias, Scaling};
 use crate::{LabError, Result};
 
 /// (`lora_alpha`, `use_rslora`) for which PEFT's scaling equals `scaling_value(s, alpha, r)`.
@@ -49,9 +50,10 @@ pub struct AdapterConfig {
     pub r: usize,
     #[serde(default = "default_alpha")]
     pub lora_alpha: f64,
-    /// Full module names (`layers.5`) after [`parse_adapter_config`].
-    #[serde(default, deserialize_with = "string_or_list")]
-    pub target_modules: Vec<String>,
+    /// As PEFT takes it (names or one regex); full module names (`layers.5`) after
+    /// [`parse_adapter_config`].
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub target_modules: TargetModules,
     #[serde(default)]
     pub lora_dropout: f64,
     #[serde(default)]
@@ -89,24 +91,14 @@ fn default_init() -> Value {
     Value::Bool(true)
 }
 
-/// PEFT accepts a list of names or one string (a regex there; here it must be a plain name).
-fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match Option::<OneOrMany>::deserialize(d)? {
-        None => Vec::new(),
-        Some(OneOrMany::One(s)) => vec![s],
-        Some(OneOrMany::Many(v)) => v,
-    })
+/// `null` reads as no targets (reported as missing), like an absent field.
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<TargetModules, D::Error> {
+    Ok(Option::<TargetModules>::deserialize(d)?.unwrap_or_default())
 }
 
 impl AdapterConfig {
     /// A config as PEFT saves one for inference, for an adapter trained with `scaling` and `alpha`.
-    pub fn new(r: usize, scaling: Scaling, alpha: f64, target_modules: Vec<String>) -> Self {
+    pub fn new(r: usize, scaling: Scaling, alpha: f64, target_modules: TargetModules) -> Self {
         let (lora_alpha, use_rslora) = peft_alpha(scaling, alpha, r);
         Self {
             peft_type: lora(),
@@ -155,7 +147,7 @@ pub fn parse_adapter_config(json: &str, file: &str, known_modules: &[(&str, usiz
     };
     check_raw(obj).map_err(bad)?;
     let mut cfg: AdapterConfig = serde_json::from_value(value).map_err(|e| bad(format!("unreadable setting: {e}")))?;
-    cfg.target_modules = resolve_targets(&cfg, known_modules).map_err(bad)?;
+    cfg.target_modules = TargetModules::Names(resolve_targets(&cfg, known_modules).map_err(bad)?);
     Ok(cfg)
 }
 
@@ -223,7 +215,7 @@ fn resolve_targets(cfg: &AdapterConfig, known: &[(&str, usize, usize)]) -> std::
     }
     let names: Vec<&str> = known.iter().map(|(n, _, _)| *n).collect();
     let mut out = Vec::new();
-    for i in targets::resolve(&cfg.target_modules, &names)? {
+    for i in cfg.target_modules.resolve(&names)? {
         let (name, fan_in, fan_out) = known[i];
         let max = fan_in.min(fan_out);
         if cfg.r > max {

@@ -7,7 +7,8 @@ use super::adapter_config::{from_peft, parse_adapter_config, AdapterConfig};
 use super::model_file::export_model;
 use super::tensors::{expect_tensors, read_safetensors, write_safetensors};
 use crate::error::{LabError, Result};
-use crate::lora::{scaling_value, targets, Adaptable, Adapter, Bias, Init, LoraConfig, Scaling};
+use crate::lora::targets::{self, TargetModules};
+use crate::lora::{scaling_value, Adaptable, Adapter, Bias, Init, LoraConfig, Scaling};
 use crate::nn::Mlp;
 
 pub const ADAPTER_FILE: &str = "adapter_model.safetensors";
@@ -77,7 +78,7 @@ pub fn export_adapter<M: Adaptable + BaseFile + Clone>(adapter: &Adapter, base: 
     // two exports of the same adapter differ byte for byte. PEFT's loader reads no metadata.
     let metadata = std::collections::HashMap::from([(META_KEY.to_string(), meta)]);
     let safetensors = write_safetensors(&tensors, Some(metadata))?;
-    let mut config = AdapterConfig::new(c.rank, c.scaling, c.alpha, adapter.target_names());
+    let mut config = AdapterConfig::new(c.rank, c.scaling, c.alpha, TargetModules::Names(adapter.target_names()));
     config.lora_dropout = c.dropout as f64;
     config.bias = c.bias;
     let base_model = if c.init == Init::Pissa {
@@ -110,7 +111,7 @@ pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &
     let cfg = parse_adapter_config(config_json, CONFIG_FILE, &known)?;
     // parse_adapter_config returns full module names, each of which names itself.
     let targets: Vec<usize> =
-        cfg.target_modules.iter().map(|t| targets::find(t, &names).expect("a resolved module name")).collect();
+        cfg.target_modules.names().iter().map(|t| targets::find(t, &names).expect("a resolved module name")).collect();
     let (mut scaling, mut alpha) = from_peft(cfg.lora_alpha, cfg.use_rslora, cfg.r);
     let map = read_safetensors(safetensors, ADAPTER_FILE)?;
     let mut init = Init::Default;
@@ -154,7 +155,10 @@ pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &
             if saved.data != base.linear(t).weight {
                 return Err(LabError::file(
                     ADAPTER_FILE,
-                    format!("{key} differs from the loaded base model's {}: the adapter was saved with another base", modules[t].name),
+                    format!(
+                        "{key} differs from the loaded base model's {}: the adapter was saved with another base",
+                        modules[t].name
+                    ),
                 ));
             }
         }

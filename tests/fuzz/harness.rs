@@ -178,7 +178,7 @@ impl AdapterHarness {
         check_file_error(&parsed, io::CONFIG_FILE);
         if let Ok(cfg) = &parsed {
             assert!(!cfg.target_modules.is_empty());
-            for t in &cfg.target_modules {
+            for t in cfg.target_modules.names() {
                 let i = LAYER_NAMES.iter().position(|n| n == t).unwrap_or_else(|| panic!("unresolved target {t}"));
                 let (fan_in, fan_out) = LAYER_SHAPES[i];
                 assert!(cfg.r >= 1 && cfg.r <= fan_in.min(fan_out), "r = {} accepted for {t}", cfg.r);
