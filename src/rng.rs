@@ -14,6 +14,7 @@ pub enum Stream {
     Dropout = 5,
     Replay = 6,
     LmInit = 7,
+    Sample = 8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

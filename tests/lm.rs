@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use lora_lab::io::{self, read_safetensors, Tensor};
-use lora_lab::lm::{loss, Llama, LmActivations, LmConfig, LmGrads};
+use lora_lab::lm::{loss, pick, Llama, LmActivations, LmConfig, LmGrads, Sampling};
 use lora_lab::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
 use lora_lab::nn::LayerDelta;
 use lora_lab::rng::{Rng, Stream};
@@ -292,4 +292,53 @@ fn bad_token_ids_are_refused() {
     assert!(e.contains("longer than the context of 8"), "{e}");
     let e = model.forward(&[1; 5], 2, 3, &mut acts, None).unwrap_err().to_string();
     assert!(e.contains("do not make 2 sequences of 3"), "{e}");
+}
+
+#[test]
+fn greedy_generation_with_the_kv_cache_matches_transformers() {
+    let model = fixture_model();
+    let out = fixture("base_outputs.safetensors");
+    let greedy = ids_of(&out["greedy"]);
+    let s = Sampling { temperature: 0.0, top_k: 0 };
+    let seqs = model.generate(&[vec![256]], s, &mut Rng::new(1, Stream::Sample), None).unwrap();
+    assert_eq!(seqs[0].len(), 16, "no EOS: runs to the context");
+    assert_eq!(&seqs[0][..greedy.len()], &greedy[..], "HF generate(do_sample=False, max_new_tokens=8)");
+}
+
+#[test]
+fn cached_steps_agree_with_the_full_forward_with_an_adapter() {
+    let model = fixture_model();
+    let mut adapter = fixture_adapter(&model, "adapter");
+    let s = Sampling { temperature: 0.0, top_k: 0 };
+    let prompts = vec![vec![256, b'P' as u16], vec![256, b'a' as u16], vec![256, 0xc3]];
+    let seqs = model.generate(&prompts, s, &mut Rng::new(1, Stream::Sample), Some(&mut adapter)).unwrap();
+    for seq in &seqs {
+        // Greedy: each generated token is the argmax of the full forward's logits before it.
+        let mut acts = LmActivations::default();
+        model.forward(seq, 1, seq.len(), &mut acts, Some(&mut adapter)).unwrap();
+        for (i, row) in acts.logits.chunks_exact(264).enumerate().take(seq.len() - 1).skip(1) {
+            let best = pick(row, s, &mut Rng::new(0, Stream::Sample));
+            assert_eq!(best, seq[i + 1], "position {i} of {seq:?}");
+        }
+    }
+}
+
+#[test]
+fn sampling_follows_temperature_and_top_k() {
+    let logits = [0.0f32, 2.0, 1.0, -1.0];
+    let mut r = Rng::new(3, Stream::Sample);
+    let draw = |s: Sampling, r: &mut Rng| {
+        (0..4000).fold([0usize; 4], |mut c, _| {
+            c[pick(&logits, s, r) as usize] += 1;
+            c
+        })
+    };
+    assert_eq!(pick(&logits, Sampling { temperature: 0.0, top_k: 0 }, &mut r), 1);
+    assert_eq!(draw(Sampling { temperature: 1.0, top_k: 1 }, &mut r), [0, 4000, 0, 0]);
+    let two = draw(Sampling { temperature: 1.0, top_k: 2 }, &mut r);
+    assert_eq!(two[0] + two[3], 0, "only the two best are candidates");
+    // p(1)/p(2) = e under T = 1: 2,924 / 1,076 expected of 4,000.
+    assert!((2800..3050).contains(&two[1]), "{two:?}");
+    let all = draw(Sampling { temperature: 1.0, top_k: 0 }, &mut r);
+    assert!(all.iter().all(|&c| c > 0), "every token is possible without top-k: {all:?}");
 }

@@ -4,13 +4,15 @@
 //!
 //! Layers, one file each: `norm` (RMSNorm), `rope` (rotary embeddings and the head-major layout),
 //! `attention` (causal, per head), `gate` (the SiLU-gated MLP's middle), `loss` (the causal-LM loss).
-//! `forward` and `backward` run the whole model; `model` holds the parameters, `config` the shape.
+//! `forward` and `backward` run the whole model, `generate` samples from it with a key/value cache;
+//! `model` holds the parameters, `config` the shape.
 
 mod attention;
 mod backward;
 pub mod config;
 mod forward;
 mod gate;
+mod generate;
 pub mod loss;
 mod model;
 mod norm;
@@ -19,4 +21,5 @@ mod rope;
 pub use backward::LmGrads;
 pub use config::LmConfig;
 pub use forward::LmActivations;
+pub use generate::{pick, Sampling};
 pub use model::Llama;
