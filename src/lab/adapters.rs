@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use crate::error::{LabError, Result};
-use crate::lora::{Adapter, Bias, Init, Scaling};
-use crate::nn::{LayerDelta, Mlp};
+use crate::lora::{Adaptable, Adapter, Bias, Init, Scaling};
+use crate::nn::LayerDelta;
 
 /// One adapter in the list the page shows.
 #[derive(Clone, Debug, Serialize)]
@@ -36,27 +36,33 @@ pub struct AdapterList {
     pub list: Vec<AdapterInfo>,
 }
 
-#[derive(Default)]
-pub struct AdaptedModel {
+/// One model's base and adapters (the MLP's, the language model's).
+pub struct AdaptedModel<M> {
     /// The base model as trained or loaded: never changed by adapters.
-    base: Option<Mlp>,
+    base: Option<M>,
     adapters: Vec<Adapter>,
     active: Option<String>,
     /// The base with the active adapter merged in, while it is merged.
-    merged: Option<Mlp>,
+    merged: Option<M>,
 }
 
-impl AdaptedModel {
-    pub fn base(&self) -> Option<&Mlp> {
+impl<M> Default for AdaptedModel<M> {
+    fn default() -> Self {
+        Self { base: None, adapters: Vec::new(), active: None, merged: None }
+    }
+}
+
+impl<M: Adaptable + Clone> AdaptedModel<M> {
+    pub fn base(&self) -> Option<&M> {
         self.base.as_ref()
     }
 
-    pub fn require_base(&self) -> Result<&Mlp> {
+    pub fn require_base(&self) -> Result<&M> {
         self.base.as_ref().ok_or_else(|| LabError::state("there is no base model yet: train or load one first"))
     }
 
     /// A new base model drops the adapters, which were trained for the old one.
-    pub fn set_base(&mut self, model: Mlp) {
+    pub fn set_base(&mut self, model: M) {
         *self = Self { base: Some(model), ..Self::default() };
     }
 
@@ -81,8 +87,13 @@ impl AdaptedModel {
             .ok_or_else(|| LabError::state(format!("there is no adapter named \"{name}\"")))
     }
 
+    /// Whether an adapter is on (merged or not).
+    pub fn active(&self) -> Option<&str> {
+        self.active.as_deref()
+    }
+
     pub fn list(&self) -> AdapterList {
-        let base_params = self.base.as_ref().map_or(0, Mlp::num_params);
+        let base_params = self.base.as_ref().map_or(0, M::num_params);
         AdapterList {
             active: self.active.clone(),
             list: self
@@ -150,7 +161,7 @@ impl AdaptedModel {
 
     /// Runs `f` with the adapted model: (model, delta) — the merged weights alone, or base + adapter.
     /// `None` when no adapter is on.
-    pub fn with_adapted<T>(&mut self, f: impl FnOnce(&Mlp, Option<&mut dyn LayerDelta>) -> T) -> Option<T> {
+    pub fn with_adapted<T>(&mut self, f: impl FnOnce(&M, Option<&mut dyn LayerDelta>) -> T) -> Option<T> {
         let name = self.active.clone()?;
         if let Some(m) = &self.merged {
             return Some(f(m, None));

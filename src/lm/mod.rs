@@ -10,6 +10,7 @@
 mod attention;
 mod backward;
 pub mod config;
+pub mod eval;
 mod forward;
 mod gate;
 mod generate;

@@ -35,7 +35,7 @@ enum Run {
 pub(super) struct MlpRoom {
     train: Option<Dataset>,
     test: Option<Dataset>,
-    models: AdaptedModel,
+    models: AdaptedModel<Mlp>,
     run: Option<Run>,
 }
 

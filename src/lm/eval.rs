@@ -1,0 +1,52 @@
+//! The metric everywhere (LANGUAGE_MODEL.md): mean cross-entropy in nats per predicted token, each
+//! held-out line scored alone from BOS through EOS, nothing packed; and per-token log-probabilities of
+//! one text, for the page's colouring.
+
+use super::forward::LmActivations;
+use super::loss;
+use super::model::Llama;
+use crate::error::{LabError, Result};
+use crate::nn::LayerDelta;
+
+/// Sequences per forward pass while evaluating.
+const EVAL_BATCH: usize = 64;
+
+/// Mean cross-entropy (nats) per predicted token over `seqs`, each scored alone (padded to its
+/// batch's longest with PAD, whose positions predict nothing). Summed in f64, so the order of
+/// batches does not change the mean beyond f64 rounding.
+pub fn held_out_loss(model: &Llama, seqs: &[Vec<u16>], mut delta: Option<&mut dyn LayerDelta>) -> Result<f64> {
+    let pad = model.cfg.pad;
+    let mut acts = LmActivations::default();
+    let (mut total, mut count) = (0.0f64, 0usize);
+    for chunk in seqs.chunks(EVAL_BATCH) {
+        let t = chunk.iter().map(Vec::len).max().unwrap_or(0);
+        if t < 2 {
+            continue;
+        }
+        let mut ids = vec![pad; chunk.len() * t];
+        for (row, s) in ids.chunks_exact_mut(t).zip(chunk) {
+            row[..s.len()].copy_from_slice(s);
+        }
+        model.forward(&ids, chunk.len(), t, &mut acts, delta.as_mut().map(|d| &mut **d as &mut dyn LayerDelta))?;
+        let targets = loss::targets(&ids, t, pad);
+        for lp in loss::log_probs(&acts.logits, model.cfg.vocab, &targets).into_iter().filter(|v| !v.is_nan()) {
+            total -= lp as f64;
+            count += 1;
+        }
+    }
+    if count == 0 {
+        return Err(LabError::state("no held-out tokens to evaluate"));
+    }
+    Ok(total / count as f64)
+}
+
+/// log p(ids[i + 1] | ids[..=i]) for every position of one sequence (ids.len() − 1 values).
+pub fn token_log_probs(model: &Llama, ids: &[u16], delta: Option<&mut dyn LayerDelta>) -> Result<Vec<f32>> {
+    let mut acts = LmActivations::default();
+    model.forward(ids, 1, ids.len(), &mut acts, delta)?;
+    // Every next token counts here, PAD included: the text is the caller's.
+    let targets: Vec<Option<u16>> = (0..ids.len()).map(|i| ids.get(i + 1).copied()).collect();
+    let mut lp = loss::log_probs(&acts.logits, model.cfg.vocab, &targets);
+    lp.pop();
+    Ok(lp)
+}
