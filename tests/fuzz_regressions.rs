@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use lora_lab::data::{IMAGE_MAGIC, LABEL_MAGIC, PIXELS};
 use lora_lab::io::{self, write_safetensors};
+use lora_lab::lm::{Llama, LmConfig};
 use lora_lab::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
 use lora_lab::Result;
 use serde_json::{json, Value};
@@ -26,7 +27,7 @@ enum Expect {
 }
 use Expect::{Err as Rejected, Ok as Accepted};
 
-const TARGETS: [&str; 3] = ["idx", "safetensors", "adapter"];
+const TARGETS: [&str; 4] = ["idx", "safetensors", "adapter", "lm_model"];
 
 fn dir(kind: &str, target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz").join(kind).join(target)
@@ -48,6 +49,7 @@ fn run(target: &str, bytes: &[u8]) -> Result<String> {
         "idx" => harness::idx(bytes).map(|n| format!("{n} samples")),
         "safetensors" => harness::safetensors(bytes).map(|n| format!("{n} tensors")),
         "adapter" => harness::adapter(bytes).map(|s| format!("adapter with {} parameters", s.trainable_params)),
+        "lm_model" => harness::lm_model(bytes).map(|n| format!("language model with {n} parameters")),
         _ => unreachable!(),
     }
 }
@@ -111,6 +113,44 @@ const SEEDS: &[(&str, &str, Expect)] = &[
     ("adapter", "bad-unknown-target", Rejected(&["adapter_config.json: unknown target module \"layers.2\""])),
     ("adapter", "bad-non-finite", Rejected(&["adapter_model.safetensors:", "holds a non-finite value (inf)"])),
     ("adapter", "bad-missing-bias", Rejected(&["adapter_model.safetensors: missing base_model.model.layers.1.bias"])),
+    ("lm_model", "ok-one-layer", Accepted),
+    ("lm_model", "ok-two-layers", Accepted),
+    ("lm_model", "ok-transformers4-config", Accepted),
+    ("lm_model", "ok-transformers5-extras", Accepted),
+    ("lm_model", "bad-config-not-json", Rejected(&["config.json: not valid JSON"])),
+    ("lm_model", "bad-missing-field", Rejected(&["config.json: vocab_size is missing"])),
+    ("lm_model", "bad-model-type", Rejected(&["config.json: model_type is \"mistral\"; only \"llama\""])),
+    ("lm_model", "bad-grouped-kv", Rejected(&["config.json: num_key_value_heads is 1 but num_attention_heads is 2"])),
+    ("lm_model", "bad-bf16", Rejected(&["config.json: dtype is \"bfloat16\"; only float32", "bf16/f16"])),
+    ("lm_model", "bad-quantized", Rejected(&["config.json: quantization_config is set", "not supported yet"])),
+    ("lm_model", "bad-rope-scaling", Rejected(&["config.json: rope_parameters.factor is set (2.0): rope scaling"])),
+    ("lm_model", "bad-tied", Rejected(&["config.json: tie_word_embeddings is true"])),
+    ("lm_model", "bad-too-large", Rejected(&["config.json: vocab_size is 5000; this lab handles 1 to 4096"])),
+    (
+        "lm_model",
+        "bad-missing-lm-head",
+        Rejected(&["model.safetensors: missing lm_head.weight (tie_word_embeddings is false"]),
+    ),
+    (
+        "lm_model",
+        "bad-unexpected-key",
+        Rejected(&["model.safetensors: unexpected model.layers.0.self_attn.rotary_emb.inv_freq"]),
+    ),
+    (
+        "lm_model",
+        "bad-sizes",
+        Rejected(&[
+            "model.safetensors: model.layers.0.mlp.gate_proj.weight has shape [12, 8], expected [16, 8]",
+            "model.layers.0.mlp.down_proj.weight has shape [8, 12], expected [8, 16]",
+        ]),
+    ),
+    (
+        "lm_model",
+        "bad-non-finite",
+        Rejected(&["model.safetensors: model.norm.weight holds a non-finite value (NaN) at index 3"]),
+    ),
+    ("lm_model", "bad-truncated", Rejected(&["model.safetensors:", "out of range"])),
+    ("lm_model", "bad-f16", Rejected(&["model.safetensors: tensor lm_head.weight has dtype F16; only F32"])),
 ];
 
 /// Every input a fuzzer crashed on (minimised), with the error it must now give.
@@ -135,6 +175,16 @@ fn adapter_input_layout() {
     // A length past the end takes everything as config; short inputs do not panic.
     assert_eq!(harness::split_adapter_input(&[0xff, 0x7f, b'x']), ("x".to_string(), &[][..], None));
     assert_eq!(harness::split_adapter_input(&[7]), (String::new(), &[7u8][..], None));
+}
+
+#[test]
+fn lm_model_input_layout() {
+    let input = harness::lm_model_input(b"{}", b"weights");
+    assert_eq!(input[..2], [2, 0]);
+    assert_eq!(harness::split_lm_model_input(&input), ("{}".to_string(), &b"weights"[..]));
+    // A length past the end takes everything as config; short inputs do not panic.
+    assert_eq!(harness::split_lm_model_input(&[0xff, 0xff, b'x']), ("x".to_string(), &[][..]));
+    assert_eq!(harness::split_lm_model_input(&[7]), (String::new(), &[7u8][..]));
 }
 
 // ---------- the seeds ----------
@@ -165,6 +215,96 @@ fn exported(config: LoraConfig) -> (String, Vec<u8>) {
     let adapter = Adapter::new("seed", config, &base, 7).unwrap();
     let files = io::export_adapter(&adapter, &base).unwrap();
     (files.config.to_json_pretty(), files.safetensors)
+}
+
+/// A language model small enough for the fuzzer's inputs (one layer: 3,440 bytes of weights).
+fn small_lm(layers: usize) -> LmConfig {
+    LmConfig {
+        vocab: 16,
+        hidden: 8,
+        intermediate: 12,
+        layers,
+        heads: 2,
+        head_dim: 4,
+        context: 8,
+        bos: 13,
+        eos: 14,
+        pad: 15,
+        ..LmConfig::tiny()
+    }
+}
+
+/// The `lm_model` seeds: exports of small models, and edits of them.
+fn lm_seeds(add: &mut dyn FnMut(&'static str, &'static str, Vec<u8>)) {
+    let (config, weights) = io::export_lm(&Llama::new(small_lm(1), 1)).unwrap();
+    let input = |config: &str, weights: &[u8]| harness::lm_model_input(config.as_bytes(), weights);
+    add("lm_model", "ok-one-layer", input(&config, &weights));
+    let (config2, weights2) = io::export_lm(&Llama::new(small_lm(2), 2)).unwrap();
+    add("lm_model", "ok-two-layers", input(&config2, &weights2));
+    let edit = |f: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+        let mut v: Value = serde_json::from_str(&config).unwrap();
+        f(v.as_object_mut().unwrap());
+        serde_json::to_string_pretty(&v).unwrap()
+    };
+    let older = edit(&|o| {
+        o.remove("rope_parameters");
+        o.remove("head_dim");
+        o.remove("dtype");
+        o.insert("torch_dtype".into(), json!("float32"));
+        o.insert("rope_theta".into(), json!(10000.0));
+        o.insert("rope_scaling".into(), Value::Null);
+        o.insert("transformers_version".into(), json!("4.46.3"));
+    });
+    add("lm_model", "ok-transformers4-config", input(&older, &weights));
+    let extras = edit(&|o| {
+        o.insert("pretraining_tp".into(), json!(1));
+        o.insert("transformers_version".into(), json!("5.24.0"));
+        o.insert("_name_or_path".into(), json!("base"));
+        o.insert("quantization_config".into(), Value::Null);
+    });
+    add("lm_model", "ok-transformers5-extras", input(&extras, &weights));
+    add("lm_model", "bad-config-not-json", input(&config[..config.len() / 2], &weights));
+    add("lm_model", "bad-missing-field", input(&edit(&|o| drop(o.remove("vocab_size"))), &weights));
+    add(
+        "lm_model",
+        "bad-model-type",
+        input(&edit(&|o| drop(o.insert("model_type".into(), json!("mistral")))), &weights),
+    );
+    add(
+        "lm_model",
+        "bad-grouped-kv",
+        input(&edit(&|o| drop(o.insert("num_key_value_heads".into(), json!(1)))), &weights),
+    );
+    add("lm_model", "bad-bf16", input(&edit(&|o| drop(o.insert("dtype".into(), json!("bfloat16")))), &weights));
+    let quantized = edit(&|o| drop(o.insert("quantization_config".into(), json!({"quant_method": "bitsandbytes"}))));
+    add("lm_model", "bad-quantized", input(&quantized, &weights));
+    let scaled = json!({"factor": 2.0, "rope_theta": 10000.0, "rope_type": "linear"});
+    add(
+        "lm_model",
+        "bad-rope-scaling",
+        input(&edit(&|o| drop(o.insert("rope_parameters".into(), scaled.clone()))), &weights),
+    );
+    let map = io::read_safetensors(&weights, io::MODEL_FILE).unwrap();
+    let rewrite = |f: &dyn Fn(&mut BTreeMap<String, io::Tensor>)| {
+        let mut m = map.clone();
+        f(&mut m);
+        let tensors: Vec<(String, Vec<usize>, &[f32])> =
+            m.iter().map(|(n, t)| (n.clone(), t.shape.clone(), t.data.as_slice())).collect();
+        write_safetensors(&tensors, Some(HashMap::from([("format".to_string(), "pt".to_string())]))).unwrap()
+    };
+    let untied = rewrite(&|m| drop(m.remove("lm_head.weight")));
+    add("lm_model", "bad-tied", input(&edit(&|o| drop(o.insert("tie_word_embeddings".into(), json!(true)))), &untied));
+    add("lm_model", "bad-too-large", input(&edit(&|o| drop(o.insert("vocab_size".into(), json!(5000)))), &weights));
+    add("lm_model", "bad-missing-lm-head", input(&config, &untied));
+    let inv_freq = io::Tensor { shape: vec![2], data: vec![1.0, 0.01] };
+    let extra = rewrite(&|m| drop(m.insert("model.layers.0.self_attn.rotary_emb.inv_freq".into(), inv_freq.clone())));
+    add("lm_model", "bad-unexpected-key", input(&config, &extra));
+    add("lm_model", "bad-sizes", input(&edit(&|o| drop(o.insert("intermediate_size".into(), json!(16)))), &weights));
+    let nan = rewrite(&|m| m.get_mut("model.norm.weight").unwrap().data[3] = f32::NAN);
+    add("lm_model", "bad-non-finite", input(&config, &nan));
+    add("lm_model", "bad-truncated", input(&config, &weights[..weights.len() - 1]));
+    let f16 = raw_safetensors(r#"{"lm_head.weight":{"dtype":"F16","shape":[16,8],"data_offsets":[0,256]}}"#, &[0; 256]);
+    add("lm_model", "bad-f16", input(&config, &f16));
 }
 
 fn seed_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
@@ -278,6 +418,7 @@ fn seed_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     .unwrap();
     add("adapter", "bad-non-finite", harness::adapter_input(peft.to_string().as_bytes(), &inf, false));
     add("adapter", "bad-missing-bias", article_input(&edit(&|v| v["bias"] = json!("all")), &article));
+    lm_seeds(&mut add);
     out
 }
 

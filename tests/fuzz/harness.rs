@@ -12,6 +12,8 @@
 //! - `adapter`: bytes 0–1 little-endian = k; bits 0–14 are the length of the `adapter_config.json`
 //!   part (UTF-8, lossily), the rest is `adapter_model.safetensors`; bit 15 set also passes that rest
 //!   as the PiSSA `base_model` file.
+//! - `lm_model`: bytes 0–1 little-endian = k, the length of the `config.json` part (UTF-8, lossily);
+//!   the rest is the language model's `model.safetensors`.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -19,6 +21,7 @@ use std::collections::BTreeMap;
 use lora_lab::data::{parse_images, parse_labels, Dataset, PIXELS, SIDE};
 use lora_lab::io::{self, read_safetensors, write_safetensors, Tensor};
 use lora_lab::lab::{AdapterSummary, Lab};
+use lora_lab::lm::Llama;
 use lora_lab::nn::{Mlp, LAYER_NAMES, LAYER_SHAPES};
 use lora_lab::rng::{Rng, Stream};
 use lora_lab::{LabError, Result};
@@ -264,4 +267,74 @@ thread_local! {
 /// The `adapter` target: one lab per thread (libFuzzer runs the target on one thread).
 pub fn adapter(data: &[u8]) -> Result<AdapterSummary> {
     HARNESS.with(|h| h.borrow_mut().run(data))
+}
+
+// ---------- lm_model ----------
+
+/// An `lm_model` input from its parts.
+pub fn lm_model_input(config_json: &[u8], safetensors: &[u8]) -> Vec<u8> {
+    let k = u16::try_from(config_json.len()).expect("config part too long for the 16-bit length");
+    let mut out = k.to_le_bytes().to_vec();
+    out.extend_from_slice(config_json);
+    out.extend_from_slice(safetensors);
+    out
+}
+
+/// (config text, weights) from an `lm_model` input.
+pub fn split_lm_model_input(data: &[u8]) -> (String, &[u8]) {
+    let (k, rest) = match data {
+        [a, b, rest @ ..] => (u16::from_le_bytes([*a, *b]), rest),
+        _ => (0, data),
+    };
+    let (config, weights) = rest.split_at((k as usize).min(rest.len()));
+    (String::from_utf8_lossy(config).into_owned(), weights)
+}
+
+fn lm_bits(model: &Llama) -> Vec<(String, Vec<u32>)> {
+    model.params().into_iter().map(|(n, p)| (n, p.iter().map(|v| v.to_bits()).collect())).collect()
+}
+
+/// `parse_lm_config` on the config part, then `import_lm` on both parts. A config that does not
+/// parse fails the import with the same error; otherwise errors name `model.safetensors`. On
+/// success: the model holds the file's tensors bit for bit, its export imports again to the same
+/// model, and exporting that gives the same bytes. Returns the parameter count.
+pub fn lm_model(data: &[u8]) -> Result<usize> {
+    let (config, weights) = split_lm_model_input(data);
+    let parsed = io::parse_lm_config(&config);
+    check_file_error(&parsed, io::LM_CONFIG_FILE);
+    let model = io::import_lm(&config, weights);
+    match (&parsed, &model) {
+        (Err(e), m) => {
+            assert_eq!(m.as_ref().err(), Some(e), "import_lm must refuse the config as parse_lm_config does")
+        }
+        (Ok(_), Err(_)) => check_file_error(&model, io::MODEL_FILE),
+        (Ok(cfg), Ok(m)) => assert_eq!(&m.cfg, cfg, "import_lm read another config"),
+    }
+    let model = model?;
+    let cfg = &model.cfg;
+    cfg.validate("fuzz").expect("an imported config is valid");
+    assert_eq!(model.num_params(), cfg.num_params());
+
+    // The model holds exactly the file's tensors, with the shapes the config implies.
+    let input = read_safetensors(weights, io::MODEL_FILE).expect("the input was accepted");
+    let listed = io::lm_tensors(cfg);
+    assert_eq!(input.len(), listed.len(), "tensors other than the model's were accepted");
+    for ((name, bits), (key, shape)) in lm_bits(&model).iter().zip(&listed) {
+        assert_eq!(name, key);
+        let t = &input[name];
+        assert_eq!(&t.shape, shape, "{name}: shape");
+        assert!(t.data.iter().all(|v| v.is_finite()), "{name}: a non-finite value was accepted");
+        assert_eq!(&t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), bits, "{name}: values");
+    }
+
+    // Export → import gives the same model; a second export the same bytes.
+    let (json, bytes) = io::export_lm(&model).expect("an imported model exports");
+    assert_eq!(&io::parse_lm_config(&json).expect("an exported config parses"), cfg, "config changed on export");
+    let again = io::import_lm(&json, &bytes).expect("an exported model imports again");
+    assert_eq!(&again.cfg, cfg);
+    assert_eq!(lm_bits(&again), lm_bits(&model), "weights changed on a round trip");
+    let (json2, bytes2) = io::export_lm(&again).expect("exports again");
+    assert_eq!(json2, json, "config.json changed on a second round trip");
+    assert!(bytes2 == bytes, "model.safetensors changed on a second round trip");
+    Ok(model.num_params())
 }

@@ -1,0 +1,154 @@
+//! A base language model as `LlamaForCausalLM.save_pretrained(folder)` writes it, and as
+//! `from_pretrained(folder)` loads it: `config.json` ([`super::lm_config`]) and `model.safetensors`
+//! (F32, HF's state-dict keys, `{"format": "pt"}` metadata as PyTorch writes).
+//!
+//! Import is strict both ways: every tensor the config implies must be there with its shape, and any
+//! other tensor is an error naming it (nothing is ignored silently: a leftover `rotary_emb.inv_freq`
+//! buffer, or a layer the config does not count, means the two files disagree). `lm_head.weight` is
+//! required too: tied checkpoints are refused by the config, so a file without it is not one this
+//! lab can use as it is. On any error nothing is created.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::lm_config::{parse_lm_config, write_lm_config, LM_CONFIG_FILE};
+use super::model_file::MODEL_FILE;
+use super::tensors::{read_safetensors, write_safetensors, Tensor};
+use crate::error::{LabError, Result};
+use crate::lm::{config::LAYER_MODULES, Llama, LmConfig};
+use crate::nn::Linear;
+
+/// Every tensor of a `LlamaForCausalLM` with `cfg`'s sizes, as (state-dict key, shape), in
+/// `Llama::params` order. Linear weights are out × in, as PyTorch stores them.
+pub fn lm_tensors(cfg: &LmConfig) -> Vec<(String, Vec<usize>)> {
+    let (h, v) = (cfg.hidden, cfg.vocab);
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, h])];
+    for l in 0..cfg.layers {
+        out.push((format!("model.layers.{l}.input_layernorm.weight"), vec![h]));
+        out.push((format!("model.layers.{l}.post_attention_layernorm.weight"), vec![h]));
+        for (j, name) in LAYER_MODULES.iter().enumerate() {
+            let (i, o) = cfg.module_shape(j);
+            out.push((format!("model.layers.{l}.{name}.weight"), vec![o, i]));
+        }
+    }
+    out.push(("model.norm.weight".to_string(), vec![h]));
+    out.push(("lm_head.weight".to_string(), vec![v, h]));
+    out
+}
+
+/// (`config.json` text, `model.safetensors` bytes). Two exports of one model are byte-identical.
+/// A model with a non-finite weight is refused: import would refuse the file.
+pub fn export_lm(model: &Llama) -> Result<(String, Vec<u8>)> {
+    let config = write_lm_config(&model.cfg)?;
+    let params = model.params();
+    let shapes = lm_tensors(&model.cfg);
+    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::with_capacity(params.len());
+    for ((name, data), (key, shape)) in params.into_iter().zip(shapes) {
+        debug_assert_eq!(name, key, "Llama::params and lm_tensors list the same tensors");
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(LabError::state(format!(
+                "cannot export the model: {name} holds a non-finite value ({}) at index {i}",
+                data[i]
+            )));
+        }
+        tensors.push((name, shape, data));
+    }
+    // One metadata key, so the header is the same on every export (the map is written in hash order).
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let weights = write_safetensors(&tensors, Some(metadata))?;
+    Ok((config, weights))
+}
+
+/// Reads a base model from its two files. Errors name `config.json` or `model.safetensors` and say
+/// what is wrong: the config's field and value; a missing, unexpected or misshapen tensor by key
+/// (with the expected and the found shape); a non-finite value by tensor and index.
+pub fn import_lm(config_json: &str, safetensors: &[u8]) -> Result<Llama> {
+    let cfg = parse_lm_config(config_json)?;
+    let mut map = read_safetensors(safetensors, MODEL_FILE)?;
+    let expected = lm_tensors(&cfg);
+    check_tensors(&map, &expected, &cfg)?;
+    for (name, _) in &expected {
+        let data = &map[name].data;
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(LabError::file(
+                MODEL_FILE,
+                format!("{name} holds a non-finite value ({}) at index {i}", data[i]),
+            ));
+        }
+    }
+    let mut take = |name: &str| map.remove(name).expect("checked above").data;
+    let embed = take("model.embed_tokens.weight");
+    let mut norms = Vec::with_capacity(cfg.layers);
+    let mut linears = Vec::with_capacity(cfg.lm_head() + 1);
+    for l in 0..cfg.layers {
+        norms.push([
+            take(&format!("model.layers.{l}.input_layernorm.weight")),
+            take(&format!("model.layers.{l}.post_attention_layernorm.weight")),
+        ]);
+        for (j, name) in LAYER_MODULES.iter().enumerate() {
+            let (i, o) = cfg.module_shape(j);
+            linears.push(Linear::without_bias(i, o, take(&format!("model.layers.{l}.{name}.weight"))));
+        }
+    }
+    let final_norm = take("model.norm.weight");
+    linears.push(Linear::without_bias(cfg.hidden, cfg.vocab, take("lm_head.weight")));
+    Ok(Llama { cfg, embed, linears, norms, final_norm })
+}
+
+/// At most this many keys are listed per problem (a config off by a size would list every tensor).
+const LISTED: usize = 8;
+
+fn listing(names: &[String]) -> String {
+    if names.len() <= LISTED {
+        names.join(", ")
+    } else {
+        format!("{} and {} more", names[..LISTED].join(", "), names.len() - LISTED)
+    }
+}
+
+/// Missing, unexpected and misshapen tensors, all in one message.
+fn check_tensors(map: &BTreeMap<String, Tensor>, expected: &[(String, Vec<usize>)], cfg: &LmConfig) -> Result<()> {
+    let mut problems = Vec::new();
+    let missing: Vec<String> = expected.iter().filter(|(n, _)| !map.contains_key(n)).map(|(n, _)| n.clone()).collect();
+    if !missing.is_empty() {
+        let mut p = format!("missing {}", listing(&missing));
+        if missing.iter().any(|n| n == "lm_head.weight") {
+            p += " (tie_word_embeddings is false, so lm_head.weight must be in the file)";
+        }
+        problems.push(p);
+    }
+    let unexpected: Vec<String> = map.keys().filter(|k| !expected.iter().any(|(n, _)| n == *k)).cloned().collect();
+    if !unexpected.is_empty() {
+        let mut p = format!("unexpected {}", listing(&unexpected));
+        let beyond = |k: &String| {
+            k.strip_prefix("model.layers.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|i| i.parse::<usize>().ok())
+                .is_some_and(|i| i >= cfg.layers)
+        };
+        if unexpected.iter().any(beyond) {
+            p += &format!(" ({LM_CONFIG_FILE} says num_hidden_layers = {})", cfg.layers);
+        }
+        problems.push(p);
+    }
+    let misshapen: Vec<String> = expected
+        .iter()
+        .filter_map(|(n, shape)| {
+            let t = map.get(n)?;
+            (t.shape != *shape).then(|| format!("{n} has shape {:?}, expected {shape:?}", t.shape))
+        })
+        .collect();
+    if !misshapen.is_empty() {
+        let more = misshapen.len().saturating_sub(LISTED);
+        let mut p = misshapen.into_iter().take(LISTED).collect::<Vec<_>>().join("; ");
+        if more > 0 {
+            p += &format!("; and {more} more tensors of the wrong shape");
+        }
+        p += &format!(" (the shapes follow from {LM_CONFIG_FILE})");
+        problems.push(p);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LabError::file(MODEL_FILE, problems.join("; ")))
+    }
+}
