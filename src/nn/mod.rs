@@ -1,4 +1,4 @@
-//! The network: Linear, ReLU (fused into the kernels), softmax cross-entropy, the article's Mlp, Adam.
+//! The network: Linear, ReLU (fused into the kernels), softmax cross-entropy, the article's Mlp, Adam(W).
 //! Each layer is a forward/backward pair with shapes in its signature, no hidden state.
 
 mod adam;

@@ -1,0 +1,210 @@
+//! Training "as TrainingArguments does it": AdamW against the PyTorch fixture
+//! (tests/fixtures/lm/optim.json); AdamW without weight decay is the old Adam bit for bit.
+#![cfg(not(target_arch = "wasm32"))]
+
+use lora_lab::nn::Adam;
+use serde_json::Value;
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/lm/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A JSON array of numbers (nested arrays flattened, row-major) as f32: the fixture's floats are the
+/// exact values of f32 numbers, so the conversion is exact.
+fn f32s(v: &Value) -> Vec<f32> {
+    match v {
+        Value::Array(items) => items.iter().flat_map(f32s).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap() as f32],
+        other => panic!("not a number: {other}"),
+    }
+}
+
+fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// Distance in units in the last place between two finite f32 of the same sign.
+fn ulps(a: f32, b: f32) -> u32 {
+    assert_eq!(a.is_sign_negative(), b.is_sign_negative(), "{a} and {b} differ in sign");
+    a.to_bits().abs_diff(b.to_bits())
+}
+
+/// A small deterministic generator for test data (values in [-scale, scale)).
+fn data(len: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// AdamW
+
+#[test]
+fn adamw_matches_torch_optim_adamw_bit_for_bit_on_the_fixture() {
+    let f = fixture("optim.json");
+    let a = &f["adamw"];
+    assert_eq!(f64s(&a["betas"]), [0.9, 0.999]);
+    assert_eq!(a["eps"].as_f64(), Some(1e-8));
+    let lr = a["lr"].as_f64().unwrap() as f32;
+    let wd = a["weight_decay"].as_f64().unwrap() as f32;
+    let mut p = f32s(&a["param0"]);
+    let mut adam = Adam::with_weight_decay(&[p.len()], wd, &[true]);
+    assert_eq!((adam.beta1, adam.beta2, adam.eps, adam.weight_decay), (0.9, 0.999, 1e-8, wd));
+    let grads = a["grads"].as_array().unwrap();
+    let after = a["params_after_step"].as_array().unwrap();
+    assert_eq!(grads.len(), 3);
+    for (k, (g, want)) in grads.iter().zip(after).enumerate() {
+        let g = f32s(g);
+        adam.step(lr, [&mut p[..]], [&g[..]]);
+        let want = f32s(want);
+        // 5 elements: 4 through the vector loop, 1 through the scalar tail.
+        for (i, (&got, &w)) in p.iter().zip(&want).enumerate() {
+            assert_eq!(got.to_bits(), w.to_bits(), "step {}: parameter {i}: {got} vs PyTorch's {w}", k + 1);
+        }
+    }
+    assert_eq!(adam.t, 3);
+    // The moments: our β are f32 (0.9f32, 0.999f32, and 1 − β in f32), PyTorch's are Python floats
+    // (f64), so the moments differ slightly (m by a few ulp, v by ~1.3e-5 relative: 1 − 0.999f32 is
+    // 0.00099998713, PyTorch's f32(1 − 0.999) is 0.00100000005); the parameters above come out the same.
+    let (m, v) = adam.moments(0);
+    for (i, (&got, &w)) in m.iter().zip(&f32s(&a["exp_avg_final"])).enumerate() {
+        assert!(ulps(got, w) <= 4, "exp_avg[{i}]: {got} vs PyTorch's {w}");
+    }
+    for (i, (&got, &w)) in v.iter().zip(&f32s(&a["exp_avg_sq_final"])).enumerate() {
+        assert!(((got - w) / w).abs() < 2e-5, "exp_avg_sq[{i}]: {got} vs PyTorch's {w}");
+    }
+}
+
+/// The Adam update as it was before weight decay existed (the kernel's scalar loop, verbatim), one
+/// element at a time: the reference for "AdamW with wd 0 is the old Adam".
+fn old_adam_step(lr: f32, t: u64, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    let (beta1, beta2, eps) = (0.9f32, 0.999f32, 1e-8f32);
+    let ti = t as i32;
+    let step_size = (lr as f64 / (1.0 - (beta1 as f64).powi(ti))) as f32;
+    let inv_bc2_sqrt = (1.0 / (1.0 - (beta2 as f64).powi(ti)).sqrt()) as f32;
+    for i in 0..p.len() {
+        let mut mi = beta1 * m[i] + (1.0 - beta1) * g[i];
+        let mut vi = beta2 * v[i] + (1.0 - beta2) * (g[i] * g[i]);
+        if mi.abs() < f32::MIN_POSITIVE {
+            mi = 0.0;
+        }
+        if vi.abs() < f32::MIN_POSITIVE {
+            vi = 0.0;
+        }
+        let denom = vi.sqrt() * inv_bc2_sqrt + eps;
+        p[i] -= (step_size * mi) / denom;
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+/// The old reference with PyTorch's decoupled decay in front (`p *= 1 − lr·wd`, the factor in f32).
+fn adamw_reference(lr: f32, wd: f32, t: u64, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    let decay = (1.0 - lr as f64 * wd as f64) as f32;
+    p.iter_mut().for_each(|x| *x *= decay);
+    old_adam_step(lr, t, p, g, m, v);
+}
+
+/// Tensor sizes with vector tails, one tensor over the kernel's 16 Ki-element chunk (so it is split)
+/// and an empty one.
+const SIZES: [usize; 5] = [7, 40_003, 1, 0, 130];
+
+/// Gradients over several magnitudes; the last tensor's are tiny enough for v to flush to zero.
+fn grad(n: usize, t: u64, i: usize) -> Vec<f32> {
+    let scale = if i == SIZES.len() - 1 { 1e-22 } else { [1.0, 1e-3, 10.0, 0.5][t as usize % 4] };
+    data(n, 1000 * t + i as u64, scale)
+}
+
+fn random_run(threads: usize, make: impl Fn(&[usize]) -> Adam + Send, steps: u64) -> (Vec<Vec<f32>>, Adam) {
+    in_pool(threads, move || {
+        let mut params: Vec<Vec<f32>> = SIZES.iter().enumerate().map(|(i, &n)| data(n, 100 + i as u64, 1.0)).collect();
+        let mut adam = make(&SIZES);
+        for t in 0..steps {
+            let grads: Vec<Vec<f32>> = SIZES.iter().enumerate().map(|(i, &n)| grad(n, t, i)).collect();
+            let lr = 1e-2 / (t + 1) as f32;
+            adam.step(lr, params.iter_mut().map(|p| &mut p[..]), grads.iter().map(|g| &g[..]));
+        }
+        (params, adam)
+    })
+}
+
+fn bits(tensors: &[Vec<f32>]) -> Vec<Vec<u32>> {
+    tensors.iter().map(|t| t.iter().map(|x| x.to_bits()).collect()).collect()
+}
+
+#[test]
+fn adamw_without_weight_decay_is_the_old_adam_bit_for_bit() {
+    let steps = 6;
+    let (plain, plain_adam) = random_run(1, Adam::new, steps);
+    // wd 0 with every flag set, and wd 0 with mixed flags: both are plain Adam.
+    let (all, _) = random_run(1, |s| Adam::with_weight_decay(s, 0.0, &[true; 5]), steps);
+    let (mixed, _) = random_run(1, |s| Adam::with_weight_decay(s, 0.0, &[true, false, true, false, true]), steps);
+    assert!(bits(&all) == bits(&plain), "AdamW(wd 0) differs from Adam");
+    assert!(bits(&mixed) == bits(&plain), "AdamW(wd 0, mixed flags) differs from Adam");
+    // And Adam is the old update, element by element.
+    let mut params: Vec<Vec<f32>> = SIZES.iter().enumerate().map(|(i, &n)| data(n, 100 + i as u64, 1.0)).collect();
+    let mut ms: Vec<Vec<f32>> = SIZES.iter().map(|&n| vec![0.0; n]).collect();
+    let mut vs = ms.clone();
+    for t in 0..steps {
+        for (i, &n) in SIZES.iter().enumerate() {
+            let g = grad(n, t, i);
+            old_adam_step(1e-2 / (t + 1) as f32, t + 1, &mut params[i], &g, &mut ms[i], &mut vs[i]);
+        }
+    }
+    assert!(bits(&plain) == bits(&params), "Adam differs from the old update");
+    for i in 0..SIZES.len() {
+        let (m, v) = plain_adam.moments(i);
+        assert!(bits(&[m.to_vec(), v.to_vec()]) == bits(&[ms[i].clone(), vs[i].clone()]), "moments of tensor {i}");
+    }
+    // The flush to zero happened (the 1e-22 gradients square below the smallest normal float).
+    assert!(vs[4].iter().all(|&x| x == 0.0) && ms[4].iter().all(|&x| x != 0.0));
+}
+
+#[test]
+fn weight_decay_applies_only_to_flagged_tensors_and_is_the_same_on_any_thread_count() {
+    let steps = 5;
+    let flags = [true, true, false, false, true];
+    let wd = 0.1;
+    let make = |s: &[usize]| Adam::with_weight_decay(s, wd, &flags);
+    let (one, adam) = random_run(1, make, steps);
+    assert_eq!(adam.decays(), flags);
+    let (three, _) = random_run(3, make, steps);
+    assert!(bits(&one) == bits(&three), "AdamW differs between 1 and 3 threads");
+    let (plain, _) = random_run(1, Adam::new, steps);
+    // The reference, tensor by tensor: decayed where flagged, plain Adam elsewhere.
+    for (i, &n) in SIZES.iter().enumerate() {
+        let mut p = data(n, 100 + i as u64, 1.0);
+        let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+        for t in 0..steps {
+            let g = grad(n, t, i);
+            let lr = 1e-2 / (t + 1) as f32;
+            if flags[i] {
+                adamw_reference(lr, wd, t + 1, &mut p, &g, &mut m, &mut v);
+            } else {
+                old_adam_step(lr, t + 1, &mut p, &g, &mut m, &mut v);
+            }
+        }
+        assert!(bits(&[p]) == bits(&[one[i].clone()]), "tensor {i} (decays: {})", flags[i]);
+        if !flags[i] {
+            assert!(bits(&[plain[i].clone()]) == bits(&[one[i].clone()]), "undecayed tensor {i} differs from Adam");
+        } else if n > 0 {
+            assert!(bits(&[plain[i].clone()]) != bits(&[one[i].clone()]), "decay did nothing to tensor {i}");
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "one weight-decay flag per tensor")]
+fn adamw_wants_one_flag_per_tensor() {
+    Adam::with_weight_decay(&[3, 4], 0.1, &[true]);
+}
