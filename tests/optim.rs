@@ -1,8 +1,8 @@
-//! Training "as TrainingArguments does it": AdamW against the PyTorch fixture
-//! (tests/fixtures/lm/optim.json); AdamW without weight decay is the old Adam bit for bit.
+//! Training "as TrainingArguments does it": AdamW and global-norm gradient clipping against the
+//! PyTorch fixture (tests/fixtures/lm/optim.json); AdamW without weight decay is the old Adam bit for bit.
 #![cfg(not(target_arch = "wasm32"))]
 
-use lora_lab::nn::Adam;
+use lora_lab::nn::{clip_grad_norm, Adam};
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
@@ -207,4 +207,83 @@ fn weight_decay_applies_only_to_flagged_tensors_and_is_the_same_on_any_thread_co
 #[should_panic(expected = "one weight-decay flag per tensor")]
 fn adamw_wants_one_flag_per_tensor() {
     Adam::with_weight_decay(&[3, 4], 0.1, &[true]);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Gradient clipping
+
+#[test]
+fn clip_grad_norm_matches_torch_on_the_fixture() {
+    let f = fixture("optim.json");
+    let c = &f["clip_grad_norm"];
+    assert_eq!(c["norm_type"].as_f64(), Some(2.0));
+    let max_norm = c["max_norm"].as_f64().unwrap() as f32;
+    let mut a = f32s(&c["grads"]["a"]);
+    let mut b = f32s(&c["grads"]["b"]);
+    let total = clip_grad_norm(&mut [&mut a[..], &mut b[..]], max_norm);
+    let want = c["total_norm"].as_f64().unwrap() as f32;
+    assert_eq!(total.to_bits(), want.to_bits(), "total norm {total} vs PyTorch's {want}");
+    for (name, got) in [("a", &a), ("b", &b)] {
+        let want = f32s(&c["clipped"][name]);
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "clipped {name}[{i}]: {g} vs PyTorch's {w}");
+        }
+    }
+}
+
+#[test]
+fn clip_grad_norm_leaves_small_and_non_finite_gradients_alone() {
+    // Below the limit: the norm is returned and nothing changes.
+    let mut a = vec![0.3f32, -0.4];
+    let mut b = [0.0f32; 3];
+    assert_eq!(clip_grad_norm(&mut [&mut a[..], &mut b[..]], 1.0), 0.5);
+    assert_eq!(a, [0.3, -0.4]);
+    // Exactly at the limit the coefficient is 1 / (1 + 1e-6) < 1, as in PyTorch: a tiny scaling.
+    let mut unit = [0.6f32, 0.8];
+    let n = clip_grad_norm(&mut [&mut unit[..]], 1.0);
+    assert_eq!(n, 1.0);
+    assert!(unit[0] < 0.6 && unit[0] > 0.599_999);
+    // Nothing at all: norm 0.
+    assert_eq!(clip_grad_norm(&mut [], 1.0), 0.0);
+    assert_eq!(clip_grad_norm(&mut [&mut [][..]], 1.0), 0.0);
+    // Non-finite: the norm says so and the gradients stay as they were (the step is skipped).
+    for bad in [f32::NAN, f32::INFINITY] {
+        let mut g = [1.0f32, bad, 3.0];
+        let before: Vec<u32> = g.iter().map(|x| x.to_bits()).collect();
+        let n = clip_grad_norm(&mut [&mut g[..]], 1.0);
+        assert!(!n.is_finite(), "{bad}: norm {n}");
+        assert_eq!(g.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), before);
+    }
+    // Squares that overflow f32 do not overflow the f64 sums: the norm of [3e20, 4e20] is 5e20.
+    let mut big = vec![3e20f32, 4e20];
+    assert_eq!(clip_grad_norm(&mut [&mut big[..]], 1.0), 5e20);
+    assert!((big[0] - 0.6).abs() < 1e-6 && (big[1] - 0.8).abs() < 1e-6, "{big:?}");
+}
+
+#[test]
+fn clip_grad_norm_is_accurate_and_the_same_on_any_thread_count() {
+    let sizes = [100_003usize, 5, 16_384, 33_000, 0, 7];
+    let make = || -> Vec<Vec<f32>> { sizes.iter().enumerate().map(|(i, &n)| data(n, 7 + i as u64, 0.5)).collect() };
+    let run = |threads: usize| {
+        in_pool(threads, || {
+            let mut g = make();
+            let n = clip_grad_norm(&mut g.iter_mut().map(|t| &mut t[..]).collect::<Vec<_>>(), 1.0);
+            (n, g)
+        })
+    };
+    let (n1, g1) = run(1);
+    let (n3, g3) = run(3);
+    assert_eq!(n1.to_bits(), n3.to_bits());
+    assert!(bits(&g1) == bits(&g3), "clipped gradients differ between 1 and 3 threads");
+    // Against the norm in f64 of all the elements at once.
+    let orig = make();
+    let exact = orig.iter().flatten().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    assert!((n1 as f64 - exact).abs() <= exact * 1e-7, "{n1} vs {exact}");
+    assert!(n1 > 1.0);
+    let coef = (1.0 / (n1 + 1e-6)) * 1.0;
+    for (t, o) in g1.iter().zip(&orig) {
+        assert!(t.iter().zip(o).all(|(&c, &x)| c.to_bits() == (x * coef).to_bits()));
+    }
+    let clipped = g1.iter().flatten().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    assert!((clipped - 1.0).abs() < 1e-5, "norm after clipping {clipped}");
 }
