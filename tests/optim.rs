@@ -1,8 +1,13 @@
-//! Training "as TrainingArguments does it": AdamW and global-norm gradient clipping against the
-//! PyTorch fixture (tests/fixtures/lm/optim.json); AdamW without weight decay is the old Adam bit for bit.
+//! Training "as TrainingArguments does it": AdamW, transformers' warmup schedules and global-norm
+//! gradient clipping against the PyTorch/transformers fixtures (tests/fixtures/lm/optim.json and
+//! schedules.json); AdamW without weight decay is the old Adam bit for bit; bad warmup ratios are
+//! refused with a message naming the setting.
 #![cfg(not(target_arch = "wasm32"))]
 
 use lora_lab::nn::{clip_grad_norm, Adam};
+use lora_lab::rng::Stream;
+use lora_lab::train::{Schedule, TrainConfig, Trainer};
+use lora_lab::LabError;
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
@@ -207,6 +212,147 @@ fn weight_decay_applies_only_to_flagged_tensors_and_is_the_same_on_any_thread_co
 #[should_panic(expected = "one weight-decay flag per tensor")]
 fn adamw_wants_one_flag_per_tensor() {
     Adam::with_weight_decay(&[3, 4], 0.1, &[true]);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Schedules
+
+fn warmup(kind: &str, warmup_ratio: f64) -> Schedule {
+    match kind {
+        "cosine" => Schedule::CosineWithWarmup { warmup_ratio },
+        "linear" => Schedule::LinearWithWarmup { warmup_ratio },
+        "constant" => Schedule::ConstantWithWarmup { warmup_ratio },
+        _ => unreachable!(),
+    }
+}
+
+/// A trainer of `total` steps (one epoch, batch 1); it needs no dataset until it steps.
+fn trainer(lr: f32, schedule: Schedule, total: usize) -> Result<Trainer, LabError> {
+    let cfg = TrainConfig { seed: 1, epochs: 1, batch_size: 1, lr, schedule };
+    Trainer::new(cfg, (0..total as u32).collect(), Stream::BaseShuffle, Box::new(|| 0.0))
+}
+
+#[test]
+fn warmup_schedules_match_transformers() {
+    let f = fixture("schedules.json");
+    let (w, total) = (f["warmup"].as_u64().unwrap() as usize, f["total"].as_u64().unwrap() as usize);
+    assert_eq!((w, total), (3, 20));
+    // 0.15 × 20 steps = 3 warmup steps, as TrainingArguments(warmup_ratio=0.15) makes them.
+    let ratio = 0.15;
+    let lr = 3e-3f32;
+    for kind in ["cosine", "linear"] {
+        let want = f64s(&f[kind]);
+        assert_eq!(want.len(), total + 1);
+        let sched = warmup(kind, ratio);
+        assert_eq!(sched.warmup_steps(total), w);
+        for (s, &m) in want.iter().enumerate() {
+            let got = sched.multiplier(s, total);
+            assert!((got - m).abs() <= 1e-12, "{kind} step {s}: {got} vs transformers' {m}");
+        }
+        // Through the trainer: batch `s` (0-based, s optimizer steps taken) runs at lr × multiplier.
+        let t = trainer(lr, sched, total).unwrap();
+        assert_eq!((t.total_steps(), t.warmup_steps()), (total, w));
+        for (s, &m) in want.iter().enumerate().take(total) {
+            let got = t.lr_at(s);
+            let exact = lr as f64 * m;
+            assert!((got as f64 - exact).abs() <= exact * 6e-8, "{kind} lr at step {s}: {got} vs {exact}");
+        }
+        assert_eq!(t.lr_at(0), 0.0, "{kind}: the first update is at lr 0, as in transformers");
+    }
+    // Constant with warmup: the same ramp, then 1.
+    let c = warmup("constant", ratio);
+    let want: Vec<f64> = (0..=total).map(|s| if s < w { s as f64 / w as f64 } else { 1.0 }).collect();
+    let got: Vec<f64> = (0..=total).map(|s| c.multiplier(s, total)).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn warmup_steps_round_up_as_training_arguments_does() {
+    // math.ceil(total × ratio) in f64: 100 × 0.07 = 7.000000000000001 → 8; 100 × 0.14 → 15;
+    // 100 × 0.29 = 28.999999999999996 → 29; 9375 × 0.03 = 281.25 → 282; a ratio of a 1-step run → 1.
+    for (ratio, total, want) in [
+        (0.07, 100, 8),
+        (0.14, 100, 15),
+        (0.29, 100, 29),
+        (0.03, 100, 3),
+        (0.03, 9375, 282),
+        (0.03, 1, 1),
+        (0.0, 50, 0),
+    ] {
+        assert_eq!(warmup("cosine", ratio).warmup_steps(total), want, "{ratio} of {total}");
+    }
+    assert_eq!(Schedule::Cosine.warmup_steps(100), 0);
+    assert_eq!(Schedule::Constant.warmup_ratio(), 0.0);
+    // No warmup: transformers' cosine is the MLP's cosine, linear goes straight down from lr.
+    for s in 0..=40 {
+        let (a, b) = (warmup("cosine", 0.0).multiplier(s, 40), Schedule::Cosine.multiplier(s, 40));
+        assert!((a - b).abs() <= 1e-15, "step {s}: {a} vs {b}");
+        assert_eq!(warmup("linear", 0.0).multiplier(s, 40), (40 - s) as f64 / 40.0);
+    }
+    // The warmup may fill a whole short run (ceil(0.95 × 10) = 10): the ramp, never above 1.
+    let all = warmup("cosine", 0.95);
+    assert_eq!(all.warmup_steps(10), 10);
+    assert!((0..10).all(|s| all.multiplier(s, 10) == s as f64 / 10.0));
+}
+
+#[test]
+fn constant_and_cosine_are_unchanged() {
+    let lr = 1e-3f32;
+    let total = 937;
+    let cos = trainer(lr, Schedule::Cosine, total).unwrap();
+    let flat = trainer(lr, Schedule::Constant, total).unwrap();
+    assert_eq!(cos.warmup_steps(), 0);
+    for s in 0..total {
+        // The MLP's formula, as it was.
+        let t = s as f64 / total as f64;
+        let want = (lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32;
+        assert_eq!(cos.lr_at(s).to_bits(), want.to_bits(), "cosine at step {s}");
+        assert_eq!(flat.lr_at(s), lr);
+    }
+}
+
+#[test]
+fn schedules_read_and_write_as_the_page_sends_them() {
+    let read = |s: &str| serde_json::from_str::<Schedule>(s).unwrap();
+    assert_eq!(read("\"constant\""), Schedule::Constant);
+    assert_eq!(read("\"cosine\""), Schedule::Cosine);
+    assert_eq!(
+        read(r#"{"cosineWithWarmup": {"warmupRatio": 0.03}}"#),
+        Schedule::CosineWithWarmup { warmup_ratio: 0.03 }
+    );
+    assert_eq!(read(r#"{"linearWithWarmup": {"warmupRatio": 0.1}}"#), Schedule::LinearWithWarmup { warmup_ratio: 0.1 });
+    let c = Schedule::ConstantWithWarmup { warmup_ratio: 0.5 };
+    assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"constantWithWarmup":{"warmupRatio":0.5}}"#);
+    assert_eq!(serde_json::to_string(&Schedule::Cosine).unwrap(), "\"cosine\"");
+}
+
+#[test]
+fn bad_warmup_ratios_are_refused_naming_the_setting() {
+    for (ratio, shown) in [
+        (f64::NAN, "NaN"),
+        (-0.1, "-0.1"),
+        (1.0, "1"),
+        (1.5, "1.5"),
+        (f64::INFINITY, "inf"),
+        (f64::NEG_INFINITY, "-inf"),
+    ] {
+        for kind in ["cosine", "linear", "constant"] {
+            let sched = warmup(kind, ratio);
+            let e = sched.validate().unwrap_err();
+            assert_eq!(e, LabError::setting("warmup ratio", format!("{shown} is not in [0, 1)")), "{kind} {ratio}");
+            assert_eq!(e.to_string(), format!("invalid warmup ratio: {shown} is not in [0, 1)"));
+            // Refused before any work starts, by the config and by the trainer.
+            let cfg = TrainConfig { seed: 1, epochs: 1, batch_size: 1, lr: 1e-3, schedule: sched };
+            assert_eq!(cfg.validate(10).unwrap_err(), e);
+            assert_eq!(trainer(1e-3, sched, 10).err(), Some(e));
+        }
+    }
+    for ok in [0.0, 0.03, 0.5, 0.999_999] {
+        assert!(trainer(1e-3, warmup("cosine", ok), 10).is_ok(), "{ok}");
+    }
+    // Other settings are still checked first, as before.
+    let e = trainer(0.0, warmup("cosine", f64::NAN), 10).err().unwrap();
+    assert!(matches!(&e, LabError::BadSetting { name, .. } if name == "learning rate"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------------------
