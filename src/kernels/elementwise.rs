@@ -1,4 +1,4 @@
-//! Vector loops around the GEMMs: ReLU backward, bias gradient, the Adam update.
+//! Vector loops around the GEMMs: ReLU backward, bias gradient, the Adam(W) update.
 //! Each element's result depends only on its own inputs, so chunking across threads never changes it.
 
 use super::lane::F32x4;
@@ -91,6 +91,8 @@ pub fn bias_grad(dy: &[f32], m: usize, n: usize, db: &mut [f32]) {
 /// One Adam step's constants, in PyTorch's formulation:
 /// `p -= step_size · m / (sqrt(v) / bc2_sqrt + eps)` with `step_size = lr / (1 − β1ᵗ)`,
 /// `bc2_sqrt = sqrt(1 − β2ᵗ)`; the division by `bc2_sqrt` is done as a multiplication by its inverse.
+/// AdamW's decoupled weight decay comes first, as in PyTorch's `_single_tensor_adam`: `p *= 1 − lr·wd`
+/// on the tensors that decay, then the update above from the decayed `p`.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamStep {
     pub beta1: f32,
@@ -98,40 +100,63 @@ pub struct AdamStep {
     pub eps: f32,
     pub step_size: f32,
     pub inv_bc2_sqrt: f32,
+    /// `1 − lr·wd`, the factor of a decaying tensor (1 without weight decay: the factor is then skipped).
+    pub decay: f32,
 }
 
 impl AdamStep {
-    /// Constants for step `t` (1-based).
+    /// Constants for step `t` (1-based), without weight decay.
     pub fn new(lr: f32, beta1: f32, beta2: f32, eps: f32, t: u64) -> Self {
+        Self::adamw(lr, beta1, beta2, eps, 0.0, t)
+    }
+
+    /// Constants for step `t` (1-based) of AdamW with weight decay `weight_decay` (0 is plain Adam).
+    pub fn adamw(lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, t: u64) -> Self {
         let t = t.min(i32::MAX as u64) as i32;
         let bc1 = 1.0 - (beta1 as f64).powi(t);
         let bc2 = 1.0 - (beta2 as f64).powi(t);
-        Self { beta1, beta2, eps, step_size: (lr as f64 / bc1) as f32, inv_bc2_sqrt: (1.0 / bc2.sqrt()) as f32 }
+        Self {
+            beta1,
+            beta2,
+            eps,
+            step_size: (lr as f64 / bc1) as f32,
+            inv_bc2_sqrt: (1.0 / bc2.sqrt()) as f32,
+            decay: (1.0 - lr as f64 * weight_decay as f64) as f32,
+        }
     }
 }
 
-/// One tensor's share of an Adam step: parameters, gradient, first and second moments (equal lengths).
-pub type AdamTensor<'a> = (&'a mut [f32], &'a [f32], &'a mut [f32], &'a mut [f32]);
+/// One tensor's share of an Adam step: parameters, gradient, first and second moments (equal lengths),
+/// and whether the step's weight decay applies to it.
+pub type AdamTensor<'a> = (&'a mut [f32], &'a [f32], &'a mut [f32], &'a mut [f32], bool);
 
 /// Adam update of every tensor, in one parallel pass over chunks of all of them. Moments below the
 /// smallest normal float are flushed to zero: WebAssembly has no flush-to-zero mode, and subnormal
 /// arithmetic is slow. Each element depends only on its own inputs, so the split never changes a bit.
 pub fn adam_update<'a>(tensors: impl IntoIterator<Item = AdamTensor<'a>>, s: AdamStep) {
     let mut chunks: Vec<AdamTensor<'a>> = Vec::new();
-    for (p, g, m, v) in tensors {
+    for (p, g, m, v, decays) in tensors {
         let n = p.len();
         assert!(g.len() == n && m.len() == n && v.len() == n, "adam_update: lengths differ");
         let pieces = p.chunks_mut(CHUNK).zip(g.chunks(CHUNK)).zip(m.chunks_mut(CHUNK)).zip(v.chunks_mut(CHUNK));
-        chunks.extend(pieces.map(|(((p, g), m), v)| (p, g, m, v)));
+        chunks.extend(pieces.map(|(((p, g), m), v)| (p, g, m, v, decays)));
     }
+    let run = |(p, g, m, v, decays): AdamTensor<'_>| {
+        if decays && s.decay != 1.0 {
+            adam_chunk::<true>(p, g, m, v, s)
+        } else {
+            adam_chunk::<false>(p, g, m, v, s)
+        }
+    };
     if chunks.len() <= 1 || rayon::current_num_threads() == 1 {
-        chunks.into_iter().for_each(|(p, g, m, v)| adam_chunk(p, g, m, v, s));
+        chunks.into_iter().for_each(run);
     } else {
-        chunks.into_par_iter().for_each(|(p, g, m, v)| adam_chunk(p, g, m, v, s));
+        chunks.into_par_iter().for_each(run);
     }
 }
 
-fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
+/// `DECAY`: multiply `p` by `s.decay` before the update (AdamW); without it the loop is plain Adam.
+fn adam_chunk<const DECAY: bool>(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
     let b1 = F32x4::splat(s.beta1);
     let b1c = F32x4::splat(1.0 - s.beta1);
     let b2 = F32x4::splat(s.beta2);
@@ -139,6 +164,7 @@ fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamSte
     let eps = F32x4::splat(s.eps);
     let step = F32x4::splat(s.step_size);
     let inv_bc2 = F32x4::splat(s.inv_bc2_sqrt);
+    let decay = F32x4::splat(s.decay);
     let tiny = F32x4::splat(f32::MIN_POSITIVE);
     let n = p.len();
     let n4 = n / 4 * 4;
@@ -149,7 +175,11 @@ fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamSte
             let mi = b1.mul(F32x4::load(m.as_ptr().add(i))).add(b1c.mul(gi)).flush_below(tiny);
             let vi = b2.mul(F32x4::load(v.as_ptr().add(i))).add(b2c.mul(gi.mul(gi))).flush_below(tiny);
             let denom = vi.sqrt().mul(inv_bc2).add(eps);
-            let pi = F32x4::load(p.as_ptr().add(i)).sub(step.mul(mi).div(denom));
+            let mut pi = F32x4::load(p.as_ptr().add(i));
+            if DECAY {
+                pi = pi.mul(decay);
+            }
+            let pi = pi.sub(step.mul(mi).div(denom));
             mi.store(m.as_mut_ptr().add(i));
             vi.store(v.as_mut_ptr().add(i));
             pi.store(p.as_mut_ptr().add(i));
@@ -165,6 +195,9 @@ fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamSte
             vi = 0.0;
         }
         let denom = vi.sqrt() * s.inv_bc2_sqrt + s.eps;
+        if DECAY {
+            p[i] *= s.decay;
+        }
         p[i] -= (s.step_size * mi) / denom;
         m[i] = mi;
         v[i] = vi;

@@ -12,7 +12,12 @@ pub trait Objective: Send {
     fn train_batch(&mut self, ds: &Dataset, batch: &[u32], lr: f32) -> Result<f32>;
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// How the learning rate moves over a run. `Constant` and `Cosine` are the MLP's; the `…WithWarmup`
+/// schedules are transformers' (`get_cosine_schedule_with_warmup`, `get_linear_schedule_with_warmup`,
+/// `get_constant_schedule_with_warmup`), whose warmup lasts `ceil(warmup_ratio × total steps)` steps as
+/// `TrainingArguments` computes it. Every schedule is evaluated at the number of optimizer steps taken
+/// so far (0 for the first update), as `LambdaLR` is.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Schedule {
     /// The same learning rate throughout (the article).
@@ -20,6 +25,76 @@ pub enum Schedule {
     /// Cosine decay from `lr` to 0 over the run: ends the last epoch quietly, so the final accuracy
     /// does not depend on where a noisy constant-rate run happens to stop.
     Cosine,
+    /// Linear warmup from 0 to `lr`, then half a cosine down to 0.
+    #[serde(rename = "cosineWithWarmup", rename_all = "camelCase")]
+    CosineWithWarmup { warmup_ratio: f64 },
+    /// Linear warmup from 0 to `lr`, then a straight line down to 0.
+    #[serde(rename = "linearWithWarmup", rename_all = "camelCase")]
+    LinearWithWarmup { warmup_ratio: f64 },
+    /// Linear warmup from 0 to `lr`, then `lr`.
+    #[serde(rename = "constantWithWarmup", rename_all = "camelCase")]
+    ConstantWithWarmup { warmup_ratio: f64 },
+}
+
+impl Schedule {
+    /// The fraction of the run spent warming up (0 for `Constant` and `Cosine`).
+    pub fn warmup_ratio(&self) -> f64 {
+        match *self {
+            Schedule::Constant | Schedule::Cosine => 0.0,
+            Schedule::CosineWithWarmup { warmup_ratio }
+            | Schedule::LinearWithWarmup { warmup_ratio }
+            | Schedule::ConstantWithWarmup { warmup_ratio } => warmup_ratio,
+        }
+    }
+
+    /// Warmup steps of a run of `total_steps` optimizer steps: `ceil(total_steps × warmup_ratio)` in
+    /// f64, as `TrainingArguments.get_warmup_steps` (so 7 % of 100 steps is 8, as there).
+    pub fn warmup_steps(&self, total_steps: usize) -> usize {
+        (total_steps as f64 * self.warmup_ratio()).ceil() as usize
+    }
+
+    /// Rejects a warmup ratio that is not a finite number in [0, 1).
+    pub fn validate(&self) -> Result<()> {
+        let r = self.warmup_ratio();
+        if !r.is_finite() || !(0.0..1.0).contains(&r) {
+            return Err(LabError::setting("warmup ratio", format!("{r} is not in [0, 1)")));
+        }
+        Ok(())
+    }
+
+    /// The factor of the base learning rate after `step` optimizer steps of `total_steps`, as the
+    /// `LambdaLR` lambdas of transformers' schedules compute it (f64).
+    pub fn multiplier(&self, step: usize, total_steps: usize) -> f64 {
+        let (s, total) = (step as f64, total_steps as f64);
+        let warmup = self.warmup_steps(total_steps);
+        let w = warmup as f64;
+        // After the warmup: `(total − w)` steps, at least 1, as transformers' `max(1, …)`.
+        let rest = total_steps.saturating_sub(warmup).max(1) as f64;
+        match *self {
+            Schedule::Constant => 1.0,
+            Schedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * (s / total)).cos()),
+            _ if step < warmup => s / w.max(1.0),
+            Schedule::ConstantWithWarmup { .. } => 1.0,
+            Schedule::LinearWithWarmup { .. } => ((total - s) / rest).max(0.0),
+            Schedule::CosineWithWarmup { .. } => {
+                // transformers' `math.pi * num_cycles * 2.0 * progress` with num_cycles 0.5: exactly π·progress.
+                let progress = (s - w) / rest;
+                (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())).max(0.0)
+            }
+        }
+    }
+
+    /// The learning rate after `step` optimizer steps of `total_steps`, from the base rate `lr`.
+    pub fn lr_at(&self, lr: f32, step: usize, total_steps: usize) -> f32 {
+        match *self {
+            Schedule::Constant => lr,
+            Schedule::Cosine => {
+                let t = step as f64 / total_steps as f64;
+                (lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+            }
+            _ => (lr as f64 * self.multiplier(step, total_steps)) as f32,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -57,7 +132,7 @@ impl TrainConfig {
         if !self.lr.is_finite() || self.lr <= 0.0 || self.lr > 1.0 {
             return Err(LabError::setting("learning rate", format!("{} is not in (0, 1]", self.lr)));
         }
-        Ok(())
+        self.schedule.validate()
     }
 }
 
@@ -175,6 +250,11 @@ impl Trainer {
         self.run.lr_at(step)
     }
 
+    /// Steps of the schedule's linear warmup (0 without one).
+    pub fn warmup_steps(&self) -> usize {
+        self.run.cfg.schedule.warmup_steps(self.run.total_steps())
+    }
+
     /// Runs up to `n_batches` batches, stopping early at the end of an epoch (so the caller can
     /// evaluate) or of the run. A non-finite loss stops training with an error; the objective has
     /// not applied that batch, so the weights are the last good ones.
@@ -218,13 +298,7 @@ impl RunState {
     }
 
     fn lr_at(&self, step: usize) -> f32 {
-        match self.cfg.schedule {
-            Schedule::Constant => self.cfg.lr,
-            Schedule::Cosine => {
-                let t = step as f64 / self.total_steps() as f64;
-                (self.cfg.lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
-            }
-        }
+        self.cfg.schedule.lr_at(self.cfg.lr, step, self.total_steps())
     }
 
     /// The batches of one `step`; `Ok(true)` when the last one closed an epoch.
