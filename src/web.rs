@@ -6,7 +6,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::bench;
 use crate::error::LabError;
-use crate::lab::{AdapterSettings, BaseSettings, Lab};
+use crate::lab::{AdapterSettings, BaseSettings, Lab, LmAdapterSettings, LmBaseSettings};
+use crate::lm::Sampling;
 
 #[cfg(feature = "threads")]
 pub use wasm_bindgen_rayon::init_thread_pool;
@@ -214,6 +215,150 @@ impl LabHandle {
         let rank = crate::lab::whole("rank", rank, 1, 784).map_err(err)? as usize;
         to_js(&self.lab.layer_svd(layer, rank).map_err(err)?)
     }
+}
+
+/// The language model (`window.lab.lm`): the same thin conversions.
+#[wasm_bindgen(js_class = Lab)]
+impl LabHandle {
+    /// Parses the three corpora → `[words, pokemon, names]` line counts.
+    #[wasm_bindgen(js_name = lmLoadData)]
+    pub fn lm_load_data(&mut self, words: &[u8], pokemon: &[u8], names: &[u8]) -> JsResult<Vec<f64>> {
+        Ok(self.lab.lm_load_data(words, pokemon, names).map_err(err)?.iter().map(|&n| n as f64).collect())
+    }
+
+    #[wasm_bindgen(js_name = lmStartBase)]
+    pub fn lm_start_base(&mut self, settings: JsValue) -> JsResult<()> {
+        let s: LmBaseSettings = from_js("lm.trainBase settings", settings)?;
+        self.lab.lm_start_base(&s).map_err(err)
+    }
+
+    #[wasm_bindgen(js_name = lmStartAdapter)]
+    pub fn lm_start_adapter(&mut self, settings: JsValue) -> JsResult<()> {
+        let s: LmAdapterSettings = from_js("lm.trainAdapter settings", settings)?;
+        self.lab.lm_start_adapter(&s).map_err(err)
+    }
+
+    /// Runs up to `n` batches → LmProgress (with the held-out loss and checkpoint when an epoch closed).
+    #[wasm_bindgen(js_name = lmTrainStep)]
+    pub fn lm_train_step(&mut self, n: usize) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_train_step(n).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = lmFinish)]
+    pub fn lm_finish(&mut self, cancelled: bool) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_finish(cancelled).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = lmIsTraining)]
+    pub fn lm_is_training(&self) -> bool {
+        self.lab.lm_is_training()
+    }
+
+    #[wasm_bindgen(js_name = lmHasModel)]
+    pub fn lm_has_model(&self) -> bool {
+        self.lab.lm_base().is_some()
+    }
+
+    #[wasm_bindgen(js_name = lmEvaluate)]
+    pub fn lm_evaluate(&mut self) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_evaluate().map_err(err)?)
+    }
+
+    /// → array of `n` strings.
+    #[wasm_bindgen(js_name = lmGenerate)]
+    pub fn lm_generate(&mut self, n: f64, temperature: f64, top_k: f64, seed: f64, adapted: bool) -> JsResult<JsValue> {
+        let n = crate::lab::whole("n", n, 1, 256).map_err(err)? as usize;
+        let top_k = crate::lab::whole("top-k", top_k, 0, 264).map_err(err)? as usize;
+        let seed = crate::lab::whole("seed", seed, 0, u32::MAX as u64).map_err(err)?;
+        if !(temperature.is_finite() && (0.0..=10.0).contains(&temperature)) {
+            return Err(err(LabError::setting("temperature", format!("{temperature} is not a number from 0 to 10"))));
+        }
+        let sampling = Sampling { temperature: temperature as f32, top_k };
+        to_js(&self.lab.lm_generate(n, sampling, seed, adapted).map_err(err)?)
+    }
+
+    /// Logits (ids.length × vocab, row-major) for token ids.
+    #[wasm_bindgen(js_name = lmLogits)]
+    pub fn lm_logits(&mut self, ids: Vec<u16>, adapted: bool) -> JsResult<Vec<f32>> {
+        self.lab.lm_logits(&ids, adapted).map_err(err)
+    }
+
+    #[wasm_bindgen(js_name = lmScore)]
+    pub fn lm_score(&mut self, text: &str) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_score(text).map_err(err)?)
+    }
+
+    /// → `{ config: object, safetensors: Uint8Array }`.
+    #[wasm_bindgen(js_name = lmExportBase)]
+    pub fn lm_export_base(&self) -> JsResult<JsValue> {
+        let (config, st) = self.lab.lm_export_base().map_err(err)?;
+        files_object(&config, &st)
+    }
+
+    #[wasm_bindgen(js_name = lmImportBase)]
+    pub fn lm_import_base(&mut self, config_json: &str, safetensors: &[u8]) -> JsResult<usize> {
+        self.lab.lm_import_base(config_json, safetensors).map_err(err)
+    }
+
+    /// → `{ config: object, safetensors: Uint8Array }`.
+    #[wasm_bindgen(js_name = lmExportAdapter)]
+    pub fn lm_export_adapter(&self, name: &str) -> JsResult<JsValue> {
+        let f = self.lab.lm_export_adapter(name).map_err(err)?;
+        files_object(&f.config.to_json_pretty(), &f.safetensors)
+    }
+
+    #[wasm_bindgen(js_name = lmImportAdapter)]
+    pub fn lm_import_adapter(&mut self, name: &str, safetensors: &[u8], config_json: &str) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_import_adapter(name, safetensors, config_json).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = lmAdapters)]
+    pub fn lm_adapters(&self) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_adapters())
+    }
+
+    #[wasm_bindgen(js_name = lmSetAdapter)]
+    pub fn lm_set_adapter(&mut self, name: Option<String>) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_set_active(name.as_deref()).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = lmMerge)]
+    pub fn lm_merge(&mut self, name: &str) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_merge(name).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = lmUnmerge)]
+    pub fn lm_unmerge(&mut self, name: &str) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_unmerge(name).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = lmDeleteAdapter)]
+    pub fn lm_delete_adapter(&mut self, name: &str) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_delete_adapter(name).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = lmCheckpoints)]
+    pub fn lm_checkpoints(&self) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_checkpoints())
+    }
+
+    #[wasm_bindgen(js_name = lmRestoreCheckpoint)]
+    pub fn lm_restore_checkpoint(&mut self, id: f64) -> JsResult<JsValue> {
+        let id = crate::lab::whole("checkpoint", id, 0, u32::MAX as u64).map_err(err)? as usize;
+        to_js(&self.lab.lm_restore_checkpoint(id).map_err(err)?)
+    }
+}
+
+/// `{ config: <parsed JSON>, safetensors: Uint8Array }` for a folder's two files.
+fn files_object(config_json: &str, safetensors: &[u8]) -> JsResult<JsValue> {
+    let out = js_sys::Object::new();
+    let config = js_sys::JSON::parse(config_json).map_err(|_| JsError::new("config.json did not parse back"))?;
+    js_sys::Reflect::set(&out, &JsValue::from_str("config"), &config)
+        .and_then(|_| {
+            js_sys::Reflect::set(&out, &JsValue::from_str("safetensors"), &js_sys::Uint8Array::from(safetensors).into())
+        })
+        .map_err(|_| JsError::new("cannot build the export object"))?;
+    Ok(out.into())
 }
 
 impl Default for LabHandle {

@@ -75,7 +75,7 @@ fn logits_loss_and_gradients_match_transformers() {
     assert!((l - out["loss"].data[0]).abs() < 1e-5, "loss {l} vs transformers {}", out["loss"].data[0]);
     let mut grads = LmGrads::zeros(&model);
     model.backward(&acts, &dlogits, &mut grads, true, None);
-    for ((name, _), g) in model.params().iter().zip(grads.tensors(&model)) {
+    for ((name, _), g) in model.params().iter().zip(grads.tensors_mut(&model)) {
         assert_close(&format!("grad of {name}"), g, &out[&format!("grad.{name}")].data, 1e-4);
     }
 }
@@ -182,7 +182,7 @@ fn model_gradients_match_finite_differences() {
     let (_, dlogits) = loss_and_grad(&model, &acts);
     let mut grads = LmGrads::zeros(&model);
     model.backward(&acts, &dlogits, &mut grads, true, None);
-    let analytic: Vec<Vec<f32>> = grads.tensors(&model).iter().map(|g| g.to_vec()).collect();
+    let analytic: Vec<Vec<f32>> = grads.tensors_mut(&model).iter().map(|g| g.to_vec()).collect();
     let names: Vec<String> = model.params().into_iter().map(|(n, _)| n).collect();
     let eps = 1e-2f32;
     let mut pick = Rng::new(11, Stream::Dropout);
@@ -275,7 +275,7 @@ fn forward_and_backward_are_bit_identical_for_any_thread_count() {
             let (l, dlogits) = loss_and_grad(&model, &acts);
             let mut grads = LmGrads::zeros(&model);
             model.backward(&acts, &dlogits, &mut grads, true, None);
-            let bits: Vec<u32> = grads.tensors(&model).iter().flat_map(|g| g.iter().map(|v| v.to_bits())).collect();
+            let bits: Vec<u32> = grads.tensors_mut(&model).iter().flat_map(|g| g.iter().map(|v| v.to_bits())).collect();
             (l.to_bits(), acts.logits.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), bits)
         })
     };

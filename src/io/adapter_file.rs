@@ -7,6 +7,7 @@ use super::adapter_config::{from_peft, parse_adapter_config, AdapterConfig};
 use super::model_file::export_model;
 use super::tensors::{expect_tensors, read_safetensors, write_safetensors};
 use crate::error::{LabError, Result};
+use crate::lm::Llama;
 use crate::lora::targets::{self, TargetModules};
 use crate::lora::{scaling_value, Adaptable, Adapter, Bias, Init, LoraConfig, Scaling};
 use crate::nn::Mlp;
@@ -42,6 +43,12 @@ pub trait BaseFile {
 impl BaseFile for Mlp {
     fn base_file(&self) -> Result<Vec<u8>> {
         export_model(self)
+    }
+}
+
+impl BaseFile for Llama {
+    fn base_file(&self) -> Result<Vec<u8>> {
+        Ok(super::lm_file::export_lm(self)?.1)
     }
 }
 

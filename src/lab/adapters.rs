@@ -93,7 +93,6 @@ impl<M: Adaptable + Clone> AdaptedModel<M> {
     }
 
     pub fn list(&self) -> AdapterList {
-        let base_params = self.base.as_ref().map_or(0, M::num_params);
         AdapterList {
             active: self.active.clone(),
             list: self
@@ -111,7 +110,8 @@ impl<M: Adaptable + Clone> AdaptedModel<M> {
                         bias: a.config.bias,
                     },
                     trainable_params: a.trainable_params(),
-                    report: a.trainable_report(base_params),
+                    report: a
+                        .trainable_report(self.base.as_ref().map_or(0, |b| b.all_params_with(a.trainable_params()))),
                     merged: self.merged.is_some() && self.active.as_deref() == Some(a.name.as_str()),
                 })
                 .collect(),

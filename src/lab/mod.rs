@@ -2,16 +2,21 @@
 //! arguments and results; native tests drive this directly.
 //!
 //! One room per story, each readable alone: `svd` (panel 1), `mlp` (the article's MLP, panels 2–5),
+//! `lm` (the language model, part 2),
 //! and, shared by the models, `adapters` (a base and its named adapters) and `settings` (reading
 //! what the page sends). This file holds what every room shares: the clock and the rule of one
 //! training run at a time.
 
 mod adapters;
+mod lm;
 mod mlp;
 mod settings;
 mod svd;
 
 pub use adapters::{AdapterConfigView, AdapterInfo, AdapterList};
+pub use lm::{
+    CheckpointInfo, DataChoice, LmAdapterSettings, LmBaseSettings, LmEvaluation, LmProgress, LmRunSummary, Score,
+};
 pub use mlp::{
     AdapterSettings, AdapterSummary, BaseSettings, Evaluation, Probabilities, RunSummary, BASE_DIGITS, NEW_DIGITS,
 };
@@ -27,6 +32,7 @@ use crate::error::{LabError, Result};
 pub struct Lab {
     clock: Rc<dyn Fn() -> f64>,
     mlp: mlp::MlpRoom,
+    lm: lm::LmRoom,
 }
 
 /// What the module was built with (the page's status line and the benchmarks).
@@ -51,11 +57,11 @@ impl BuildInfo {
 impl Lab {
     /// `clock` returns seconds from any origin (the worker passes `performance.now() / 1000`).
     pub fn new(clock: impl Fn() -> f64 + 'static) -> Self {
-        Self { clock: Rc::new(clock), mlp: mlp::MlpRoom::default() }
+        Self { clock: Rc::new(clock), mlp: mlp::MlpRoom::default(), lm: lm::LmRoom::default() }
     }
 
     pub fn is_training(&self) -> bool {
-        self.mlp.is_training()
+        self.mlp.is_training() || self.lm.is_training()
     }
 
     /// One run at a time, whichever model it trains: the two cores are the run's.

@@ -47,18 +47,19 @@ impl LmGrads {
     }
 
     /// The gradients in the order of `Llama::params`.
-    pub fn tensors(&self, model: &Llama) -> Vec<&[f32]> {
+    pub fn tensors_mut(&mut self, model: &Llama) -> Vec<&mut [f32]> {
         let cfg = &model.cfg;
-        let mut v: Vec<&[f32]> = vec![&self.embed];
-        for (l, [a, b]) in self.norms.iter().enumerate() {
+        let mut linears: Vec<Option<&mut Vec<f32>>> = self.linears.iter_mut().map(Some).collect();
+        let mut v: Vec<&mut [f32]> = vec![&mut self.embed];
+        for (l, [a, b]) in self.norms.iter_mut().enumerate() {
             v.push(a);
             v.push(b);
             for j in 0..LAYER_MODULES.len() {
-                v.push(&self.linears[cfg.module(l, j)]);
+                v.push(linears[cfg.module(l, j)].take().expect("each Linear once"));
             }
         }
-        v.push(&self.final_norm);
-        v.push(&self.linears[cfg.lm_head()]);
+        v.push(&mut self.final_norm);
+        v.push(linears[cfg.lm_head()].take().expect("lm_head once"));
         v
     }
 }

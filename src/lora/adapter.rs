@@ -113,17 +113,24 @@ impl Adapter {
         )
     }
 
-    /// The trainable tensors and their gradients, in a fixed order (for Adam).
+    /// The trainable tensors and their gradients, in a fixed order (for Adam): each layer's lora_A
+    /// and lora_B, then the trained bias shifts.
     pub fn params_and_grads(&mut self) -> (Vec<&mut [f32]>, Vec<&[f32]>) {
+        let (params, grads) = self.params_and_grads_mut();
+        (params, grads.into_iter().map(|g| &*g).collect())
+    }
+
+    /// `params_and_grads` with the gradients mutable (for clipping).
+    pub fn params_and_grads_mut(&mut self) -> (Vec<&mut [f32]>, Vec<&mut [f32]>) {
         let mut params: Vec<&mut [f32]> = Vec::new();
-        let mut grads: Vec<&[f32]> = Vec::new();
+        let mut grads: Vec<&mut [f32]> = Vec::new();
         for l in &mut self.layers {
             params.push(&mut l.lora_a);
-            grads.push(&l.grad_a);
+            grads.push(&mut l.grad_a);
             params.push(&mut l.lora_b);
-            grads.push(&l.grad_b);
+            grads.push(&mut l.grad_b);
         }
-        for (p, g) in self.bias_shift.iter_mut().zip(&self.bias_grad) {
+        for (p, g) in self.bias_shift.iter_mut().zip(&mut self.bias_grad) {
             if let (Some(p), Some(g)) = (p, g) {
                 params.push(p);
                 grads.push(g);

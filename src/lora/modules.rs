@@ -20,8 +20,13 @@ pub trait Adaptable {
     fn modules(&self) -> Vec<Module>;
     fn linear(&self, i: usize) -> &Linear;
     fn linear_mut(&mut self, i: usize) -> &mut Linear;
-    /// Parameters of the whole base model (PEFT's "all params" in the article's convention).
+    /// Parameters of the whole base model.
     fn num_params(&self) -> usize;
+    /// "all params" of the trainable-parameter line with an adapter of `trainable` parameters: the
+    /// base's alone in the article's convention (the MLP: 1,064 of 535,818), which this default gives.
+    fn all_params_with(&self, _trainable: usize) -> usize {
+        self.num_params()
+    }
 }
 
 fn modules_of<'a>(names: impl Iterator<Item = String>, linears: impl Iterator<Item = &'a Linear>) -> Vec<Module> {
@@ -63,6 +68,10 @@ impl Adaptable for Llama {
     }
     fn num_params(&self) -> usize {
         Llama::num_params(self)
+    }
+    /// PEFT's `print_trainable_parameters` counts the adapter in (98,304 of 969,856).
+    fn all_params_with(&self, trainable: usize) -> usize {
+        Llama::num_params(self) + trainable
     }
 }
 

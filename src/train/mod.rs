@@ -4,9 +4,11 @@ mod adapter;
 mod base;
 mod buffers;
 mod eval;
+mod lm;
 mod trainer;
 
 pub use adapter::{AdapterObjective, AdapterState, FeatureCache};
 pub use base::{BaseObjective, BaseState};
 pub use eval::{evaluate, Metrics};
+pub use lm::{LmAdapterObjective, LmAdapterState, LmBaseObjective, LmBaseState, MAX_GRAD_NORM};
 pub use trainer::{Objective, Progress, Schedule, TrainConfig, Trainer};

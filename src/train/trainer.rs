@@ -8,8 +8,9 @@ use crate::rng::{Rng, Stream};
 
 /// One batch of training: forward, backward, and — only when the loss and gradients are finite — the
 /// optimiser update. Returns the batch's mean loss; a non-finite loss means nothing was updated.
-pub trait Objective: Send {
-    fn train_batch(&mut self, ds: &Dataset, batch: &[u32], lr: f32) -> Result<f32>;
+/// `D` is the data the batch indices point into: MNIST (`Dataset`) or packed text (`text::Blocks`).
+pub trait Objective<D: ?Sized = Dataset>: Send {
+    fn train_batch(&mut self, data: &D, batch: &[u32], lr: f32) -> Result<f32>;
 }
 
 /// How the learning rate moves over a run. `Constant` and `Cosine` are the MLP's; the `…WithWarmup`
@@ -258,7 +259,7 @@ impl Trainer {
     /// Runs up to `n_batches` batches, stopping early at the end of an epoch (so the caller can
     /// evaluate) or of the run. A non-finite loss stops training with an error; the objective has
     /// not applied that batch, so the weights are the last good ones.
-    pub fn step(&mut self, obj: &mut dyn Objective, ds: &Dataset, n_batches: usize) -> Result<Progress> {
+    pub fn step<D: Sync + ?Sized>(&mut self, obj: &mut dyn Objective<D>, ds: &D, n_batches: usize) -> Result<Progress> {
         let t0 = (self.clock)();
         let first = self.run.losses.len();
         let run = &mut self.run;
@@ -302,7 +303,7 @@ impl RunState {
     }
 
     /// The batches of one `step`; `Ok(true)` when the last one closed an epoch.
-    fn batches(&mut self, obj: &mut dyn Objective, ds: &Dataset, n_batches: usize) -> Result<bool> {
+    fn batches<D: ?Sized>(&mut self, obj: &mut dyn Objective<D>, ds: &D, n_batches: usize) -> Result<bool> {
         for _ in 0..n_batches {
             if self.is_done() {
                 break;

@@ -173,7 +173,7 @@ pub struct AdapterSummary {
 impl AdapterSummary {
     /// The summary of `adapter` over a base of `base_params`, with the numbers of the run that trained
     /// it (`None` for a loaded adapter: no time, no steps).
-    pub(super) fn new(adapter: &Adapter, base_params: usize, run: Option<&RunSummary>) -> Self {
+    pub(crate) fn new(adapter: &Adapter, base_params: usize, run: Option<&RunSummary>) -> Self {
         let t = adapter.trainable_params();
         Self {
             name: adapter.name.clone(),

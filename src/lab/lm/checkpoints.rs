@@ -1,0 +1,109 @@
+//! A checkpoint each epoch, as `TrainingArguments(save_strategy="epoch", save_total_limit=2)` keeps
+//! them: the last two, plus the best by held-out loss when `load_best_model_at_end` protects it.
+
+use serde::Serialize;
+
+use super::settings::SAVE_TOTAL_LIMIT;
+use crate::error::{LabError, Result};
+use crate::lm::Llama;
+use crate::lora::Adapter;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointInfo {
+    pub id: usize,
+    /// The adapter's name, or `None` for a checkpoint of the base model.
+    pub adapter: Option<String>,
+    pub epoch: usize,
+    pub step: usize,
+    pub eval_loss: f64,
+    /// The lowest held-out loss of the run so far.
+    pub best: bool,
+}
+
+#[derive(Clone)]
+pub(super) enum Saved {
+    Base(Box<Llama>),
+    Adapter(Box<Adapter>),
+}
+
+#[derive(Default)]
+pub(super) struct Checkpoints {
+    next_id: usize,
+    kept: Vec<(CheckpointInfo, Saved)>,
+    /// Every epoch's held-out loss this run, kept or rotated out.
+    losses: Vec<f64>,
+}
+
+impl Checkpoints {
+    /// Forgets the previous run's checkpoints (a new run starts).
+    pub fn clear(&mut self) {
+        self.kept.clear();
+        self.losses.clear();
+    }
+
+    pub fn losses(&self) -> Vec<f64> {
+        self.losses.clone()
+    }
+
+    fn add(
+        &mut self,
+        epoch: usize,
+        step: usize,
+        eval_loss: f64,
+        adapter: Option<String>,
+        saved: Saved,
+        keep_best: bool,
+    ) -> CheckpointInfo {
+        let best = self.losses.iter().all(|&l| eval_loss < l);
+        self.losses.push(eval_loss);
+        if best {
+            self.kept.iter_mut().for_each(|(i, _)| i.best = false);
+        }
+        let info = CheckpointInfo { id: self.next_id, adapter, epoch, step, eval_loss, best };
+        self.next_id += 1;
+        self.kept.push((info.clone(), saved));
+        // Rotate the oldest out, sparing the best when it is protected.
+        while self.kept.len() > SAVE_TOTAL_LIMIT + usize::from(keep_best && !self.kept.last().is_some_and(|k| k.0.best))
+        {
+            let Some(i) = self.kept.iter().position(|(c, _)| !(keep_best && c.best)) else { break };
+            self.kept.remove(i);
+        }
+        info
+    }
+
+    pub fn add_base(&mut self, epoch: usize, step: usize, loss: f64, model: &Llama, keep_best: bool) -> CheckpointInfo {
+        self.add(epoch, step, loss, None, Saved::Base(Box::new(model.clone())), keep_best)
+    }
+
+    pub fn add_adapter(
+        &mut self,
+        epoch: usize,
+        step: usize,
+        loss: f64,
+        adapter: &Adapter,
+        keep_best: bool,
+    ) -> CheckpointInfo {
+        let mut a = adapter.clone();
+        a.set_training(None);
+        self.add(epoch, step, loss, Some(adapter.name.clone()), Saved::Adapter(Box::new(a)), keep_best)
+    }
+
+    /// The best kept adapter checkpoint, if the best is kept.
+    pub fn best_adapter(&self) -> Option<Adapter> {
+        self.kept.iter().find(|(i, _)| i.best).and_then(|(_, s)| match s {
+            Saved::Adapter(a) => Some((**a).clone()),
+            Saved::Base(_) => None,
+        })
+    }
+
+    pub fn list(&self) -> Vec<CheckpointInfo> {
+        self.kept.iter().map(|(i, _)| i.clone()).collect()
+    }
+
+    pub fn get(&self, id: usize) -> Result<Saved> {
+        self.kept.iter().find(|(i, _)| i.id == id).map(|(_, s)| s.clone()).ok_or_else(|| {
+            LabError::state(format!("there is no checkpoint {id}; the kept ones are listed by checkpoints()"))
+        })
+    }
+}

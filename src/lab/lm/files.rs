@@ -1,0 +1,80 @@
+//! The language model's files: the base as a Hugging Face folder (`config.json`, `model.safetensors`)
+//! and adapters as PEFT folders (`adapter_config.json` with `task_type: "CAUSAL_LM"`,
+//! `adapter_model.safetensors`); checkpoints listed and restored. On any error while loading, nothing
+//! changes.
+
+use super::checkpoints::{CheckpointInfo, Saved};
+use super::{AdapterMeta, DataChoice};
+use crate::error::Result;
+use crate::io::{self, AdapterFiles};
+use crate::lab::adapters::AdapterList;
+use crate::lab::mlp::AdapterSummary;
+use crate::lab::settings::valid_name;
+use crate::lab::Lab;
+use crate::lora::targets::TargetModules;
+use crate::lora::Adaptable;
+
+/// What PEFT's `base_model_name_or_path` says: the folder the base is downloaded as.
+pub const BASE_FOLDER: &str = "lora-lab-llama";
+
+impl Lab {
+    /// → (config.json text, model.safetensors bytes).
+    pub fn lm_export_base(&self) -> Result<(String, Vec<u8>)> {
+        io::export_lm(self.lm_require_base()?)
+    }
+
+    /// Loads a base model folder; on any error the current models are untouched. A new base drops
+    /// the adapters of the old one.
+    pub fn lm_import_base(&mut self, config_json: &str, safetensors: &[u8]) -> Result<usize> {
+        self.ensure_idle()?;
+        let model = io::import_lm(config_json, safetensors)?;
+        let n = model.num_params();
+        self.lm.models.set_base(model);
+        self.lm.meta.clear();
+        self.lm.checkpoints.clear();
+        Ok(n)
+    }
+
+    /// The adapter's PEFT folder, with `target_modules` as it was given and `task_type: "CAUSAL_LM"`.
+    pub fn lm_export_adapter(&self, name: &str) -> Result<AdapterFiles> {
+        let adapter = self.lm.models.get(name)?;
+        let mut files = io::export_adapter(adapter, self.lm_require_base()?)?;
+        if let Some(meta) = self.lm.meta.get(name) {
+            files.config.target_modules = meta.target_modules.clone();
+        }
+        files.config.task_type = Some("CAUSAL_LM".into());
+        files.config.base_model_name_or_path = Some(BASE_FOLDER.into());
+        Ok(files)
+    }
+
+    /// Loads a PEFT adapter folder for the current base under `name`, and makes it active.
+    pub fn lm_import_adapter(&mut self, name: &str, safetensors: &[u8], config_json: &str) -> Result<AdapterSummary> {
+        self.ensure_idle()?;
+        let name = valid_name(name)?;
+        let base = self.lm_require_base()?;
+        let adapter = io::import_adapter(&name, safetensors, config_json, base)?;
+        let summary = AdapterSummary::new(&adapter, base.all_params_with(adapter.trainable_params()), None);
+        let target_modules = TargetModules::Names(adapter.target_names());
+        self.lm.meta.insert(name, AdapterMeta { data: DataChoice::Named("pokemon".into()), target_modules });
+        self.lm.models.install(adapter);
+        Ok(summary)
+    }
+
+    pub fn lm_checkpoints(&self) -> Vec<CheckpointInfo> {
+        self.lm.checkpoints.list()
+    }
+
+    /// Makes a kept checkpoint current: an adapter's replaces the adapter of its name (and is made
+    /// active); a base model's replaces the base (dropping its adapters, as any new base does).
+    pub fn lm_restore_checkpoint(&mut self, id: usize) -> Result<AdapterList> {
+        self.ensure_idle()?;
+        match self.lm.checkpoints.get(id)? {
+            Saved::Adapter(a) => self.lm.models.install(*a),
+            Saved::Base(m) => {
+                self.lm.models.set_base(*m);
+                self.lm.meta.clear();
+            }
+        }
+        Ok(self.lm.models.list())
+    }
+}
