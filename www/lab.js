@@ -1,8 +1,59 @@
 // window.lab: the page's automation interface. Every method returns a promise and goes through the same
 // code as the buttons, so the page shows what a script did exactly as if a person had clicked.
 import { Request } from './protocol.js';
+import { parseNumber } from './fields.js';
 
 const bytesOf = (b) => (b instanceof Uint8Array ? b : new Uint8Array(b));
+
+/** The language model's numeric settings and the names its messages give them (the forms' rule). */
+const LM_NUMBERS = {
+  epochs: 'epochs', batchSize: 'batch size', lr: 'learning rate', weightDecay: 'weight decay',
+  warmupRatio: 'warmup ratio', seed: 'seed', limit: 'limit', r: 'r', loraAlpha: 'lora_alpha',
+  loraDropout: 'lora_dropout', n: 'n', temperature: 'temperature', topK: 'top-k',
+};
+
+/** The forms' rule on window.lab.lm's settings: numbers (or numeric text) pass, anything else is refused. */
+function checkSettings(opts) {
+  const out = { ...opts };
+  for (const [key, label] of Object.entries(LM_NUMBERS)) {
+    if (!(key in out)) continue;
+    const r = parseNumber(out[key]);
+    if (r.why) throw new Error(`${label}: ${r.why}`);
+    if (r.value === undefined) delete out[key];
+    else out[key] = r.value;
+  }
+  return out;
+}
+
+/** window.lab.lm: the language model (LANGUAGE_MODEL.md). Requests as in www/protocol.js. */
+function createLm(app, control) {
+  const ask = (type, args) => app.request(type, args);
+  return {
+    trainBase: (opts = {}) => ask(Request.LM_TRAIN_BASE, checkSettings(opts)),
+    trainAdapter: (opts = {}) => ask(Request.LM_TRAIN_ADAPTER, checkSettings(opts)),
+    evaluate: () => ask(Request.LM_EVALUATE),
+    generate: (opts = {}) => ask(Request.LM_GENERATE, checkSettings(opts)),
+    logits: (textOrIds, { adapted = false } = {}) =>
+      ask(Request.LM_LOGITS, typeof textOrIds === 'string' ? { text: textOrIds, adapted } : { ids: Array.from(textOrIds ?? []), adapted }),
+    score: (text) => ask(Request.LM_SCORE, { text }),
+    exportBase: () => ask(Request.LM_EXPORT_BASE),
+    exportAdapter: (name) => ask(Request.LM_EXPORT_ADAPTER, { name }),
+    importBase: ({ config, safetensors }) => ask(Request.LM_IMPORT_BASE, { config, safetensors: bytesOf(safetensors) }),
+    importAdapter: ({ config, safetensors, name }) =>
+      ask(Request.LM_IMPORT_ADAPTER, { config, safetensors: bytesOf(safetensors), name }),
+    adapters: () => ask(Request.LM_ADAPTERS),
+    setAdapter: (name) => ask(Request.LM_SET_ADAPTER, { name: name ?? null }),
+    merge: (name) => ask(Request.LM_MERGE, { name }),
+    unmerge: (name) => ask(Request.LM_UNMERGE, { name }),
+    deleteAdapter: (name) => ask(Request.LM_DELETE_ADAPTER, { name }),
+    checkpoints: () => ask(Request.LM_CHECKPOINTS),
+    restoreCheckpoint: (id) => ask(Request.LM_RESTORE_CHECKPOINT, { id }),
+    status: () => ask(Request.LM_STATUS),
+    pause: () => control(Request.PAUSE),
+    resume: () => control(Request.RESUME),
+    cancel: () => control(Request.CANCEL),
+  };
+}
 
 export function createLab(app, panels) {
   const control = async (type) => {
@@ -48,5 +99,6 @@ export function createLab(app, panels) {
     status: () => app.request(Request.STATUS),
     /** What the banner's Restart button does: a fresh worker, with the stored models loaded again. */
     restart: () => app.restart(),
+    lm: createLm(app, control),
   };
 }

@@ -33,6 +33,31 @@
 //   sweep         { ranks: [..], alphas: [..], epochs, ... adapter settings }  → { rows: [{ rank, alpha,
 //                 trainableParams, acc_8_9, acc_0_7, acc_all }], cancelled }; streams SWEEP_ROW events
 //   status        {}  → { hasModel, training: 'idle'|'running'|'paused', adapters }
+//
+// The language model (window.lab.lm; LANGUAGE_MODEL.md). Held-out losses are nats per predicted token.
+//   lmLoadData    {}  → { words, pokemon, names } line counts   fetches www/data/{english-words.json,
+//                 pokemon.json,first-names.txt}.gz, checks and parses them
+//   lmTrainBase   { epochs=1, batchSize=32, lr=3e-3, weightDecay=0.1, warmupRatio=0.03,
+//                 schedule='cosine'|'linear'|'constant', seed=1311, limit }  → { epochs, steps, seconds,
+//                 tokensPerSec, cancelled, evalLoss: [per epoch], ... }; streams PROGRESS (phase 'lmBase',
+//                 with tokensPerSec) and EPOCH { evalLoss, checkpoint } events
+//   lmTrainAdapter { preset: 'seed'|'new-tokens' } | { name, data: 'pokemon'|'names'|{ lines }, targetModules
+//                 (list or regex string), r, loraAlpha, loraDropout, bias, useRslora, init, lr, epochs,
+//                 batchSize, weightDecay, warmupRatio, schedule, seed, loadBest }  → { name, trainableParams,
+//                 totalParams, trainablePercent, report, seconds, tokensPerSec, evalLoss, cancelled };
+//                 phase 'lmAdapter'
+//   lmEvaluate    {}  → { base: { words, <data> }, adapted: { words, <data> } | null }
+//   lmGenerate    { n=20, temperature=0.8, topK=0, seed=0, adapted=true }  → [n strings]
+//   lmLogits      { text | ids, adapted }  → { ids, vocab: 264, logits: Float32Array (ids × 264) }
+//   lmScore       { text }  → { bytes, base: [log p per predicted token], adapted: [...] | null }
+//   lmExportBase  {}  → { config, safetensors }       lmImportBase { config, safetensors }  → { params }
+//   lmExportAdapter { name }  → { config, safetensors }
+//   lmImportAdapter { config, safetensors, name }  → adapter summary
+//   lmAdapters | lmSetAdapter { name|null } | lmMerge | lmUnmerge | lmDeleteAdapter { name }  → adapters
+//   lmCheckpoints {}  → [{ id, adapter, epoch, step, evalLoss, best }]
+//   lmRestoreCheckpoint { id }  → adapters
+//   lmStatus      {}  → { hasModel, training, adapters, checkpoints }
+//
 //   bench         { kind: 'gemm', layout, reps } → { gflops, peak, ofPeak } | { kind: 'peak'|'peakAllThreads', iters } → { gflops } |
 //                 { kind: 'train', limit } → run summary | { kind: 'inference' } → { us }   (bench.html)
 //                 | { kind: 'panic' }: a deliberate panic in wasm, for the fault test
@@ -41,7 +66,8 @@
 //   progress  { phase, epoch, epochs, step, steps, loss, smoothLoss, samplesPerSec, etaSeconds,
 //             epochFinished, done, losses: [the loss of every batch since the last event] }
 //             (epoch is 1-based; step counts batches over the whole run, steps is their total)
-//   epoch     { phase, epoch, epochs, accuracy: { acc_0_7, acc_8_9, acc_all } }
+//   epoch     { phase, epoch, epochs, accuracy: { acc_0_7, acc_8_9, acc_all } }   (the MLP's phases)
+//             { phase, epoch, epochs, evalLoss, checkpoint }                       (phases lmBase, lmAdapter)
 //   sweepRow  { row, index, total }
 //   fatal     { message }   the worker cannot go on (panic, out of memory); the page offers a restart.
 
@@ -69,6 +95,25 @@ export const Request = Object.freeze({
   SWEEP: 'sweep',
   STATUS: 'status',
   BENCH: 'bench',
+  LM_LOAD_DATA: 'lmLoadData',
+  LM_TRAIN_BASE: 'lmTrainBase',
+  LM_TRAIN_ADAPTER: 'lmTrainAdapter',
+  LM_EVALUATE: 'lmEvaluate',
+  LM_GENERATE: 'lmGenerate',
+  LM_LOGITS: 'lmLogits',
+  LM_SCORE: 'lmScore',
+  LM_EXPORT_BASE: 'lmExportBase',
+  LM_IMPORT_BASE: 'lmImportBase',
+  LM_EXPORT_ADAPTER: 'lmExportAdapter',
+  LM_IMPORT_ADAPTER: 'lmImportAdapter',
+  LM_ADAPTERS: 'lmAdapters',
+  LM_SET_ADAPTER: 'lmSetAdapter',
+  LM_MERGE: 'lmMerge',
+  LM_UNMERGE: 'lmUnmerge',
+  LM_DELETE_ADAPTER: 'lmDeleteAdapter',
+  LM_CHECKPOINTS: 'lmCheckpoints',
+  LM_RESTORE_CHECKPOINT: 'lmRestoreCheckpoint',
+  LM_STATUS: 'lmStatus',
 });
 
 export const Event = Object.freeze({

@@ -2,12 +2,15 @@
 import { Request, Event, serveRequests, errorMessage } from './protocol.js';
 
 const DATA_FILES = ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'];
+/** The language model's corpora (npm packages, checked and gzipped by the build). */
+const LM_DATA_FILES = ['english-words.json', 'pokemon.json', 'first-names.txt'];
 /** Wall time a training call may take before the worker looks at its messages again. */
 const SLICE_MS = 80;
 
 let wasm = null;
 let lab = null;
 let dataLoaded = null;
+let lmDataLoaded = null;
 const run = { state: 'idle', cancel: false, resume: null };
 
 function requireLab() {
@@ -30,7 +33,7 @@ async function init({ build, threads }) {
 async function fetchGunzip(name) {
   const url = new URL(`./data/${name}.gz`, import.meta.url);
   const res = await fetch(url);
-  if (!res.ok) throw new Error(`${name}.gz: HTTP ${res.status} — run ./build.sh build to prepare MNIST`);
+  if (!res.ok) throw new Error(`${name}.gz: HTTP ${res.status} — run ./build.sh build to prepare the data`);
   const stream = res.body.pipeThrough(new DecompressionStream('gzip'));
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
@@ -48,6 +51,19 @@ async function loadData() {
   return { value: await dataLoaded };
 }
 
+async function lmLoadData() {
+  requireLab();
+  lmDataLoaded ??= (async () => {
+    const files = await Promise.all(LM_DATA_FILES.map(fetchGunzip));
+    const [words, pokemon, names] = lab.lmLoadData(...files);
+    return { words, pokemon, names };
+  })().catch((e) => {
+    lmDataLoaded = null;
+    throw e;
+  });
+  return { value: await lmDataLoaded };
+}
+
 /** A zero-delay yield to the event loop, so pause/cancel messages are seen between slices. */
 const channel = new MessageChannel();
 const yieldQueue = [];
@@ -59,8 +75,32 @@ function yieldToEvents() {
   });
 }
 
+/** Per-epoch report of an MLP run: test-set accuracy. */
+function mlpEpoch(phase, p) {
+  const m = lab.evaluateCurrent();
+  self.postMessage({
+    type: Event.EPOCH,
+    phase,
+    epoch: p.epoch,
+    epochs: p.epochs,
+    accuracy: { acc_0_7: m.acc_0_7, acc_8_9: m.acc_8_9, acc_all: m.acc_all },
+  });
+}
+
+/** The MLP's run: its step, its end, its per-epoch report. */
+const mlpRun = (finish = (cancelled) => lab.finish(cancelled)) => ({ step: (n) => lab.trainStep(n), finish, onEpoch: mlpEpoch });
+
+/** The language model's run: the lab evaluates and checkpoints each epoch inside the step. */
+const lmRun = {
+  step: (n) => lab.lmTrainStep(n),
+  finish: (cancelled) => lab.lmFinish(cancelled),
+  onEpoch: (phase, p) => self.postMessage({
+    type: Event.EPOCH, phase, epoch: p.epoch, epochs: p.epochs, evalLoss: p.evalLoss, checkpoint: p.checkpoint,
+  }),
+};
+
 /** Drives the run `lab` has started, slice by slice, streaming progress; resolves with its summary. */
-async function driveRun(phase, finish = (cancelled) => lab.finish(cancelled)) {
+async function driveRun(phase, { step, finish, onEpoch } = mlpRun()) {
   run.state = 'running';
   run.cancel = false;
   let batches = 2;
@@ -72,21 +112,12 @@ async function driveRun(phase, finish = (cancelled) => lab.finish(cancelled)) {
         continue;
       }
       const t0 = performance.now();
-      const p = lab.trainStep(batches);
+      const p = step(batches);
       const ms = performance.now() - t0;
       // Aim each slice at SLICE_MS; grow or shrink gently.
       batches = Math.max(1, Math.min(512, Math.round(batches * Math.min(2, Math.max(0.5, SLICE_MS / Math.max(ms, 1))))));
       self.postMessage({ type: Event.PROGRESS, phase, ...p });
-      if (p.epochFinished) {
-        const m = lab.evaluateCurrent();
-        self.postMessage({
-          type: Event.EPOCH,
-          phase,
-          epoch: p.epoch,
-          epochs: p.epochs,
-          accuracy: { acc_0_7: m.acc_0_7, acc_8_9: m.acc_8_9, acc_all: m.acc_all },
-        });
-      }
+      if (p.epochFinished) onEpoch(phase, p);
       if (p.done) return finish(false);
       await yieldToEvents();
     }
@@ -108,7 +139,41 @@ async function trainAdapter(settings) {
   await loadData();
   // The lab itself refuses a second run while one is in progress.
   lab.startAdapter(settings);
-  return { value: await driveRun('adapter', (cancelled) => lab.finishAdapter(cancelled)) };
+  return { value: await driveRun('adapter', mlpRun((cancelled) => lab.finishAdapter(cancelled))) };
+}
+
+async function lmTrainBase(settings) {
+  await lmLoadData();
+  lab.lmStartBase(settings);
+  return { value: await driveRun('lmBase', lmRun) };
+}
+
+async function lmTrainAdapter(settings) {
+  await lmLoadData();
+  lab.lmStartAdapter(settings);
+  return { value: await driveRun('lmAdapter', lmRun) };
+}
+
+async function lmEvaluate() {
+  await lmLoadData();
+  return { value: requireLab().lmEvaluate() };
+}
+
+/** `[BOS] + utf8(text)`, or the ids given. */
+function lmIds({ text, ids }) {
+  if (typeof text === 'string') return Uint16Array.from([256, ...new TextEncoder().encode(text)]);
+  if (ids && typeof ids.length === 'number') {
+    const out = Uint16Array.from(ids, Number);
+    if (out.some((v, i) => v !== Number(ids[i]))) throw new Error('invalid ids: expected whole numbers from 0 to 263');
+    return out;
+  }
+  throw new Error('invalid logits request: give text (a string) or ids (token ids)');
+}
+
+function lmLogits({ adapted = false, ...what }) {
+  const ids = lmIds(what);
+  const logits = requireLab().lmLogits(ids, Boolean(adapted));
+  return { value: { ids: Array.from(ids), vocab: 264, logits }, transfer: [logits.buffer] };
 }
 
 /** Trains one adapter per (rank, alpha) with the other settings fixed, and reports each. */
@@ -130,7 +195,7 @@ async function sweep({ ranks, alphas, ...settings }) {
         if (run.cancel) return { value: { rows, cancelled: true } };
         const name = `sweep r${rank} α${alpha}`;
         lab.startAdapter({ ...settings, name, rank, alpha });
-        const summary = await driveRun('sweep', (cancelled) => lab.finishAdapter(cancelled));
+        const summary = await driveRun('sweep', mlpRun((cancelled) => lab.finishAdapter(cancelled)));
         const { adapted } = lab.evaluate();
         lab.deleteAdapter(name);
         const row = {
@@ -207,6 +272,32 @@ const simple = {
       configText(config),
       baseModel ? bytesOf(baseModel, 'base model file') : undefined,
     ),
+};
+
+const lmSimple = {
+  [Request.LM_GENERATE]: ({ n = 20, temperature = 0.8, topK = 0, seed = 0, adapted = true }) =>
+    requireLab().lmGenerate(Number(n), Number(temperature), Number(topK), Number(seed), Boolean(adapted)),
+  [Request.LM_SCORE]: ({ text }) => {
+    if (typeof text !== 'string') throw new Error('invalid text: expected a string');
+    return requireLab().lmScore(text);
+  },
+  [Request.LM_EXPORT_BASE]: () => requireLab().lmExportBase(),
+  [Request.LM_IMPORT_BASE]: ({ config, safetensors }) =>
+    ({ params: requireLab().lmImportBase(configText(config), bytesOf(safetensors, 'model.safetensors')) }),
+  [Request.LM_EXPORT_ADAPTER]: ({ name }) => requireLab().lmExportAdapter(String(name)),
+  [Request.LM_IMPORT_ADAPTER]: ({ config, safetensors, name = 'imported' }) =>
+    requireLab().lmImportAdapter(String(name), bytesOf(safetensors, 'adapter_model.safetensors'), configText(config)),
+  [Request.LM_ADAPTERS]: () => requireLab().lmAdapters(),
+  [Request.LM_SET_ADAPTER]: ({ name = null }) => requireLab().lmSetAdapter(name ?? undefined),
+  [Request.LM_MERGE]: ({ name }) => requireLab().lmMerge(String(name)),
+  [Request.LM_UNMERGE]: ({ name }) => requireLab().lmUnmerge(String(name)),
+  [Request.LM_DELETE_ADAPTER]: ({ name }) => requireLab().lmDeleteAdapter(String(name)),
+  [Request.LM_CHECKPOINTS]: () => requireLab().lmCheckpoints(),
+  [Request.LM_RESTORE_CHECKPOINT]: ({ id }) => requireLab().lmRestoreCheckpoint(Number(id)),
+  [Request.LM_STATUS]: () => {
+    const l = requireLab();
+    return { hasModel: l.lmHasModel(), training: l.lmIsTraining() ? run.state : 'idle', adapters: l.lmAdapters(), checkpoints: l.lmCheckpoints() };
+  },
 };
 
 function classify({ pixels }) {
@@ -345,5 +436,10 @@ serveRequests(guard({
   [Request.BENCH]: bench,
   [Request.TRAIN_ADAPTER]: trainAdapter,
   [Request.SWEEP]: sweep,
-  ...Object.fromEntries(Object.entries(simple).map(([k, f]) => [k, (args) => ({ value: f(args) })])),
+  [Request.LM_LOAD_DATA]: lmLoadData,
+  [Request.LM_TRAIN_BASE]: lmTrainBase,
+  [Request.LM_TRAIN_ADAPTER]: lmTrainAdapter,
+  [Request.LM_EVALUATE]: lmEvaluate,
+  [Request.LM_LOGITS]: lmLogits,
+  ...Object.fromEntries(Object.entries({ ...simple, ...lmSimple }).map(([k, f]) => [k, (args) => ({ value: f(args) })])),
 }));
