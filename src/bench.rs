@@ -4,10 +4,23 @@
 use crate::error::{LabError, Result};
 use crate::kernels;
 
-/// `reps` GEMMs of layer 1's shapes at batch 64 in one layout (`forward`, `input_grad`, `weight_grad`).
+/// (rows, in, out) of the GEMMs measured: the MLP's layer 1 at batch 64, and the language model's
+/// Linears at 32 sequences of 64 tokens (q/k/v/o, gate/up, down, lm_head).
+pub fn gemm_shape(shape: &str) -> Result<(usize, usize, usize)> {
+    Ok(match shape {
+        "mlp_layer1" => (64, 784, 512),
+        "lm_attn" => (2048, 128, 128),
+        "lm_up" => (2048, 128, 352),
+        "lm_down" => (2048, 352, 128),
+        "lm_head" => (2048, 128, 264),
+        other => return Err(LabError::setting("GEMM shape", format!("unknown shape \"{other}\""))),
+    })
+}
+
+/// `reps` GEMMs of `shape` (see `gemm_shape`) in one layout (`forward`, `input_grad`, `weight_grad`).
 /// Returns the FLOPs done.
-pub fn gemm(layout: &str, reps: u32) -> Result<f64> {
-    let (m, k, n) = (64usize, 784usize, 512usize);
+pub fn gemm(shape: &str, layout: &str, reps: u32) -> Result<f64> {
+    let (m, k, n) = gemm_shape(shape)?;
     let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
     let w: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 * 0.01).collect();
     let dy: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32 * 0.01).collect();

@@ -374,10 +374,10 @@ pub fn panic_for_fault_test() {
     panic!("a deliberate panic for the fault test");
 }
 
-/// Benchmarks (`crate::bench`): `reps` GEMMs of layer 1's shapes in one layout → the FLOPs done.
+/// Benchmarks (`crate::bench`): `reps` GEMMs of a shape in one layout → the FLOPs done.
 #[wasm_bindgen(js_name = benchGemm)]
-pub fn bench_gemm(layout: &str, reps: u32) -> JsResult<f64> {
-    bench::gemm(layout, reps).map_err(err)
+pub fn bench_gemm(shape: &str, layout: &str, reps: u32) -> JsResult<f64> {
+    bench::gemm(shape, layout, reps).map_err(err)
 }
 
 /// Benchmarks: the SIMD loop on every thread of the pool at once → `[flops of all threads, checksum]`.

@@ -55,6 +55,42 @@ async function main() {
     // The same seed on any thread count must give the same losses, bit for bit.
     results.determinism = await client.request(Request.TRAIN_BASE, { seed: 7, epochs: 1, limit: 2000 });
   }
+  if (suite.includes('lmDeterminism')) {
+    // The same seed on any thread count: the same language-model losses, bit for bit.
+    results.lmDeterminism = await client.request(Request.LM_TRAIN_BASE, { limit: 600, batchSize: 8, seed: 7 });
+  }
+  if (suite.includes('lmKernels')) {
+    // The language model's GEMMs at 32 sequences of 64 tokens, each against the peak loop.
+    results.lm_gemm_gflops = {};
+    results.lm_gemm_of_peak = {};
+    for (const shape of ['lm_attn', 'lm_up', 'lm_down', 'lm_head']) {
+      for (const layout of ['forward', 'input_grad', 'weight_grad']) {
+        const r = await bench({ kind: 'gemm', shape, layout, reps: 4 });
+        results.lm_gemm_gflops[`${shape}.${layout}`] = r.gflops;
+        results.lm_gemm_of_peak[`${shape}.${layout}`] = r.ofPeak;
+      }
+    }
+  }
+  if (suite.includes('lm')) {
+    // Tokens/s of the design note's runs: a warm-up, then the base at 32 and at 3 sequences per batch,
+    // and the two adapter presets at 3 (one epoch of Pokémon names each).
+    const lm = (type, args) => client.request(type, args);
+    const words = Number(q.get('lmWords') || 20000);
+    await lm(Request.LM_TRAIN_BASE, { limit: 2000 });
+    const tps = {};
+    if (!q.get('lmOnly') || q.get('lmOnly') === 'b32') tps.base_b32 = (await lm(Request.LM_TRAIN_BASE, { limit: words })).tokensPerSec;
+    if (!q.get('lmOnly')) {
+      tps.base_b3 = (await lm(Request.LM_TRAIN_BASE, { limit: Math.round(words / 8), batchSize: 3 })).tokensPerSec;
+      tps.lora_seed_b3 = (await lm(Request.LM_TRAIN_ADAPTER, { preset: 'seed', epochs: 1 })).tokensPerSec;
+      tps.lora_new_tokens_b3 = (await lm(Request.LM_TRAIN_ADAPTER, { preset: 'new-tokens', epochs: 1 })).tokensPerSec;
+      // Sampling: 20 sequences of at most 63 bytes with the cache, timed here; tokens = bytes + EOS.
+      const t0 = performance.now();
+      const samples = await lm(Request.LM_GENERATE, { n: 20, temperature: 0.8, seed: 1 });
+      const s = (performance.now() - t0) / 1000;
+      results.lm_generate_tokens_per_sec = samples.reduce((n, x) => n + new TextEncoder().encode(x).length + 1, 0) / s;
+    }
+    results.lm_tokens_per_sec = tps;
+  }
   if (suite.includes('inference')) {
     results.inference_us = (await bench({ kind: 'inference' })).us;
   }

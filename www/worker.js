@@ -319,7 +319,7 @@ self.addEventListener('unhandledrejection', (e) => {
 });
 
 /** Benchmarks for ./build.sh bench (www/bench.html): each warms up before it measures. */
-async function bench({ kind, layout, reps = 20, iters = 20_000_000, limit }) {
+async function bench({ kind, shape = 'mlp_layer1', layout, reps = 20, iters = 20_000_000, limit }) {
   const l = requireLab();
   const timeIt = (f) => {
     const t0 = performance.now();
@@ -333,7 +333,7 @@ async function bench({ kind, layout, reps = 20, iters = 20_000_000, limit }) {
       // machine's speed changes by a third from one second to the next (other tenants), even for
       // native code. Medians of both.
       for (let i = 0; i < 3; i++) {
-        wasm.benchGemm(layout, reps);
+        wasm.benchGemm(shape, layout, reps);
         wasm.simdPeak(iters / 4);
       }
       const gflops = [];
@@ -341,7 +341,7 @@ async function bench({ kind, layout, reps = 20, iters = 20_000_000, limit }) {
       const ofPeak = [];
       for (let i = 0; i < 7; i++) {
         const [[peakFlops], ps] = timeIt(() => wasm.simdPeak(iters / 4));
-        const [flops, s] = timeIt(() => wasm.benchGemm(layout, reps));
+        const [flops, s] = timeIt(() => wasm.benchGemm(shape, layout, reps));
         gflops.push(flops / s / 1e9);
         peak.push(peakFlops / ps / 1e9);
         ofPeak.push(flops / s / (peakFlops / ps));

@@ -18,3 +18,12 @@ pub(crate) fn valid_name(n: &str) -> Result<String> {
     }
     Ok(n.to_string())
 }
+
+/// FNV-1a of every batch loss's bits, as hex: equal runs have equal hashes (determinism checks).
+pub(crate) fn loss_hash(losses: &[f32]) -> String {
+    let h = losses
+        .iter()
+        .flat_map(|l| l.to_bits().to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    format!("{h:016x}")
+}

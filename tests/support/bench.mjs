@@ -1,7 +1,7 @@
 // ./build.sh bench: runs www/bench.html in headless Chromium for each build and thread count,
 // interleaved over several rounds, and writes medians to bench/results.json plus a printed table.
 //
-//   node tests/support/bench.mjs [--rounds 5]
+//   node tests/support/bench.mjs [--rounds 5] [--lm-rounds 1] [--only mlp|lm]
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { cpus } from 'node:os';
@@ -9,7 +9,11 @@ import { launchBrowser } from './browser.mjs';
 import { startServer } from './server.mjs';
 
 const args = process.argv.slice(2);
-const rounds = Number(args[args.indexOf('--rounds') + 1] || 5) || 5;
+const flag = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
+const only = flag('--only', null);
+const rounds = only === 'lm' ? 0 : Number(flag('--rounds', 5)) || 5;
+// The language model's runs take minutes a round: one round by default.
+const lmRounds = only === 'mlp' ? 0 : Number(flag('--lm-rounds', 1)) || 1;
 const ROOT = new URL('../../', import.meta.url);
 
 const median = (xs) => {
@@ -47,8 +51,19 @@ const configs = [
   // 1 and 2 threads back to back in one page, which goes first alternating by round.
   { key: 'scaling', base: isolated.url, query: (r) => `build=threads&threads=2&suite=scaling&first=${r % 2 ? 2 : 1}` },
 ];
-const samples = Object.fromEntries(configs.map((c) => [c.key, []]));
+const lmConfigs = [
+  { key: 'lm_threads_2', base: isolated.url, query: 'build=threads&threads=2&suite=lm,lmKernels' },
+  { key: 'lm_threads_1', base: isolated.url, query: 'build=threads&threads=1&suite=lm&lmOnly=b32' },
+];
+const samples = Object.fromEntries([...configs, ...lmConfigs].map((c) => [c.key, []]));
 try {
+  for (let r = 0; r < lmRounds; r++) {
+    for (const c of lmConfigs) {
+      const res = await runPage(browser, `${c.base}www/bench.html?${c.query}`, 1_800_000);
+      samples[c.key].push(res);
+      console.error(`lm round ${r + 1}/${lmRounds} ${c.key}: ${JSON.stringify(res.lm_tokens_per_sec)}`);
+    }
+  }
   for (let r = 0; r < rounds; r++) {
     for (const c of configs) {
       const query = typeof c.query === 'function' ? c.query(r) : c.query;
@@ -66,7 +81,7 @@ try {
   await plain.close();
 }
 
-const pick = (key, f) => median(samples[key].map(f));
+const pick = (key, f) => median(samples[key].map((s) => { try { return f(s); } catch { return NaN; } }));
 const wasmFile = (dir) => new URL(`www/${dir}/lora_lab_bg.wasm`, ROOT);
 const wasmBytes = (dir) => statSync(wasmFile(dir)).size;
 const wasmGzip = (dir) => gzipSync(readFileSync(wasmFile(dir)), { level: 9 }).length;
@@ -103,6 +118,20 @@ const results = {
   simd_peak_gflops_simd_only: pick('simd_only', (s) => s.simd_peak_gflops),
   inference_us: pick('threads_2', (s) => s.inference_us),
   inference_us_simd_only: pick('simd_only', (s) => s.inference_us),
+  lm_tokens_per_sec: {
+    base_b32: pick('lm_threads_2', (s) => s.lm_tokens_per_sec.base_b32),
+    base_b3: pick('lm_threads_2', (s) => s.lm_tokens_per_sec.base_b3),
+    lora_seed_b3: pick('lm_threads_2', (s) => s.lm_tokens_per_sec.lora_seed_b3),
+    lora_new_tokens_b3: pick('lm_threads_2', (s) => s.lm_tokens_per_sec.lora_new_tokens_b3),
+    base_b32_1t: pick('lm_threads_1', (s) => s.lm_tokens_per_sec.base_b32),
+  },
+  lm_generate_tokens_per_sec: pick('lm_threads_2', (s) => s.lm_generate_tokens_per_sec),
+  lm_gemm_gflops_threads_2: Object.fromEntries(
+    Object.keys(samples.lm_threads_2[0]?.lm_gemm_gflops ?? {}).map((k) => [k, pick('lm_threads_2', (s) => s.lm_gemm_gflops[k])]),
+  ),
+  lm_gemm_of_peak_threads_2: Object.fromEntries(
+    Object.keys(samples.lm_threads_2[0]?.lm_gemm_of_peak ?? {}).map((k) => [k, pick('lm_threads_2', (s) => s.lm_gemm_of_peak[k])]),
+  ),
   wasm_bytes: { threads: wasmBytes('pkg-threads'), simd_only: wasmBytes('pkg-simd') },
   wasm_gzip_bytes: { threads: wasmGzip('pkg-threads'), simd_only: wasmGzip('pkg-simd') },
 };
@@ -134,6 +163,13 @@ const rows = [
   ...['forward', 'input_grad', 'weight_grad'].map((k) => [
     `GEMM ${k} 64×784×512 GFLOP/s, 1 thread (of peak alongside) / 2 threads`,
     `${f(results.gemm_gflops[k], 1)} (${f(100 * results.ratios.gemm_over_peak[k])} %) / ${f(results.gemm_gflops_threads_2[k], 1)}`,
+  ]),
+  ['LM train tokens/s, 2 threads: base b32 / base b3 / LoRA seed b3 / LoRA new-tokens b3',
+    ['base_b32', 'base_b3', 'lora_seed_b3', 'lora_new_tokens_b3'].map((k) => f(results.lm_tokens_per_sec[k])).join(' / ')],
+  ['LM train tokens/s, base b32, 1 thread', f(results.lm_tokens_per_sec.base_b32_1t)],
+  ['LM generation tokens/s (20 samples, KV cache), 2 threads', f(results.lm_generate_tokens_per_sec)],
+  ...Object.entries(results.lm_gemm_gflops_threads_2).map(([k, v]) => [
+    `LM GEMM ${k} GFLOP/s, 2 threads (of the 1-thread peak alongside)`, `${f(v, 1)} (${f(100 * results.lm_gemm_of_peak_threads_2[k])} %)`,
   ]),
   ['inference µs per digit (threads / SIMD-only)', `${f(results.inference_us, 1)} / ${f(results.inference_us_simd_only, 1)}`],
   ['wasm bytes threads / SIMD-only', `${results.wasm_bytes.threads} / ${results.wasm_bytes.simd_only}`],

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::adapters::{AdaptedModel, AdapterList};
+use super::settings::loss_hash;
 use super::Lab;
 use crate::error::{LabError, Result};
 use crate::lm::{eval, Llama, LmConfig, Sampling};
@@ -98,6 +99,8 @@ pub struct LmRunSummary {
     pub total_params: usize,
     pub trainable_percent: f64,
     pub report: String,
+    /// FNV-1a of every batch loss's bits: equal runs have equal hashes.
+    pub loss_hash: String,
 }
 
 /// Held-out losses of `evaluate`: the English words and the active adapter's data.
@@ -274,6 +277,7 @@ impl Lab {
                     total_params: total,
                     trainable_percent: 100.0 * trainable as f64 / total.max(1) as f64,
                     report,
+                    loss_hash: loss_hash(t.losses()),
                 }
             };
         match run {

@@ -10,6 +10,7 @@ pub use settings::{layer_index, AdapterSettings, AdapterSummary, BaseSettings, R
 use serde::Serialize;
 
 use super::adapters::{AdaptedModel, AdapterList};
+use super::settings::loss_hash;
 use super::Lab;
 use crate::data::{self, mix_replay, Dataset};
 use crate::error::{LabError, Result};
@@ -19,7 +20,6 @@ use crate::rng::{Rng, Stream};
 use crate::train::{
     self, AdapterObjective, AdapterState, BaseObjective, BaseState, FeatureCache, Metrics, Progress, Trainer,
 };
-use settings::loss_hash;
 
 /// Digits the base model learns, and the ones the adapter teaches.
 pub const BASE_DIGITS: [u8; 8] = [0, 1, 2, 3, 4, 5, 6, 7];

@@ -66,14 +66,6 @@ pub struct RunSummary {
     pub loss_hash: String,
 }
 
-pub(super) fn loss_hash(losses: &[f32]) -> String {
-    let h = losses
-        .iter()
-        .flat_map(|l| l.to_bits().to_le_bytes())
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-    format!("{h:016x}")
-}
-
 /// Settings of `trainAdapter`; `preset: "article"` fills in the article's recipe, and any other
 /// missing setting takes the article's value too.
 #[derive(Clone, Debug, Default, Deserialize)]
