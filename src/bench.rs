@@ -24,13 +24,13 @@ pub fn gemm(shape: &str, layout: &str, reps: u32) -> Result<f64> {
     let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
     let w: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 * 0.01).collect();
     let dy: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32 * 0.01).collect();
-    let mut out = vec![0.0f32; n * k];
+    let mut out = vec![0.0f32; (m * n).max(m * k).max(n * k)];
     for _ in 0..reps {
         match layout {
             "forward" => kernels::linear_forward(&x, &w, None, &mut out[..m * n], m, k, n, false),
             "input_grad" => kernels::linear_input_grad(&dy, &w, &mut out[..m * k], m, k, n),
             "weight_grad" => {
-                kernels::linear_weight_grad(&dy, &x, &mut out, m, k, n, false);
+                kernels::linear_weight_grad(&dy, &x, &mut out[..n * k], m, k, n, false);
             }
             other => return Err(LabError::setting("GEMM layout", format!("unknown layout \"{other}\""))),
         }

@@ -311,3 +311,15 @@ fn one_row_gives_the_same_bits_as_that_row_inside_a_batch() {
         assert_eq!(one, batch[i * n..(i + 1) * n], "row {i}");
     }
 }
+
+#[test]
+fn every_bench_gemm_shape_and_layout_runs() {
+    for shape in ["mlp_layer1", "lm_attn", "lm_up", "lm_down", "lm_head"] {
+        let (m, k, n) = lora_lab::bench::gemm_shape(shape).unwrap();
+        for layout in ["forward", "input_grad", "weight_grad"] {
+            assert_eq!(lora_lab::bench::gemm(shape, layout, 1).unwrap(), 2.0 * (m * k * n) as f64, "{shape} {layout}");
+        }
+    }
+    assert!(lora_lab::bench::gemm("lm_attn", "sideways", 1).is_err());
+    assert!(lora_lab::bench::gemm("huge", "forward", 1).is_err());
+}
