@@ -20,7 +20,7 @@ use super::Lab;
 use crate::error::{LabError, Result};
 use crate::lm::{eval, Llama, LmConfig, Sampling};
 use crate::lora::targets::TargetModules;
-use crate::lora::{Adaptable, Adapter, LoraConfig};
+use crate::lora::{Adaptable, Adapter};
 use crate::nn::LayerDelta;
 use crate::rng::{Rng, Stream};
 use crate::text::{self, Blocks, Corpus};
@@ -187,17 +187,8 @@ impl Lab {
         let context = base.cfg.context;
         let blocks = text::pack(&corpus.train, context)?;
         let held_out = text::eval_sequences(&corpus.held_out, context);
-        let lora = LoraConfig {
-            targets: plan.targets.clone(),
-            rank: plan.rank,
-            alpha: plan.alpha,
-            scaling: plan.scaling,
-            dropout: plan.dropout,
-            bias: plan.bias,
-            init: plan.init,
-        };
         let seed = plan.train.train.seed;
-        let mut adapter = Adapter::new(&plan.name, lora, base, seed)?;
+        let mut adapter = Adapter::new(&plan.name, plan.lora, base, seed)?;
         adapter.set_training(Some(seed));
         let state = Box::new(LmAdapterState::new(base, &adapter, plan.train.weight_decay));
         let indices = (0..blocks.len() as u32).collect();

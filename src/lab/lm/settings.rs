@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{LabError, Result};
 use crate::lab::settings::{valid_name, whole};
 use crate::lora::targets::TargetModules;
-use crate::lora::{Bias, Init, Module, Scaling};
+use crate::lora::{Bias, Init, LoraConfig, Module, Scaling};
 use crate::train::{Schedule, TrainConfig};
 
 /// TrainingArguments' `save_total_limit` in the article's recipe.
@@ -171,15 +171,9 @@ pub struct LmAdapterSettings {
 pub struct LmAdapterPlan {
     pub name: String,
     pub data: DataChoice,
-    /// As given (for adapter_config.json) and resolved to module indices.
+    /// As given (for adapter_config.json); `lora.targets` holds them resolved to module indices.
     pub target_modules: TargetModules,
-    pub targets: Vec<usize>,
-    pub rank: usize,
-    pub alpha: f64,
-    pub scaling: Scaling,
-    pub dropout: f32,
-    pub bias: Bias,
-    pub init: Init,
+    pub lora: LoraConfig,
     pub train: LmTrainConfig,
     pub load_best: bool,
 }
@@ -258,13 +252,15 @@ impl LmAdapterSettings {
             name,
             data,
             target_modules,
-            targets,
-            rank,
-            alpha,
-            scaling: if self.use_rslora.unwrap_or(false) { Scaling::RsLora } else { Scaling::Peft },
-            dropout,
-            bias: self.bias.unwrap_or(Bias::None),
-            init: self.init.unwrap_or(Init::Default),
+            lora: LoraConfig {
+                targets,
+                rank,
+                alpha,
+                scaling: if self.use_rslora.unwrap_or(false) { Scaling::RsLora } else { Scaling::Peft },
+                dropout,
+                bias: self.bias.unwrap_or(Bias::None),
+                init: self.init.unwrap_or(Init::Default),
+            },
             train,
             load_best: self.load_best.unwrap_or(false),
         })
