@@ -4,6 +4,10 @@
 import { Request, Event, WorkerClient } from './protocol.js';
 import { openStorage } from './storage.js';
 
+/** How long a worker may take to start before a fresh one is tried, and how many tries in all. */
+const START_TIMEOUT_MS = 15_000;
+const START_TRIES = 3;
+
 export class App {
   constructor({ build, threads }) {
     this.build = build;
@@ -38,12 +42,30 @@ export class App {
     }
   }
 
-  /** Starts a worker and initialises it; resolves to the build info. */
+  /**
+   * Starts a worker and initialises it; resolves to the build info. A start that has not finished after
+   * START_TIMEOUT_MS is abandoned and tried afresh (up to START_TRIES in all): in Firefox ESR 153 about one
+   * first load in twenty never returns from creating the rayon pool's first worker.
+   */
   async start() {
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-    this.client = new WorkerClient(worker, (ev) => this.#onEvent(ev));
-    this.info = await this.client.request(Request.INIT, { build: this.build, threads: this.threads });
-    return this.info;
+    for (let attempt = 1; ; attempt++) {
+      const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+      this.client = new WorkerClient(worker, (ev) => this.#onEvent(ev));
+      let timer;
+      const late = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the ${this.build} build did not start within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+      });
+      try {
+        this.info = await Promise.race([this.client.request(Request.INIT, { build: this.build, threads: this.threads }), late]);
+        return this.info;
+      } catch (e) {
+        if (attempt >= START_TRIES || !/did not start within/.test(e.message)) throw e;
+        console.warn(`${e.message}; starting a fresh worker (try ${attempt + 1} of ${START_TRIES})`);
+        this.client.terminate();
+      } finally {
+        clearTimeout(timer);
+      }
+    }
   }
 
   /** Stops the worker, starts a fresh one, restores the stored models into it; resolves like restore(). */
