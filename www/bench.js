@@ -91,6 +91,24 @@ async function main() {
     }
     results.lm_tokens_per_sec = tps;
   }
+  if (suite.includes('lmQuality')) {
+    // The design note's presets on the real corpora: the base for one epoch of the English words, then
+    // the article's adapter and new-tokens on Pokémon names; held-out losses and 20 samples each.
+    const lm = (type, args) => client.request(type, args);
+    const base = await lm(Request.LM_TRAIN_BASE, {});
+    const before = await lm(Request.LM_EVALUATE);
+    const capitals = (xs) => xs.filter((x) => /^[A-Z]/.test(x)).length;
+    const seed = await lm(Request.LM_TRAIN_ADAPTER, { preset: 'seed' });
+    const seedSamples = await lm(Request.LM_GENERATE, { n: 20, temperature: 0.8, seed: 1 });
+    const news = await lm(Request.LM_TRAIN_ADAPTER, { preset: 'new-tokens' });
+    const newSamples = await lm(Request.LM_GENERATE, { n: 20, temperature: 0.8, seed: 1 });
+    const baseSamples = await lm(Request.LM_GENERATE, { n: 20, temperature: 0.8, seed: 1, adapted: false });
+    results.lm_quality = {
+      base: { evalLoss: base.evalLoss, seconds: base.seconds, tokensPerSec: base.tokensPerSec, pokemon: before.base.pokemon, samples: baseSamples },
+      seed: { evalLoss: seed.evalLoss, capitals: capitals(seedSamples), samples: seedSamples },
+      newTokens: { evalLoss: news.evalLoss, capitals: capitals(newSamples), samples: newSamples },
+    };
+  }
   if (suite.includes('inference')) {
     results.inference_us = (await bench({ kind: 'inference' })).us;
   }

@@ -1,7 +1,8 @@
 // ./build.sh bench: runs www/bench.html in headless Chromium for each build and thread count,
 // interleaved over several rounds, and writes medians to bench/results.json plus a printed table.
 //
-//   node tests/support/bench.mjs [--rounds 5] [--lm-rounds 1] [--only mlp|lm]
+//   node tests/support/bench.mjs [--rounds 5] [--lm-rounds 1] [--only mlp|lm] [--quality]
+//   (--quality: also the language model's presets on the real corpora, ~15 minutes, into results.json)
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { cpus } from 'node:os';
@@ -56,7 +57,12 @@ const lmConfigs = [
   { key: 'lm_threads_1', base: isolated.url, query: 'build=threads&threads=1&suite=lm&lmOnly=b32' },
 ];
 const samples = Object.fromEntries([...configs, ...lmConfigs].map((c) => [c.key, []]));
+let quality = null;
 try {
+  if (args.includes('--quality')) {
+    quality = (await runPage(browser, `${isolated.url}www/bench.html?build=threads&threads=2&suite=lmQuality`, 3_600_000)).lm_quality;
+    console.error(`lm quality: ${JSON.stringify(quality)}`);
+  }
   for (let r = 0; r < lmRounds; r++) {
     for (const c of lmConfigs) {
       const res = await runPage(browser, `${c.base}www/bench.html?${c.query}`, 1_800_000);
@@ -132,6 +138,7 @@ const results = {
   lm_gemm_of_peak_threads_2: Object.fromEntries(
     Object.keys(samples.lm_threads_2[0]?.lm_gemm_of_peak ?? {}).map((k) => [k, pick('lm_threads_2', (s) => s.lm_gemm_of_peak[k])]),
   ),
+  lm_quality: quality,
   wasm_bytes: { threads: wasmBytes('pkg-threads'), simd_only: wasmBytes('pkg-simd') },
   wasm_gzip_bytes: { threads: wasmGzip('pkg-threads'), simd_only: wasmGzip('pkg-simd') },
 };
