@@ -207,3 +207,22 @@ fn a_regex_target_and_own_lines_train_too() {
     let ev = lab.lm_evaluate().unwrap();
     assert!(ev.base.contains_key("user") && ev.adapted.unwrap().contains_key("user"));
 }
+
+#[test]
+fn exports_say_what_peft_reads() {
+    let mut lab = lab();
+    run_base(&mut lab, &LmBaseSettings { limit: Some(300.0), ..short_base() });
+    let regex = LmAdapterSettings {
+        name: Some("all".into()),
+        target_modules: Some(lora_lab::lora::targets::TargetModules::Pattern(".*".into())),
+        r: Some(2.0),
+        epochs: Some(1.0),
+        ..Default::default()
+    };
+    run_adapter(&mut lab, &regex);
+    let json = lab.lm_export_adapter("all").unwrap().config.to_json_pretty();
+    // PEFT's re.fullmatch(".*") would also name non-Linear modules (`model`) and refuse them: the export
+    // lists the 29 Linears the pattern chose instead.
+    assert!(json.contains("\"model.layers.3.mlp.down_proj\"") && json.contains("\"lm_head\""), "{json}");
+    assert!(json.contains("\"lora_dropout\": 0.05,"), "the f32 0.05 as 0.05: {json}");
+}

@@ -86,7 +86,8 @@ pub fn export_adapter<M: Adaptable + BaseFile + Clone>(adapter: &Adapter, base: 
     let metadata = std::collections::HashMap::from([(META_KEY.to_string(), meta)]);
     let safetensors = write_safetensors(&tensors, Some(metadata))?;
     let mut config = AdapterConfig::new(c.rank, c.scaling, c.alpha, TargetModules::Names(adapter.target_names()));
-    config.lora_dropout = c.dropout as f64;
+    // The f32 as written (0.05, not 0.05000000074505806): the shortest decimal that reads back the same.
+    config.lora_dropout = c.dropout.to_string().parse().unwrap_or(c.dropout as f64);
     config.bias = c.bias;
     let base_model = if c.init == Init::Pissa {
         let mut residual = base.clone();

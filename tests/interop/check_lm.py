@@ -33,7 +33,7 @@ def worst(model, rows):
 
 def load_base():
     m, info = LlamaForCausalLM.from_pretrained(os.path.join(out, "base"), output_loading_info=True)
-    missing = info["missing_keys"] + info["unexpected_keys"] + info["mismatched_keys"]
+    missing = [*info["missing_keys"], *info["unexpected_keys"], *info["mismatched_keys"]]
     assert not missing, f"the base folder loads with problems: {info}"
     return m.eval()
 

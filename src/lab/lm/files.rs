@@ -39,8 +39,10 @@ impl Lab {
     pub fn lm_export_adapter(&self, name: &str) -> Result<AdapterFiles> {
         let adapter = self.lm.models.get(name)?;
         let mut files = io::export_adapter(adapter, self.lm_require_base()?)?;
-        if let Some(meta) = self.lm.meta.get(name) {
-            files.config.target_modules = meta.target_modules.clone();
+        // A list as it was given; a regex as the modules it chose, since PEFT would also match
+        // modules that are not Linears (".*" names `model` itself) and refuse them.
+        if let Some(TargetModules::Names(given)) = self.lm.meta.get(name).map(|m| &m.target_modules) {
+            files.config.target_modules = TargetModules::Names(given.clone());
         }
         files.config.task_type = Some("CAUSAL_LM".into());
         files.config.base_model_name_or_path = Some(BASE_FOLDER.into());
