@@ -28,31 +28,35 @@ export function serveLab({ isolation = true } = {}) {
 }
 
 /**
- * Serves the page (isolated or not), opens it in a fresh context and records console errors, page
- * errors and every request's URL. Returns { page, url, errors, requests, close }.
+ * Opens the served page `srv` in `page` of `context` (Playwright's or Puppeteer's: their page events
+ * have the same names) and records console errors, page errors and every request's URL, as `requests`
+ * (the context in Playwright, the page in Puppeteer) reports them. Returns { page, url, errors,
+ * requests, close }.
  */
-export async function openLab(browser, { isolation = true } = {}) {
-  const srv = await serveLab({ isolation });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  const errors = [];
-  const requests = [];
+export async function watchLab(srv, context, page, requests = page) {
+  const seen = { errors: [], requests: [] };
   page.on('console', (msg) => {
-    if (msg.type() === 'error') errors.push(`console: ${msg.text()}`);
+    if (msg.type() === 'error') seen.errors.push(`console: ${msg.text()}`);
   });
-  page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
-  context.on('request', (req) => requests.push(req.url()));
+  page.on('pageerror', (err) => seen.errors.push(`pageerror: ${err.message}`));
+  requests.on('request', (req) => seen.requests.push(req.url()));
   await page.goto(srv.url);
   return {
     page,
     url: srv.url,
-    errors,
-    requests,
+    ...seen,
     close: async () => {
       await context.close();
       await srv.close();
     },
   };
+}
+
+/** Serves the page (isolated or not) and opens it in a fresh Chromium context (see watchLab). */
+export async function openLab(browser, { isolation = true } = {}) {
+  const srv = await serveLab({ isolation });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  return watchLab(srv, context, await context.newPage(), context);
 }
 
 /** Waits until the status line says ready (or error), and returns its text. */

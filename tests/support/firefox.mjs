@@ -1,7 +1,7 @@
 // Headless Debian Firefox ESR (153+, from bookworm-security: see build.sh setup) through puppeteer-core over
 // WebDriver BiDi. puppeteer-core never downloads a browser; playwright-core's Firefox does not work with ESR 153.
 import puppeteer from 'puppeteer-core';
-import { serveLab } from './browser.mjs';
+import { serveLab, watchLab } from './browser.mjs';
 
 export const FIREFOX = process.env.FIREFOX || '/usr/bin/firefox-esr';
 
@@ -18,24 +18,7 @@ export async function openLabFirefox(browser, { isolation = true } = {}) {
   const context = await browser.createBrowserContext();
   const page = await context.newPage();
   await page.setViewport({ width: 1280, height: 900 });
-  const errors = [];
-  const requests = [];
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') errors.push(`console: ${msg.text()}`);
-  });
-  page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
-  page.on('request', (req) => requests.push(req.url()));
-  await page.goto(srv.url);
-  return {
-    page,
-    url: srv.url,
-    errors,
-    requests,
-    close: async () => {
-      await context.close();
-      await srv.close();
-    },
-  };
+  return watchLab(srv, context, page);
 }
 
 /** Reloads of a page whose threaded start hung (see waitReadyFirefox), for the tests to report. */
