@@ -4,7 +4,6 @@
 use super::config::{DOWN, GATE, K, LAYER_MODULES, O, Q, UP, V};
 use super::forward::LmActivations;
 use super::model::Llama;
-use super::rope::Rope;
 use super::{attention, gate, norm};
 use crate::kernels::{self, gemm, Epilogue, Strided};
 use crate::nn::LayerDelta;
@@ -114,7 +113,8 @@ impl Llama {
             (0..c.layers).find(|&l| (0..LAYER_MODULES.len()).any(|j| active(&delta, c.module(l, j))))
         };
         let LmGrads { embed: g_embed, linears: g_lin, norms: g_norms, final_norm: g_final, scratch: s } = grads;
-        let rope = Rope::new(d, c.context, c.rope_theta);
+        // The forward that filled `acts` built the rotary table; without one there is nothing to do.
+        let Some(rope) = acts.rope.as_ref() else { return };
         let scale = 1.0 / (d as f32).sqrt();
         for v in [&mut s.dx, &mut s.dh2, &mut s.dn] {
             v.resize(n * h, 0.0);

@@ -50,7 +50,7 @@ pub struct LmActivations {
     pub logits: Vec<f32>,
     /// A token-major projection before it is rotated into heads.
     scratch: Vec<f32>,
-    rope: Option<Rope>,
+    pub(super) rope: Option<Rope>,
 }
 
 fn resize(v: &mut Vec<f32>, n: usize) {
