@@ -35,7 +35,8 @@ export function basePanel(app) {
     let args;
     try {
       setForm(opts);
-      args = readForm();
+      // The schedule has no field: window.lab's `schedule` ("cosine" or "constant") goes as given.
+      args = { ...readForm(), ...(opts.schedule === undefined ? {} : { schedule: opts.schedule }) };
     } catch (e) {
       showRefusal(msg, 'Cannot train: ', e);
       throw e;
