@@ -176,7 +176,7 @@ test_all() {
   CARGO_TARGET_DIR=target/wasm-test wasm-pack test --headless --chrome --mode no-install \
     --chromedriver "$CHROMEDRIVER" --release -- --features threads
 
-  say "end-to-end tests (Playwright, headless Chromium)"
+  say "end-to-end tests (headless Chromium via Playwright, Firefox ESR via Puppeteer)"
   node --test --test-concurrency=1 tests/e2e/
 }
 
