@@ -52,12 +52,13 @@ pub fn backward(
     scale: f32,
 ) {
     let (td, tt) = (t * d, t * t);
-    dq.par_chunks_mut(td).zip(dk.par_chunks_mut(td)).zip(dv.par_chunks_mut(td)).enumerate().for_each(
-        |(bh, ((dq, dk), dv))| {
+    dq.par_chunks_mut(td).zip(dk.par_chunks_mut(td)).zip(dv.par_chunks_mut(td)).enumerate().for_each_init(
+        // dS scratch, one per task and reused across its blocks (every entry is written before use).
+        || vec![0.0f32; tt],
+        |ds, (bh, ((dq, dk), dv))| {
             let (q, k, v) = (&q[bh * td..][..td], &k[bh * td..][..td], &v[bh * td..][..td]);
             let (p, d_o) = (&p[bh * tt..][..tt], &d_o[bh * td..][..td]);
-            let mut ds = vec![0.0f32; tt];
-            gemm(Strided::row_major(d_o, t, d), Strided::transposed(v, d, t), &mut ds, t, Epilogue::default());
+            gemm(Strided::row_major(d_o, t, d), Strided::transposed(v, d, t), ds, t, Epilogue::default());
             gemm(Strided::transposed(p, t, t), Strided::row_major(d_o, t, d), dv, d, Epilogue::default());
             for (i, (ds, p)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
                 let dot: f32 = ds[..=i].iter().zip(&p[..=i]).map(|(a, b)| a * b).sum();
@@ -66,8 +67,8 @@ pub fn backward(
                 }
                 ds[i + 1..].fill(0.0);
             }
-            gemm(Strided::row_major(&ds, t, t), Strided::row_major(k, t, d), dq, d, Epilogue::default());
-            gemm(Strided::transposed(&ds, t, t), Strided::row_major(q, t, d), dk, d, Epilogue::default());
+            gemm(Strided::row_major(ds, t, t), Strided::row_major(k, t, d), dq, d, Epilogue::default());
+            gemm(Strided::transposed(ds, t, t), Strided::row_major(q, t, d), dk, d, Epilogue::default());
         },
     );
 }

@@ -90,6 +90,8 @@ impl Llama {
             vec![0.0; n * h],
         );
         let (mut g, mut u, mut m) = (vec![0.0; n * inter], vec![0.0; n * inter], vec![0.0; n * inter]);
+        // The new position's q and k/v in head-major order (n sequences × heads × d).
+        let (mut qh, mut heads) = (vec![0.0; n * h], vec![0.0; n * h]);
         let mut rstd = vec![0.0; n];
         let mut logits = vec![0.0; n * c.vocab];
         let mut scores = vec![0.0f32; ctx];
@@ -104,11 +106,9 @@ impl Llama {
             for l in 0..c.layers {
                 norm::forward(&x, &self.norms[l][0], c.rms_norm_eps, &mut a, &mut rstd);
                 project(self, c.module(l, Q), &a, &mut q, n, &mut delta);
-                let mut qh = vec![0.0; n * h];
                 rope.to_heads(&q, &mut qh, n, 1, nh, d, pos, true);
                 for (j, store, rotate) in [(K, &mut cache.k[l], true), (V, &mut cache.v[l], false)] {
                     project(self, c.module(l, j), &a, &mut kv, n, &mut delta);
-                    let mut heads = vec![0.0; n * h];
                     rope.to_heads(&kv, &mut heads, n, 1, nh, d, pos, rotate);
                     for (bh, row) in heads.chunks_exact(d).enumerate() {
                         store[(bh * ctx + pos) * d..][..d].copy_from_slice(row);
