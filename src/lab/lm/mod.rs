@@ -10,6 +10,7 @@ mod settings;
 pub use checkpoints::CheckpointInfo;
 pub use settings::{DataChoice, LmAdapterSettings, LmBaseSettings};
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -129,13 +130,14 @@ impl Lab {
         Ok(counts)
     }
 
-    fn lm_corpus(&self, data: &DataChoice) -> Result<Corpus> {
+    /// The loaded corpus `data` names, or a person's lines parsed and split.
+    fn lm_corpus(&self, data: &DataChoice) -> Result<Cow<'_, Corpus>> {
         let missing = || LabError::state("the text corpora are not loaded yet");
         match data {
-            DataChoice::Named(n) if n == "pokemon" => self.lm.pokemon.clone().ok_or_else(missing),
-            DataChoice::Named(n) if n == "names" => self.lm.names.clone().ok_or_else(missing),
+            DataChoice::Named(n) if n == "pokemon" => self.lm.pokemon.as_ref().map(Cow::Borrowed).ok_or_else(missing),
+            DataChoice::Named(n) if n == "names" => self.lm.names.as_ref().map(Cow::Borrowed).ok_or_else(missing),
             DataChoice::Named(n) => Err(LabError::setting("data", format!("unknown data \"{n}\""))),
-            DataChoice::Lines { lines } => Corpus::user(lines.join("\n").as_bytes()),
+            DataChoice::Lines { lines } => Corpus::user(lines.join("\n").as_bytes()).map(Cow::Owned),
         }
     }
 
@@ -183,7 +185,6 @@ impl Lab {
         let base = self.lm_require_base()?;
         let plan = settings.resolve(&base.modules())?;
         let corpus = self.lm_corpus(&plan.data)?;
-        let base = self.lm_require_base()?;
         let context = base.cfg.context;
         let blocks = text::pack(&corpus.train, context)?;
         let held_out = text::eval_sequences(&corpus.held_out, context);
