@@ -178,15 +178,9 @@ impl LabHandle {
     #[wasm_bindgen(js_name = exportAdapter)]
     pub fn export_adapter(&self, name: &str) -> JsResult<JsValue> {
         let files = self.lab.export_adapter(name).map_err(err)?;
-        let out = js_sys::Object::new();
-        let set = |k: &str, v: JsValue| js_sys::Reflect::set(&out, &JsValue::from_str(k), &v).map(|_| ());
-        let config = js_sys::JSON::parse(&files.config.to_json_pretty())
-            .map_err(|_| JsError::new("adapter_config.json did not parse back"))?;
-        set("safetensors", js_sys::Uint8Array::from(&files.safetensors[..]).into())
-            .and_then(|_| set("config", config))
-            .and_then(|_| {
-                set("baseModel", files.base_model.map_or(JsValue::NULL, |b| js_sys::Uint8Array::from(&b[..]).into()))
-            })
+        let out = files_object(&files.config.to_json_pretty(), &files.safetensors)?;
+        let base_model = files.base_model.map_or(JsValue::NULL, |b| js_sys::Uint8Array::from(&b[..]).into());
+        js_sys::Reflect::set(&out, &JsValue::from_str("baseModel"), &base_model)
             .map_err(|_| JsError::new("cannot build the export object"))?;
         Ok(out.into())
     }
@@ -292,7 +286,7 @@ impl LabHandle {
     #[wasm_bindgen(js_name = lmExportBase)]
     pub fn lm_export_base(&self) -> JsResult<JsValue> {
         let (config, st) = self.lab.lm_export_base().map_err(err)?;
-        files_object(&config, &st)
+        files_object(&config, &st).map(Into::into)
     }
 
     #[wasm_bindgen(js_name = lmImportBase)]
@@ -304,7 +298,7 @@ impl LabHandle {
     #[wasm_bindgen(js_name = lmExportAdapter)]
     pub fn lm_export_adapter(&self, name: &str) -> JsResult<JsValue> {
         let f = self.lab.lm_export_adapter(name).map_err(err)?;
-        files_object(&f.config.to_json_pretty(), &f.safetensors)
+        files_object(&f.config.to_json_pretty(), &f.safetensors).map(Into::into)
     }
 
     #[wasm_bindgen(js_name = lmImportAdapter)]
@@ -350,15 +344,16 @@ impl LabHandle {
 }
 
 /// `{ config: <parsed JSON>, safetensors: Uint8Array }` for a folder's two files.
-fn files_object(config_json: &str, safetensors: &[u8]) -> JsResult<JsValue> {
+fn files_object(config_json: &str, safetensors: &[u8]) -> JsResult<js_sys::Object> {
     let out = js_sys::Object::new();
-    let config = js_sys::JSON::parse(config_json).map_err(|_| JsError::new("config.json did not parse back"))?;
+    let config =
+        js_sys::JSON::parse(config_json).map_err(|_| JsError::new("the exported config did not parse back"))?;
     js_sys::Reflect::set(&out, &JsValue::from_str("config"), &config)
         .and_then(|_| {
             js_sys::Reflect::set(&out, &JsValue::from_str("safetensors"), &js_sys::Uint8Array::from(safetensors).into())
         })
         .map_err(|_| JsError::new("cannot build the export object"))?;
-    Ok(out.into())
+    Ok(out)
 }
 
 impl Default for LabHandle {
