@@ -131,7 +131,7 @@ fn files_round_trip_and_bad_ones_change_nothing() {
     let ids: Vec<u16> = std::iter::once(256).chain("Mew".bytes().map(u16::from)).collect();
     let logits = lab.lm_logits(&ids, true).unwrap();
 
-    let mut other = lab_without_models();
+    let mut other = crate::lab(); // a second lab with the corpora and no models
     other.lm_import_base(&config, &st).unwrap();
     other.lm_import_adapter("seed", &files.safetensors, &cfg_json).unwrap();
     assert_eq!(other.lm_logits(&ids, true).unwrap(), logits, "export → import gives the same logits bit for bit");
@@ -144,10 +144,6 @@ fn files_round_trip_and_bad_ones_change_nothing() {
     assert!(e.contains("adapter_model.safetensors"), "{e}");
     assert_eq!(other.lm_logits(&ids, true).unwrap(), logits);
     assert_eq!(other.lm_adapters().list.len(), 1);
-}
-
-fn lab_without_models() -> Lab {
-    lab()
 }
 
 #[test]
@@ -225,4 +221,30 @@ fn exports_say_what_peft_reads() {
     // lists the 29 Linears the pattern chose instead.
     assert!(json.contains("\"model.layers.3.mlp.down_proj\"") && json.contains("\"lm_head\""), "{json}");
     assert!(json.contains("\"lora_dropout\": 0.05,"), "the f32 0.05 as 0.05: {json}");
+}
+
+#[test]
+fn load_best_keeps_the_best_and_the_newest_checkpoint_and_ends_on_the_best() {
+    let mut lab = lab();
+    run_base(&mut lab, &LmBaseSettings { limit: Some(300.0), ..short_base() });
+    // (Which epoch is best here depends on the run; the rotation itself is unit-tested in checkpoints.rs.)
+    let lines: Vec<String> = (0..60).map(|i| format!("Zorblax {i}")).collect();
+    let s = LmAdapterSettings {
+        name: Some("best".into()),
+        data: Some(DataChoice::Lines { lines }),
+        r: Some(4.0),
+        epochs: Some(4.0),
+        load_best: Some(true),
+        ..Default::default()
+    };
+    let run = run_adapter(&mut lab, &s);
+    let losses = &run.eval_loss;
+    assert_eq!(losses.len(), 4);
+    let cps = lab.lm_checkpoints();
+    assert_eq!(cps.len(), 2, "save_total_limit 2 with the best protected: {cps:?}");
+    assert_eq!(cps.last().unwrap().epoch, 4, "the newest is kept");
+    let best = losses.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(cps.iter().any(|c| c.best && c.eval_loss == best), "the best is kept and marked: {cps:?} {losses:?}");
+    let now = lab.lm_evaluate().unwrap().adapted.unwrap()["user"];
+    assert!((now - best).abs() < 1e-9, "the run ends on the best epoch's adapter: {now} vs {losses:?}");
 }

@@ -63,9 +63,9 @@ impl Checkpoints {
         let info = CheckpointInfo { id: self.next_id, adapter, epoch, step, eval_loss, best };
         self.next_id += 1;
         self.kept.push((info.clone(), saved));
-        // Rotate the oldest out, sparing the best when it is protected.
-        while self.kept.len() > SAVE_TOTAL_LIMIT + usize::from(keep_best && !self.kept.last().is_some_and(|k| k.0.best))
-        {
+        // Rotate the oldest out, sparing the best when it is protected: save_total_limit in all, as
+        // transformers' rotation keeps the best and the newest.
+        while self.kept.len() > SAVE_TOTAL_LIMIT {
             let Some(i) = self.kept.iter().position(|(c, _)| !(keep_best && c.best)) else { break };
             self.kept.remove(i);
         }
@@ -105,5 +105,46 @@ impl Checkpoints {
         self.kept.iter().find(|(i, _)| i.id == id).map(|(_, s)| s.clone()).ok_or_else(|| {
             LabError::state(format!("there is no checkpoint {id}; the kept ones are listed by checkpoints()"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lm::LmConfig;
+    use crate::lora::{Bias, Init, LoraConfig, Scaling};
+
+    fn adapter() -> Adapter {
+        let cfg =
+            LmConfig { hidden: 8, intermediate: 8, layers: 1, heads: 2, head_dim: 4, context: 8, ..LmConfig::tiny() };
+        let base = Llama::new(cfg, 1);
+        let lora = LoraConfig {
+            targets: vec![0],
+            rank: 1,
+            alpha: 1.0,
+            scaling: Scaling::Peft,
+            dropout: 0.0,
+            bias: Bias::None,
+            init: Init::Default,
+        };
+        Adapter::new("a", lora, &base, 1).unwrap()
+    }
+
+    fn epochs_kept(losses: &[f64], keep_best: bool) -> (Vec<usize>, Vec<usize>) {
+        let (a, mut c) = (adapter(), Checkpoints::default());
+        for (e, &l) in losses.iter().enumerate() {
+            c.add_adapter(e + 1, 10 * (e + 1), l, &a, keep_best);
+        }
+        let kept = c.list();
+        (kept.iter().map(|i| i.epoch).collect(), kept.iter().filter(|i| i.best).map(|i| i.epoch).collect())
+    }
+
+    #[test]
+    fn the_last_two_are_kept_or_the_best_and_the_newest() {
+        let losses = [3.0, 2.0, 2.5, 2.6];
+        assert_eq!(epochs_kept(&losses, false), (vec![3, 4], vec![]), "the best (epoch 2) rotated out");
+        assert_eq!(epochs_kept(&losses, true), (vec![2, 4], vec![2]), "transformers keeps the best and the newest");
+        assert_eq!(epochs_kept(&[3.0, 2.0, 1.0], true), (vec![2, 3], vec![3]), "the newest is the best");
+        assert_eq!(epochs_kept(&[3.0, 2.0, 1.0], false), (vec![2, 3], vec![3]));
     }
 }
