@@ -3,7 +3,8 @@
 //! On wasm32 with `simd128` it is a `v128`; elsewhere it is a plain `[f32; 4]`, so native tests run the
 //! very same blocking and packing code. `mul_add` is `a * b + c`: fused (`f32x4.relaxed_madd`) when the
 //! build enables `relaxed-simd`, otherwise a separately rounded multiply and add — the portable lane
-//! rounds the same way as the non-relaxed wasm build.
+//! rounds the same way as the non-relaxed wasm build. On x86-64 it is SSE2's `__m128` (same rounding as
+//! the portable lane), so native tests and profiles run vector code too.
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod imp {
@@ -55,6 +56,22 @@ mod imp {
         #[inline(always)]
         pub fn sqrt(self) -> Self {
             Self(f32x4_sqrt(self.0))
+        }
+        /// `self < o ? o : self` (wasm's pmax): a NaN in `self` is kept, one in `o` is not.
+        #[inline(always)]
+        pub fn max(self, o: Self) -> Self {
+            Self(f32x4_pmax(self.0, o.0))
+        }
+        /// `o < self ? o : self` (wasm's pmin): a NaN in `self` is kept, one in `o` is not.
+        #[inline(always)]
+        pub fn min(self, o: Self) -> Self {
+            Self(f32x4_pmin(self.0, o.0))
+        }
+        /// `2^n` for lanes holding integers in [-126, 127] (the exponent field built directly).
+        #[inline(always)]
+        pub fn pow2i(self) -> Self {
+            let n = i32x4_trunc_sat_f32x4(self.0);
+            Self(i32x4_shl(i32x4_add(n, i32x4_splat(127)), 23))
         }
         /// `max(self, 0)`, with NaN passing through so a diverging run is detected.
         #[inline(always)]
@@ -131,7 +148,142 @@ mod imp {
     pub const FUSED: bool = cfg!(target_feature = "relaxed-simd");
 }
 
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[cfg(all(target_arch = "x86_64", not(all(target_arch = "wasm32", target_feature = "simd128"))))]
+mod imp {
+    //! SSE2 (every x86-64 has it): the same 4-lane operations as simd128, rounded the same way as the
+    //! portable lanes (no fused multiply-add), so native tests and profiles run vector code.
+    use core::arch::x86_64::*;
+
+    #[derive(Clone, Copy)]
+    #[repr(transparent)]
+    pub struct F32x4(__m128);
+
+    impl F32x4 {
+        #[inline(always)]
+        pub fn splat(x: f32) -> Self {
+            Self(unsafe { _mm_set1_ps(x) })
+        }
+        /// # Safety
+        /// `p` must be valid for reading 4 floats (no alignment needed).
+        #[inline(always)]
+        pub unsafe fn load(p: *const f32) -> Self {
+            Self(unsafe { _mm_loadu_ps(p) })
+        }
+        /// # Safety
+        /// `p` must be valid for reading one float.
+        #[inline(always)]
+        pub unsafe fn load_splat(p: *const f32) -> Self {
+            Self(unsafe { _mm_set1_ps(*p) })
+        }
+        /// # Safety
+        /// `p` must be valid for writing 4 floats (no alignment needed).
+        #[inline(always)]
+        pub unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        pub fn add(self, o: Self) -> Self {
+            Self(unsafe { _mm_add_ps(self.0, o.0) })
+        }
+        #[inline(always)]
+        pub fn sub(self, o: Self) -> Self {
+            Self(unsafe { _mm_sub_ps(self.0, o.0) })
+        }
+        #[inline(always)]
+        pub fn mul(self, o: Self) -> Self {
+            Self(unsafe { _mm_mul_ps(self.0, o.0) })
+        }
+        #[inline(always)]
+        pub fn div(self, o: Self) -> Self {
+            Self(unsafe { _mm_div_ps(self.0, o.0) })
+        }
+        #[inline(always)]
+        pub fn sqrt(self) -> Self {
+            Self(unsafe { _mm_sqrt_ps(self.0) })
+        }
+        /// `self < o ? o : self` (wasm's pmax): a NaN in `self` is kept, one in `o` is not.
+        #[inline(always)]
+        pub fn max(self, o: Self) -> Self {
+            Self(unsafe { _mm_max_ps(o.0, self.0) })
+        }
+        /// `o < self ? o : self` (wasm's pmin): a NaN in `self` is kept, one in `o` is not.
+        #[inline(always)]
+        pub fn min(self, o: Self) -> Self {
+            Self(unsafe { _mm_min_ps(o.0, self.0) })
+        }
+        /// `2^n` for lanes holding integers in [-126, 127] (the exponent field built directly).
+        #[inline(always)]
+        pub fn pow2i(self) -> Self {
+            unsafe {
+                let n = _mm_cvttps_epi32(self.0);
+                Self(_mm_castsi128_ps(_mm_slli_epi32::<23>(_mm_add_epi32(n, _mm_set1_epi32(127)))))
+            }
+        }
+        /// `max(self, 0)` as simd128's pmax: NaN and -0.0 pass through (maxps returns its second
+        /// operand unless the first is greater).
+        #[inline(always)]
+        pub fn relu(self) -> Self {
+            Self(unsafe { _mm_max_ps(_mm_setzero_ps(), self.0) })
+        }
+        #[inline(always)]
+        pub fn where_positive(self, mask: Self) -> Self {
+            Self(unsafe { _mm_and_ps(self.0, _mm_cmpgt_ps(mask.0, _mm_setzero_ps())) })
+        }
+        #[inline(always)]
+        pub fn flush_below(self, tiny: Self) -> Self {
+            unsafe {
+                let abs = _mm_and_ps(self.0, _mm_castsi128_ps(_mm_set1_epi32(0x7fff_ffff)));
+                let keep = _mm_or_ps(_mm_cmpge_ps(abs, tiny.0), _mm_cmpunord_ps(self.0, self.0));
+                Self(_mm_and_ps(self.0, keep))
+            }
+        }
+        #[inline(always)]
+        pub fn mul_add(a: Self, b: Self, c: Self) -> Self {
+            Self(unsafe { _mm_add_ps(_mm_mul_ps(a.0, b.0), c.0) })
+        }
+        #[inline(always)]
+        pub fn splat_lanes(self) -> [Self; 4] {
+            let x = self.0;
+            unsafe {
+                [
+                    Self(_mm_shuffle_ps::<0x00>(x, x)),
+                    Self(_mm_shuffle_ps::<0x55>(x, x)),
+                    Self(_mm_shuffle_ps::<0xaa>(x, x)),
+                    Self(_mm_shuffle_ps::<0xff>(x, x)),
+                ]
+            }
+        }
+        #[inline(always)]
+        pub fn any_ne(self, o: Self) -> bool {
+            unsafe { _mm_movemask_ps(_mm_cmpneq_ps(self.0, o.0)) != 0 }
+        }
+        #[inline(always)]
+        pub fn transpose([r0, r1, r2, r3]: [Self; 4]) -> [Self; 4] {
+            unsafe {
+                let t0 = _mm_unpacklo_ps(r0.0, r1.0);
+                let t1 = _mm_unpackhi_ps(r0.0, r1.0);
+                let t2 = _mm_unpacklo_ps(r2.0, r3.0);
+                let t3 = _mm_unpackhi_ps(r2.0, r3.0);
+                [
+                    Self(_mm_movelh_ps(t0, t2)),
+                    Self(_mm_movehl_ps(t2, t0)),
+                    Self(_mm_movelh_ps(t1, t3)),
+                    Self(_mm_movehl_ps(t3, t1)),
+                ]
+            }
+        }
+        #[inline(always)]
+        pub fn to_array(self) -> [f32; 4] {
+            let mut a = [0.0f32; 4];
+            unsafe { _mm_storeu_ps(a.as_mut_ptr(), self.0) };
+            a
+        }
+    }
+
+    pub const FUSED: bool = false;
+}
+
+#[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
 mod imp {
     #[derive(Clone, Copy)]
     #[repr(transparent)]
@@ -188,6 +340,18 @@ mod imp {
         #[inline(always)]
         pub fn sqrt(self) -> Self {
             Self(map(self.0, f32::sqrt))
+        }
+        #[inline(always)]
+        pub fn max(self, o: Self) -> Self {
+            Self(zip(self.0, o.0, |a, b| if a < b { b } else { a }))
+        }
+        #[inline(always)]
+        pub fn min(self, o: Self) -> Self {
+            Self(zip(self.0, o.0, |a, b| if b < a { b } else { a }))
+        }
+        #[inline(always)]
+        pub fn pow2i(self) -> Self {
+            Self(map(self.0, |n| f32::from_bits(((n as i32).wrapping_add(127) as u32) << 23)))
         }
         #[inline(always)]
         pub fn relu(self) -> Self {

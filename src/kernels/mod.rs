@@ -2,8 +2,10 @@
 //!
 //! `gemm` covers the three layouts training needs through strided views:
 //! forward `Y = X·Wᵀ (+b, ReLU)`, input gradient `dX = dY·W`, weight gradient `dW = dYᵀ·X`.
-//! `elementwise` has the vector loops around them (ReLU backward, bias gradient, Adam).
+//! `elementwise` has the vector loops around them (ReLU backward, bias gradient, Adam), `activation`
+//! the exponential and what is built on it (softmax rows, log-sum-exp, the SiLU gate).
 
+mod activation;
 mod dot;
 mod elementwise;
 mod gemm;
@@ -12,11 +14,26 @@ mod peak;
 
 /// The forward `y = x·wᵀ (+ bias, ReLU)`, `w` row-major `n×k` (PyTorch's Linear layout), as tiles of dot
 /// products; the `_offset` form skips what an input value `c` (layer 1's blank pixels) would add.
-pub use dot::{gemm_xwt as linear_forward, gemm_xwt_offset as linear_forward_offset};
+pub use activation::{exp, max as row_max, scale, silu_gate, silu_gate_backward, softmax_scaled, softmax_scaled_backward, sum_exp};
+pub use dot::{gemm_xwt, gemm_xwt_offset as linear_forward_offset};
 pub use elementwise::{adam_update, all_finite, all_finite_in, bias_grad, relu, relu_backward, AdamStep, AdamTensor};
 pub use gemm::{gemm, weight_grad_offset, Epilogue, Strided, MR, NR};
 pub use lane::FUSED_MUL_ADD;
 pub use peak::simd_peak_flops;
+
+/// From this many rows on, the forward packs X and W for the outer-product tiles of `gemm`: each
+/// packed value is then reused often enough to pay for its copy, and those tiles load a third as
+/// much per multiply-add as the dot-product tiles (below it, `dot::gemm_xwt` needs no packing).
+pub const PACKED_FORWARD_MIN_ROWS: usize = 256;
+
+/// `y (m×n) = x (m×k) · wᵀ (+ bias, ReLU)`, `w` row-major `n×k` (PyTorch's Linear layout).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: usize, k: usize, n: usize, relu: bool) {
+    if m < PACKED_FORWARD_MIN_ROWS {
+        return gemm_xwt(x, w, bias, y, m, k, n, relu);
+    }
+    gemm(Strided::row_major(&x[..m * k], m, k), Strided::transposed(&w[..n * k], k, n), y, n, Epilogue { accumulate: false, bias, relu });
+}
 
 /// `dx (m×k) = dy (m×n) · w (n×k)`.
 pub fn linear_input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], m: usize, k: usize, n: usize) {

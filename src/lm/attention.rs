@@ -4,20 +4,13 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::{gemm, Epilogue, Strided};
+use crate::kernels::{self, gemm, Epilogue, Strided};
 
-/// Softmax of the causal rows of `s` (t × t) in place: row i over columns 0..=i, zeros after.
+/// Softmax of the causal rows of `s · scale` (t × t) in place: row i over columns 0..=i, zeros after.
 fn causal_softmax(s: &mut [f32], t: usize, scale: f32) {
     for (i, row) in s.chunks_exact_mut(t).enumerate() {
         let (live, masked) = row.split_at_mut(i + 1);
-        let max = live.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
-        let mut sum = 0.0f32;
-        for v in live.iter_mut() {
-            *v = (*v * scale - max).exp();
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
-        live.iter_mut().for_each(|v| *v *= inv);
+        kernels::softmax_scaled(live, scale);
         masked.fill(0.0);
     }
 }
@@ -61,10 +54,7 @@ pub fn backward(
             gemm(Strided::row_major(d_o, t, d), Strided::transposed(v, d, t), ds, t, Epilogue::default());
             gemm(Strided::transposed(p, t, t), Strided::row_major(d_o, t, d), dv, d, Epilogue::default());
             for (i, (ds, p)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
-                let dot: f32 = ds[..=i].iter().zip(&p[..=i]).map(|(a, b)| a * b).sum();
-                for (g, &p) in ds[..=i].iter_mut().zip(&p[..=i]) {
-                    *g = p * (*g - dot) * scale;
-                }
+                kernels::softmax_scaled_backward(&p[..=i], &mut ds[..=i], scale);
                 ds[i + 1..].fill(0.0);
             }
             gemm(Strided::row_major(ds, t, t), Strided::row_major(k, t, d), dq, d, Epilogue::default());

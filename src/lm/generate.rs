@@ -8,6 +8,7 @@ use super::model::Llama;
 use super::rope::Rope;
 use super::{gate, norm};
 use crate::error::{LabError, Result};
+use crate::kernels;
 use crate::nn::LayerDelta;
 use crate::rng::Rng;
 
@@ -120,19 +121,14 @@ impl Llama {
                     let qv = &qh[bh * d..][..d];
                     let sc = &mut scores[..=pos];
                     for (j, s) in sc.iter_mut().enumerate() {
-                        *s = qv.iter().zip(&keys[j * d..][..d]).map(|(a, b)| a * b).sum::<f32>() * scale;
+                        *s = qv.iter().zip(&keys[j * d..][..d]).map(|(a, b)| a * b).sum::<f32>();
                     }
-                    let max = sc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                    let mut sum = 0.0;
-                    sc.iter_mut().for_each(|s| {
-                        *s = (*s - max).exp();
-                        sum += *s;
-                    });
+                    // The same softmax as the forward pass's attention rows.
+                    kernels::softmax_scaled(sc, scale);
                     let (bi, head) = (bh / nh, bh % nh);
                     let out = &mut o[bi * h + head * d..][..d];
                     out.fill(0.0);
                     for (j, &w) in sc.iter().enumerate() {
-                        let w = w / sum;
                         out.iter_mut().zip(&values[j * d..][..d]).for_each(|(o, v)| *o += w * v);
                     }
                 }

@@ -4,6 +4,8 @@
 
 use rayon::prelude::*;
 
+use crate::kernels;
+
 /// The target of each logits row (b·t rows): the next token of the same sequence, `None` for the last
 /// position and wherever the next token is `pad`.
 pub fn targets(ids: &[u16], t: usize, pad: u16) -> Vec<Option<u16>> {
@@ -17,9 +19,8 @@ pub fn log_probs(logits: &[f32], vocab: usize, targets: &[Option<u16>]) -> Vec<f
         .zip(targets)
         .map(|(row, t)| match t {
             Some(t) => {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let sum: f32 = row.iter().map(|&z| (z - max).exp()).sum();
-                row[*t as usize] - max - sum.ln()
+                let max = kernels::row_max(row);
+                row[*t as usize] - max - kernels::sum_exp(row, max, None).ln()
             }
             None => f32::NAN,
         })
@@ -45,14 +46,9 @@ pub fn cross_entropy(logits: &[f32], vocab: usize, targets: &[Option<u16>], dlog
                 d.fill(0.0);
                 return 0.0;
             };
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            for (di, &z) in d.iter_mut().zip(row) {
-                *di = (z - max).exp();
-                sum += *di;
-            }
-            let k = inv / sum;
-            d.iter_mut().for_each(|v| *v *= k);
+            let max = kernels::row_max(row);
+            let sum = kernels::sum_exp(row, max, Some(&mut *d));
+            kernels::scale(d, inv / sum);
             d[*t as usize] -= inv;
             (sum.ln() - (row[*t as usize] - max)) as f64
         })
