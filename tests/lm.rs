@@ -80,6 +80,19 @@ fn logits_loss_and_gradients_match_transformers() {
     }
 }
 
+#[test]
+fn an_evaluation_forward_gives_the_training_forwards_logits_bit_for_bit() {
+    let model = fixture_model();
+    let ids = ids_of(&fixture("base_outputs.safetensors")["ids"]);
+    let mut train = LmActivations::default();
+    model.forward(&ids, 2, 16, &mut train, None).unwrap();
+    let mut eval = LmActivations::for_inference();
+    model.forward(&ids, 2, 16, &mut eval, None).unwrap();
+    assert!(train.trainable() && !eval.trainable());
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&eval.logits), bits(&train.logits));
+}
+
 /// The fixture's adapters, as PEFT saved them, read by the lab's own importer.
 fn fixture_adapter(model: &Llama, folder: &str) -> Adapter {
     let st = std::fs::read(format!("{FIXTURE}/{folder}/adapter_model.safetensors")).unwrap();

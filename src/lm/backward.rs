@@ -103,6 +103,7 @@ impl Llama {
         weights: bool,
         mut delta: Option<&mut dyn LayerDelta>,
     ) {
+        assert!(acts.trainable(), "backward needs the activations of a training forward pass");
         let c = &self.cfg;
         let (b, t) = (acts.b, acts.t);
         let (h, n, nh, d, inter) = (c.hidden, b * t, c.heads, c.head_dim, c.intermediate);

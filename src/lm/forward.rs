@@ -51,6 +51,9 @@ pub struct LmActivations {
     /// A token-major projection before it is rotated into heads.
     scratch: Vec<f32>,
     pub(super) rope: Option<Rope>,
+    /// Evaluation only: one layer's buffers serve every layer (a quarter of the memory), and there
+    /// is nothing for `backward` to use.
+    inference: bool,
 }
 
 fn resize(v: &mut Vec<f32>, n: usize) {
@@ -58,8 +61,18 @@ fn resize(v: &mut Vec<f32>, n: usize) {
 }
 
 impl LmActivations {
+    /// Buffers for forward passes that no backward follows (evaluation, scoring, logits).
+    pub fn for_inference() -> Self {
+        Self { inference: true, ..Self::default() }
+    }
+
     pub fn ids(&self) -> &[u16] {
         &self.ids
+    }
+
+    /// Whether these activations were kept for a backward pass.
+    pub fn trainable(&self) -> bool {
+        !self.inference
     }
 }
 
@@ -118,7 +131,7 @@ impl Llama {
             acts.rope = Some(Rope::new(d, c.context, c.rope_theta));
         }
         acts.xs.resize_with(c.layers + 1, Vec::new);
-        acts.layers.resize_with(c.layers, LayerActs::default);
+        acts.layers.resize_with(if acts.inference { 1 } else { c.layers }, LayerActs::default);
         for x in &mut acts.xs {
             resize(x, n * h);
         }
@@ -131,7 +144,7 @@ impl Llama {
         for l in 0..c.layers {
             let (lo, hi) = acts.xs.split_at_mut(l + 1);
             let (x, x_next) = (&lo[l], &mut hi[0]);
-            let la = &mut acts.layers[l];
+            let la = &mut acts.layers[if acts.inference { 0 } else { l }];
             for v in [&mut la.a, &mut la.q, &mut la.k, &mut la.v, &mut la.o, &mut la.h2, &mut la.c] {
                 resize(v, n * h);
             }

@@ -363,7 +363,7 @@ impl Lab {
 
     /// Logits (ids.len() × vocab) for the ids given, with the active adapter when `adapted`.
     pub fn lm_logits(&mut self, ids: &[u16], adapted: bool) -> Result<Vec<f32>> {
-        let mut acts = crate::lm::LmActivations::default();
+        let mut acts = crate::lm::LmActivations::for_inference();
         if adapted {
             if let Some(r) = self.lm.models.with_adapted(|m, d| m.forward(ids, 1, ids.len(), &mut acts, d)) {
                 r?;
