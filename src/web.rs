@@ -73,9 +73,9 @@ impl LabHandle {
     #[wasm_bindgen(js_name = loadData)]
     pub fn load_data(
         &mut self,
-        train_images: &[u8],
+        train_images: Vec<u8>,
         train_labels: &[u8],
-        test_images: &[u8],
+        test_images: Vec<u8>,
         test_labels: &[u8],
     ) -> JsResult<JsValue> {
         let (train, test) = self.lab.load_data(train_images, train_labels, test_images, test_labels).map_err(err)?;

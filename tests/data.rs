@@ -50,7 +50,7 @@ fn dataset(labels: &[u8]) -> Dataset {
 
 #[test]
 fn good_images_and_labels_parse() {
-    let im = parse_images(&image_file(3), "imgs").unwrap();
+    let im = parse_images(image_file(3), "imgs").unwrap();
     assert_eq!((im.count, im.rows, im.cols), (3, 28, 28));
     assert_eq!(im.pixels, pixels(3));
     let lb = parse_labels(&idx(0x801, &[4], &[0, 9, 3, 7]), "labs").unwrap();
@@ -59,7 +59,7 @@ fn good_images_and_labels_parse() {
 
 #[test]
 fn label_file_given_as_images_names_both_magics() {
-    let msg = message(parse_images(&idx(0x801, &[2], &[1, 2]), "labels.idx"), "labels.idx");
+    let msg = message(parse_images(idx(0x801, &[2], &[1, 2]), "labels.idx"), "labels.idx");
     assert_has(&msg, &["this is a label file (magic 0x00000801)", "expected an image file (0x00000803)"]);
     let msg = message(parse_labels(&image_file(1), "images.idx"), "images.idx");
     assert_has(&msg, &["this is an image file (magic 0x00000803)", "expected a label file (0x00000801)"]);
@@ -69,9 +69,9 @@ fn label_file_given_as_images_names_both_magics() {
 fn other_bad_magics_say_what_is_wrong() {
     let msg = message(parse_images(b"PK\x03\x04 a zip file, not idx", "x.zip"), "x.zip");
     assert_has(&msg, &["not an IDX file", "0x504b0304", "0x00000803"]);
-    let msg = message(parse_images(&idx(0x0d03, &[1, 28, 28], &[0; 4 * PIXELS]), "f"), "f");
+    let msg = message(parse_images(idx(0x0d03, &[1, 28, 28], &[0; 4 * PIXELS]), "f"), "f");
     assert_has(&msg, &["element type 0x0d", "unsigned bytes (0x08)"]);
-    let msg = message(parse_images(&idx(0x802, &[1, 784], &[0; PIXELS]), "f"), "f");
+    let msg = message(parse_images(idx(0x802, &[1, 784], &[0; PIXELS]), "f"), "f");
     assert_has(&msg, &["2 dimensions", "expected an image file (0x00000803) with 3"]);
 }
 
@@ -89,17 +89,17 @@ fn files_shorter_than_their_header_are_rejected() {
 
 #[test]
 fn images_must_be_28_by_28() {
-    let msg = message(parse_images(&idx(0x803, &[1, 32, 32], &[0; 32 * 32]), "big"), "big");
+    let msg = message(parse_images(idx(0x803, &[1, 32, 32], &[0; 32 * 32]), "big"), "big");
     assert_has(&msg, &["images are 32×32", "expected 28×28"]);
-    let msg = message(parse_images(&idx(0x803, &[2, 28, 27], &[0; 2 * 28 * 27]), "odd"), "odd");
+    let msg = message(parse_images(idx(0x803, &[2, 28, 27], &[0; 2 * 28 * 27]), "odd"), "odd");
     assert_has(&msg, &["images are 28×27"]);
 }
 
 #[test]
 fn zero_dimensions_are_rejected() {
-    let msg = message(parse_images(&idx(0x803, &[0, 28, 28], &[]), "empty"), "empty");
+    let msg = message(parse_images(idx(0x803, &[0, 28, 28], &[]), "empty"), "empty");
     assert_has(&msg, &["zero dimension", "0×28×28"]);
-    let msg = message(parse_images(&idx(0x803, &[5, 0, 28], &[]), "empty"), "empty");
+    let msg = message(parse_images(idx(0x803, &[5, 0, 28], &[]), "empty"), "empty");
     assert_has(&msg, &["zero dimension", "5×0×28"]);
     let msg = message(parse_labels(&idx(0x801, &[0], &[]), "nolabels"), "nolabels");
     assert_has(&msg, &["zero dimension"]);
@@ -127,10 +127,10 @@ fn one_trailing_byte() {
 
 #[test]
 fn huge_dimensions_do_not_panic() {
-    let msg = message(parse_images(&idx(0x803, &[u32::MAX; 3], &[0; 8]), "huge"), "huge");
+    let msg = message(parse_images(idx(0x803, &[u32::MAX; 3], &[0; 8]), "huge"), "huge");
     assert_has(&msg, &["overflow", "4294967295×4294967295×4294967295"]);
     // Plausible-looking 28×28 with a huge count: an honest truncation, no allocation of the promise.
-    let msg = message(parse_images(&idx(0x803, &[u32::MAX, 28, 28], &[0; 8]), "huge"), "huge");
+    let msg = message(parse_images(idx(0x803, &[u32::MAX, 28, 28], &[0; 8]), "huge"), "huge");
     assert_has(&msg, &["truncated: 8 bytes of pixel data"]);
     let msg = message(parse_labels(&idx(0x801, &[u32::MAX], &[0; 8]), "huge"), "huge");
     assert_has(&msg, &["truncated: 8 bytes of label data, header promises 4294967295"]);
@@ -144,7 +144,7 @@ fn labels_above_9_are_rejected_with_their_index() {
 
 #[test]
 fn dataset_counts_must_agree() {
-    let images = parse_images(&image_file(3), "imgs").unwrap();
+    let images = parse_images(image_file(3), "imgs").unwrap();
     let msg = message(Dataset::new(images.clone(), vec![1, 2], "training set"), "training set");
     assert_has(&msg, &["3 images but 2 labels"]);
     let bad = Images { rows: 27, ..images.clone() };

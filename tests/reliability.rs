@@ -967,7 +967,7 @@ fn a_non_finite_loss_stops_a_base_run_and_keeps_the_weights() {
 fn mnist_test_set() -> lora_lab::data::Dataset {
     use lora_lab::data::{parse_images, parse_labels, Dataset};
     Dataset::new(
-        parse_images(&mnist("t10k-images-idx3-ubyte"), "t10k-images-idx3-ubyte").unwrap(),
+        parse_images(mnist("t10k-images-idx3-ubyte"), "t10k-images-idx3-ubyte").unwrap(),
         parse_labels(&mnist("t10k-labels-idx1-ubyte"), "t10k-labels-idx1-ubyte").unwrap(),
         "test set",
     )

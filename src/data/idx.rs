@@ -1,6 +1,8 @@
 //! The IDX format (big-endian magic `00 00 08 nd`, `nd` u32 dimensions, then the bytes), checked
 //! strictly: a file that is wrong in any way is rejected with the reason, never half-used.
 
+use std::borrow::Cow;
+
 use super::SIDE;
 use crate::{LabError, Result};
 
@@ -20,13 +22,23 @@ pub struct Images {
 
 /// Parses an IDX image file; `file` names it in every error. Only 28×28 images are accepted,
 /// since the model's input layer is fixed at 784.
-pub fn parse_images(bytes: &[u8], file: &str) -> Result<Images> {
-    let (dims, data) = parse(bytes, file, IMAGE_MAGIC, "pixel data")?;
+///
+/// Given the file as a `Vec` (what the page hands over), the pixels stay in that allocation, moved
+/// down over the header: 47 MB of training images are never held twice.
+pub fn parse_images<'a>(bytes: impl Into<Cow<'a, [u8]>>, file: &str) -> Result<Images> {
+    let bytes = bytes.into();
+    let (dims, header) = {
+        let (dims, data) = parse(&bytes, file, IMAGE_MAGIC, "pixel data")?;
+        (dims, bytes.len() - data.len())
+    };
     let (count, rows, cols) = (dims[0], dims[1], dims[2]);
     if rows != SIDE || cols != SIDE {
         return Err(LabError::file(file, format!("images are {rows}×{cols}, expected {SIDE}×{SIDE}")));
     }
-    Ok(Images { count, rows, cols, pixels: data.to_vec() })
+    let mut pixels = bytes.into_owned();
+    pixels.drain(..header);
+    pixels.truncate(count * rows * cols);
+    Ok(Images { count, rows, cols, pixels })
 }
 
 /// Parses an IDX label file; every label must be a digit 0–9.

@@ -20,9 +20,9 @@ pub fn lab_with_mnist() -> Lab {
     let mut lab = new_lab();
     let counts = lab
         .load_data(
-            &mnist("train-images-idx3-ubyte"),
+            mnist("train-images-idx3-ubyte"),
             &mnist("train-labels-idx1-ubyte"),
-            &mnist("t10k-images-idx3-ubyte"),
+            mnist("t10k-images-idx3-ubyte"),
             &mnist("t10k-labels-idx1-ubyte"),
         )
         .expect("genuine MNIST loads");

@@ -7,6 +7,8 @@ mod settings;
 
 pub use settings::{layer_index, AdapterSettings, AdapterSummary, BaseSettings, RunSummary};
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use super::adapters::{AdaptedModel, AdapterList};
@@ -58,12 +60,13 @@ pub struct Probabilities {
 }
 
 impl Lab {
-    /// Parses and checks the four MNIST files; on any error nothing changes.
-    pub fn load_data(
+    /// Parses and checks the four MNIST files; on any error nothing changes. Image files handed over
+    /// as `Vec`s keep their allocation (see `data::parse_images`).
+    pub fn load_data<'a, 'b>(
         &mut self,
-        train_images: &[u8],
+        train_images: impl Into<Cow<'a, [u8]>>,
         train_labels: &[u8],
-        test_images: &[u8],
+        test_images: impl Into<Cow<'b, [u8]>>,
         test_labels: &[u8],
     ) -> Result<(usize, usize)> {
         let train = Dataset::new(
