@@ -267,14 +267,15 @@ impl LabHandle {
     /// → array of `n` strings.
     #[wasm_bindgen(js_name = lmGenerate)]
     pub fn lm_generate(&mut self, n: f64, temperature: f64, top_k: f64, seed: f64, adapted: bool) -> JsResult<JsValue> {
-        let n = crate::lab::whole("n", n, 1, 256).map_err(err)? as usize;
-        let top_k = crate::lab::whole("top-k", top_k, 0, 264).map_err(err)? as usize;
-        let seed = crate::lab::whole("seed", seed, 0, u32::MAX as u64).map_err(err)?;
-        if !(temperature.is_finite() && (0.0..=10.0).contains(&temperature)) {
-            return Err(err(LabError::setting("temperature", format!("{temperature} is not a number from 0 to 10"))));
-        }
-        let sampling = Sampling { temperature: temperature as f32, top_k };
+        let (n, sampling, seed) = sampling_args(n, temperature, top_k, seed)?;
         to_js(&self.lab.lm_generate(n, sampling, seed, adapted).map_err(err)?)
+    }
+
+    /// Samples of the run in progress → `{ base: [n], adapted: [n] | null }`.
+    #[wasm_bindgen(js_name = lmRunSamples)]
+    pub fn lm_run_samples(&mut self, n: f64, temperature: f64, top_k: f64, seed: f64) -> JsResult<JsValue> {
+        let (n, sampling, seed) = sampling_args(n, temperature, top_k, seed)?;
+        to_js(&self.lab.lm_run_samples(n, sampling, seed).map_err(err)?)
     }
 
     /// Logits (ids.length × vocab, row-major) for token ids.
@@ -347,6 +348,17 @@ impl LabHandle {
         let id = crate::lab::whole("checkpoint", id, 0, u32::MAX as u64).map_err(err)? as usize;
         to_js(&self.lab.lm_restore_checkpoint(id).map_err(err)?)
     }
+}
+
+/// Sampling settings as the page sends them, checked: (n, sampling, seed).
+fn sampling_args(n: f64, temperature: f64, top_k: f64, seed: f64) -> JsResult<(usize, Sampling, u64)> {
+    let n = crate::lab::whole("n", n, 1, 256).map_err(err)? as usize;
+    let top_k = crate::lab::whole("top-k", top_k, 0, 264).map_err(err)? as usize;
+    let seed = crate::lab::whole("seed", seed, 0, u32::MAX as u64).map_err(err)?;
+    if !(temperature.is_finite() && (0.0..=10.0).contains(&temperature)) {
+        return Err(err(LabError::setting("temperature", format!("{temperature} is not a number from 0 to 10"))));
+    }
+    Ok((n, Sampling { temperature: temperature as f32, top_k }, seed))
 }
 
 /// The checkpoint folders (`window.lab.lm` keeps them in the browser across reloads).

@@ -332,3 +332,40 @@ fn own_data_is_checked_as_training_reads_it() {
         assert!(e.contains(want) && e.contains("your data"), "{want}: {e}");
     }
 }
+
+#[test]
+fn samples_between_steps_leave_the_run_as_it_was() {
+    let mut lab = lab();
+    run_base(&mut lab, &LmBaseSettings { limit: Some(300.0), ..short_base() });
+    let lines: Vec<String> = (0..60).map(|i| format!("Zorblax {i}")).collect();
+    let s = LmAdapterSettings {
+        name: Some("z".into()),
+        data: Some(DataChoice::Lines { lines }),
+        r: Some(4.0),
+        epochs: Some(2.0),
+        ..Default::default()
+    };
+    let plain = run_adapter(&mut lab, &s);
+    let sampling = Sampling { temperature: 0.8, top_k: 0 };
+    assert!(lab.lm_run_samples(4, sampling, 1).unwrap_err().to_string().contains("no language-model run"));
+
+    lab.lm_start_adapter(&s).unwrap();
+    let mut last = None;
+    loop {
+        let p = lab.lm_train_step(16).unwrap();
+        if p.progress.epoch_finished {
+            let r = lab.lm_run_samples(4, sampling, 7).unwrap();
+            assert_eq!(r.base.len(), 4);
+            assert_eq!(r.adapted.as_ref().map(Vec::len), Some(4));
+            last = Some(r);
+        }
+        if p.progress.done {
+            break;
+        }
+    }
+    let sampled = lab.lm_finish(false).unwrap();
+    assert_eq!(sampled.loss_hash, plain.loss_hash, "sampling between steps changes nothing in the run");
+    let last = last.unwrap();
+    assert_eq!(last.base, lab.lm_generate(4, sampling, 7, false).unwrap(), "from the frozen base");
+    assert_eq!(last.adapted.unwrap(), lab.lm_generate(4, sampling, 7, true).unwrap(), "from the adapter as it ended");
+}

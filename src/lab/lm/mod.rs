@@ -88,6 +88,14 @@ pub struct LmProgress {
     pub checkpoint: Option<CheckpointInfo>,
 }
 
+/// Samples taken between a run's steps: from the base (for a base run, the model being trained) and,
+/// for an adapter run, from the base with the adapter as trained so far.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSamples {
+    pub base: Vec<String>,
+    pub adapted: Option<Vec<String>>,
+}
+
 /// A person's own lines, checked and split as an adapter run would use them.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -389,6 +397,36 @@ impl Lab {
             None => self.lm_require_base()?.generate(&prompts, sampling, &mut rng, None)?,
         };
         Ok(seqs.iter().map(|s| text::decode(s)).collect())
+    }
+
+    /// `n` samples of the run in progress, between its steps (the page shows them after each epoch),
+    /// as `lm_generate` draws them: for a base run from the model being trained; for an adapter run
+    /// from the frozen base and from the base with the adapter so far (no dropout), each from `seed`.
+    /// The run itself is left as it was.
+    pub fn lm_run_samples(&mut self, n: usize, sampling: Sampling, seed: u64) -> Result<RunSamples> {
+        if n == 0 || n > 256 {
+            return Err(LabError::setting("n", format!("{n} is not a count from 1 to 256")));
+        }
+        let decode = |seqs: Vec<Vec<u16>>| seqs.iter().map(|s| text::decode(s)).collect::<Vec<_>>();
+        let room = &mut self.lm;
+        match room.run.as_mut() {
+            None => Err(LabError::state("no language-model run in progress")),
+            Some(LmRun::Base { model, .. }) => {
+                let prompts = vec![vec![model.cfg.bos]; n];
+                let seqs = model.generate(&prompts, sampling, &mut Rng::new(seed, Stream::Sample), None)?;
+                Ok(RunSamples { base: decode(seqs), adapted: None })
+            }
+            Some(LmRun::Adapter { adapter, .. }) => {
+                let base = room.models.base().ok_or_else(|| LabError::state("the language model is gone"))?;
+                let prompts = vec![vec![base.cfg.bos]; n];
+                let plain = base.generate(&prompts, sampling, &mut Rng::new(seed, Stream::Sample), None)?;
+                let rng = adapter.take_training();
+                let adapted =
+                    base.generate(&prompts, sampling, &mut Rng::new(seed, Stream::Sample), Some(&mut **adapter));
+                adapter.restore_training(rng);
+                Ok(RunSamples { base: decode(plain), adapted: Some(decode(adapted?)) })
+            }
+        }
     }
 
     /// Logits (ids.len() × vocab) for the ids given, with the active adapter when `adapted`.
