@@ -79,7 +79,14 @@ export function samplesView(app, root) {
     generate().catch(() => {});
   });
 
-  return { settings, show, generate, fields, msg };
+  return {
+    settings, show, generate, fields, msg,
+    clear() {
+      baseList.replaceChildren();
+      adaptedList.replaceChildren();
+      caption.textContent = '';
+    },
+  };
 }
 
 /** A byte as a cell label: printable ASCII as itself, a space as ␠, other bytes in hex. */
@@ -156,7 +163,14 @@ export function scoreView(app, root) {
     e.preventDefault();
     score().catch(() => {});
   });
-  return { score };
+  return {
+    score,
+    /** Forgets what was shown (the models it came from are gone). */
+    clear() {
+      out.replaceChildren();
+      delete out.dataset.bytes;
+    },
+  };
 }
 
 /**

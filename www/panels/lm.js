@@ -207,6 +207,7 @@ export function lmPanel(app) {
       state.config = TINY_CONFIG;
       config.update();
       why.clear();
+      scores.clear();
       await refresh();
       const loss = result.evalLoss.at(-1);
       say(baseMsg, `${result.cancelled ? 'Cancelled — the model keeps what it learnt' : 'Trained'}: ${int(result.steps)} steps in `
@@ -245,6 +246,8 @@ export function lmPanel(app) {
       state.config = typeof cfg === 'string' ? JSON.parse(cfg) : cfg;
       config.update();
       why.clear();
+      scores.clear();
+      samples.clear();
       await refresh();
       say(baseMsg, `Loaded ${label}: ${int(value.params)} parameters.`, 'ok');
       await keeper.saveBase();
@@ -257,14 +260,18 @@ export function lmPanel(app) {
 
   $('#lm-base-upload', root).addEventListener('change', async (e) => {
     const input = e.target;
+    const label = [...input.files].map((f) => f.name).join(' + ');
+    let files;
     try {
-      const files = await readFolder(app, input.files, ['config.json', 'model.safetensors']);
-      await importBase({ config: files['config.json'], safetensors: files['model.safetensors'] }, [...input.files].map((f) => f.name).join(' + '));
+      files = await readFolder(app, input.files, ['config.json', 'model.safetensors']);
     } catch (err) {
-      if (baseMsg.dataset.kind !== 'error') say(baseMsg, `Cannot load a base model: ${err.message}. The loaded models are unchanged.`, 'error');
+      say(baseMsg, `Cannot load a base model: ${err.message}. The loaded models are unchanged.`, 'error');
+      return;
     } finally {
       input.value = '';
     }
+    // importBase shows its own verdict.
+    importBase({ config: files['config.json'], safetensors: files['model.safetensors'] }, label).catch(() => {});
   });
 
   baseDownload.addEventListener('click', async () => {
@@ -405,16 +412,17 @@ export function lmPanel(app) {
     e.preventDefault();
     const input = $('#lm-adapter-upload', root);
     const name = $('#lm-adapter-upload-name', root).value.trim() || 'uploaded';
+    let files;
     try {
       if (!state.hasBase) throw new Error('load or train a base model first');
-      const files = await readFolder(app, input.files, ['adapter_config.json', 'adapter_model.safetensors']);
-      await importAdapter({ config: files['adapter_config.json'], safetensors: files['adapter_model.safetensors'], name },
-        [...input.files].map((f) => f.name).join(' + '));
+      files = await readFolder(app, input.files, ['adapter_config.json', 'adapter_model.safetensors']);
     } catch (err) {
-      if (!/cannot be used/.test(adapterMsg.textContent) || adapterMsg.dataset.kind !== 'error') {
-        say(adapterMsg, `Cannot load the adapter: ${err.message}. The loaded models are unchanged.`, 'error');
-      }
+      say(adapterMsg, `Cannot load the adapter: ${err.message}. The loaded models are unchanged.`, 'error');
+      return;
     }
+    // importAdapter shows its own verdict.
+    importAdapter({ config: files['adapter_config.json'], safetensors: files['adapter_model.safetensors'], name },
+      [...input.files].map((f) => f.name).join(' + ')).catch(() => {});
   });
 
   // ── the lists ────────────────────────────────────────────────────────────────────────────────────
@@ -472,6 +480,8 @@ export function lmPanel(app) {
       : `Checkpoint ${id} restored`);
     if (cp && !cp.adapter) {
       why.clear();
+      scores.clear();
+      samples.clear();
       await keeper.saveBase();
       await keeper.saveCheckpoints();
     } else if (cp) {
