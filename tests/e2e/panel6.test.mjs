@@ -254,7 +254,7 @@ async function trainPreset(preset) {
   return { before, row, res };
 }
 
-test('the seed preset and then new-tokens, trained from the UI: the trainable line is what training reports, loss on and off, samples side by side, the q/k/v lesson', async () => {
+test('the seed preset and then new-tokens, trained from the UI: the trainable line is what training reports, loss on and off, samples side by side, the q/k/v lesson', async (t) => {
   const start = await now();
   const seed = await trainPreset('seed');
   assert.equal(seed.before, SEED_LINE);
@@ -291,6 +291,7 @@ test('the seed preset and then new-tokens, trained from the UI: the trainable li
   const pOn = (cell) => Number(cell.split('→')[1].replace('%', ''));
   assert.ok(pOn(why[1][6]) > 5 * pOn(why[0][6]), `P(capital first): new-tokens ${why[1][6]}, seed ${why[0][6]}`);
   const whyText = await text('#lm-why-text');
+  t.diagnostic(whyText);
   assert.match(whyText, /"seed" \(q_proj, v_proj, k_proj\) moved the held-out Pokémon loss by -0\.\d{3}/);
   assert.match(whyText, /"new-tokens", which also adapts lm_head, reached \d\.\d{3}/);
   assert.deepEqual(await longTasksBetween(start, end), [], 'no long task while the adapters trained');

@@ -190,7 +190,11 @@ export function lmPanel(app) {
   // ── the base model ───────────────────────────────────────────────────────────────────────────────
   /** Trains a fresh base with `args` (settings as window.lab.lm takes them; left out: the base preset). */
   async function trainBase(args = {}) {
-    if (app.busy) throw busyError();
+    if (app.busy) {
+      const e = busyError();
+      say(baseMsg, e.message, 'error');
+      throw e;
+    }
     const sampling = samples.settings();
     app.setBusy('lmBase');
     baseView.reset();
@@ -218,6 +222,8 @@ export function lmPanel(app) {
     } catch (e) {
       baseView.fail(`Stopped: ${e.message}`);
       say(baseMsg, `Training the base model failed: ${e.message}`, 'error');
+      // A run that failed part-way (a diverging loss) keeps its last good step: show what the worker has.
+      afterFailure();
       throw e;
     } finally {
       if (app.busy === 'lmBase') app.setBusy(null);
@@ -313,7 +319,11 @@ export function lmPanel(app) {
    * the seed preset's). The panel's button sends the form's settings.
    */
   async function trainAdapter(args = {}) {
-    if (app.busy) throw busyError();
+    if (app.busy) {
+      const e = busyError();
+      say(adapterMsg, e.message, 'error');
+      throw e;
+    }
     const sampling = samples.settings();
     const preset = PRESETS[args.preset ?? 'seed'];
     const name = args.name ?? preset?.name ?? 'seed';
@@ -347,6 +357,7 @@ export function lmPanel(app) {
     } catch (e) {
       adapterView.fail(`Stopped: ${e.message}`);
       say(adapterMsg, `Training the adapter failed: ${e.message}`, 'error');
+      afterFailure();
       throw e;
     } finally {
       running = null;
@@ -498,6 +509,14 @@ export function lmPanel(app) {
     $('#lm-active-name', root).textContent = state.adapters.active ?? 'none';
     baseDownload.disabled = !state.hasBase;
     root.dataset.hasBase = String(state.hasBase);
+  }
+
+  /** After a failed run: what the worker holds now, shown (nothing is thrown). */
+  function afterFailure() {
+    app.request(Request.LM_STATUS).then(async (st) => {
+      state.hasBase = st.hasModel;
+      await refresh();
+    }).catch(() => {});
   }
 
   /** The worker's adapter and checkpoint lists, shown. */
