@@ -134,6 +134,8 @@ build_vendor() {
   cp node_modules/chart.js/dist/chart.umd.min.js www/vendor/chart.umd.min.js
   cp node_modules/chartjs-chart-matrix/dist/chartjs-chart-matrix.min.js www/vendor/chartjs-chart-matrix.min.js
   cp node_modules/wasm-feature-detect/dist/esm/index.js www/vendor/wasm-feature-detect.js
+  # fflate's browser ES module: the worker zips and unzips the language model's folders with it.
+  cp node_modules/fflate/esm/browser.js www/vendor/fflate.js
 }
 
 build_data() {

@@ -6,7 +6,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::bench;
 use crate::error::LabError;
-use crate::lab::{AdapterSettings, BaseSettings, Lab, LmAdapterSettings, LmBaseSettings};
+use crate::lab::{AdapterSettings, BaseSettings, CheckpointInfo, Lab, LmAdapterSettings, LmBaseSettings};
 use crate::lm::Sampling;
 
 #[cfg(feature = "threads")]
@@ -220,6 +220,12 @@ impl LabHandle {
         Ok(self.lab.lm_load_data(words, pokemon, names).map_err(err)?.iter().map(|&n| n as f64).collect())
     }
 
+    /// A person's own data checked as an adapter run reads it → `{ lines, train, heldOut, heldOutFirst }`.
+    #[wasm_bindgen(js_name = lmUserData)]
+    pub fn lm_user_data(&self, bytes: &[u8]) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_user_data(bytes).map_err(err)?)
+    }
+
     #[wasm_bindgen(js_name = lmStartBase)]
     pub fn lm_start_base(&mut self, settings: JsValue) -> JsResult<()> {
         let s: LmBaseSettings = from_js("lm.trainBase settings", settings)?;
@@ -261,14 +267,15 @@ impl LabHandle {
     /// → array of `n` strings.
     #[wasm_bindgen(js_name = lmGenerate)]
     pub fn lm_generate(&mut self, n: f64, temperature: f64, top_k: f64, seed: f64, adapted: bool) -> JsResult<JsValue> {
-        let n = crate::lab::whole("n", n, 1, 256).map_err(err)? as usize;
-        let top_k = crate::lab::whole("top-k", top_k, 0, 264).map_err(err)? as usize;
-        let seed = crate::lab::whole("seed", seed, 0, u32::MAX as u64).map_err(err)?;
-        if !(temperature.is_finite() && (0.0..=10.0).contains(&temperature)) {
-            return Err(err(LabError::setting("temperature", format!("{temperature} is not a number from 0 to 10"))));
-        }
-        let sampling = Sampling { temperature: temperature as f32, top_k };
+        let (n, sampling, seed) = sampling_args(n, temperature, top_k, seed)?;
         to_js(&self.lab.lm_generate(n, sampling, seed, adapted).map_err(err)?)
+    }
+
+    /// Samples of the run in progress → `{ base: [n], adapted: [n] | null }`.
+    #[wasm_bindgen(js_name = lmRunSamples)]
+    pub fn lm_run_samples(&mut self, n: f64, temperature: f64, top_k: f64, seed: f64) -> JsResult<JsValue> {
+        let (n, sampling, seed) = sampling_args(n, temperature, top_k, seed)?;
+        to_js(&self.lab.lm_run_samples(n, sampling, seed).map_err(err)?)
     }
 
     /// Logits (ids.length × vocab, row-major) for token ids.
@@ -340,6 +347,39 @@ impl LabHandle {
     pub fn lm_restore_checkpoint(&mut self, id: f64) -> JsResult<JsValue> {
         let id = crate::lab::whole("checkpoint", id, 0, u32::MAX as u64).map_err(err)? as usize;
         to_js(&self.lab.lm_restore_checkpoint(id).map_err(err)?)
+    }
+}
+
+/// Sampling settings as the page sends them, checked: (n, sampling, seed).
+fn sampling_args(n: f64, temperature: f64, top_k: f64, seed: f64) -> JsResult<(usize, Sampling, u64)> {
+    let n = crate::lab::whole("n", n, 1, 256).map_err(err)? as usize;
+    let top_k = crate::lab::whole("top-k", top_k, 0, 264).map_err(err)? as usize;
+    let seed = crate::lab::whole("seed", seed, 0, u32::MAX as u64).map_err(err)?;
+    if !(temperature.is_finite() && (0.0..=10.0).contains(&temperature)) {
+        return Err(err(LabError::setting("temperature", format!("{temperature} is not a number from 0 to 10"))));
+    }
+    Ok((n, Sampling { temperature: temperature as f32, top_k }, seed))
+}
+
+/// The checkpoint folders (`window.lab.lm` keeps them in the browser across reloads).
+#[wasm_bindgen(js_class = Lab)]
+impl LabHandle {
+    /// → `{ info, config: object, safetensors: Uint8Array }`.
+    #[wasm_bindgen(js_name = lmExportCheckpoint)]
+    pub fn lm_export_checkpoint(&self, id: f64) -> JsResult<JsValue> {
+        let id = crate::lab::whole("checkpoint", id, 0, u32::MAX as u64).map_err(err)? as usize;
+        let (info, config, st) = self.lab.lm_export_checkpoint(id).map_err(err)?;
+        let out = files_object(&config, &st)?;
+        js_sys::Reflect::set(&out, &JsValue::from_str("info"), &to_js(&info)?)
+            .map_err(|_| JsError::new("cannot build the export object"))?;
+        Ok(out.into())
+    }
+
+    /// `info` as `lmCheckpoints` lists it (its id is ignored) → the checkpoint's new info.
+    #[wasm_bindgen(js_name = lmImportCheckpoint)]
+    pub fn lm_import_checkpoint(&mut self, info: JsValue, config_json: &str, safetensors: &[u8]) -> JsResult<JsValue> {
+        let info: CheckpointInfo = from_js("checkpoint info", info)?;
+        to_js(&self.lab.lm_import_checkpoint(&info, config_json, safetensors).map_err(err)?)
     }
 }
 

@@ -248,3 +248,124 @@ fn load_best_keeps_the_best_and_the_newest_checkpoint_and_ends_on_the_best() {
     let now = lab.lm_evaluate().unwrap().adapted.unwrap()["user"];
     assert!((now - best).abs() < 1e-9, "the run ends on the best epoch's adapter: {now} vs {losses:?}");
 }
+
+#[test]
+fn checkpoints_go_out_as_folders_and_come_back_restorable() {
+    let mut lab = lab();
+    run_base(&mut lab, &LmBaseSettings { limit: Some(300.0), ..short_base() });
+    let base_cp = lab.lm_checkpoints();
+    assert_eq!(base_cp.len(), 1);
+    assert_eq!(base_cp[0].adapter, None);
+    let (info, config, st) = lab.lm_export_checkpoint(base_cp[0].id).unwrap();
+    assert_eq!(info, base_cp[0]);
+    assert!(config.contains("LlamaForCausalLM"), "a base checkpoint is an HF folder: {config}");
+    let (base_config, base_st) = lab.lm_export_base().unwrap();
+    assert_eq!(st, base_st, "the one epoch's checkpoint is the model");
+
+    // An adapter run: each epoch's report carries the loss with the adapter off (the frozen base's).
+    lab.lm_start_adapter(&LmAdapterSettings { preset: Some("seed".into()), epochs: Some(2.0), ..Default::default() })
+        .unwrap();
+    let mut off = Vec::new();
+    loop {
+        let p = lab.lm_train_step(16).unwrap();
+        assert_eq!(p.base_eval_loss.is_some(), p.eval_loss.is_some(), "both losses at an epoch's end only");
+        off.extend(p.base_eval_loss);
+        if p.progress.done {
+            break;
+        }
+    }
+    lab.lm_finish(false).unwrap();
+    assert_eq!(off.len(), 2);
+    assert_eq!(off[0], off[1], "the base is frozen");
+    let ev = lab.lm_evaluate().unwrap();
+    assert!(
+        (ev.base["pokemon"] - off[0]).abs() < 1e-9,
+        "the same held-out names as evaluate(): {} {}",
+        ev.base["pokemon"],
+        off[0]
+    );
+
+    let kept = lab.lm_checkpoints();
+    assert_eq!(kept.len(), 2);
+    let saved: Vec<_> = kept.iter().map(|c| lab.lm_export_checkpoint(c.id).unwrap()).collect();
+    assert!(saved[0].1.contains("\"task_type\": \"CAUSAL_LM\""), "an adapter checkpoint is a PEFT folder");
+    let ids: Vec<u16> = std::iter::once(256).chain("Mew".bytes().map(u16::from)).collect();
+    lab.lm_restore_checkpoint(kept[0].id).unwrap();
+    let epoch1 = lab.lm_logits(&ids, true).unwrap();
+
+    // A fresh lab (a reload): the base, then the saved checkpoints put back; each restores as before.
+    let mut other = crate::lab();
+    other.lm_import_base(&base_config, &base_st).unwrap();
+    let back: Vec<_> =
+        saved.iter().map(|(info, config, st)| other.lm_import_checkpoint(info, config, st).unwrap()).collect();
+    assert_eq!(other.lm_checkpoints(), back);
+    for (b, k) in back.iter().zip(&kept) {
+        assert_eq!(
+            (b.epoch, b.step, b.eval_loss, b.best, &b.adapter),
+            (k.epoch, k.step, k.eval_loss, k.best, &k.adapter)
+        );
+    }
+    let list = other.lm_restore_checkpoint(back[0].id).unwrap();
+    assert_eq!(list.active.as_deref(), Some("seed"));
+    assert_eq!(other.lm_logits(&ids, true).unwrap(), epoch1, "the restored checkpoint gives its logits bit for bit");
+
+    // A broken file is refused naming it, and nothing is added.
+    let e = other.lm_import_checkpoint(&saved[0].0, &saved[0].1, b"not safetensors").unwrap_err().to_string();
+    assert!(e.contains("adapter_model.safetensors"), "{e}");
+    assert_eq!(other.lm_checkpoints().len(), 2);
+    assert!(other.lm_export_checkpoint(99).unwrap_err().to_string().contains("no checkpoint 99"));
+}
+
+#[test]
+fn own_data_is_checked_as_training_reads_it() {
+    let lab = lab();
+    let text = (0..30).map(|i| format!("Zorblax {i}")).collect::<Vec<_>>().join("\n");
+    let u = lab.lm_user_data(text.as_bytes()).unwrap();
+    assert_eq!((u.lines.len(), u.train, u.held_out), (30, 27, 3), "every 10th from the first is held out");
+    assert_eq!(u.held_out_first, ["Zorblax 0", "Zorblax 10", "Zorblax 20"]);
+    for (bytes, want) in [
+        (b"  \n\n".to_vec(), "no lines"),
+        (vec![b'a', b'\n', 0xff, b'\n', b'b'], "not UTF-8"),
+        (vec![b'a'; 1_000_001], "more than the 1,000,000 allowed"),
+    ] {
+        let e = lab.lm_user_data(&bytes).unwrap_err().to_string();
+        assert!(e.contains(want) && e.contains("your data"), "{want}: {e}");
+    }
+}
+
+#[test]
+fn samples_between_steps_leave_the_run_as_it_was() {
+    let mut lab = lab();
+    run_base(&mut lab, &LmBaseSettings { limit: Some(300.0), ..short_base() });
+    let lines: Vec<String> = (0..60).map(|i| format!("Zorblax {i}")).collect();
+    let s = LmAdapterSettings {
+        name: Some("z".into()),
+        data: Some(DataChoice::Lines { lines }),
+        r: Some(4.0),
+        epochs: Some(2.0),
+        ..Default::default()
+    };
+    let plain = run_adapter(&mut lab, &s);
+    let sampling = Sampling { temperature: 0.8, top_k: 0 };
+    assert!(lab.lm_run_samples(4, sampling, 1).unwrap_err().to_string().contains("no language-model run"));
+
+    lab.lm_start_adapter(&s).unwrap();
+    let mut last = None;
+    loop {
+        let p = lab.lm_train_step(16).unwrap();
+        if p.progress.epoch_finished {
+            let r = lab.lm_run_samples(4, sampling, 7).unwrap();
+            assert_eq!(r.base.len(), 4);
+            assert_eq!(r.adapted.as_ref().map(Vec::len), Some(4));
+            last = Some(r);
+        }
+        if p.progress.done {
+            break;
+        }
+    }
+    let sampled = lab.lm_finish(false).unwrap();
+    assert_eq!(sampled.loss_hash, plain.loss_hash, "sampling between steps changes nothing in the run");
+    let last = last.unwrap();
+    assert_eq!(last.base, lab.lm_generate(4, sampling, 7, false).unwrap(), "from the frozen base");
+    assert_eq!(last.adapted.unwrap(), lab.lm_generate(4, sampling, 7, true).unwrap(), "from the adapter as it ended");
+}

@@ -25,12 +25,20 @@ function checkSettings(opts) {
   return out;
 }
 
-/** window.lab.lm: the language model (LANGUAGE_MODEL.md). Requests as in www/protocol.js. */
-function createLm(app, control) {
+/**
+ * window.lab.lm: the language model (LANGUAGE_MODEL.md). Requests as in www/protocol.js; what changes the
+ * models (training, loading, the adapter list, checkpoints) goes through panel 6's functions, so the page
+ * shows it and keeps it in this browser as it does for a click.
+ */
+function createLm(app, control, panel) {
   const ask = (type, args) => app.request(type, args);
   return {
-    trainBase: (opts = {}) => ask(Request.LM_TRAIN_BASE, checkSettings(opts)),
-    trainAdapter: (opts = {}) => ask(Request.LM_TRAIN_ADAPTER, checkSettings(opts)),
+    /** Resolves to { base, adapters, checkpoints } once the stored language model is loaded (or not). */
+    get restored() {
+      return panel.restored;
+    },
+    trainBase: async (opts = {}) => panel.trainBase(checkSettings(opts)),
+    trainAdapter: async (opts = {}) => panel.trainAdapter(checkSettings(opts)),
     evaluate: () => ask(Request.LM_EVALUATE),
     generate: (opts = {}) => ask(Request.LM_GENERATE, checkSettings(opts)),
     logits: (textOrIds, { adapted = false } = {}) =>
@@ -38,16 +46,16 @@ function createLm(app, control) {
     score: (text) => ask(Request.LM_SCORE, { text }),
     exportBase: () => ask(Request.LM_EXPORT_BASE),
     exportAdapter: (name) => ask(Request.LM_EXPORT_ADAPTER, { name }),
-    importBase: ({ config, safetensors }) => ask(Request.LM_IMPORT_BASE, { config, safetensors: bytesOf(safetensors) }),
-    importAdapter: ({ config, safetensors, name }) =>
-      ask(Request.LM_IMPORT_ADAPTER, { config, safetensors: bytesOf(safetensors), name }),
+    importBase: async ({ config, safetensors }) => panel.importBase({ config, safetensors: bytesOf(safetensors) }),
+    importAdapter: async ({ config, safetensors, name }) =>
+      panel.importAdapter({ config, safetensors: bytesOf(safetensors), name: name ?? 'imported' }),
     adapters: () => ask(Request.LM_ADAPTERS),
-    setAdapter: (name) => ask(Request.LM_SET_ADAPTER, { name: name ?? null }),
-    merge: (name) => ask(Request.LM_MERGE, { name }),
-    unmerge: (name) => ask(Request.LM_UNMERGE, { name }),
-    deleteAdapter: (name) => ask(Request.LM_DELETE_ADAPTER, { name }),
+    setAdapter: (name) => panel.setAdapter(name ?? null),
+    merge: (name) => panel.merge(name),
+    unmerge: (name) => panel.unmerge(name),
+    deleteAdapter: (name) => panel.deleteAdapter(name),
     checkpoints: () => ask(Request.LM_CHECKPOINTS),
-    restoreCheckpoint: (id) => ask(Request.LM_RESTORE_CHECKPOINT, { id }),
+    restoreCheckpoint: (id) => panel.restoreCheckpoint(Number(id)),
     status: () => ask(Request.LM_STATUS),
     pause: () => control(Request.PAUSE),
     resume: () => control(Request.RESUME),
@@ -99,6 +107,6 @@ export function createLab(app, panels) {
     status: () => app.request(Request.STATUS),
     /** What the banner's Restart button does: a fresh worker, with the stored models loaded again. */
     restart: () => app.restart(),
-    lm: createLm(app, control),
+    lm: createLm(app, control, panels.lm),
   };
 }

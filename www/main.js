@@ -10,6 +10,7 @@ import { basePanel } from './panels/base.js';
 import { adapterPanel } from './panels/adapter.js';
 import { drawPanel } from './panels/draw.js';
 import { sweepPanel } from './panels/sweep.js';
+import { lmPanel } from './panels/lm.js';
 
 const statusEl = document.getElementById('status');
 
@@ -54,6 +55,7 @@ async function start() {
   panels.adapter = adapterPanel(app);
   panels.draw = drawPanel(app);
   panels.sweep = sweepPanel(app, panels.adapter);
+  panels.lm = lmPanel(app);
 
   const storageMsg = $('#storage-msg');
   app.on('storage', ({ kind, text }) => say(storageMsg, text, kind));
@@ -98,6 +100,7 @@ async function start() {
       + `${info.relaxedSimd ? ' · relaxed SIMD' : ''}`;
     setStatus('ready', readyText(info, reason));
     lab.restored = app.restore();
+    panels.lm.restoreAfter(lab.restored);
     panels.svd.compute().catch(() => {});
   } catch (e) {
     setStatus('error', `Could not start: ${e.message}`);

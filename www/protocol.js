@@ -38,14 +38,19 @@
 //   lmLoadData    {}  → { words, pokemon, names } line counts   fetches www/data/{english-words.json,
 //                 pokemon.json,first-names.txt}.gz, checks and parses them
 //   lmTrainBase   { epochs=1, batchSize=32, lr=3e-3, weightDecay=0.1, warmupRatio=0.03,
-//                 schedule='cosine'|'linear'|'constant', seed=1311, limit }  → { epochs, steps, seconds,
-//                 tokensPerSec, cancelled, evalLoss: [per epoch], ... }; streams PROGRESS (phase 'lmBase',
-//                 with tokensPerSec) and EPOCH { evalLoss, checkpoint } events
+//                 schedule='cosine'|'linear'|'constant', seed=1311, limit, samples }  → { epochs, steps,
+//                 seconds, tokensPerSec, cancelled, evalLoss: [per epoch], ... }; streams PROGRESS (phase
+//                 'lmBase', with tokensPerSec) and EPOCH { evalLoss, checkpoint, samples } events.
+//                 samples (optional, both runs): { n=20, temperature=0.8, topK=0, seed=0 }: each EPOCH event
+//                 then carries samples drawn right after that epoch (see the event)
 //   lmTrainAdapter { preset: 'seed'|'new-tokens' } | { name, data: 'pokemon'|'names'|{ lines }, targetModules
 //                 (list or regex string), r, loraAlpha, loraDropout, bias, useRslora, init, lr, epochs,
-//                 batchSize, weightDecay, warmupRatio, schedule, seed, loadBest }  → { name, trainableParams,
-//                 totalParams, trainablePercent, report, seconds, tokensPerSec, evalLoss, cancelled };
-//                 phase 'lmAdapter'
+//                 batchSize, weightDecay, warmupRatio, schedule, seed, loadBest, samples }  → { name,
+//                 trainableParams, totalParams, trainablePercent, report, seconds, tokensPerSec, evalLoss,
+//                 cancelled }; phase 'lmAdapter'
+//   lmUserData    { bytes: Uint8Array (a file's, or a text box's UTF-8) }  → { lines, train, heldOut,
+//                 heldOutFirst: [the first 5 held-out lines] }: the lab's checks on a person's own data (at
+//                 most 1 MB, UTF-8, 2+ lines, a training block's worth), or a rejection naming "your data"
 //   lmEvaluate    {}  → { base: { words, <data> }, adapted: { words, <data> } | null }
 //   lmGenerate    { n=20, temperature=0.8, topK=0, seed=0, adapted=true }  → [n strings]
 //   lmLogits      { text | ids, adapted }  → { ids, vocab: 264, logits: Float32Array (ids × 264) }
@@ -54,8 +59,19 @@
 //   lmExportAdapter { name }  → { config, safetensors }
 //   lmImportAdapter { config, safetensors, name }  → adapter summary
 //   lmAdapters | lmSetAdapter { name|null } | lmMerge | lmUnmerge | lmDeleteAdapter { name }  → adapters
-//   lmCheckpoints {}  → [{ id, adapter, epoch, step, evalLoss, best }]
+//   lmCheckpoints {}  → [{ id, adapter, epoch, step, evalLoss, best }]   (adapter null: a base checkpoint)
 //   lmRestoreCheckpoint { id }  → adapters
+//   lmExportCheckpoint { id }  → { info, config, safetensors }   its folder (PEFT's for an adapter, HF's for
+//                 a base); works during a run too
+//   lmImportCheckpoint { info, config, safetensors }  → info   keeps a checkpoint exported earlier (the
+//                 page's storage after a reload) under a new id; an adapter's is checked against the base
+//
+// Folders as zip files (fflate, in the worker):
+//   zip           { folder, files: { name: Uint8Array | string | object (→ JSON) } }  → Uint8Array, each file
+//                 under folder/ (weights stored, JSON deflated)
+//   unzip         { bytes, file }  → { 'config.json' | 'model.safetensors' | 'adapter_config.json' |
+//                 'adapter_model.safetensors': Uint8Array } from any folder in the zip (other files skipped);
+//                 rejects what is not a zip, or unpacks past 256 MB, naming `file`
 //   lmStatus      {}  → { hasModel, training, adapters, checkpoints }
 //
 //   bench         { kind: 'gemm', layout, reps } → { gflops, peak, ofPeak } | { kind: 'peak'|'peakAllThreads', iters } → { gflops } |
@@ -67,7 +83,10 @@
 //             epochFinished, done, losses: [the loss of every batch since the last event] }
 //             (epoch is 1-based; step counts batches over the whole run, steps is their total)
 //   epoch     { phase, epoch, epochs, accuracy: { acc_0_7, acc_8_9, acc_all } }   (the MLP's phases)
-//             { phase, epoch, epochs, evalLoss, checkpoint }                       (phases lmBase, lmAdapter)
+//             { phase, epoch, epochs, evalLoss, baseEvalLoss, checkpoint, samples }  (phases lmBase, lmAdapter)
+//             evalLoss: held-out nats per token (the adapter on); baseEvalLoss: an adapter run's with the
+//             adapter off (null for a base run); samples: null, or { base: [n], adapted: [n] | null } as
+//             the run's `samples` asked (or { error })
 //   sweepRow  { row, index, total }
 //   fatal     { message }   the worker cannot go on (panic, out of memory); the page offers a restart.
 
@@ -114,6 +133,11 @@ export const Request = Object.freeze({
   LM_CHECKPOINTS: 'lmCheckpoints',
   LM_RESTORE_CHECKPOINT: 'lmRestoreCheckpoint',
   LM_STATUS: 'lmStatus',
+  LM_USER_DATA: 'lmUserData',
+  LM_EXPORT_CHECKPOINT: 'lmExportCheckpoint',
+  LM_IMPORT_CHECKPOINT: 'lmImportCheckpoint',
+  ZIP: 'zip',
+  UNZIP: 'unzip',
 });
 
 export const Event = Object.freeze({

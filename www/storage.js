@@ -4,10 +4,16 @@
 //   meta      { key: 'schema', version: SCHEMA }            what the records below look like
 //   models    { key: 'base', schema, bytes, savedAt }       bytes: model.safetensors from exportModel
 //   adapters  { name, schema, safetensors, config, baseModel, savedAt }   from exportAdapter
+// The language model (panel 6), since IndexedDB version 2:
+//   lmModels       { key: 'base', schema, config, safetensors, savedAt }     from lmExportBase
+//                  { key: 'state', schema, active, merged }                  which adapter is on
+//   lmAdapters     { name, schema, config, safetensors, stats, savedAt }     from lmExportAdapter; stats: the
+//                  run's numbers the panel shows (held-out losses, capitals), or null
+//   lmCheckpoints  { slot (auto), schema, info, config, safetensors, savedAt }  from lmExportCheckpoint
 // A database written by a newer page (higher version, or another schema) is left untouched and reported.
 
 export const DB_NAME = 'lora-lab';
-export const DB_VERSION = 1;
+export const DB_VERSION = 2;
 export const SCHEMA = 1;
 
 export class StorageError extends Error {}
@@ -38,6 +44,10 @@ export async function openStorage() {
         if (!d.objectStoreNames.contains('meta')) d.createObjectStore('meta', { keyPath: 'key' });
         if (!d.objectStoreNames.contains('models')) d.createObjectStore('models', { keyPath: 'key' });
         if (!d.objectStoreNames.contains('adapters')) d.createObjectStore('adapters', { keyPath: 'name' });
+        // Version 2 adds the language model's stores; version 1's records stay as they are.
+        if (!d.objectStoreNames.contains('lmModels')) d.createObjectStore('lmModels', { keyPath: 'key' });
+        if (!d.objectStoreNames.contains('lmAdapters')) d.createObjectStore('lmAdapters', { keyPath: 'name' });
+        if (!d.objectStoreNames.contains('lmCheckpoints')) d.createObjectStore('lmCheckpoints', { keyPath: 'slot', autoIncrement: true });
         req.transaction.objectStore('meta').put({ key: 'schema', version: SCHEMA });
       };
       req.onsuccess = () => resolve(req.result);
@@ -131,9 +141,85 @@ export class Storage {
     return all.filter((r) => r.schema === SCHEMA).sort((a, b) => a.savedAt - b.savedAt);
   }
 
+  // ── the language model ──────────────────────────────────────────────────────────────────────────
+
+  /** Saves a new language-model base, and drops the stored adapters and checkpoints of the old one. */
+  async saveLmBase({ config, safetensors }) {
+    this.#check();
+    await this.#tx('lmModels', 'readwrite', (s) => {
+      s.put({ key: 'base', schema: SCHEMA, config, safetensors, savedAt: Date.now() });
+      s.delete('state');
+    });
+    await this.#tx('lmAdapters', 'readwrite', (s) => s.clear());
+    await this.#tx('lmCheckpoints', 'readwrite', (s) => s.clear());
+  }
+
+  async loadLmBase() {
+    this.#check();
+    const rec = await this.#get('lmModels', 'base');
+    if (!rec) return null;
+    if (rec.schema !== SCHEMA) throw new StorageError(`the stored language model has schema ${rec.schema}; not loaded`);
+    return rec;
+  }
+
+  /** A small record of the lmModels store other than the base (e.g. { key: 'state', active, merged }). */
+  async putLmRecord(rec) {
+    this.#check();
+    await this.#tx('lmModels', 'readwrite', (s) => s.put({ ...rec, schema: SCHEMA }));
+  }
+
+  async getLmRecord(key) {
+    this.#check();
+    const rec = await this.#get('lmModels', key);
+    return rec && rec.schema === SCHEMA ? rec : null;
+  }
+
+  async saveLmAdapter(name, { config, safetensors, stats = null }) {
+    this.#check();
+    await this.#tx('lmAdapters', 'readwrite', (s) => s.put({ name, schema: SCHEMA, config, safetensors, stats, savedAt: Date.now() }));
+  }
+
+  /** Updates the stats kept with a stored adapter (if it is stored). */
+  async setLmAdapterStats(name, stats) {
+    this.#check();
+    await this.#tx('lmAdapters', 'readwrite', (s) => {
+      const req = s.get(name);
+      req.onsuccess = () => {
+        if (req.result) s.put({ ...req.result, stats });
+      };
+    });
+  }
+
+  async deleteLmAdapter(name) {
+    this.#check();
+    await this.#tx('lmAdapters', 'readwrite', (s) => s.delete(name));
+  }
+
+  /** The stored adapters in the order they were saved; records of another schema are left out. */
+  async loadLmAdapters() {
+    this.#check();
+    const all = await this.#tx('lmAdapters', 'readonly', (s) => s.getAll());
+    return all.filter((r) => r.schema === SCHEMA).sort((a, b) => a.savedAt - b.savedAt);
+  }
+
+  /** Replaces the stored checkpoints by `list` ([{ info, config, safetensors }]), in one transaction. */
+  async saveLmCheckpoints(list) {
+    this.#check();
+    await this.#tx('lmCheckpoints', 'readwrite', (s) => {
+      s.clear();
+      for (const c of list) s.add({ schema: SCHEMA, info: c.info, config: c.config, safetensors: c.safetensors, savedAt: Date.now() });
+    });
+  }
+
+  async loadLmCheckpoints() {
+    this.#check();
+    const all = await this.#tx('lmCheckpoints', 'readonly', (s) => s.getAll());
+    return all.filter((r) => r.schema === SCHEMA).sort((a, b) => a.slot - b.slot);
+  }
+
   /** Empties every store and writes the current schema again. */
   async clear() {
-    for (const store of ['models', 'adapters', 'meta']) await this.#tx(store, 'readwrite', (s) => s.clear());
+    for (const store of ['models', 'adapters', 'lmModels', 'lmAdapters', 'lmCheckpoints', 'meta']) await this.#tx(store, 'readwrite', (s) => s.clear());
     await this.#tx('meta', 'readwrite', (s) => s.put({ key: 'schema', version: SCHEMA }));
     this.schemaProblem = null;
   }

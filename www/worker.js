@@ -1,5 +1,6 @@
 // The worker owns the wasm module and does all compute; the page only sends requests (protocol.js).
 import { Request, Event, serveRequests, errorMessage } from './protocol.js';
+import { zipSync, unzipSync, strToU8 } from './vendor/fflate.js';
 
 const DATA_FILES = ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'];
 /** The language model's corpora (npm packages, checked and gzipped by the build). */
@@ -90,14 +91,30 @@ function mlpEpoch(phase, p) {
 /** The MLP's run: its step, its end, its per-epoch report. */
 const mlpRun = (finish = (cancelled) => lab.finish(cancelled)) => ({ step: (n) => lab.trainStep(n), finish, onEpoch: mlpEpoch });
 
-/** The language model's run: the lab evaluates and checkpoints each epoch inside the step. */
-const lmRun = {
+/**
+ * The language model's run: the lab evaluates and checkpoints each epoch inside the step. With
+ * `samples` ({ n, temperature, topK, seed }), each epoch's report also carries samples drawn right then
+ * (the model being trained; for an adapter run the base and the adapter so far).
+ */
+const lmRun = (samples) => ({
   step: (n) => lab.lmTrainStep(n),
   finish: (cancelled) => lab.lmFinish(cancelled),
-  onEpoch: (phase, p) => self.postMessage({
-    type: Event.EPOCH, phase, epoch: p.epoch, epochs: p.epochs, evalLoss: p.evalLoss, checkpoint: p.checkpoint,
-  }),
-};
+  onEpoch: (phase, p) => {
+    let drawn = null;
+    if (samples) {
+      const { n = 20, temperature = 0.8, topK = 0, seed = 0 } = samples;
+      try {
+        drawn = lab.lmRunSamples(Number(n), Number(temperature), Number(topK), Number(seed));
+      } catch (e) {
+        drawn = { error: errorMessage(e) };
+      }
+    }
+    self.postMessage({
+      type: Event.EPOCH, phase, epoch: p.epoch, epochs: p.epochs, evalLoss: p.evalLoss,
+      baseEvalLoss: p.baseEvalLoss ?? null, checkpoint: p.checkpoint, samples: drawn,
+    });
+  },
+});
 
 /** Drives the run `lab` has started, slice by slice, streaming progress; resolves with its summary. */
 async function driveRun(phase, { step, finish, onEpoch } = mlpRun()) {
@@ -142,16 +159,74 @@ async function trainAdapter(settings) {
   return { value: await driveRun('adapter', mlpRun((cancelled) => lab.finishAdapter(cancelled))) };
 }
 
-async function lmTrainBase(settings) {
+async function lmTrainBase({ samples, ...settings }) {
   await lmLoadData();
   lab.lmStartBase(settings);
-  return { value: await driveRun('lmBase', lmRun) };
+  return { value: await driveRun('lmBase', lmRun(samples)) };
 }
 
-async function lmTrainAdapter(settings) {
+async function lmTrainAdapter({ samples, ...settings }) {
   await lmLoadData();
   lab.lmStartAdapter(settings);
-  return { value: await driveRun('lmAdapter', lmRun) };
+  return { value: await driveRun('lmAdapter', lmRun(samples)) };
+}
+
+/** The most a zip may unpack to: a base folder of this lab is 3.5 MB; far larger is not one. */
+const UNZIP_MAX_BYTES = 256 * 1024 * 1024;
+/** The files a language-model folder holds; anything else in a zip (a README) is skipped. */
+const FOLDER_FILES = new Set(['config.json', 'model.safetensors', 'adapter_config.json', 'adapter_model.safetensors']);
+
+/**
+ * A folder's files as a zip ({ name: Uint8Array | string | object (written as JSON) }, each under
+ * `folder/`). Weights are stored, not deflated: float32 data barely shrinks, and storing keeps the
+ * worker's time per download at a few milliseconds.
+ */
+function zipFolder({ folder, files }) {
+  if (!files || typeof files !== 'object') throw new Error('invalid zip request: give files');
+  const prefix = folder ? `${String(folder)}/` : '';
+  const entries = {};
+  for (const [name, data] of Object.entries(files)) {
+    const bytes = data instanceof Uint8Array ? data
+      : strToU8(typeof data === 'string' ? data : `${JSON.stringify(data, null, 2)}\n`);
+    entries[prefix + name] = [bytes, { level: name.endsWith('.safetensors') ? 0 : 6 }];
+  }
+  const zip = zipSync(entries, { mtime: new Date('2026-01-01T00:00:00Z') });
+  return { value: zip, transfer: [zip.buffer] };
+}
+
+/** The folder files in a zip (in any sub-folder), by name; refuses what is not a zip, or one too large. */
+function unzipFolder({ bytes, file = 'the zip' }) {
+  const data = bytesOf(bytes, 'zip');
+  if (data.length < 22 || data[0] !== 0x50 || data[1] !== 0x4b) throw new Error(`${file} is not a zip archive`);
+  let total = 0;
+  let found;
+  try {
+    found = unzipSync(data, {
+      filter: (f) => {
+        const base = f.name.split('/').pop();
+        if (!FOLDER_FILES.has(base)) return false;
+        total += f.originalSize;
+        if (total > UNZIP_MAX_BYTES) throw new Error(`it unpacks to more than ${UNZIP_MAX_BYTES / 1024 / 1024} MB`);
+        return true;
+      },
+    });
+  } catch (e) {
+    throw new Error(`${file} cannot be read as a zip archive: ${errorMessage(e)}`);
+  }
+  const files = {};
+  const transfer = [];
+  for (const [path, content] of Object.entries(found)) {
+    const base = path.split('/').pop();
+    if (files[base]) throw new Error(`${file} holds ${base} twice (${path}); zip one folder at a time`);
+    files[base] = content;
+    transfer.push(content.buffer);
+  }
+  return { value: files, transfer };
+}
+
+function lmExportCheckpoint({ id }) {
+  const out = requireLab().lmExportCheckpoint(Number(id));
+  return { value: out, transfer: [out.safetensors.buffer] };
 }
 
 async function lmEvaluate() {
@@ -293,6 +368,9 @@ const lmSimple = {
   [Request.LM_UNMERGE]: ({ name }) => requireLab().lmUnmerge(String(name)),
   [Request.LM_DELETE_ADAPTER]: ({ name }) => requireLab().lmDeleteAdapter(String(name)),
   [Request.LM_CHECKPOINTS]: () => requireLab().lmCheckpoints(),
+  [Request.LM_IMPORT_CHECKPOINT]: ({ info, config, safetensors }) =>
+    requireLab().lmImportCheckpoint(info, configText(config), bytesOf(safetensors, info?.adapter ? 'adapter_model.safetensors' : 'model.safetensors')),
+  [Request.LM_USER_DATA]: ({ bytes }) => requireLab().lmUserData(bytesOf(bytes, 'your data')),
   [Request.LM_RESTORE_CHECKPOINT]: ({ id }) => requireLab().lmRestoreCheckpoint(Number(id)),
   [Request.LM_STATUS]: () => {
     const l = requireLab();
@@ -441,5 +519,8 @@ serveRequests(guard({
   [Request.LM_TRAIN_ADAPTER]: lmTrainAdapter,
   [Request.LM_EVALUATE]: lmEvaluate,
   [Request.LM_LOGITS]: lmLogits,
+  [Request.LM_EXPORT_CHECKPOINT]: lmExportCheckpoint,
+  [Request.ZIP]: zipFolder,
+  [Request.UNZIP]: unzipFolder,
   ...Object.fromEntries(Object.entries({ ...simple, ...lmSimple }).map(([k, f]) => [k, (args) => ({ value: f(args) })])),
 }));

@@ -57,9 +57,9 @@ async function drawSeven() {
   await page.mouse.up();
 }
 
-test('the page loads: five panels in order, window.lab, touch-ready canvas, no console errors', async () => {
+test('the page loads: six panels in order, window.lab, touch-ready canvas, no console errors', async () => {
   const ids = await page.$$eval('main > section.panel', (s) => s.map((e) => e.id));
-  assert.deepEqual(ids, ['svd', 'base', 'adapter', 'draw-panel', 'sweep']);
+  assert.deepEqual(ids, ['svd', 'base', 'adapter', 'draw-panel', 'sweep', 'lm']);
   const methods = await page.evaluate(() => Object.entries(window.lab)
     .filter(([, v]) => typeof v === 'function').map(([k]) => k));
   for (const m of ['trainBase', 'trainAdapter', 'evaluate', 'classify', 'classifyCanvas', 'svd', 'exportModel',
@@ -242,7 +242,7 @@ test('storage from a newer schema gives a message, not a crash; a fatal worker e
     await waitReady(other.page);
     // Pretend a newer page stored its models here: another schema in the meta record.
     await other.page.evaluate(() => new Promise((resolve, reject) => {
-      const req = indexedDB.open('lora-lab', 1);
+      const req = indexedDB.open('lora-lab'); // the version the page opened
       req.onsuccess = () => {
         const tx = req.result.transaction('meta', 'readwrite');
         tx.objectStore('meta').put({ key: 'schema', version: 99 });

@@ -1,16 +1,18 @@
 //! A checkpoint each epoch, as `TrainingArguments(save_strategy="epoch", save_total_limit=2)` keeps
 //! them: the last two, plus the best by held-out loss when `load_best_model_at_end` protects it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::settings::SAVE_TOTAL_LIMIT;
 use crate::error::{LabError, Result};
 use crate::lm::Llama;
 use crate::lora::Adapter;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckpointInfo {
+    /// Given by the lab (a checkpoint put back after a reload gets a new one).
+    #[serde(default)]
     pub id: usize,
     /// The adapter's name, or `None` for a checkpoint of the base model.
     pub adapter: Option<String>,
@@ -89,6 +91,22 @@ impl Checkpoints {
         self.add(epoch, step, loss, Some(adapter.name.clone()), Saved::Adapter(Box::new(a)), keep_best)
     }
 
+    /// Keeps a checkpoint saved earlier (the page's storage, after a reload) beside the kept ones,
+    /// under a new id, as it was: no rotation, its `best` mark as saved.
+    pub fn put_back(&mut self, info: &CheckpointInfo, saved: Saved) -> CheckpointInfo {
+        let info = CheckpointInfo { id: self.next_id, ..info.clone() };
+        self.next_id += 1;
+        self.kept.push((info.clone(), saved));
+        info
+    }
+
+    /// A kept checkpoint, borrowed.
+    pub fn find(&self, id: usize) -> Result<&(CheckpointInfo, Saved)> {
+        self.kept.iter().find(|(i, _)| i.id == id).ok_or_else(|| {
+            LabError::state(format!("there is no checkpoint {id}; the kept ones are listed by checkpoints()"))
+        })
+    }
+
     /// The best kept adapter checkpoint, if the best is kept.
     pub fn best_adapter(&self) -> Option<Adapter> {
         self.kept.iter().find(|(i, _)| i.best).and_then(|(_, s)| match s {
@@ -102,9 +120,7 @@ impl Checkpoints {
     }
 
     pub fn get(&self, id: usize) -> Result<Saved> {
-        self.kept.iter().find(|(i, _)| i.id == id).map(|(_, s)| s.clone()).ok_or_else(|| {
-            LabError::state(format!("there is no checkpoint {id}; the kept ones are listed by checkpoints()"))
-        })
+        self.find(id).map(|(_, s)| s.clone())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The language model's files: the base as a Hugging Face folder (`config.json`, `model.safetensors`)
 //! and adapters as PEFT folders (`adapter_config.json` with `task_type: "CAUSAL_LM"`,
-//! `adapter_model.safetensors`); checkpoints listed and restored. On any error while loading, nothing
+//! `adapter_model.safetensors`); checkpoints listed, restored, and written out and put back as the
+//! same folders (so the page can keep them across a reload). On any error while loading, nothing
 //! changes.
 
 use super::checkpoints::{CheckpointInfo, Saved};
@@ -64,6 +65,45 @@ impl Lab {
 
     pub fn lm_checkpoints(&self) -> Vec<CheckpointInfo> {
         self.lm.checkpoints.list()
+    }
+
+    /// A kept checkpoint as its folder: an adapter's PEFT folder (adapter_config.json text,
+    /// adapter_model.safetensors), or a base's Hugging Face folder (config.json text, model.safetensors).
+    /// Works during a run too (the page saves each epoch's checkpoint as it comes).
+    pub fn lm_export_checkpoint(&self, id: usize) -> Result<(CheckpointInfo, String, Vec<u8>)> {
+        let (info, saved) = self.lm.checkpoints.find(id)?;
+        match saved {
+            Saved::Adapter(a) => {
+                let mut files = io::export_adapter(&**a, self.lm_require_base()?)?;
+                files.config.task_type = Some("CAUSAL_LM".into());
+                files.config.base_model_name_or_path = Some(BASE_FOLDER.into());
+                Ok((info.clone(), files.config.to_json_pretty(), files.safetensors))
+            }
+            Saved::Base(m) => {
+                let (config, safetensors) = io::export_lm(m)?;
+                Ok((info.clone(), config, safetensors))
+            }
+        }
+    }
+
+    /// Keeps a checkpoint written by `lm_export_checkpoint` again (after a reload), under a new id:
+    /// `info.adapter` names the adapter it belongs to (its files are checked against the current
+    /// base), or is `None` for a base checkpoint. On any error nothing changes.
+    pub fn lm_import_checkpoint(
+        &mut self,
+        info: &CheckpointInfo,
+        config_json: &str,
+        safetensors: &[u8],
+    ) -> Result<CheckpointInfo> {
+        self.ensure_idle()?;
+        let saved = match &info.adapter {
+            Some(name) => {
+                let name = valid_name(name)?;
+                Saved::Adapter(Box::new(io::import_adapter(&name, safetensors, config_json, self.lm_require_base()?)?))
+            }
+            None => Saved::Base(Box::new(io::import_lm(config_json, safetensors)?)),
+        };
+        Ok(self.lm.checkpoints.put_back(info, saved))
     }
 
     /// Makes a kept checkpoint current: an adapter's replaces the adapter of its name (and is made

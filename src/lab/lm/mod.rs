@@ -51,6 +51,8 @@ enum LmRun {
         held_out: Vec<Vec<u16>>,
         meta: AdapterMeta,
         load_best: bool,
+        /// The held-out loss with the adapter off (the frozen base), measured at the first epoch's end.
+        base_loss: Option<f64>,
     },
 }
 
@@ -73,7 +75,7 @@ impl LmRoom {
 }
 
 /// Progress of an LM run: the trainer's, tokens per second, and the held-out loss when an epoch
-/// closed (with the adapter on, and for an adapter run the base's too).
+/// closed (with the adapter on, and for an adapter run the base's too: the adapter off).
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LmProgress {
@@ -81,7 +83,28 @@ pub struct LmProgress {
     pub progress: Progress,
     pub tokens_per_sec: f64,
     pub eval_loss: Option<f64>,
+    /// An adapter run's held-out loss with the adapter off, when an epoch closed.
+    pub base_eval_loss: Option<f64>,
     pub checkpoint: Option<CheckpointInfo>,
+}
+
+/// Samples taken between a run's steps: from the base (for a base run, the model being trained) and,
+/// for an adapter run, from the base with the adapter as trained so far.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSamples {
+    pub base: Vec<String>,
+    pub adapted: Option<Vec<String>>,
+}
+
+/// A person's own lines, checked and split as an adapter run would use them.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserData {
+    pub lines: Vec<String>,
+    pub train: usize,
+    pub held_out: usize,
+    /// The first few held-out lines, to show what is kept back.
+    pub held_out_first: Vec<String>,
 }
 
 /// What `trainBase` and `trainAdapter` resolve with.
@@ -139,6 +162,15 @@ impl Lab {
             DataChoice::Named(n) => Err(LabError::setting("data", format!("unknown data \"{n}\""))),
             DataChoice::Lines { lines } => Corpus::user(lines.join("\n").as_bytes()).map(Cow::Owned),
         }
+    }
+
+    /// Checks a person's own data (a file's bytes or a text box's UTF-8) as an adapter run would: at
+    /// most 1 MB, UTF-8, at least 2 lines and one training block; → its lines and split.
+    pub fn lm_user_data(&self, bytes: &[u8]) -> Result<UserData> {
+        let lines = text::user_lines(bytes)?;
+        let corpus = Corpus::user(bytes)?;
+        let held_out_first = corpus.held_out.iter().take(5).cloned().collect();
+        Ok(UserData { lines, train: corpus.train.len(), held_out: corpus.held_out.len(), held_out_first })
     }
 
     fn lm_words(&self) -> Result<&Corpus> {
@@ -204,6 +236,7 @@ impl Lab {
             held_out,
             meta,
             load_best: plan.load_best,
+            base_loss: None,
         });
         Ok(())
     }
@@ -218,10 +251,10 @@ impl Lab {
                 trainer.step(&mut LmBaseObjective { model, state }, blocks, n_batches).and_then(|p| {
                     let eval = p.epoch_finished.then(|| eval::held_out_loss(model, held_out, None)).transpose()?;
                     let cp = eval.map(|loss| room.checkpoints.add_base(p.epoch, p.step, loss, model, false));
-                    Ok((p, eval, cp, blocks.block_len()))
+                    Ok((p, eval, None, cp, blocks.block_len()))
                 })
             }
-            Some(LmRun::Adapter { trainer, adapter, state, blocks, held_out, load_best, .. }) => {
+            Some(LmRun::Adapter { trainer, adapter, state, blocks, held_out, load_best, base_loss, .. }) => {
                 let base = room.models.base().ok_or_else(|| LabError::state("the language model is gone"))?;
                 trainer.step(&mut LmAdapterObjective { base, adapter, state }, blocks, n_batches).and_then(|p| {
                     let eval = if p.epoch_finished {
@@ -229,19 +262,24 @@ impl Lab {
                         let rng = adapter.take_training();
                         let loss = eval::held_out_loss(base, held_out, Some(&mut **adapter));
                         adapter.restore_training(rng);
+                        // The base is frozen: its loss is the same every epoch.
+                        if base_loss.is_none() {
+                            *base_loss = Some(eval::held_out_loss(base, held_out, None)?);
+                        }
                         Some(loss?)
                     } else {
                         None
                     };
                     let cp = eval.map(|loss| room.checkpoints.add_adapter(p.epoch, p.step, loss, adapter, *load_best));
-                    Ok((p, eval, cp, blocks.block_len()))
+                    let off = eval.and(*base_loss);
+                    Ok((p, eval, off, cp, blocks.block_len()))
                 })
             }
         };
         match result {
-            Ok((progress, eval_loss, checkpoint, block)) => {
+            Ok((progress, eval_loss, base_eval_loss, checkpoint, block)) => {
                 let tokens_per_sec = progress.samples_per_sec * block as f64;
-                Ok(LmProgress { progress, tokens_per_sec, eval_loss, checkpoint })
+                Ok(LmProgress { progress, tokens_per_sec, eval_loss, base_eval_loss, checkpoint })
             }
             Err(e) => {
                 self.lm_finish(true)?;
@@ -359,6 +397,36 @@ impl Lab {
             None => self.lm_require_base()?.generate(&prompts, sampling, &mut rng, None)?,
         };
         Ok(seqs.iter().map(|s| text::decode(s)).collect())
+    }
+
+    /// `n` samples of the run in progress, between its steps (the page shows them after each epoch),
+    /// as `lm_generate` draws them: for a base run from the model being trained; for an adapter run
+    /// from the frozen base and from the base with the adapter so far (no dropout), each from `seed`.
+    /// The run itself is left as it was.
+    pub fn lm_run_samples(&mut self, n: usize, sampling: Sampling, seed: u64) -> Result<RunSamples> {
+        if n == 0 || n > 256 {
+            return Err(LabError::setting("n", format!("{n} is not a count from 1 to 256")));
+        }
+        let decode = |seqs: Vec<Vec<u16>>| seqs.iter().map(|s| text::decode(s)).collect::<Vec<_>>();
+        let room = &mut self.lm;
+        match room.run.as_mut() {
+            None => Err(LabError::state("no language-model run in progress")),
+            Some(LmRun::Base { model, .. }) => {
+                let prompts = vec![vec![model.cfg.bos]; n];
+                let seqs = model.generate(&prompts, sampling, &mut Rng::new(seed, Stream::Sample), None)?;
+                Ok(RunSamples { base: decode(seqs), adapted: None })
+            }
+            Some(LmRun::Adapter { adapter, .. }) => {
+                let base = room.models.base().ok_or_else(|| LabError::state("the language model is gone"))?;
+                let prompts = vec![vec![base.cfg.bos]; n];
+                let plain = base.generate(&prompts, sampling, &mut Rng::new(seed, Stream::Sample), None)?;
+                let rng = adapter.take_training();
+                let adapted =
+                    base.generate(&prompts, sampling, &mut Rng::new(seed, Stream::Sample), Some(&mut **adapter));
+                adapter.restore_training(rng);
+                Ok(RunSamples { base: decode(plain), adapted: Some(decode(adapted?)) })
+            }
+        }
     }
 
     /// Logits (ids.len() × vocab) for the ids given, with the active adapter when `adapted`.
