@@ -1,0 +1,397 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! NF4 quantisation (src/quant/) against bitsandbytes: the code table, hand-made blocks whose codes
+//! follow from the rules (values on and between midpoints, ±absmax, ties, all-zero and short blocks,
+//! odd counts, nibble order), error bounds (per value, and bitsandbytes' own test thresholds), and
+//! torch's summation order for the double-quant offset.
+
+use lora_lab::quant::{
+    code_at, dequantize_blockwise, dynamic_map, midpoints, pack, quantize_blockwise, torch_mean, torch_sum, unpack,
+    Absmax, DoubleQuant, QuantizedWeight, ABSMAX_FLOOR, BLOCK, NESTED_BLOCK, NF4, ZERO_CODE,
+};
+use lora_lab::rng::{Rng, Stream};
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// The codes of a weight, one per element.
+fn codes(w: &QuantizedWeight) -> Vec<u8> {
+    unpack(w.packed(), w.len())
+}
+
+fn plain_absmax(w: &QuantizedWeight) -> &[f32] {
+    match w.absmax() {
+        Absmax::Plain(a) => a,
+        Absmax::Double(_) => panic!("expected plain absmax"),
+    }
+}
+
+fn normal_weights(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed, Stream::BaseInit);
+    (0..n).map(|_| rng.normal()).collect()
+}
+
+/// Half the larger of the two gaps around `code` in `table`: how far a value coded `code` can be.
+fn half_gap(table: &[f32], code: usize) -> f32 {
+    let below = if code > 0 { table[code] - table[code - 1] } else { 0.0 };
+    let above = if code + 1 < table.len() { table[code + 1] - table[code] } else { 0.0 };
+    0.5 * below.max(above)
+}
+
+// ---------- the table ----------
+
+#[test]
+fn nf4_table_is_bitsandbytes_f32_values() {
+    // get_4bit_type("nf4") as torch stores it (f32 bit patterns, printed by torch 2.15).
+    let expected: [u32; 16] = [
+        0xbf800000, 0xbf3239b1, 0xbf066b30, 0xbeca32a0, 0xbe91a24d, 0xbe3d353f, 0xbdba7871, 0x00000000, 0x3da2faff,
+        0x3e24cae3, 0x3e7c04dd, 0x3ead033a, 0x3ee1a4b8, 0x3f1007ab, 0x3f3913b3, 0x3f800000,
+    ];
+    assert_eq!(bits(&NF4), expected);
+    // (code[i] + code[i+1]) / 2 in f32, the bucket bounds.
+    let mid: [u32; 15] = [
+        0xbf591cd8, 0xbf1c5270, 0xbeeb8480, 0xbeadea76, 0xbe703cec, 0xbe0d38bc, 0xbd3a7871, 0x3d22faff, 0x3df64862,
+        0x3e5067e0, 0x3e9582d4, 0x3ec753f9, 0x3f006d04, 0x3f248daf, 0x3f5c89da,
+    ];
+    assert_eq!(bits(&midpoints()), mid);
+    assert_eq!(NF4[ZERO_CODE as usize], 0.0);
+    assert!(NF4.windows(2).all(|w| w[0] < w[1]), "NF4 is sorted, so bucketize needs no reordering");
+}
+
+// ---------- hand-made blocks ----------
+
+/// A block with absmax exactly 1, so that each value is its own scaled value: the codes follow from
+/// the midpoints alone.
+#[test]
+fn codes_at_between_and_around_midpoints() {
+    let mid = midpoints();
+    let up: Vec<f32> =
+        mid.iter().map(|m| f32::from_bits(m.to_bits().wrapping_add(if *m > 0.0 { 1 } else { u32::MAX }))).collect();
+    let down: Vec<f32> =
+        mid.iter().map(|m| f32::from_bits(m.to_bits().wrapping_add(if *m > 0.0 { u32::MAX } else { 1 }))).collect();
+    for ((u, d), m) in up.iter().zip(&down).zip(&mid) {
+        assert!(d < m && m < u, "{d} < {m} < {u}");
+    }
+    let mut block = vec![1.0f32, -1.0];
+    block.extend(&mid);
+    block.extend(&up);
+    block.extend(&down);
+    block.extend(&NF4);
+    block.push(-0.0);
+    assert_eq!(block.len(), BLOCK);
+    let w = QuantizedWeight::quantize(&block, 1, BLOCK, false).unwrap();
+    assert_eq!(plain_absmax(&w), &[1.0]);
+    let mut expected = vec![15u8, 0];
+    expected.extend(0..15u8); // exactly on midpoint i: the lower code, i
+    expected.extend(1..16u8); // just above: i + 1
+    expected.extend(0..15u8); // just below: i
+    expected.extend(0..16u8); // each code value is its own code
+    expected.push(ZERO_CODE); // -0.0
+    assert_eq!(codes(&w), expected);
+    // Dequantised, every code value comes back exactly.
+    let back = w.dequantize();
+    assert_eq!(bits(&back[47..63]), bits(&NF4));
+}
+
+#[test]
+fn plus_and_minus_absmax_and_ties() {
+    // Two values share the absmax with opposite signs; 1/3 is not exact in f32, so x·(1/absmax) for
+    // x = ±3 is not exactly ±1 before the clamp, yet the codes are 15 and 0.
+    let mut block: Vec<f32> = (0..BLOCK).map(|i| (i as f32 - 32.0) / 16.0).collect();
+    block[5] = 3.0;
+    block[9] = -3.0;
+    block[20] = 3.0;
+    let w = QuantizedWeight::quantize(&block, 2, 32, false).unwrap();
+    assert_eq!(plain_absmax(&w), &[3.0]);
+    let c = codes(&w);
+    assert_eq!((c[5], c[9], c[20]), (15, 0, 15));
+    assert_eq!(c[32], ZERO_CODE, "0.0 is code 7");
+    let back = w.dequantize();
+    assert_eq!((back[5], back[9]), (3.0, -3.0));
+}
+
+#[test]
+fn all_zero_blocks() {
+    // A full all-zero block stores absmax 0 (the 1e-38 floor only guards the division) and codes 7; a
+    // short all-zero last block stores the floor itself.
+    let mut w = vec![0.0f32; BLOCK + 6];
+    w[3] = -0.0;
+    w[BLOCK + 2] = -0.0;
+    let q = QuantizedWeight::quantize(&w, 1, BLOCK + 6, false).unwrap();
+    assert_eq!(bits(plain_absmax(&q)), bits(&[0.0, ABSMAX_FLOOR]));
+    assert_eq!(ABSMAX_FLOOR.to_bits(), 0x006ce3ee, "torch's clamp(min=1e-38) as f32 (a subnormal)");
+    assert!(codes(&q).iter().all(|&c| c == ZERO_CODE));
+    assert!(q.dequantize().iter().all(|&v| v == 0.0));
+    // A zero block between two others does not disturb them.
+    let mut w: Vec<f32> = (0..3 * BLOCK).map(|i| (i as f32).sin()).collect();
+    w[BLOCK..2 * BLOCK].iter_mut().for_each(|v| *v = 0.0);
+    let q = QuantizedWeight::quantize(&w, 3, BLOCK, false).unwrap();
+    assert_eq!(plain_absmax(&q)[1], 0.0);
+    assert!(codes(&q)[BLOCK..2 * BLOCK].iter().all(|&c| c == ZERO_CODE));
+    assert!(plain_absmax(&q)[0] > 0.9 && plain_absmax(&q)[2] > 0.9);
+}
+
+/// Full blocks multiply by the f32 reciprocal of the absmax, the short last block divides: for these
+/// two values (found by search) the results straddle midpoint 9. 0.12134664 · (1/0.5962357) lands just
+/// above it (code 10), 0.12134664 / 0.5962357 exactly on it (code 9, the lower).
+#[test]
+fn short_last_block_divides_where_full_blocks_multiply() {
+    let absmax = f32::from_bits(1058579175);
+    let x = f32::from_bits(1039697046);
+    let m9 = midpoints()[9];
+    assert_eq!(x / absmax, m9);
+    assert!(x * (1.0 / absmax) > m9);
+    let mut w = vec![0.0f32; BLOCK + 3];
+    for start in [0, BLOCK] {
+        w[start] = absmax;
+        w[start + 1] = x;
+        w[start + 2] = -x;
+    }
+    let q = QuantizedWeight::quantize(&w, 1, BLOCK + 3, false).unwrap();
+    assert_eq!(bits(plain_absmax(&q)), bits(&[absmax, absmax]));
+    let c = codes(&q);
+    assert_eq!(&c[..3], &[15, 10, 5], "full block: x·(1/absmax)");
+    assert_eq!(&c[BLOCK..], &[15, 9, 5], "short block: x/absmax");
+}
+
+#[test]
+fn short_block_absmax_is_its_own() {
+    // 70 values: one full block of large values, then 6 small ones, which get their own absmax.
+    let w: Vec<f32> = (0..70).map(|i| if i < BLOCK { 10.0 + i as f32 } else { 0.01 * (i as f32 - 66.0) }).collect();
+    let q = QuantizedWeight::quantize(&w, 7, 10, false).unwrap();
+    assert_eq!(plain_absmax(&q), &[73.0, w[69]]);
+    // ±1/3 and ±2/3 of the short block's absmax, 0 and 1: codes 1, 4, 7, 11, 14, 15 (nearest NF4 values
+    // −0.696, −0.284, 0, 0.338, 0.723, 1).
+    assert_eq!(&codes(&q)[BLOCK..], &[1, 4, ZERO_CODE, 11, 14, 15]);
+    assert_eq!(q.blocks(), 2);
+}
+
+#[test]
+fn nibble_order_and_odd_counts() {
+    assert_eq!(pack(&[1, 2, 3]), vec![0x12, 0x37], "first code high, odd count padded with code 7");
+    assert_eq!(pack(&[15, 0]), vec![0xf0]);
+    assert_eq!((code_at(&[0xab], 0), code_at(&[0xab], 1)), (0xa, 0xb));
+    // A 3 × 5 weight: 15 values, 8 bytes, the last low nibble the padding.
+    let w: Vec<f32> = vec![-1.0, 1.0, 0.0, 0.5, -0.5, 0.25, -0.25, 0.75, -0.75, 0.1, -0.1, 0.9, -0.9, 0.3, -0.3];
+    let q = QuantizedWeight::quantize(&w, 3, 5, false).unwrap();
+    assert_eq!(q.packed().len(), 8);
+    assert_eq!(q.packed()[0], 0x0f, "codes 0 (−1) then 15 (1)");
+    assert_eq!(q.packed()[7] & 0x0f, ZERO_CODE);
+    assert_eq!(q.code(0, 2), ZERO_CODE);
+    assert_eq!((q.code(0, 0), q.code(0, 1)), (0, 15));
+}
+
+#[test]
+fn non_finite_and_empty_weights_are_refused() {
+    let mut w = vec![0.5f32; 12];
+    w[7] = f32::NAN;
+    let msg = QuantizedWeight::quantize(&w, 3, 4, false).unwrap_err().to_string();
+    assert_eq!(msg, "cannot quantise a weight holding a non-finite value (NaN) at row 1, column 3");
+    w[7] = f32::NEG_INFINITY;
+    let msg = QuantizedWeight::quantize(&w, 3, 4, true).unwrap_err().to_string();
+    assert!(msg.contains("non-finite value (-inf) at row 1, column 3"), "{msg}");
+    let msg = QuantizedWeight::quantize(&w[..11], 3, 4, false).unwrap_err().to_string();
+    assert!(msg.contains("11 values do not make a 3 × 4 weight"), "{msg}");
+    assert!(QuantizedWeight::quantize(&[], 0, 4, false).is_err());
+    // Double quantisation of absmax whose mean overflows f32.
+    let huge = vec![f32::MAX; 2 * BLOCK];
+    let msg = QuantizedWeight::quantize(&huge, 2, BLOCK, true).unwrap_err().to_string();
+    assert!(msg.contains("the mean of the block absmax is inf"), "{msg}");
+    assert!(QuantizedWeight::quantize(&huge, 2, BLOCK, false).is_ok());
+}
+
+// ---------- dequantisation and its error ----------
+
+#[test]
+fn dequantised_values_are_within_half_a_code_gap_times_absmax() {
+    for (rows, cols) in [(1, 1), (3, 7), (17, 33), (64, 64), (10, 257)] {
+        let w = normal_weights(rows * cols, (rows * 1000 + cols) as u64);
+        let q = QuantizedWeight::quantize(&w, rows, cols, false).unwrap();
+        let back = q.dequantize();
+        let c = codes(&q);
+        for (i, (&x, &y)) in w.iter().zip(&back).enumerate() {
+            let a = q.scales()[i / BLOCK];
+            let bound = half_gap(&NF4, c[i] as usize) * a * (1.0 + 1e-6) + a * 1e-7;
+            assert!(
+                (x - y).abs() <= bound,
+                "{rows}×{cols} [{i}]: {x} → {y} (code {}, absmax {a}, bound {bound})",
+                c[i]
+            );
+            assert_eq!(y, NF4[c[i] as usize] * a);
+        }
+    }
+}
+
+/// bitsandbytes' tests/test_functional.py thresholds on `torch.randn(1024, 1024)`:
+/// `test_4bit_quant` (nf4, blocksize 64: mean |err| < 0.072798 + 7·0.000074, mean relative error
+/// < 0.203339 + 7·0.000340) and `test_4bit_compressed_stats` (with and without double quantisation:
+/// < 0.11 and < 0.28).
+#[test]
+fn bitsandbytes_error_thresholds_on_randn_1024x1024() {
+    let n = 1024;
+    let w = normal_weights(n * n, 42);
+    for double_quant in [false, true] {
+        let q = QuantizedWeight::quantize(&w, n, n, double_quant).unwrap();
+        let back = q.dequantize();
+        let (mut err, mut rel) = (0.0f64, 0.0f64);
+        for (&x, &y) in w.iter().zip(&back) {
+            let e = (x - y).abs() as f64;
+            err += e;
+            rel += e / (x.abs() as f64 + 1e-8);
+        }
+        let (err, rel) = (err / (n * n) as f64, rel / (n * n) as f64);
+        assert!(err < 0.11 && rel < 0.28, "double_quant {double_quant}: err {err}, rel {rel}");
+        if !double_quant {
+            assert!(err < 0.072798 + 7.0 * 0.000074, "err {err}");
+            assert!(rel < 0.203339 + 7.0 * 0.000340, "rel {rel}");
+        }
+    }
+}
+
+// ---------- double quantisation ----------
+
+#[test]
+fn dynamic_map_is_create_dynamic_map_signed() {
+    let map = dynamic_map();
+    assert!(map.windows(2).all(|w| w[0] < w[1]), "sorted, all distinct");
+    assert_eq!(map[127], 0.0);
+    assert_eq!(map[255], 1.0);
+    assert!(map[254] > 0.9929 && map[254] < 0.9930, "the midpoint of linspace(0.1, 1, 65)'s last two");
+    assert_eq!(map.iter().filter(|v| **v < 0.0).count(), 127);
+    for i in 0..127 {
+        assert_eq!(map[i], -map[254 - i], "the signed map is symmetric but for the 1.0");
+    }
+    // The smallest magnitudes: 1e-6 times the midpoint of linspace(0.1, 1, 2) = 0.55e-6.
+    assert_eq!(map[128], 1e-6f64 as f32 * ((0.1f32 + 1.0) / 2.0));
+}
+
+#[test]
+fn double_quant_round_trip_bounds() {
+    let w = normal_weights(300 * 200, 9);
+    let plain = QuantizedWeight::quantize(&w, 300, 200, false).unwrap();
+    let double = QuantizedWeight::quantize(&w, 300, 200, true).unwrap();
+    assert_eq!(plain.packed(), double.packed(), "the 4-bit codes do not depend on how the absmax is stored");
+    let Absmax::Double(d) = double.absmax() else { panic!("double") };
+    let absmax = plain.scales();
+    assert_eq!(absmax.len(), 938);
+    assert_eq!((d.codes.len(), d.nested_absmax.len(), d.nested_map.len()), (938, 4, 256));
+    assert_eq!(d.offset, torch_mean(absmax));
+    let map = dynamic_map();
+    // Each dequantised absmax is within half a gap of the dynamic map (times its nested absmax) of the
+    // true one, plus the two f32 roundings of code · nested_absmax + offset.
+    for (b, (&a, &back)) in absmax.iter().zip(double.scales()).enumerate() {
+        let nested = d.nested_absmax[b / NESTED_BLOCK];
+        let bound = half_gap(&map, d.codes[b] as usize) * nested * (1.0 + 1e-6) + 2.0 * f32::EPSILON * a.max(d.offset);
+        assert!((a - back).abs() <= bound, "block {b}: {a} → {back} (bound {bound})");
+        assert_eq!(back, map[d.codes[b] as usize] * nested + d.offset);
+    }
+    // The nested absmax is the largest |absmax − offset| of its block.
+    for (k, chunk) in absmax.chunks(NESTED_BLOCK).enumerate() {
+        let m = chunk.iter().map(|a| (a - d.offset).abs()).fold(0.0f32, f32::max);
+        assert_eq!(d.nested_absmax[k], m);
+    }
+    // Dequantised weights differ from the plain ones only by the absmax's error.
+    for (i, (x, y)) in plain.dequantize().iter().zip(double.dequantize()).enumerate() {
+        let (a, b) = (plain.scales()[i / BLOCK], double.scales()[i / BLOCK]);
+        let rounding = 2.0 * f32::EPSILON * x.abs().max(y.abs());
+        assert!((x - y).abs() <= (a - b).abs() + rounding, "[{i}] {x} vs {y}");
+    }
+}
+
+/// bitsandbytes' `test_dynamic_blockwise_quantization` thresholds for the 8-bit blockwise code it
+/// uses on the absmax (signed dynamic map, blocksize 256, `torch.randn(1024, 1024)`): mean |err| <
+/// 0.011, mean relative error < 0.018; and on `torch.rand`: < 0.0036 and < 0.015.
+#[test]
+fn bitsandbytes_blockwise_8bit_thresholds() {
+    let map = dynamic_map();
+    let bounds: Vec<f32> = map.windows(2).map(|c| (c[0] + c[1]) / 2.0).collect();
+    let n = 1024 * 1024;
+    let mut rng = Rng::new(3, Stream::BaseInit);
+    let uniform: Vec<f32> = (0..n).map(|_| rng.uniform()).collect();
+    for (x, max_err, max_rel) in [(normal_weights(n, 5), 0.011, 0.018), (uniform, 0.0036, 0.015)] {
+        let (codes, absmax) = quantize_blockwise(&x, NESTED_BLOCK, &bounds);
+        let back = dequantize_blockwise(&codes, &absmax, &map, NESTED_BLOCK);
+        let (mut err, mut rel) = (0.0f64, 0.0f64);
+        for (&a, &b) in x.iter().zip(&back) {
+            let e = (a - b).abs() as f64;
+            err += e;
+            rel += e / (a as f64 + 1e-8).abs();
+        }
+        let (err, rel) = (err / n as f64, rel / n as f64);
+        assert!(err < max_err && rel < max_rel, "err {err}, rel {rel}");
+    }
+}
+
+#[test]
+fn double_quant_of_equal_absmax_is_exact() {
+    // Every block has absmax 0.5: the offset is 0.5, the centred values are all 0, so the nested absmax
+    // is 0 for full nested blocks (here the only one is short, so the floor) and every code the map's 0.
+    let w: Vec<f32> = (0..10 * BLOCK).map(|i| if i % BLOCK == 0 { 0.5 } else { 0.1 }).collect();
+    let q = QuantizedWeight::quantize(&w, 10, BLOCK, true).unwrap();
+    let Absmax::Double(d) = q.absmax() else { panic!() };
+    assert_eq!(d.offset, 0.5);
+    assert_eq!(bits(&d.nested_absmax), bits(&[ABSMAX_FLOOR]));
+    assert!(d.codes.iter().all(|&c| c == 127));
+    assert!(q.scales().iter().all(|&s| s == 0.5));
+    let again = DoubleQuant::compress(&[0.5; 256]).unwrap();
+    assert_eq!(again.nested_absmax, vec![0.0], "a full nested block of zeros stores 0");
+}
+
+// ---------- torch's summation order ----------
+
+/// The generator of tests/fixtures/quant/make_fixture.py's torch checks: 24-bit LCG values in [0, 1).
+fn lcg_unit(n: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+            (state >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
+        })
+        .collect()
+}
+
+#[test]
+fn torch_sum_order() {
+    // Five values: torch sums x0 + x4 first (4 interleaved accumulators), a running sum would lose the 1s.
+    assert_eq!(torch_sum(&[1e8, 1.0, 1.0, 1.0, -1e8]), 3.0);
+    // torch 2.15 on CPU, x = lcg_unit(n, seed): (sum, mean) bit patterns. The f64 sums rounded to f32
+    // differ from them in the last bit, so the order matters.
+    for (n, seed, sum, mean) in [
+        (7, 1, 0x40409e88u32, 0x3edc22e5u32),
+        (100, 2, 0x4251dfa0, 0x3f0651ae),
+        (1000, 3, 0x43f5d016, 0x3efbb65c),
+        (6272, 4, 0x4545c825, 0x3f0129e4),
+        (32768, 5, 0x46808730, 0x3f008730),
+    ] {
+        let x = lcg_unit(n, seed);
+        assert_eq!(torch_sum(&x).to_bits(), sum, "sum of {n}");
+        assert_eq!(torch_mean(&x).to_bits(), mean, "mean of {n}");
+    }
+}
+
+// ---------- layout helpers ----------
+
+#[test]
+fn rows_and_tiles_dequantise_like_the_whole() {
+    let (rows, cols) = (9, 70);
+    let w = normal_weights(rows * cols, 77);
+    for double_quant in [false, true] {
+        let q = QuantizedWeight::quantize(&w, rows, cols, double_quant).unwrap();
+        let all = q.dequantize();
+        assert_eq!(q.dequantize_rows(2..5), all[2 * cols..5 * cols]);
+        assert!(q.dequantize_rows(4..4).is_empty());
+        let mut tile = vec![0.0; 3 * 10];
+        q.dequantize_tile(5..8, 60..70, &mut tile);
+        for r in 0..3 {
+            assert_eq!(tile[r * 10..r * 10 + 10], all[(5 + r) * cols + 60..(5 + r) * cols + 70]);
+        }
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(q.value(r, c), all[r * cols + c]);
+            }
+        }
+        assert_eq!(q.f32_byte_size(), rows * cols * 4);
+        let expected = 315 + if double_quant { 10 + 4 + 1024 + 4 } else { 40 } + 64;
+        assert_eq!(q.byte_size(), expected, "packed + absmax (+ nested) + quant_map");
+    }
+}
