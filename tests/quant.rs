@@ -395,3 +395,153 @@ fn rows_and_tiles_dequantise_like_the_whole() {
         assert_eq!(q.byte_size(), expected, "packed + absmax (+ nested) + quant_map");
     }
 }
+
+// ---------- against bitsandbytes' own algorithms (tests/fixtures/quant/make_fixture.py) ----------
+
+mod fixture {
+    use super::*;
+    use lora_lab::io::{read_nf4_safetensors, read_safetensors, write_nf4_safetensors, Nf4Tensors};
+    use lora_lab::lora::Module;
+
+    pub const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/quant/");
+
+    /// make_fixture.py's `fixture_weights`: a 32-bit LCG, every step exact in f32.
+    pub fn weights(rows: usize, cols: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed;
+        (0..rows * cols)
+            .map(|i| {
+                state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+                let k = (state >> 8) as i32 - (1 << 23);
+                k as f32 * (2.0f32).powi(-23) * (2.0f32).powi(-((i / cols) as i32 % 5))
+            })
+            .collect()
+    }
+
+    fn special_layer1(w: &mut [f32]) {
+        w[3..64].iter_mut().for_each(|v| *v *= 0.5);
+        for start in [0, 64] {
+            w[start] = f32::from_bits(1058579175);
+            w[start + 1] = f32::from_bits(1039697046);
+            w[start + 2] = -f32::from_bits(1039697046) / 2.0;
+        }
+    }
+
+    fn special_layer3(w: &mut [f32]) {
+        let mid = midpoints();
+        let next = |m: f32, up: bool| f32::from_bits(if (m > 0.0) == up { m.to_bits() + 1 } else { m.to_bits() - 1 });
+        let mut block0 = vec![1.0f32, -1.0];
+        block0.extend(mid);
+        block0.extend(mid.iter().map(|&m| next(m, true)));
+        block0.extend(mid.iter().map(|&m| next(m, false)));
+        block0.extend(NF4);
+        block0.push(-0.0);
+        w[..64].copy_from_slice(&block0);
+        w[64..128].iter_mut().for_each(|v| *v = 0.0);
+        w[100] = -0.0;
+        w[128..192].iter_mut().for_each(|v| *v *= 3.0);
+        w[130] = 3.0;
+        w[150] = -3.0;
+    }
+
+    /// (module, rows, cols, double quantisation, seed), as make_fixture.py's LAYERS.
+    pub const LAYERS: [(&str, usize, usize, bool, u32); 3] =
+        [("layers.1", 3, 23, false, 11), ("layers.3", 4, 48, false, 33), ("layers.5", 130, 127, true, 55)];
+
+    pub fn modules() -> Vec<Module> {
+        LAYERS
+            .iter()
+            .map(|&(n, rows, cols, _, _)| Module {
+                name: n.to_string(),
+                in_features: cols,
+                out_features: rows,
+                has_bias: true,
+            })
+            .collect()
+    }
+
+    /// The three Linears quantised here, and their biases.
+    pub fn quantized() -> (Vec<QuantizedWeight>, Vec<(String, Vec<usize>, Vec<f32>)>) {
+        let mut out = Vec::new();
+        let mut biases = Vec::new();
+        for (name, rows, cols, double_quant, seed) in LAYERS {
+            let mut w = weights(rows, cols, seed);
+            match name {
+                "layers.1" => special_layer1(&mut w),
+                "layers.3" => special_layer3(&mut w),
+                _ => {}
+            }
+            out.push(QuantizedWeight::quantize(&w, rows, cols, double_quant).unwrap());
+            biases.push((format!("{name}.bias"), vec![rows], weights(1, rows, seed + 1)));
+        }
+        (out, biases)
+    }
+
+    pub fn export(weights: &[QuantizedWeight], biases: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+        let q: Vec<(&str, &QuantizedWeight)> = LAYERS.iter().map(|l| l.0).zip(weights).collect();
+        let b: Vec<(String, Vec<usize>, &[f32])> =
+            biases.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
+        write_nf4_safetensors(&q, &b).unwrap()
+    }
+
+    pub fn bytes() -> Vec<u8> {
+        std::fs::read(format!("{DIR}model_nf4.safetensors")).unwrap()
+    }
+
+    pub fn read(bytes: &[u8]) -> lora_lab::Result<Nf4Tensors> {
+        read_nf4_safetensors(bytes, "model.safetensors", &modules())
+    }
+
+    #[test]
+    fn export_is_byte_identical_to_bitsandbytes_state_dict() {
+        let (weights, biases) = quantized();
+        let ours = export(&weights, &biases);
+        let theirs = bytes();
+        if ours != theirs {
+            // Say which tensor differs before failing.
+            let a = lora_lab::io::read_tensors(&ours, "ours").unwrap();
+            let b = lora_lab::io::read_tensors(&theirs, "fixture").unwrap();
+            assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+            for (k, t) in &a {
+                assert_eq!(t, &b[k], "{k} differs from bitsandbytes'");
+            }
+            panic!("same tensors, different bytes: the header differs");
+        }
+    }
+
+    #[test]
+    fn codes_absmax_and_maps_equal_bitsandbytes() {
+        let file = read(&bytes()).unwrap();
+        let (weights, _) = quantized();
+        for ((name, ..), ours) in LAYERS.iter().zip(&weights) {
+            let theirs = &file.quantized[*name];
+            assert_eq!(ours.packed(), theirs.packed(), "{name}: codes");
+            assert_eq!(bits(ours.scales()), bits(theirs.scales()), "{name}: dequantised absmax");
+            assert_eq!(ours, theirs, "{name}: the whole quantised weight");
+        }
+        let Absmax::Double(d) = file.quantized["layers.5"].absmax() else { panic!("layers.5 is double-quantised") };
+        assert_eq!(bits(&d.nested_map), bits(&dynamic_map()), "create_dynamic_map(signed=True)");
+        assert_eq!(d.codes.len(), 258);
+        assert_eq!(d.nested_absmax.len(), 2);
+        // The hand-made blocks, as bitsandbytes coded them.
+        let l1 = unpack(file.quantized["layers.1"].packed(), 69);
+        assert_eq!((l1[1], l1[65]), (10, 9), "x·(1/absmax) in the full block, x/absmax in the short one");
+        let l3 = &file.quantized["layers.3"];
+        assert_eq!(plain_absmax(l3), &[1.0, 0.0, 3.0]);
+        assert!(unpack(l3.packed(), 192)[64..128].iter().all(|&c| c == ZERO_CODE));
+        assert_eq!(file.tensors.len(), 3, "the biases");
+    }
+
+    #[test]
+    fn dequantisation_equals_bitsandbytes() {
+        let expected =
+            read_safetensors(&std::fs::read(format!("{DIR}dequantized.safetensors")).unwrap(), "dequantized").unwrap();
+        let (weights, _) = quantized();
+        assert_eq!(bits(&weights[0].dequantize()), bits(&expected["layers.1.weight"].data));
+        assert_eq!(bits(&weights[1].dequantize()), bits(&expected["layers.3.weight"].data));
+        let l5 = &weights[2];
+        assert_eq!(bits(l5.scales()), bits(&expected["layers.5.absmax"].data), "dequantize_blockwise + offset");
+        assert_eq!(bits(&l5.dequantize_rows(0..2)), bits(&expected["layers.5.rows"].data));
+        let Absmax::Double(d) = l5.absmax() else { panic!() };
+        assert_eq!(d.offset.to_bits(), expected["layers.5.offset"].data[0].to_bits(), "torch's f32 mean");
+    }
+}
