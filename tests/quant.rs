@@ -545,3 +545,423 @@ mod fixture {
         assert_eq!(d.offset.to_bits(), expected["layers.5.offset"].data[0].to_bits(), "torch's f32 mean");
     }
 }
+
+// ---------- files: export → import, and every bad file refused ----------
+
+mod files {
+    use super::fixture::{self, modules};
+    use super::*;
+    use lora_lab::io::{
+        nf4_keys, parse_quantization_config, quant_state_json, quantization_config, read_tensors, write_tensors,
+        AnyTensor, Data, Values,
+    };
+    use serde_json::{json, Value};
+    use std::collections::{BTreeMap, HashMap};
+
+    const FILE: &str = "model.safetensors";
+
+    #[test]
+    fn export_import_export_is_byte_for_byte() {
+        let (weights, biases) = fixture::quantized();
+        let bytes = fixture::export(&weights, &biases);
+        let file = fixture::read(&bytes).unwrap();
+        for ((name, ..), w) in fixture::LAYERS.iter().zip(&weights) {
+            assert_eq!(&file.quantized[*name], w, "{name}");
+        }
+        for (name, shape, data) in &biases {
+            assert_eq!((&file.tensors[name].shape, bits(&file.tensors[name].data)), (shape, bits(data)));
+        }
+        let again: Vec<QuantizedWeight> = fixture::LAYERS.iter().map(|l| file.quantized[l.0].clone()).collect();
+        assert!(fixture::export(&again, &biases) == bytes, "a second export differs");
+        // Double-quantised weights of every size up to three nested blocks round-trip too.
+        for (rows, cols) in [(1, 1), (1, 65), (5, 129), (64, 257), (3, 64 * 256 + 1)] {
+            let w = normal_weights(rows * cols, (rows + cols) as u64);
+            for dq in [false, true] {
+                let q = QuantizedWeight::quantize(&w, rows, cols, dq).unwrap();
+                let bytes = lora_lab::io::write_nf4_safetensors(&[("p", &q)], &[]).unwrap();
+                let m = Module { name: "p".into(), in_features: cols, out_features: rows, has_bias: false };
+                let back = lora_lab::io::read_nf4_safetensors(&bytes, FILE, &[m]).unwrap();
+                assert_eq!(back.quantized["p"], q, "{rows}×{cols} dq {dq}");
+                assert!(back.tensors.is_empty());
+            }
+        }
+    }
+    use lora_lab::lora::Module;
+
+    #[test]
+    fn quant_state_json_is_json_dumps_of_as_dict() {
+        let (weights, _) = fixture::quantized();
+        assert_eq!(
+            quant_state_json(&weights[0]),
+            r#"{"quant_type": "nf4", "blocksize": 64, "dtype": "float32", "shape": [3, 23]}"#
+        );
+        assert_eq!(
+            quant_state_json(&weights[2]),
+            r#"{"quant_type": "nf4", "blocksize": 64, "dtype": "float32", "shape": [130, 127], "nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": 0.46367406845092773}"#
+        );
+        assert_eq!(nf4_keys("m", false).len(), 4);
+        assert_eq!(
+            nf4_keys("m", true),
+            [
+                "m.weight",
+                "m.weight.absmax",
+                "m.weight.quant_map",
+                "m.weight.nested_absmax",
+                "m.weight.nested_quant_map",
+                "m.weight.quant_state.bitsandbytes__nf4"
+            ]
+        );
+    }
+
+    #[test]
+    fn python_float_repr() {
+        use lora_lab::io::nf4_file::python_float_repr as repr;
+        // Python 3's repr of each value.
+        for (x, text) in [
+            (0.46367406845092773, "0.46367406845092773"),
+            (1e-05, "1e-05"),
+            (0.0001, "0.0001"),
+            (123.0, "123.0"),
+            (1e16, "1e+16"),
+            (1234567890123456.0, "1234567890123456.0"),
+            (1.5e-07, "1.5e-07"),
+            (0.1, "0.1"),
+            (-2.5, "-2.5"),
+            (1e100, "1e+100"),
+            (5e-324, "5e-324"),
+            (0.000123456, "0.000123456"),
+            (12345678901234567890.0, "1.2345678901234567e+19"),
+            (100.0, "100.0"),
+            (0.0, "0.0"),
+        ] {
+            assert_eq!(repr(x), text);
+        }
+    }
+
+    // ----- bad files -----
+
+    type Map = BTreeMap<String, AnyTensor>;
+
+    fn good() -> Map {
+        read_tensors(&fixture::bytes(), "fixture").unwrap()
+    }
+
+    fn write(map: &Map) -> Vec<u8> {
+        let tensors: Vec<(String, Vec<usize>, Values)> = map
+            .iter()
+            .map(|(k, t)| {
+                let v = match &t.data {
+                    Data::F32(d) => Values::F32(d),
+                    Data::U8(d) => Values::U8(d),
+                };
+                (k.clone(), t.shape.clone(), v)
+            })
+            .collect();
+        write_tensors(&tensors, Some(HashMap::from([("format".to_string(), "pt".to_string())]))).unwrap()
+    }
+
+    /// The message for an edited fixture, which must be refused; it names the file.
+    fn refused(edit: impl FnOnce(&mut Map)) -> String {
+        let mut map = good();
+        edit(&mut map);
+        let msg = fixture::read(&write(&map)).unwrap_err().to_string();
+        assert!(msg.starts_with("model.safetensors: "), "{msg}");
+        msg
+    }
+
+    fn assert_mentions(msg: &str, parts: &[&str]) {
+        for p in parts {
+            assert!(msg.contains(p), "expected {p:?} in: {msg}");
+        }
+    }
+
+    const L1_STATE: &str = "layers.1.weight.quant_state.bitsandbytes__nf4";
+    const L5_STATE: &str = "layers.5.weight.quant_state.bitsandbytes__nf4";
+
+    fn json_of(map: &Map, key: &str) -> Value {
+        let Data::U8(b) = &map[key].data else { panic!() };
+        serde_json::from_slice(b).unwrap()
+    }
+
+    fn put(map: &mut Map, key: &str, shape: Vec<usize>, data: Data) {
+        map.insert(key.to_string(), AnyTensor { shape, data });
+    }
+
+    fn set_bytes(map: &mut Map, key: &str, bytes: Vec<u8>) {
+        map.insert(key.to_string(), AnyTensor { shape: vec![bytes.len()], data: Data::U8(bytes) });
+    }
+
+    fn edit_json(map: &mut Map, key: &str, f: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+        let mut v = json_of(map, key);
+        f(v.as_object_mut().unwrap());
+        set_bytes(map, key, v.to_string().into_bytes());
+    }
+
+    #[test]
+    fn the_fixture_itself_is_accepted() {
+        assert!(fixture::read(&write(&good())).is_ok());
+    }
+
+    #[test]
+    fn wrong_sizes() {
+        let msg = refused(|m| {
+            let t = m.get_mut("layers.1.weight").unwrap();
+            t.shape = vec![34, 1];
+            let Data::U8(d) = &mut t.data else { panic!() };
+            d.pop();
+        });
+        assert_mentions(
+            &msg,
+            &["layers.1.weight has shape [34, 1]; the packed NF4 codes of a 3 × 23 Linear (69 values, two per byte) are [35, 1]"],
+        );
+        let msg = refused(|m| m.get_mut("layers.1.weight").unwrap().shape = vec![1, 35]);
+        assert_mentions(&msg, &["layers.1.weight has shape [1, 35]", "are [35, 1]"]);
+        let msg = refused(|m| put(m, "layers.3.weight.absmax", vec![2], Data::F32(vec![1.0, 0.0])));
+        assert_mentions(&msg, &["layers.3.weight.absmax has shape [2]; one absmax per block of 64 are [3]"]);
+        let msg = refused(|m| put(m, "layers.5.weight.nested_absmax", vec![1], Data::F32(vec![1.0])));
+        assert_mentions(&msg, &["layers.5.weight.nested_absmax has shape [1]", "are [2]"]);
+        let msg = refused(|m| put(m, "layers.5.weight.nested_quant_map", vec![255], Data::F32(vec![0.0; 255])));
+        assert_mentions(
+            &msg,
+            &["layers.5.weight.nested_quant_map has shape [255]; the 256 values of an 8-bit map are [256]"],
+        );
+        let msg = refused(|m| put(m, "layers.1.weight.quant_map", vec![4, 4], Data::F32(NF4.to_vec())));
+        assert_mentions(&msg, &["layers.1.weight.quant_map has shape [4, 4]; the 16 NF4 values are [16]"]);
+        let msg = refused(|m| m.get_mut(L1_STATE).unwrap().shape = vec![4, 19]);
+        assert_mentions(&msg, &[L1_STATE, "has shape [4, 19]; the quant state is a 1-D U8 tensor"]);
+    }
+
+    #[test]
+    fn unknown_or_unsupported_quant_type() {
+        let msg = refused(|m| edit_json(m, L1_STATE, |o| drop(o.insert("quant_type".into(), json!("int4")))));
+        assert_mentions(&msg, &[L1_STATE, "quant_type is \"int4\"; only \"nf4\" is supported"]);
+        // An fp4 file names its state bitsandbytes__fp4.
+        let msg = refused(|m| {
+            let t = m.remove(L1_STATE).unwrap();
+            m.insert("layers.1.weight.quant_state.bitsandbytes__fp4".into(), t);
+            edit_json(m, "layers.1.weight.quant_state.bitsandbytes__fp4", |o| {
+                drop(o.insert("quant_type".into(), json!("fp4")))
+            });
+        });
+        assert_mentions(
+            &msg,
+            &["layers.1.weight.quant_state.bitsandbytes__fp4: quant type \"fp4\" is not supported; only nf4 is"],
+        );
+    }
+
+    #[test]
+    fn blocksize_other_than_64() {
+        let msg = refused(|m| edit_json(m, L1_STATE, |o| drop(o.insert("blocksize".into(), json!(128)))));
+        assert_mentions(&msg, &[L1_STATE, "blocksize is 128; only 64 (QLoRA's) is supported"]);
+        let msg = refused(|m| edit_json(m, L5_STATE, |o| drop(o.insert("nested_blocksize".into(), json!(512)))));
+        assert_mentions(&msg, &[L5_STATE, "nested_blocksize is 512; only 256"]);
+    }
+
+    #[test]
+    fn bad_json() {
+        let msg = refused(|m| set_bytes(m, L1_STATE, br#"{"quant_type": "nf4", "blocksize": 6"#.to_vec()));
+        assert_mentions(&msg, &[L1_STATE, "not valid JSON"]);
+        let msg = refused(|m| set_bytes(m, L1_STATE, vec![0xff, 0xfe, b'{', b'}']));
+        assert_mentions(&msg, &[L1_STATE, "not UTF-8 text"]);
+        let msg = refused(|m| set_bytes(m, L1_STATE, b"[1, 2]".to_vec()));
+        assert_mentions(&msg, &[L1_STATE, "not a JSON object"]);
+        let msg = refused(|m| edit_json(m, L1_STATE, |o| drop(o.insert("compress".into(), json!(true)))));
+        assert_mentions(&msg, &["unknown key \"compress\""]);
+        let msg = refused(|m| edit_json(m, L1_STATE, |o| drop(o.remove("dtype"))));
+        assert_mentions(&msg, &[L1_STATE, "dtype is missing"]);
+        let msg = refused(|m| edit_json(m, L1_STATE, |o| drop(o.insert("dtype".into(), json!("bfloat16")))));
+        assert_mentions(&msg, &["dtype is \"bfloat16\"; only \"float32\" is supported"]);
+        let msg = refused(|m| edit_json(m, L5_STATE, |o| drop(o.insert("nested_offset".into(), json!("0.5")))));
+        assert_mentions(&msg, &[L5_STATE, "nested_offset is \"0.5\", not a finite number"]);
+        let msg = refused(|m| edit_json(m, L5_STATE, |o| drop(o.insert("nested_dtype".into(), json!("float16")))));
+        assert_mentions(&msg, &["nested_dtype is \"float16\"; only \"float32\""]);
+        let msg = refused(|m| edit_json(m, L5_STATE, |o| drop(o.remove("nested_dtype"))));
+        assert_mentions(&msg, &[L5_STATE, "nested_blocksize, nested_offset without nested_dtype"]);
+    }
+
+    #[test]
+    fn shape_mismatch_against_the_linear() {
+        let msg = refused(|m| edit_json(m, L1_STATE, |o| drop(o.insert("shape".into(), json!([23, 3])))));
+        assert_mentions(&msg, &[L1_STATE, "shape is [23,3], but the Linear is 3 × 23 (out × in): expected [3, 23]"]);
+        let msg = refused(|m| edit_json(m, L1_STATE, |o| drop(o.insert("shape".into(), Value::Null))));
+        assert_mentions(&msg, &["shape is null, but the Linear is 3 × 23"]);
+        // The same file read for a Linear of another size.
+        let mut mods = modules();
+        mods[0].in_features = 24;
+        let msg = lora_lab::io::read_nf4_safetensors(&fixture::bytes(), FILE, &mods).unwrap_err().to_string();
+        assert_mentions(&msg, &[L1_STATE, "shape is [3,23], but the Linear is 3 × 24"]);
+    }
+
+    #[test]
+    fn missing_keys() {
+        let msg = refused(|m| drop(m.remove("layers.1.weight.quant_map")));
+        assert_eq!(msg, "model.safetensors: missing layers.1.weight.quant_map (the quantised Linear layers.1)");
+        let msg = refused(|m| {
+            m.remove("layers.3.weight");
+            m.remove("layers.3.weight.quant_state.bitsandbytes__nf4");
+        });
+        assert_mentions(
+            &msg,
+            &["missing layers.3.weight, layers.3.weight.quant_state.bitsandbytes__nf4 (the quantised Linear layers.3)"],
+        );
+        // An f32 weight where a quantised one is expected.
+        let msg = refused(|m| put(m, "layers.1.weight", vec![3, 23], Data::F32(vec![0.0; 69])));
+        assert_mentions(&msg, &["layers.1.weight is F32 [3, 23]: this Linear is not quantised"]);
+    }
+
+    #[test]
+    fn double_quant_state_must_be_whole() {
+        // U8 absmax without the nested tensors.
+        let msg = refused(|m| drop(m.remove("layers.5.weight.nested_absmax")));
+        assert_mentions(
+            &msg,
+            &["layers.5.weight.absmax is U8 (double quantisation) but layers.5.weight.nested_absmax is missing"],
+        );
+        let msg = refused(|m| {
+            m.remove("layers.5.weight.nested_absmax");
+            m.remove("layers.5.weight.nested_quant_map");
+        });
+        assert_mentions(&msg, &["but layers.5.weight.nested_absmax and layers.5.weight.nested_quant_map are missing"]);
+        // U8 absmax with a quant state that has no nested keys.
+        let msg = refused(|m| {
+            edit_json(m, L5_STATE, |o| {
+                for k in ["nested_blocksize", "nested_dtype", "nested_offset"] {
+                    o.remove(k);
+                }
+            })
+        });
+        assert_mentions(&msg, &["layers.5.weight.absmax is U8 (double-quantised codes) but", "has no nested_offset"]);
+        // F32 absmax under a nested quant state.
+        let msg = refused(|m| put(m, "layers.5.weight.absmax", vec![258], Data::F32(vec![0.5; 258])));
+        assert_mentions(&msg, &["layers.5.weight.absmax is F32 but", "describes double quantisation"]);
+        // Nested tensors beside a plain absmax.
+        let msg = refused(|m| put(m, "layers.1.weight.nested_absmax", vec![1], Data::F32(vec![1.0])));
+        assert_mentions(&msg, &["layers.1.weight.nested_absmax is there but layers.1.weight.absmax is F32"]);
+        // A plain absmax stored as U8.
+        let msg = refused(|m| put(m, "layers.1.weight.absmax", vec![2], Data::U8(vec![1, 2])));
+        assert_mentions(&msg, &["layers.1.weight.absmax is U8 (double-quantised codes) but"]);
+    }
+
+    #[test]
+    fn bad_values() {
+        let msg = refused(|m| put(m, "layers.1.weight.absmax", vec![2], Data::F32(vec![0.5, f32::NAN])));
+        assert_mentions(&msg, &["layers.1.weight.absmax holds a non-finite value (NaN) at index 1"]);
+        let msg = refused(|m| put(m, "layers.1.weight.absmax", vec![2], Data::F32(vec![0.5, -1.0])));
+        assert_mentions(&msg, &["layers.1.weight: absmax: value 1 is -1, not a finite non-negative number"]);
+        let msg = refused(|m| {
+            let mut map = NF4.to_vec();
+            map[3] = 0.25;
+            put(m, "layers.3.weight.quant_map", vec![16], Data::F32(map));
+        });
+        assert_mentions(
+            &msg,
+            &["layers.3.weight.quant_map: value 3 is 0.25", "bitsandbytes decodes nf4 codes with its own table"],
+        );
+        let msg = refused(|m| {
+            let mut map = vec![0.0f32; 256];
+            map[7] = f32::INFINITY;
+            put(m, "layers.5.weight.nested_quant_map", vec![256], Data::F32(map));
+        });
+        assert_mentions(&msg, &["layers.5.weight.nested_quant_map holds a non-finite value (inf) at index 7"]);
+    }
+
+    #[test]
+    fn other_tensors() {
+        let msg = refused(|m| {
+            let t = m["layers.1.weight.quant_state.bitsandbytes__nf4"].clone();
+            m.insert("layers.7.weight.quant_state.bitsandbytes__nf4".into(), t);
+        });
+        assert_mentions(&msg, &["unexpected layers.7.weight.quant_state.bitsandbytes__nf4: layers.7 is not one of the quantised Linears (layers.1, layers.3, layers.5)"]);
+        let msg = refused(|m| put(m, "mask", vec![2], Data::U8(vec![1, 0])));
+        assert_mentions(&msg, &["tensor mask is U8 [2]: only the quantised Linears' weights and quant states are U8"]);
+        // Non-F32/U8 dtypes are refused by the header check, naming the tensor.
+        let header = r#"{"x":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        let msg = fixture::read(&bytes).unwrap_err().to_string();
+        assert_mentions(&msg, &["model.safetensors: tensor x has dtype F16; a 4-bit (NF4) file holds only F32 and U8"]);
+        // Extra F32 tensors are returned for the caller to check.
+        let mut map = good();
+        map.insert("layers.1.weight.extra".into(), AnyTensor { shape: vec![1], data: Data::F32(vec![1.0]) });
+        let file = fixture::read(&write(&map)).unwrap();
+        assert!(file.tensors.contains_key("layers.1.weight.extra"));
+    }
+
+    // ----- quantization_config -----
+
+    #[test]
+    fn quantization_config_as_transformers_writes_it() {
+        // transformers 5.24.0: BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+        // bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32).to_dict(), sorted.
+        let expected = r#"{
+  "_load_in_4bit": true,
+  "_load_in_8bit": false,
+  "bnb_4bit_compute_dtype": "float32",
+  "bnb_4bit_quant_storage": "uint8",
+  "bnb_4bit_quant_type": "nf4",
+  "bnb_4bit_use_double_quant": true,
+  "llm_int8_enable_fp32_cpu_offload": false,
+  "llm_int8_has_fp16_weight": false,
+  "llm_int8_skip_modules": null,
+  "llm_int8_threshold": 6.0,
+  "load_in_4bit": true,
+  "load_in_8bit": false,
+  "quant_method": "bitsandbytes"
+}"#;
+        assert_eq!(serde_json::to_string_pretty(&quantization_config(true)).unwrap(), expected);
+        for dq in [false, true] {
+            assert_eq!(parse_quantization_config(&quantization_config(dq)).unwrap(), dq);
+        }
+        // QLORA.md's seven keys alone.
+        let short = json!({"quant_method": "bitsandbytes", "load_in_4bit": true, "load_in_8bit": false,
+            "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": false, "bnb_4bit_compute_dtype": "float32",
+            "bnb_4bit_quant_storage": "uint8"});
+        assert!(!parse_quantization_config(&short).unwrap());
+    }
+
+    #[test]
+    fn quantization_config_refusals() {
+        let refuse = |edit: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+            let mut v = quantization_config(true);
+            edit(v.as_object_mut().unwrap());
+            let msg = parse_quantization_config(&v).unwrap_err().to_string();
+            assert!(msg.starts_with("config.json: quantization_config."), "{msg}");
+            msg
+        };
+        let set = |k: &'static str, v: Value| {
+            move |o: &mut serde_json::Map<String, Value>| drop(o.insert(k.into(), v.clone()))
+        };
+        assert_mentions(
+            &refuse(&set("quant_method", json!("gptq"))),
+            &["quant_method is \"gptq\"; only \"bitsandbytes\""],
+        );
+        assert_mentions(
+            &refuse(&set("bnb_4bit_quant_type", json!("fp4"))),
+            &["bnb_4bit_quant_type is \"fp4\"; only \"nf4\""],
+        );
+        assert_mentions(&refuse(&set("load_in_8bit", json!(true))), &["load_in_8bit is true: 8-bit (LLM.int8)"]);
+        assert_mentions(&refuse(&set("load_in_4bit", json!(false))), &["load_in_4bit is false"]);
+        assert_mentions(&refuse(&set("_load_in_4bit", json!(false))), &["_load_in_4bit is false"]);
+        assert_mentions(
+            &refuse(&set("bnb_4bit_compute_dtype", json!("bfloat16"))),
+            &["bnb_4bit_compute_dtype is \"bfloat16\"; only \"float32\""],
+        );
+        assert_mentions(
+            &refuse(&set("bnb_4bit_quant_storage", json!("int8"))),
+            &["bnb_4bit_quant_storage is \"int8\""],
+        );
+        assert_mentions(
+            &refuse(&set("bnb_4bit_use_double_quant", json!("yes"))),
+            &["bnb_4bit_use_double_quant is \"yes\", not true or false"],
+        );
+        assert_mentions(
+            &refuse(&|o| drop(o.remove("bnb_4bit_use_double_quant"))),
+            &["bnb_4bit_use_double_quant is missing"],
+        );
+        assert_mentions(&refuse(&|o| drop(o.remove("quant_method"))), &["quant_method is missing"]);
+        assert_mentions(&refuse(&set("llm_int8_skip_modules", json!(3))), &["llm_int8_skip_modules is 3"]);
+        let msg = parse_quantization_config(&json!([1])).unwrap_err().to_string();
+        assert_eq!(msg, "config.json: quantization_config is [1], not an object");
+    }
+}
