@@ -23,7 +23,7 @@ pub use lm_config::{parse_lm_config, write_lm_config, LM_CONFIG_FILE};
 pub use lm_file::{export_lm, import_lm, lm_tensors};
 pub use model_file::{export_model, import_model, MODEL_FILE};
 pub use nf4_file::{nf4_keys, quant_state_json, read_nf4_safetensors, write_nf4_safetensors, Nf4Tensors};
-pub use quant_config::{parse_quantization_config, quantization_config};
+pub use quant_config::{parse_quantization_config, parse_quantization_config_json, quantization_config};
 pub use tensors::{
     expect_tensors, read_safetensors, read_tensors, write_safetensors, write_tensors, AnyTensor, Data, Tensor, Values,
 };

@@ -44,6 +44,13 @@ pub fn parse_quantization_config(value: &Value) -> Result<bool> {
     read(obj).map_err(bad)
 }
 
+/// [`parse_quantization_config`] of JSON text (the object alone, as a test or a fuzzer holds it).
+pub fn parse_quantization_config_json(text: &str) -> Result<bool> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| LabError::file(LM_CONFIG_FILE, format!("quantization_config is not valid JSON: {e}")))?;
+    parse_quantization_config(&value)
+}
+
 fn read(obj: &Map<String, Value>) -> std::result::Result<bool, String> {
     let text = |k: &str, want: &str, required: bool| -> std::result::Result<(), String> {
         match obj.get(k) {
