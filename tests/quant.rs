@@ -459,8 +459,11 @@ mod fixture {
             .collect()
     }
 
+    /// (key, shape, values) of an F32 tensor.
+    pub type Owned = (String, Vec<usize>, Vec<f32>);
+
     /// The three Linears quantised here, and their biases.
-    pub fn quantized() -> (Vec<QuantizedWeight>, Vec<(String, Vec<usize>, Vec<f32>)>) {
+    pub fn quantized() -> (Vec<QuantizedWeight>, Vec<Owned>) {
         let mut out = Vec::new();
         let mut biases = Vec::new();
         for (name, rows, cols, double_quant, seed) in LAYERS {
@@ -476,7 +479,7 @@ mod fixture {
         (out, biases)
     }
 
-    pub fn export(weights: &[QuantizedWeight], biases: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+    pub fn export(weights: &[QuantizedWeight], biases: &[Owned]) -> Vec<u8> {
         let q: Vec<(&str, &QuantizedWeight)> = LAYERS.iter().map(|l| l.0).zip(weights).collect();
         let b: Vec<(String, Vec<usize>, &[f32])> =
             biases.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
