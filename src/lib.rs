@@ -14,6 +14,7 @@ pub mod lab;
 pub mod lm;
 pub mod lora;
 pub mod nn;
+pub mod quant;
 pub mod rng;
 pub mod svd;
 pub mod text;

@@ -27,7 +27,7 @@ enum Expect {
 }
 use Expect::{Err as Rejected, Ok as Accepted};
 
-const TARGETS: [&str; 4] = ["idx", "safetensors", "adapter", "lm_model"];
+const TARGETS: [&str; 5] = ["idx", "safetensors", "adapter", "lm_model", "nf4"];
 
 fn dir(kind: &str, target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz").join(kind).join(target)
@@ -50,6 +50,7 @@ fn run(target: &str, bytes: &[u8]) -> Result<String> {
         "safetensors" => harness::safetensors(bytes).map(|n| format!("{n} tensors")),
         "adapter" => harness::adapter(bytes).map(|s| format!("adapter with {} parameters", s.trainable_params)),
         "lm_model" => harness::lm_model(bytes).map(|n| format!("language model with {n} parameters")),
+        "nf4" => harness::nf4(bytes),
         _ => unreachable!(),
     }
 }
@@ -151,6 +152,45 @@ const SEEDS: &[(&str, &str, Expect)] = &[
     ),
     ("lm_model", "bad-truncated", Rejected(&["model.safetensors:", "out of range"])),
     ("lm_model", "bad-f16", Rejected(&["model.safetensors: tensor lm_head.weight has dtype F16; only F32"])),
+    ("nf4", "ok-plain", Accepted),
+    ("nf4", "ok-double-quant", Accepted),
+    ("nf4", "ok-no-config", Accepted),
+    ("nf4", "ok-qlora-md-config", Accepted),
+    ("nf4", "bad-config-not-json", Rejected(&["config.json: quantization_config is not valid JSON"])),
+    ("nf4", "bad-config-fp4", Rejected(&["config.json: quantization_config.bnb_4bit_quant_type is \"fp4\""])),
+    ("nf4", "bad-config-8bit", Rejected(&["config.json: quantization_config.load_in_8bit is true"])),
+    (
+        "nf4",
+        "bad-packed-size",
+        Rejected(&["model.safetensors: layers.1.weight has shape [34, 1]; the packed NF4 codes", "are [35, 1]"]),
+    ),
+    (
+        "nf4",
+        "bad-quant-type",
+        Rejected(&["layers.1.weight.quant_state.bitsandbytes__nf4: quant_type is \"fp4\"; only \"nf4\""]),
+    ),
+    ("nf4", "bad-fp4-state", Rejected(&["bitsandbytes__fp4: quant type \"fp4\" is not supported"])),
+    ("nf4", "bad-blocksize", Rejected(&["bitsandbytes__nf4: blocksize is 128; only 64"])),
+    (
+        "nf4",
+        "bad-json",
+        Rejected(&["model.safetensors: layers.3.weight.quant_state.bitsandbytes__nf4: not valid JSON"]),
+    ),
+    ("nf4", "bad-shape", Rejected(&["shape is [23,3], but the Linear is 3 × 23 (out × in)"])),
+    ("nf4", "bad-missing-quant-map", Rejected(&["model.safetensors: missing layers.3.weight.quant_map"])),
+    (
+        "nf4",
+        "bad-u8-absmax-without-nested",
+        Rejected(&["layers.1.weight.absmax is U8 (double quantisation) but layers.1.weight.nested_absmax"]),
+    ),
+    ("nf4", "bad-quant-map", Rejected(&["layers.1.weight.quant_map: value 15 is 0.5, NF4's is 1"])),
+    ("nf4", "bad-unquantised", Rejected(&["layers.3.weight is F32 [4, 48]: this Linear is not quantised"])),
+    (
+        "nf4",
+        "bad-f16",
+        Rejected(&["model.safetensors: tensor x has dtype F16; a 4-bit (NF4) file holds only F32 and U8"]),
+    ),
+    ("nf4", "bad-truncated", Rejected(&["model.safetensors:", "out of range"])),
 ];
 
 /// Every input a fuzzer crashed on (minimised), with the error it must now give.
@@ -307,6 +347,127 @@ fn lm_seeds(add: &mut dyn FnMut(&'static str, &'static str, Vec<u8>)) {
     add("lm_model", "bad-f16", input(&config, &f16));
 }
 
+/// The `nf4` seeds: the harness's two Linears quantised (with biases), and edits of the file.
+fn nf4_seeds(add: &mut dyn FnMut(&'static str, &'static str, Vec<u8>)) {
+    use lora_lab::io::{read_tensors, write_tensors, AnyTensor, Data, Values};
+    use lora_lab::quant::QuantizedWeight;
+    let file = |double_quant: bool| {
+        let weights: Vec<(String, QuantizedWeight, Vec<f32>)> = harness::NF4_LINEARS
+            .iter()
+            .map(|&(name, i, o)| {
+                let w: Vec<f32> =
+                    (0..i * o).map(|k| ((k * 37 % 101) as f32 - 50.0) / (16.0 + (k / 64) as f32)).collect();
+                let bias: Vec<f32> = (0..o).map(|k| k as f32 / 8.0).collect();
+                (name.to_string(), QuantizedWeight::quantize(&w, o, i, double_quant).unwrap(), bias)
+            })
+            .collect();
+        let q: Vec<(&str, &QuantizedWeight)> = weights.iter().map(|(n, w, _)| (n.as_str(), w)).collect();
+        let b: Vec<(String, Vec<usize>, &[f32])> =
+            weights.iter().map(|(n, _, b)| (format!("{n}.bias"), vec![b.len()], &b[..])).collect();
+        io::write_nf4_safetensors(&q, &b).unwrap()
+    };
+    let (plain, double) = (file(false), file(true));
+    let config = |dq: bool| serde_json::to_string_pretty(&io::quantization_config(dq)).unwrap();
+    let input = |config: &str, weights: &[u8]| harness::nf4_input(config.as_bytes(), weights);
+    add("nf4", "ok-plain", input(&config(false), &plain));
+    add("nf4", "ok-double-quant", input(&config(true), &double));
+    add("nf4", "ok-no-config", input("", &plain));
+    let short = json!({"quant_method": "bitsandbytes", "load_in_4bit": true, "load_in_8bit": false,
+        "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": false, "bnb_4bit_compute_dtype": "float32",
+        "bnb_4bit_quant_storage": "uint8"});
+    add("nf4", "ok-qlora-md-config", input(&short.to_string(), &plain));
+    add("nf4", "bad-config-not-json", input("{\"quant_method\": ", &plain));
+    let edit_config = |k: &str, v: Value| {
+        let mut c = io::quantization_config(false);
+        c[k] = v;
+        c.to_string()
+    };
+    add("nf4", "bad-config-fp4", input(&edit_config("bnb_4bit_quant_type", json!("fp4")), &plain));
+    add("nf4", "bad-config-8bit", input(&edit_config("load_in_8bit", json!(true)), &plain));
+
+    let map = read_tensors(&plain, io::MODEL_FILE).unwrap();
+    let rewrite = |f: &dyn Fn(&mut BTreeMap<String, AnyTensor>)| {
+        let mut m = map.clone();
+        f(&mut m);
+        let tensors: Vec<(String, Vec<usize>, Values)> = m
+            .iter()
+            .map(|(k, t)| {
+                let v = match &t.data {
+                    Data::F32(d) => Values::F32(d),
+                    Data::U8(d) => Values::U8(d),
+                };
+                (k.clone(), t.shape.clone(), v)
+            })
+            .collect();
+        let bytes = write_tensors(&tensors, Some(HashMap::from([("format".to_string(), "pt".to_string())]))).unwrap();
+        harness::nf4_input(b"", &bytes)
+    };
+    let u8s = |b: Vec<u8>| AnyTensor { shape: vec![b.len()], data: Data::U8(b) };
+    let state1 = "layers.1.weight.quant_state.bitsandbytes__nf4";
+    let state3 = "layers.3.weight.quant_state.bitsandbytes__nf4";
+    let json_of = |m: &BTreeMap<String, AnyTensor>, k: &str| -> Value {
+        let Data::U8(b) = &m[k].data else { unreachable!() };
+        serde_json::from_slice(b).unwrap()
+    };
+    let set_json = |m: &mut BTreeMap<String, AnyTensor>, k: &str, key: &str, v: Value| {
+        let mut j = json_of(m, k);
+        j[key] = v;
+        m.insert(k.to_string(), u8s(j.to_string().into_bytes()));
+    };
+    add(
+        "nf4",
+        "bad-packed-size",
+        rewrite(&|m| {
+            let t = m.get_mut("layers.1.weight").unwrap();
+            t.shape = vec![34, 1];
+            let Data::U8(d) = &mut t.data else { unreachable!() };
+            d.pop();
+        }),
+    );
+    add("nf4", "bad-quant-type", rewrite(&|m| set_json(m, state1, "quant_type", json!("fp4"))));
+    add(
+        "nf4",
+        "bad-fp4-state",
+        rewrite(&|m| {
+            let t = m.remove(state1).unwrap();
+            m.insert("layers.1.weight.quant_state.bitsandbytes__fp4".into(), t);
+        }),
+    );
+    add("nf4", "bad-blocksize", rewrite(&|m| set_json(m, state1, "blocksize", json!(128))));
+    add("nf4", "bad-json", rewrite(&|m| drop(m.insert(state3.into(), u8s(b"{\"quant_type\": \"nf4\", ".to_vec())))));
+    add("nf4", "bad-shape", rewrite(&|m| set_json(m, state1, "shape", json!([23, 3]))));
+    add("nf4", "bad-missing-quant-map", rewrite(&|m| drop(m.remove("layers.3.weight.quant_map"))));
+    add(
+        "nf4",
+        "bad-u8-absmax-without-nested",
+        rewrite(&|m| {
+            m.insert("layers.1.weight.absmax".into(), u8s(vec![3, 4]));
+            set_json(m, state1, "nested_blocksize", json!(256));
+            set_json(m, state1, "nested_dtype", json!("float32"));
+            set_json(m, state1, "nested_offset", json!(0.25));
+        }),
+    );
+    add(
+        "nf4",
+        "bad-quant-map",
+        rewrite(&|m| {
+            let mut q = lora_lab::quant::NF4.to_vec();
+            q[15] = 0.5;
+            m.insert("layers.1.weight.quant_map".into(), AnyTensor { shape: vec![16], data: Data::F32(q) });
+        }),
+    );
+    add(
+        "nf4",
+        "bad-unquantised",
+        rewrite(&|m| {
+            m.insert("layers.3.weight".into(), AnyTensor { shape: vec![4, 48], data: Data::F32(vec![0.5; 192]) });
+        }),
+    );
+    let f16 = raw_safetensors(r#"{"x":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}"#, &[0; 4]);
+    add("nf4", "bad-f16", harness::nf4_input(b"", &f16));
+    add("nf4", "bad-truncated", harness::nf4_input(b"", &plain[..plain.len() - 3]));
+}
+
 fn seed_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut out = Vec::new();
     let mut add = |target, name, bytes| out.push((target, name, bytes));
@@ -419,6 +580,7 @@ fn seed_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     add("adapter", "bad-non-finite", harness::adapter_input(peft.to_string().as_bytes(), &inf, false));
     add("adapter", "bad-missing-bias", article_input(&edit(&|v| v["bias"] = json!("all")), &article));
     lm_seeds(&mut add);
+    nf4_seeds(&mut add);
     out
 }
 

@@ -24,9 +24,25 @@ pub(crate) struct Entry {
 /// Size of the header-length prefix.
 const N_LEN: usize = 8;
 
-/// Checks everything about the file's layout that the crate would otherwise report vaguely.
-/// Errors are reasons without the file name (the caller adds it).
+/// The dtypes a reader accepts, with their sizes, and what to say of any other.
+pub(crate) struct Dtypes {
+    pub allowed: &'static [(&'static str, usize)],
+    /// Follows "tensor X has dtype Y; ".
+    pub refusal: &'static str,
+}
+
+/// What every reader but the 4-bit one takes.
+pub(crate) const F32_ONLY: Dtypes =
+    Dtypes { allowed: &[("F32", 4)], refusal: "only F32 is supported (convert it with tensor.float() before saving)" };
+
+/// Checks everything about the file's layout that the crate would otherwise report vaguely, for F32
+/// tensors only. Errors are reasons without the file name (the caller adds it).
 pub(crate) fn check(bytes: &[u8]) -> Result<Vec<Entry>, String> {
+    check_with(bytes, &F32_ONLY)
+}
+
+/// [`check`], for tensors of any of `dtypes`.
+pub(crate) fn check_with(bytes: &[u8], dtypes: &Dtypes) -> Result<Vec<Entry>, String> {
     if bytes.len() < N_LEN {
         return Err(format!(
             "file is {} bytes, too short for a safetensors file (it must start with an 8-byte header length)",
@@ -59,7 +75,7 @@ pub(crate) fn check(bytes: &[u8]) -> Result<Vec<Entry>, String> {
             continue;
         }
         let entry = parse_entry(name, value)?;
-        check_entry(&entry, data_len)?;
+        check_entry(&entry, data_len, dtypes)?;
         entries.push(entry);
     }
     check_tiling(&mut entries, data_len)?;
@@ -90,15 +106,12 @@ fn usizes(value: &Value) -> Option<Vec<usize>> {
     value.as_array()?.iter().map(|v| v.as_u64().and_then(|x| usize::try_from(x).ok())).collect()
 }
 
-/// Per tensor: F32 only, offsets in order and inside the data, byte count matching the shape.
-fn check_entry(e: &Entry, data_len: usize) -> Result<(), String> {
+/// Per tensor: an allowed dtype, offsets in order and inside the data, byte count matching the shape.
+fn check_entry(e: &Entry, data_len: usize, dtypes: &Dtypes) -> Result<(), String> {
     let name = &e.name;
-    if e.dtype != "F32" {
-        return Err(format!(
-            "tensor {name} has dtype {}; only F32 is supported (convert it with tensor.float() before saving)",
-            e.dtype
-        ));
-    }
+    let Some(&(_, size)) = dtypes.allowed.iter().find(|(d, _)| *d == e.dtype) else {
+        return Err(format!("tensor {name} has dtype {}; {}", e.dtype, dtypes.refusal));
+    };
     if e.end < e.begin {
         return Err(format!("tensor {name}: data_offsets [{}, {}] end before they begin", e.begin, e.end));
     }
@@ -112,13 +125,13 @@ fn check_entry(e: &Entry, data_len: usize) -> Result<(), String> {
     let needed = e
         .shape
         .iter()
-        .try_fold(4usize, |acc, &d| acc.checked_mul(d))
+        .try_fold(size, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| format!("tensor {name}: shape {:?} is too large", e.shape))?;
     let held = e.end - e.begin;
     if needed != held {
         return Err(format!(
-            "tensor {name}: shape {:?} needs {needed} bytes of F32 but data_offsets [{}, {}] hold {held}",
-            e.shape, e.begin, e.end
+            "tensor {name}: shape {:?} needs {needed} bytes of {} but data_offsets [{}, {}] hold {held}",
+            e.shape, e.dtype, e.begin, e.end
         ));
     }
     Ok(())

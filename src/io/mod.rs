@@ -1,5 +1,6 @@
-//! Files a person can download and load again: safetensors weights (the base models and PEFT
-//! adapters), PEFT's `adapter_config.json` and the language model's `config.json`. Bytes in, checked
+//! Files a person can download and load again: safetensors weights (the base models, in f32 or with
+//! 4-bit NF4 Linears in bitsandbytes' layout, and PEFT adapters), PEFT's `adapter_config.json` and the
+//! language model's `config.json` (with its `quantization_config` for a 4-bit base). Bytes in, checked
 //! values out; nothing here trains.
 //!
 //! File names, as `save_pretrained` writes them: [`MODEL_FILE`] (`model.safetensors`, the weights of
@@ -12,6 +13,8 @@ mod header;
 pub mod lm_config;
 pub mod lm_file;
 pub mod model_file;
+pub mod nf4_file;
+pub mod quant_config;
 pub mod tensors;
 
 pub use adapter_config::{from_peft, parse_adapter_config, peft_alpha, AdapterConfig};
@@ -19,4 +22,8 @@ pub use adapter_file::{export_adapter, import_adapter, AdapterFiles, ADAPTER_FIL
 pub use lm_config::{parse_lm_config, write_lm_config, LM_CONFIG_FILE};
 pub use lm_file::{export_lm, import_lm, lm_tensors};
 pub use model_file::{export_model, import_model, MODEL_FILE};
-pub use tensors::{expect_tensors, read_safetensors, write_safetensors, Tensor};
+pub use nf4_file::{nf4_keys, quant_state_json, read_nf4_safetensors, write_nf4_safetensors, Nf4Tensors};
+pub use quant_config::{parse_quantization_config, parse_quantization_config_json, quantization_config};
+pub use tensors::{
+    expect_tensors, read_safetensors, read_tensors, write_safetensors, write_tensors, AnyTensor, Data, Tensor, Values,
+};

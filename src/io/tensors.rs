@@ -1,6 +1,7 @@
 //! safetensors in and out: `model.safetensors` (the base MLP) and `adapter_model.safetensors`
 //! (PEFT's adapter file). Always F32, little-endian, row-major, which is what PyTorch's
-//! `load_state_dict` and PEFT read for an f32 model.
+//! `load_state_dict` and PEFT read for an f32 model; a 4-bit base (`nf4_file.rs`) adds U8 tensors,
+//! read and written by [`read_tensors`] and [`write_tensors`].
 //!
 //! Reading goes through the `safetensors` crate, after our own header check (`header.rs`) has
 //! turned every way a file can be malformed into a message that names the tensor and the numbers.
@@ -20,10 +21,50 @@ pub struct Tensor {
     pub data: Vec<f32>,
 }
 
+/// A tensor's values as read, in one of the two dtypes this lab reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    F32(Vec<f32>),
+    U8(Vec<u8>),
+}
+
+/// A tensor's values to write.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Values<'a> {
+    F32(&'a [f32]),
+    U8(&'a [u8]),
+}
+
+impl Values<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Values::F32(v) => v.len(),
+            Values::U8(v) => v.len(),
+        }
+    }
+}
+
+/// One tensor read from a file with [`read_tensors`]: its shape and its values, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnyTensor {
+    pub shape: Vec<usize>,
+    pub data: Data,
+}
+
 /// Serialises `(name, shape, values)` triples as an F32 safetensors file. `metadata` becomes the
 /// header's `__metadata__` (PyTorch writes `{"format": "pt"}`).
 pub fn write_safetensors(
     tensors: &[(String, Vec<usize>, &[f32])],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
+    let tensors: Vec<(String, Vec<usize>, Values)> =
+        tensors.iter().map(|(n, s, d)| (n.clone(), s.clone(), Values::F32(d))).collect();
+    write_tensors(&tensors, metadata)
+}
+
+/// [`write_safetensors`] for F32 and U8 tensors.
+pub fn write_tensors(
+    tensors: &[(String, Vec<usize>, Values)],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<Vec<u8>> {
     let mut seen = HashSet::new();
@@ -43,11 +84,20 @@ pub fn write_safetensors(
         }
     }
     // The crate borrows the bytes, so they must outlive the views.
-    let bytes: Vec<Vec<u8>> =
-        tensors.iter().map(|(_, _, data)| data.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, data)| match data {
+            Values::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Values::U8(v) => v.to_vec(),
+        })
+        .collect();
     let mut views = Vec::with_capacity(tensors.len());
-    for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
-        let view = TensorView::new(Dtype::F32, shape.clone(), b).map_err(|e| LabError::setting(name, e.to_string()))?;
+    for ((name, shape, data), b) in tensors.iter().zip(&bytes) {
+        let dtype = match data {
+            Values::F32(_) => Dtype::F32,
+            Values::U8(_) => Dtype::U8,
+        };
+        let view = TensorView::new(dtype, shape.clone(), b).map_err(|e| LabError::setting(name, e.to_string()))?;
         views.push((name.clone(), view));
     }
     safetensors::serialize(views, metadata).map_err(|e| LabError::setting("safetensors export", e.to_string()))
@@ -68,6 +118,29 @@ pub fn read_safetensors(bytes: &[u8], file: &str) -> Result<BTreeMap<String, Ten
         }
         let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         out.insert(name.to_string(), Tensor { shape: view.shape().to_vec(), data });
+    }
+    Ok(out)
+}
+
+/// Parses a safetensors file of F32 and U8 tensors (a 4-bit base: packed codes, quant states); any
+/// other dtype is refused, naming the tensor.
+pub fn read_tensors(bytes: &[u8], file: &str) -> Result<BTreeMap<String, AnyTensor>> {
+    const F32_U8: header::Dtypes = header::Dtypes {
+        allowed: &[("F32", 4), ("U8", 1)],
+        refusal: "a 4-bit (NF4) file holds only F32 and U8 tensors (convert the others with tensor.float())",
+    };
+    header::check_with(bytes, &F32_U8).map_err(|reason| LabError::file(file, reason))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| LabError::file(file, crate_reason(e)))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in st.iter() {
+        let data = match view.dtype() {
+            Dtype::F32 => {
+                Data::F32(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            }
+            Dtype::U8 => Data::U8(view.data().to_vec()),
+            other => return Err(LabError::file(file, format!("tensor {name} has dtype {other:?}"))),
+        };
+        out.insert(name.to_string(), AnyTensor { shape: view.shape().to_vec(), data });
     }
     Ok(out)
 }

@@ -14,6 +14,8 @@
 //!   as the PiSSA `base_model` file.
 //! - `lm_model`: bytes 0–1 little-endian = k, the length of the `config.json` part (UTF-8, lossily);
 //!   the rest is the language model's `model.safetensors`.
+//! - `nf4`: the same split; the first part is a `quantization_config` object (skipped when empty),
+//!   the rest a 4-bit `model.safetensors` holding [`NF4_LINEARS`] quantised.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -22,6 +24,7 @@ use lora_lab::data::{parse_images, parse_labels, Dataset, PIXELS, SIDE};
 use lora_lab::io::{self, read_safetensors, write_safetensors, Tensor};
 use lora_lab::lab::{AdapterSummary, Lab};
 use lora_lab::lm::Llama;
+use lora_lab::lora::Module;
 use lora_lab::nn::{Mlp, LAYER_NAMES, LAYER_SHAPES};
 use lora_lab::rng::{Rng, Stream};
 use lora_lab::{LabError, Result};
@@ -337,4 +340,82 @@ pub fn lm_model(data: &[u8]) -> Result<usize> {
     assert_eq!(json2, json, "config.json changed on a second round trip");
     assert!(bytes2 == bytes, "model.safetensors changed on a second round trip");
     Ok(model.num_params())
+}
+
+// ---------- nf4 ----------
+
+/// The quantised Linears every `nf4` input is read for: (name, in_features, out_features). Small, so
+/// that a whole file fits the fuzzer's inputs; 69 values (a short block, an odd count) and 192.
+pub const NF4_LINEARS: [(&str, usize, usize); 2] = [("layers.1", 23, 3), ("layers.3", 48, 4)];
+
+pub fn nf4_modules() -> Vec<Module> {
+    NF4_LINEARS
+        .iter()
+        .map(|&(n, i, o)| Module { name: n.to_string(), in_features: i, out_features: o, has_bias: true })
+        .collect()
+}
+
+/// An `nf4` input from its parts (the same layout as `lm_model`'s).
+pub fn nf4_input(quantization_config: &[u8], safetensors: &[u8]) -> Vec<u8> {
+    lm_model_input(quantization_config, safetensors)
+}
+
+/// The `nf4` target. The first part, when not empty, is a `quantization_config` object (JSON) for
+/// `parse_quantization_config`; the rest is a 4-bit `model.safetensors` read with
+/// `read_nf4_safetensors` for [`NF4_LINEARS`]. Errors name `config.json` or `model.safetensors`. On
+/// success: the weights have the Linears' shapes and dequantise to finite values; the export of what was
+/// read holds the input's tensors bit for bit (all but the quant-state JSON, whose spacing may differ),
+/// imports again to the same weights, and a second export gives the same bytes.
+pub fn nf4(data: &[u8]) -> Result<String> {
+    let (config, weights) = split_lm_model_input(data);
+    if !config.is_empty() {
+        let parsed = io::parse_quantization_config_json(&config);
+        check_file_error(&parsed, io::LM_CONFIG_FILE);
+        let dq = parsed?;
+        let again = io::parse_quantization_config(&io::quantization_config(dq)).expect("our own config parses");
+        assert_eq!(again, dq, "quantization_config round trip changed use_double_quant");
+    }
+    let modules = nf4_modules();
+    let read = io::read_nf4_safetensors(weights, io::MODEL_FILE, &modules);
+    check_file_error(&read, io::MODEL_FILE);
+    let file = read?;
+    assert_eq!(file.quantized.len(), modules.len());
+    for m in &modules {
+        let w = &file.quantized[&m.name];
+        assert_eq!((w.rows(), w.cols()), (m.out_features, m.in_features), "{}: shape", m.name);
+        assert_eq!(w.packed().len(), w.len().div_ceil(2));
+        assert_eq!(w.scales().len(), w.blocks());
+        assert!(w.dequantize().iter().all(|v| v.is_finite()), "{}: a non-finite dequantised value", m.name);
+    }
+    assert!(file
+        .tensors
+        .values()
+        .all(|t| Some(t.data.len()) == t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))));
+
+    // Export what was read: the same tensors, bit for bit.
+    let export = |f: &io::Nf4Tensors| {
+        let q: Vec<(&str, &lora_lab::quant::QuantizedWeight)> =
+            f.quantized.iter().map(|(n, w)| (n.as_str(), w)).collect();
+        let t: Vec<(String, Vec<usize>, &[f32])> =
+            f.tensors.iter().map(|(n, t)| (n.clone(), t.shape.clone(), t.data.as_slice())).collect();
+        io::write_nf4_safetensors(&q, &t).expect("what was read can be written")
+    };
+    let bytes = export(&file);
+    let input = io::read_tensors(weights, io::MODEL_FILE).expect("the input was accepted");
+    let output = io::read_tensors(&bytes, io::MODEL_FILE).expect("our export reads back");
+    assert_eq!(input.keys().collect::<Vec<_>>(), output.keys().collect::<Vec<_>>(), "export changed the key set");
+    for (k, t) in &input {
+        if k.ends_with(io::nf4_file::QUANT_STATE) {
+            continue;
+        }
+        let same = match (&t.data, &output[k].data) {
+            (io::Data::F32(a), io::Data::F32(b)) => a.iter().map(|v| v.to_bits()).eq(b.iter().map(|v| v.to_bits())),
+            (a, b) => a == b,
+        };
+        assert!(same && t.shape == output[k].shape, "{k}: changed on export");
+    }
+    let again = io::read_nf4_safetensors(&bytes, io::MODEL_FILE, &modules).expect("our export imports again");
+    assert_eq!(again.quantized, file.quantized, "weights changed on a round trip");
+    assert!(export(&again) == bytes, "model.safetensors changed on a second round trip");
+    Ok(format!("{} quantised Linears and {} other tensors", file.quantized.len(), file.tensors.len()))
 }
