@@ -28,6 +28,7 @@ pub fn gemm(shape: &str, layout: &str, reps: u32) -> Result<f64> {
     for _ in 0..reps {
         match layout {
             "forward" => kernels::linear_forward(&x, &w, None, &mut out[..m * n], m, k, n, false),
+            "forward_dot" => kernels::gemm_xwt(&x, &w, None, &mut out[..m * n], m, k, n, false),
             "input_grad" => kernels::linear_input_grad(&dy, &w, &mut out[..m * k], m, k, n),
             "weight_grad" => {
                 kernels::linear_weight_grad(&dy, &x, &mut out[..n * k], m, k, n, false);

@@ -64,7 +64,7 @@ async function main() {
     results.lm_gemm_gflops = {};
     results.lm_gemm_of_peak = {};
     for (const shape of ['lm_attn', 'lm_up', 'lm_down', 'lm_head']) {
-      for (const layout of ['forward', 'input_grad', 'weight_grad']) {
+      for (const layout of ['forward', 'forward_dot', 'input_grad', 'weight_grad']) {
         const r = await bench({ kind: 'gemm', shape, layout, reps: 4 });
         results.lm_gemm_gflops[`${shape}.${layout}`] = r.gflops;
         results.lm_gemm_of_peak[`${shape}.${layout}`] = r.ofPeak;
