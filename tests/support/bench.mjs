@@ -185,9 +185,13 @@ const rows = [
 const w = Math.max(...rows.map((r) => r[0].length));
 const table = [`| ${'measure'.padEnd(w)} | value |`, `|${'-'.repeat(w + 2)}|-------|`, ...rows.map(([k, v]) => `| ${k.padEnd(w)} | ${v} |`)].join('\n');
 const heading = `${results.date.slice(0, 10)} — ${results.machine} — headless ${results.browser.match(/Chrome\/[\d.]+/)?.[0] ?? 'Chromium'} — medians of ${rounds} interleaved rounds`;
-console.log(`\nLoRA Lab benchmarks — ${heading}\n\n${table}\n\nwritten to bench/results.json and BENCHMARKS.md`);
+// A partial run (--only) prints its table and writes results.json, but leaves BENCHMARKS.md alone: its
+// table would replace the full one with n/a rows.
+const partial = only !== null;
+console.log(`\nLoRA Lab benchmarks — ${heading}\n\n${table}\n\nwritten to bench/results.json${partial ? ' (--only: BENCHMARKS.md left as it is)' : ' and BENCHMARKS.md'}`);
 // The hand-written profile below the table (from "## Where the time goes" on) is kept as it is.
 const mdFile = new URL('BENCHMARKS.md', ROOT);
+if (partial) process.exit(0);
 let kept = '';
 try {
   const old = readFileSync(mdFile, 'utf8');
