@@ -74,7 +74,7 @@ impl Lab {
         let (info, saved) = self.lm.checkpoints.find(id)?;
         match saved {
             Saved::Adapter(a) => {
-                let mut files = io::export_adapter(&**a, self.lm_require_base()?)?;
+                let mut files = io::export_adapter(a, self.lm_require_base()?)?;
                 files.config.task_type = Some("CAUSAL_LM".into());
                 files.config.base_model_name_or_path = Some(BASE_FOLDER.into());
                 Ok((info.clone(), files.config.to_json_pretty(), files.safetensors))
