@@ -93,6 +93,37 @@ fn an_evaluation_forward_gives_the_training_forwards_logits_bit_for_bit() {
     assert_eq!(bits(&eval.logits), bits(&train.logits));
 }
 
+#[test]
+fn a_batch_in_parts_gives_the_whole_batchs_loss_and_gradients() {
+    // 5 sequences of 16, some padded, as one batch and as parts of 2 + 2 + 1 whose gradients add up.
+    let model = Llama::new(fixture_config(), 3);
+    let (b, t, pad) = (5, 16, model.cfg.pad);
+    let mut r = Rng::new(5, Stream::Replay);
+    let mut ids: Vec<u16> = (0..b * t).map(|_| r.below(256) as u16).collect();
+    ids[t - 3..t].fill(pad);
+    ids[3 * t + 9..4 * t].fill(pad);
+    let mut acts = LmActivations::default();
+    model.forward(&ids, b, t, &mut acts, None).unwrap();
+    let (whole_loss, dlogits) = loss_and_grad(&model, &acts);
+    let mut whole = LmGrads::zeros(&model);
+    model.backward(&acts, &dlogits, &mut whole, true, None);
+
+    let denom = loss::targets(&ids, t, pad).iter().flatten().count();
+    let (mut parts, mut sum) = (LmGrads::zeros(&model), 0.0f64);
+    for (i, rows) in [0..2, 2..4, 4..5].into_iter().enumerate() {
+        let part = &ids[rows.start * t..rows.end * t];
+        model.forward(part, rows.len(), t, &mut acts, None).unwrap();
+        let mut d = vec![0.0; acts.logits.len()];
+        sum += loss::cross_entropy_part(&acts.logits, model.cfg.vocab, &loss::targets(part, t, pad), &mut d, denom);
+        model.backward_into(&acts, &d, &mut parts, true, i > 0, None);
+    }
+    assert!(((sum / denom as f64) as f32 - whole_loss).abs() < 1e-6, "loss {} vs {whole_loss}", sum / denom as f64);
+    let names: Vec<String> = model.params().into_iter().map(|(n, _)| n).collect();
+    for ((name, a), w) in names.iter().zip(parts.tensors_mut(&model)).zip(whole.tensors_mut(&model)) {
+        assert_close(&format!("grad of {name} in parts"), a, w, 1e-5);
+    }
+}
+
 /// The fixture's adapters, as PEFT saved them, read by the lab's own importer.
 fn fixture_adapter(model: &Llama, folder: &str) -> Adapter {
     let st = std::fs::read(format!("{FIXTURE}/{folder}/adapter_model.safetensors")).unwrap();

@@ -63,7 +63,8 @@ impl LmGrads {
     }
 }
 
-/// The backward of module `i` (y = x·Wᵀ + delta): `dw = dyᵀ·x` when `dw` is given, `dx (+)= dy·W`
+/// The backward of module `i` (y = x·Wᵀ + delta): `dw (+)= dyᵀ·x` when `dw` is given (added when its
+/// flag says so), `dx (+)= dy·W`
 /// (added when `accumulate`) when `dx` is given, and the delta's own backward where active.
 #[allow(clippy::too_many_arguments)]
 fn project_back(
@@ -73,14 +74,14 @@ fn project_back(
     dy: &[f32],
     mut dx: Option<&mut [f32]>,
     accumulate: bool,
-    dw: Option<&mut [f32]>,
+    dw: Option<(&mut [f32], bool)>,
     n: usize,
     delta: &mut Option<&mut dyn LayerDelta>,
 ) {
     let lin = &model.linears[i];
     let (k, o) = (lin.in_features, lin.out_features);
-    if let Some(dw) = dw {
-        kernels::linear_weight_grad(dy, x, dw, n, k, o, false);
+    if let Some((dw, add)) = dw {
+        kernels::linear_weight_grad(dy, x, dw, n, k, o, add);
     }
     if let Some(dx) = dx.as_deref_mut() {
         let ep = Epilogue { accumulate, ..Epilogue::default() };
@@ -101,6 +102,20 @@ impl Llama {
         dlogits: &[f32],
         grads: &mut LmGrads,
         weights: bool,
+        delta: Option<&mut dyn LayerDelta>,
+    ) {
+        self.backward_into(acts, dlogits, grads, weights, false, delta);
+    }
+
+    /// `backward`, with the parameter gradients added to what `grads` holds when `accumulate` (a batch
+    /// computed in parts).
+    pub fn backward_into(
+        &self,
+        acts: &LmActivations,
+        dlogits: &[f32],
+        grads: &mut LmGrads,
+        weights: bool,
+        accumulate: bool,
         mut delta: Option<&mut dyn LayerDelta>,
     ) {
         assert!(acts.trainable(), "backward needs the activations of a training forward pass");
@@ -137,7 +152,7 @@ impl Llama {
             dlogits,
             need_below.then_some(&mut s.dn[..]),
             false,
-            weights.then_some(&mut g_lin[head][..]),
+            weights.then_some((&mut g_lin[head][..], accumulate)),
             n,
             &mut delta,
         );
@@ -149,7 +164,7 @@ impl Llama {
             &acts.rstd_f,
             &s.dn,
             &mut s.dx,
-            weights.then_some(&mut g_final[..]),
+            weights.then_some((&mut g_final[..], accumulate)),
         );
 
         for l in (lowest..c.layers).rev() {
@@ -164,7 +179,7 @@ impl Llama {
                 &s.dx,
                 Some(&mut s.dm),
                 false,
-                weights.then_some(&mut g_lin[m(DOWN)][..]),
+                weights.then_some((&mut g_lin[m(DOWN)][..], accumulate)),
                 n,
                 &mut delta,
             );
@@ -176,7 +191,7 @@ impl Llama {
                 &s.dg,
                 Some(&mut s.dn),
                 false,
-                weights.then_some(&mut g_lin[m(GATE)][..]),
+                weights.then_some((&mut g_lin[m(GATE)][..], accumulate)),
                 n,
                 &mut delta,
             );
@@ -187,7 +202,7 @@ impl Llama {
                 &s.du,
                 Some(&mut s.dn),
                 true,
-                weights.then_some(&mut g_lin[m(UP)][..]),
+                weights.then_some((&mut g_lin[m(UP)][..], accumulate)),
                 n,
                 &mut delta,
             );
@@ -198,7 +213,7 @@ impl Llama {
                 &la.rstd_post,
                 &s.dn,
                 &mut s.dh2,
-                weights.then_some(&mut g_post[..]),
+                weights.then_some((&mut g_post[..], accumulate)),
             );
 
             // Attention: h2 = x + o_proj(attn(rope(q(a)), rope(k(a)), v(a))), a = input_norm(x).
@@ -211,7 +226,7 @@ impl Llama {
                 &s.dh2,
                 Some(dtok_o),
                 false,
-                weights.then_some(&mut g_lin[m(O)][..]),
+                weights.then_some((&mut g_lin[m(O)][..], accumulate)),
                 n,
                 &mut delta,
             );
@@ -225,7 +240,7 @@ impl Llama {
             let below = l > lowest || weights;
             for (j, dy) in [(Q, &*dtok_o), (K, &*dtok_k), (V, &*dtok_v)] {
                 let dx = below.then_some(&mut s.dn[..]);
-                project_back(self, m(j), &la.a, dy, dx, j != Q, weights.then_some(&mut g_lin[m(j)][..]), n, &mut delta);
+                project_back(self, m(j), &la.a, dy, dx, j != Q, weights.then_some((&mut g_lin[m(j)][..], accumulate)), n, &mut delta);
             }
             s.dx.copy_from_slice(&s.dh2);
             if below {
@@ -235,13 +250,15 @@ impl Llama {
                     &la.rstd_in,
                     &s.dn,
                     &mut s.dx,
-                    weights.then_some(&mut g_in[..]),
+                    weights.then_some((&mut g_in[..], accumulate)),
                 );
             }
         }
         if weights {
             // The padding row gets no gradient, as `nn.Embedding(padding_idx=pad)` gives it none.
-            g_embed.fill(0.0);
+            if !accumulate {
+                g_embed.fill(0.0);
+            }
             for (&id, g) in acts.ids.iter().zip(s.dx.chunks_exact(h)).filter(|(&id, _)| id != c.pad) {
                 g_embed[id as usize * h..][..h].iter_mut().zip(g).for_each(|(e, g)| *e += g);
             }

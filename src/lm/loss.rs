@@ -32,12 +32,28 @@ pub fn log_probs(logits: &[f32], vocab: usize, targets: &[Option<u16>]) -> Vec<f
 /// no target has loss 0.
 pub fn cross_entropy(logits: &[f32], vocab: usize, targets: &[Option<u16>], dlogits: &mut [f32]) -> (f32, usize) {
     let count = targets.iter().flatten().count();
+    let total = cross_entropy_part(logits, vocab, targets, dlogits, count);
     if count == 0 {
-        dlogits.fill(0.0);
         return (0.0, 0);
     }
-    let inv = 1.0 / count as f32;
-    let total: f64 = logits
+    ((total / count as f64) as f32, count)
+}
+
+/// One part of a batch whose mean runs over `denom` targets in all: `dlogits` = (softmax − onehot) /
+/// denom on the rows that have a target, 0 on the others; returns the part's summed cross-entropy.
+pub fn cross_entropy_part(
+    logits: &[f32],
+    vocab: usize,
+    targets: &[Option<u16>],
+    dlogits: &mut [f32],
+    denom: usize,
+) -> f64 {
+    if denom == 0 || targets.iter().all(Option::is_none) {
+        dlogits.fill(0.0);
+        return 0.0;
+    }
+    let inv = 1.0 / denom as f32;
+    logits
         .par_chunks_exact(vocab)
         .zip(dlogits.par_chunks_exact_mut(vocab))
         .zip(targets)
@@ -54,6 +70,5 @@ pub fn cross_entropy(logits: &[f32], vocab: usize, targets: &[Option<u16>], dlog
         })
         .collect::<Vec<f64>>()
         .iter()
-        .sum();
-    ((total / count as f64) as f32, count)
+        .sum()
 }

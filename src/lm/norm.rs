@@ -20,9 +20,10 @@ pub fn forward(x: &[f32], w: &[f32], eps: f32, y: &mut [f32], rstd: &mut [f32]) 
     });
 }
 
-/// Given `dy` at the output: `dx += ∂L/∂x` and, when asked, `dw = ∂L/∂w` (overwritten).
+/// Given `dy` at the output: `dx += ∂L/∂x` and, when asked, `dw = ∂L/∂w` (overwritten, or added to
+/// it when its flag says so).
 /// With x̂ = x·r: dw = Σ_rows dy ⊙ x̂, and dx = r · (g − x̂ · mean(g ⊙ x̂)) where g = dy ⊙ w.
-pub fn backward(x: &[f32], w: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], dw: Option<&mut [f32]>) {
+pub fn backward(x: &[f32], w: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], dw: Option<(&mut [f32], bool)>) {
     let h = w.len();
     dx.par_chunks_mut(h * ROWS)
         .zip(x.par_chunks(h * ROWS))
@@ -36,7 +37,7 @@ pub fn backward(x: &[f32], w: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], 
                 }
             }
         });
-    if let Some(dw) = dw {
+    if let Some((dw, add)) = dw {
         let partials: Vec<Vec<f32>> = x
             .par_chunks(h * ROWS)
             .zip(dy.par_chunks(h * ROWS))
@@ -51,7 +52,9 @@ pub fn backward(x: &[f32], w: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], 
                 acc
             })
             .collect();
-        dw.fill(0.0);
+        if !add {
+            dw.fill(0.0);
+        }
         for p in &partials {
             dw.iter_mut().zip(p).for_each(|(d, v)| *d += v);
         }

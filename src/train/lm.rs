@@ -13,6 +13,11 @@ use crate::text::Blocks;
 /// TrainingArguments' `max_grad_norm`.
 pub const MAX_GRAD_NORM: f32 = 1.0;
 
+/// Sequences per forward and backward pass of a base step: a batch of 32 runs as two parts whose
+/// gradients add up, so the saved activations are those of 16 × 64 tokens (~40 MB, not ~85 MB). The
+/// gradient is the whole batch's mean, as TrainingArguments takes it, up to rounding.
+pub const PART: usize = 16;
+
 /// The per-batch buffers both objectives need.
 #[derive(Default)]
 struct Buffers {
@@ -22,22 +27,35 @@ struct Buffers {
 }
 
 impl Buffers {
-    /// Forward of one batch of blocks and the loss's gradient; `None` when the loss is not finite.
+    /// Forward of the blocks of `part` and its loss's gradient, for a batch whose mean runs over
+    /// `denom` targets (`None`: this part's own); → (summed loss, targets), or `None` when the loss is
+    /// not finite.
     fn forward(
         &mut self,
         model: &Llama,
         data: &Blocks,
-        batch: &[u32],
+        part: &[u32],
+        denom: Option<usize>,
         delta: Option<&mut dyn crate::nn::LayerDelta>,
-    ) -> Result<Option<f32>> {
+    ) -> Result<Option<(f64, usize)>> {
         let t = data.block_len();
-        self.ids.resize(batch.len() * t, 0);
-        data.fill(batch, &mut self.ids)?;
-        model.forward(&self.ids, batch.len(), t, &mut self.acts, delta)?;
+        self.ids.resize(part.len() * t, 0);
+        data.fill(part, &mut self.ids)?;
+        model.forward(&self.ids, part.len(), t, &mut self.acts, delta)?;
         self.dlogits.resize(self.acts.logits.len(), 0.0);
         let targets = loss::targets(&self.ids, t, model.cfg.pad);
-        let (l, _) = loss::cross_entropy(&self.acts.logits, model.cfg.vocab, &targets, &mut self.dlogits);
-        Ok(l.is_finite().then_some(l))
+        let count = targets.iter().flatten().count();
+        let sum = loss::cross_entropy_part(&self.acts.logits, model.cfg.vocab, &targets, &mut self.dlogits, denom.unwrap_or(count));
+        Ok(sum.is_finite().then_some((sum, count)))
+    }
+}
+
+/// The mean of `sum` over `count` targets (0 for none), as the loss is reported.
+fn mean(sum: f64, count: usize) -> f32 {
+    if count == 0 {
+        0.0
+    } else {
+        (sum / count as f64) as f32
     }
 }
 
@@ -67,8 +85,20 @@ pub struct LmBaseObjective<'a> {
 impl Objective<Blocks> for LmBaseObjective<'_> {
     fn train_batch(&mut self, data: &Blocks, batch: &[u32], lr: f32) -> Result<f32> {
         let s = &mut *self.state;
-        let Some(l) = s.buf.forward(self.model, data, batch, None)? else { return Ok(f32::NAN) };
-        self.model.backward(&s.buf.acts, &s.buf.dlogits, &mut s.grads, true, None);
+        let t = data.block_len();
+        // The whole batch's target count: every part's gradient is divided by it.
+        s.buf.ids.resize(batch.len() * t, 0);
+        data.fill(batch, &mut s.buf.ids)?;
+        let denom = loss::targets(&s.buf.ids, t, self.model.cfg.pad).iter().flatten().count();
+        let mut sum = 0.0f64;
+        for (i, part) in batch.chunks(PART).enumerate() {
+            let Some((part_sum, _)) = s.buf.forward(self.model, data, part, Some(denom), None)? else {
+                return Ok(f32::NAN);
+            };
+            sum += part_sum;
+            self.model.backward_into(&s.buf.acts, &s.buf.dlogits, &mut s.grads, true, i > 0, None);
+        }
+        let l = mean(sum, denom);
         let mut grads = s.grads.tensors_mut(self.model);
         if !clip_grad_norm(&mut grads, MAX_GRAD_NORM).is_finite() {
             return Ok(f32::NAN);
@@ -109,7 +139,10 @@ pub struct LmAdapterObjective<'a> {
 impl Objective<Blocks> for LmAdapterObjective<'_> {
     fn train_batch(&mut self, data: &Blocks, batch: &[u32], lr: f32) -> Result<f32> {
         let s = &mut *self.state;
-        let Some(l) = s.buf.forward(self.base, data, batch, Some(&mut *self.adapter))? else { return Ok(f32::NAN) };
+        let Some((sum, count)) = s.buf.forward(self.base, data, batch, None, Some(&mut *self.adapter))? else {
+            return Ok(f32::NAN);
+        };
+        let l = mean(sum, count);
         self.base.backward(&s.buf.acts, &s.buf.dlogits, &mut s.grads, false, Some(&mut *self.adapter));
         let (params, grads) = self.adapter.params_and_grads_mut();
         let mut grads = grads;
