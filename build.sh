@@ -5,7 +5,7 @@
 #   ./build.sh build            both wasm builds, vendor files, MNIST
 #   ./build.sh serve [--port N] [--no-isolation]
 #   ./build.sh test             native tests, browser tests, end-to-end tests
-#   ./build.sh bench            benchmarks in headless Chromium → bench/results.json
+#   ./build.sh bench            benchmarks in headless Chromium → bench/results.json (and the page's memory)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
@@ -190,6 +190,8 @@ case "$cmd" in
   build) setup; build ;;
   serve) setup; build; exec node tests/support/server.mjs "$@" ;;
   test) setup; build; test_all ;;
-  bench) setup; build; node tests/support/bench.mjs "$@" ;;
+  bench) setup; build; node tests/support/bench.mjs "$@"
+    # The page's memory with everything loaded (skipped for the MLP-only run).
+    [[ " $* " == *" --only mlp "* ]] || node tests/support/memory.mjs ;;
   *) echo "usage: ./build.sh setup|build|serve [--port N] [--no-isolation]|test|bench" >&2; exit 2 ;;
 esac

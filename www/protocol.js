@@ -32,7 +32,8 @@
 //   deleteAdapter { name }  → adapters
 //   sweep         { ranks: [..], alphas: [..], epochs, ... adapter settings }  → { rows: [{ rank, alpha,
 //                 trainableParams, acc_8_9, acc_0_7, acc_all }], cancelled }; streams SWEEP_ROW events
-//   status        {}  → { hasModel, training: 'idle'|'running'|'paused', adapters }
+//   status        {}  → { hasModel, training: 'idle'|'running'|'paused', adapters, wasmBytes }
+//                 (wasmBytes: the module's memory, which keeps its high-water mark)
 //
 // The language model (window.lab.lm; LANGUAGE_MODEL.md). Held-out losses are nats per predicted token.
 //   lmLoadData    {}  → { words, pokemon, names } line counts   fetches www/data/{english-words.json,

@@ -10,6 +10,8 @@ const SLICE_MS = 80;
 
 let wasm = null;
 let lab = null;
+/** The module's WebAssembly.Memory (shared with the pool threads in the threaded build). */
+let memory = null;
 let dataLoaded = null;
 let lmDataLoaded = null;
 const run = { state: 'idle', cancel: false, resume: null };
@@ -22,7 +24,7 @@ function requireLab() {
 async function init({ build, threads }) {
   if (wasm) throw new Error('the worker is already initialised');
   const mod = await import(build === 'threads' ? './pkg-threads/lora_lab.js' : './pkg-simd/lora_lab.js');
-  await mod.default();
+  memory = (await mod.default()).memory;
   if (build === 'threads') {
     await mod.initThreadPool(threads);
   }
@@ -385,7 +387,7 @@ function classify({ pixels }) {
 
 function status() {
   const l = requireLab();
-  return { value: { hasModel: l.hasModel(), training: run.state, adapters: l.adapters() } };
+  return { value: { hasModel: l.hasModel(), training: run.state, adapters: l.adapters(), wasmBytes: memory.buffer.byteLength } };
 }
 
 // A panic aborts the module: it cannot be used again, so tell the page.

@@ -1,0 +1,53 @@
+// ./build.sh bench (after bench.mjs): the page's memory with everything loaded, as the language-model
+// issue's target reads it — MNIST and both base models trained, the article's MLP adapter and three LM
+// adapters — by performance.measureUserAgentSpecificMemory() (the whole page: every realm, JS heaps
+// with whatever garbage V8 has not collected yet, and the wasm memory) and by the wasm memory alone
+// (it never shrinks: its size is the high-water mark). Adds `page_memory` to bench/results.json.
+//
+//   node tests/support/memory.mjs [--words 6000]
+import { readFileSync, writeFileSync } from 'node:fs';
+import { launchBrowser, openLab, waitReady } from './browser.mjs';
+
+const args = process.argv.slice(2);
+const words = Number(args.includes('--words') ? args[args.indexOf('--words') + 1] : 6000);
+const ROOT = new URL('../../', import.meta.url);
+
+const browser = await launchBrowser();
+const lab = await openLab(browser, { isolation: true });
+const { page } = lab;
+const stages = [];
+try {
+  await waitReady(page, 120_000);
+  const measure = async (stage) => {
+    const m = await page.evaluate(async () => {
+      const r = await performance.measureUserAgentSpecificMemory();
+      const status = await window.lab.status();
+      return { total: r.bytes, wasm: status.wasmBytes };
+    });
+    stages.push({ stage, page_mb: m.total / 1e6, wasm_mb: m.wasm / 1e6 });
+    console.log(`${stage.padEnd(40)} page ${(m.total / 1e6).toFixed(1)} MB, wasm memory ${(m.wasm / 1e6).toFixed(1)} MB`);
+  };
+  await measure('ready');
+  await page.evaluate(() => window.lab.trainBase({ epochs: 1 }));
+  await page.evaluate(() => window.lab.trainAdapter({}));
+  await measure('MLP base and adapter');
+  await page.evaluate((limit) => window.lab.lm.trainBase({ limit }), words);
+  for (const [preset, name, data] of [['seed', 'seed', 'pokemon'], ['new-tokens', 'new-tokens', 'pokemon'], ['seed', 'names', 'names']]) {
+    await page.evaluate((s) => window.lab.lm.trainAdapter(s), { preset, name, data, epochs: 1 });
+  }
+  await measure(`+ LM base (${words} words) and 3 adapters`);
+  if (lab.errors.length) throw new Error(lab.errors.join('; '));
+} finally {
+  await lab.close();
+  await browser.close();
+}
+const file = new URL('bench/results.json', ROOT);
+let results = {};
+try {
+  results = JSON.parse(readFileSync(file, 'utf8'));
+} catch {
+  results = {};
+}
+results.page_memory = { target_mb: 256, stages };
+writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
+console.log('added page_memory to bench/results.json');
