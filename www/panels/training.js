@@ -1,10 +1,25 @@
-// One training run's view: pause/resume/cancel, progress bar with samples/s and ETA, live loss chart,
-// accuracy per epoch. Shared by the base-model and adapter panels; each listens to its own phase.
+// One training run's view: pause/resume/cancel, progress bar with the run's rate and ETA, live loss chart,
+// a row per epoch. Shared by the MLP's base-model and adapter panels (samples/s, accuracy per epoch) and,
+// through lm-training.js, panel 6's runs (tokens/s, held-out loss); each listens to its own phase.
 import { Request } from '../protocol.js';
 import { lossChart } from '../charts.js';
 import { $, el, int, pct, duration } from '../ui.js';
 
-export function trainingView(app, root, phase, onError) {
+/** The MLP's way of showing a run; `lmTrainingView` passes the language model's. */
+const MLP = {
+  rate: (p) => (p.samplesPerSec ? `${int(p.samplesPerSec)} samples/s` : ''),
+  loss: (v) => Number(v).toFixed(4),
+  epochCells: (ev) => {
+    const a = ev.accuracy || {};
+    return [el('td', {}, `${ev.epoch}/${ev.epochs}`), el('td', {}, pct(a.acc_0_7)), el('td', {}, pct(a.acc_8_9)), el('td', {}, pct(a.acc_all))];
+  },
+  // A sweep's runs are reported in the sweep panel.
+  ignoreSweeps: true,
+  // Progress arriving while paused keeps the "Paused — " mark, and the root carries data-state.
+  markPaused: false,
+};
+
+export function trainingView(app, root, phase, onError, show = MLP) {
   const bar = $('progress', root);
   const text = $('.progress-text', root);
   const tbody = $('table.epochs tbody', root);
@@ -34,12 +49,13 @@ export function trainingView(app, root, phase, onError) {
   let lastStep = 0;
   app.on('busy', ({ phase: p, state }) => {
     setButtons(p === phase ? state : 'idle');
+    if (show.markPaused) root.dataset.state = p === phase ? state : 'idle';
     if (p === phase && state === 'paused') text.textContent = `Paused — ${text.textContent.replace(/^Paused — /, '')}`;
     if (p === phase && state === 'running') text.textContent = text.textContent.replace(/^Paused — /, '');
   });
 
   app.on('progress', (batch) => {
-    if (app.busy === 'sweep') return; // a sweep's runs are reported in the sweep panel
+    if (show.ignoreSweeps && app.busy === 'sweep') return;
     const mine = batch.filter((p) => p.phase === phase);
     if (!mine.length) return;
     const last = mine[mine.length - 1];
@@ -48,20 +64,16 @@ export function trainingView(app, root, phase, onError) {
     chart.add(mine);
     bar.max = last.steps || 1;
     bar.value = last.step;
-    text.textContent = `epoch ${last.epoch}/${last.epochs} · step ${int(last.step)}/${int(last.steps)} · `
-      + `${int(last.samplesPerSec)} samples/s · ETA ${duration(last.etaSeconds)} · `
-      + `loss ${Number(last.loss).toFixed(4)} (smoothed ${Number(last.smoothLoss).toFixed(4)})`;
+    const paused = show.markPaused && app.busy === phase && root.dataset.state === 'paused' ? 'Paused — ' : '';
+    text.textContent = `${paused}epoch ${last.epoch}/${last.epochs} · step ${int(last.step)}/${int(last.steps)} · `
+      + `${show.rate(last)} · ETA ${duration(last.etaSeconds)} · `
+      + `loss ${show.loss(last.loss)} (smoothed ${show.loss(last.smoothLoss)})`;
     root.dataset.points = String(chart.points);
   });
 
   app.on('epoch', (ev) => {
-    if (app.busy === 'sweep' || ev.phase !== phase) return;
-    const a = ev.accuracy || {};
-    tbody.append(el('tr', {},
-      el('td', {}, `${ev.epoch}/${ev.epochs}`),
-      el('td', {}, pct(a.acc_0_7)),
-      el('td', {}, pct(a.acc_8_9)),
-      el('td', {}, pct(a.acc_all))));
+    if ((show.ignoreSweeps && app.busy === 'sweep') || ev.phase !== phase) return;
+    tbody.append(el('tr', {}, ...show.epochCells(ev)));
   });
 
   return {
@@ -69,6 +81,7 @@ export function trainingView(app, root, phase, onError) {
       chart.reset();
       tbody.replaceChildren();
       bar.value = 0;
+      bar.max = 1;
       text.textContent = 'Starting…';
       root.dataset.points = '0';
       lastStep = 0;
@@ -78,7 +91,7 @@ export function trainingView(app, root, phase, onError) {
       chart.flush();
       if (!result.cancelled) bar.value = bar.max;
       text.textContent = `${result.cancelled ? 'Cancelled' : 'Done'} after ${int(result.steps ?? lastStep)} steps`
-        + ` in ${duration(result.seconds)}${result.samplesPerSec ? ` · ${int(result.samplesPerSec)} samples/s` : ''}.`;
+        + ` in ${duration(result.seconds)}${show.rate(result) ? ` · ${show.rate(result)}` : ''}.`;
     },
     fail(message) {
       text.textContent = message;
