@@ -7,6 +7,7 @@
 //! the clamped range [−87.3, 88], NaN passing through. Every value goes through the same lanes
 //! (tails padded), so a result never depends on where a value sits nor on how work is split.
 
+use super::dot::{dot, hsum};
 use super::lane::F32x4;
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -53,13 +54,6 @@ fn map_lanes(x: &mut [f32], pad: f32, mut f: impl FnMut(F32x4) -> F32x4) {
         let out = unsafe { f(F32x4::load(buf.as_ptr())) }.to_array();
         tail.copy_from_slice(&out[..tail.len()]);
     }
-}
-
-/// The four lanes of a sum, added as ((l0 + l1) + (l2 + l3)).
-#[inline(always)]
-fn hsum(v: F32x4) -> f32 {
-    let a = v.to_array();
-    (a[0] + a[1]) + (a[2] + a[3])
 }
 
 /// e^x of each value, in place.
@@ -139,17 +133,6 @@ fn sum_plain(x: &[f32]) -> f32 {
         acc = acc.add(unsafe { F32x4::load(x.as_ptr().add(i)) });
     }
     hsum(acc) + x[n4..].iter().sum::<f32>()
-}
-
-/// Σ aᵢ·bᵢ in lanes.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = F32x4::splat(0.0);
-    let n4 = a.len() / 4 * 4;
-    for i in (0..n4).step_by(4) {
-        // SAFETY: i + 4 <= n4 <= len of both (the caller checks they are equal).
-        acc = unsafe { F32x4::mul_add(F32x4::load(a.as_ptr().add(i)), F32x4::load(b.as_ptr().add(i)), acc) };
-    }
-    hsum(acc) + a[n4..].iter().zip(&b[n4..]).map(|(x, y)| x * y).sum::<f32>()
 }
 
 /// The backward of `softmax_scaled` given its output `p`: g ← p ⊙ (g − Σ g ⊙ p) · scale, in place.

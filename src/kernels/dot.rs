@@ -150,7 +150,7 @@ fn rows_only(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: usize
 
 /// Horizontal sum in the one order every output uses.
 #[inline(always)]
-fn hsum(v: F32x4) -> f32 {
+pub(super) fn hsum(v: F32x4) -> f32 {
     let a = v.to_array();
     (a[0] + a[1]) + (a[2] + a[3])
 }
@@ -195,7 +195,7 @@ unsafe fn tile(x: *const f32, w: *const f32, k: usize) -> [[f32; TC]; TR] {
 }
 
 /// One output, summed exactly as `tile` sums each of its nine.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let k = a.len().min(b.len());
     let k4 = k / 4 * 4;
     let mut acc = F32x4::splat(0.0);
