@@ -98,8 +98,8 @@ pub fn export_adapter<M: Adaptable + BaseFile + Clone>(adapter: &Adapter, base: 
                 frozen.lora_a = a0.clone();
                 frozen.lora_b = b0.clone();
                 frozen.residual = None;
-                let dw = frozen.delta_weight();
-                residual.linear_mut(l.layer).weight.iter_mut().zip(&dw).for_each(|(w, d)| *w -= d);
+                let dw: Vec<f32> = frozen.delta_weight().iter().map(|d| -d).collect();
+                residual.linear_mut(l.layer).add_to_weight(&dw)?;
             }
         }
         Some(residual.base_file()?)
@@ -160,7 +160,7 @@ pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &
     for &t in &targets {
         let key = format!("{PREFIX}{}.base_layer.weight", modules[t].name);
         if let Some(saved) = map.remove(&key) {
-            if saved.data != base.linear(t).weight {
+            if saved.data[..] != base.linear(t).dense_weight()[..] {
                 return Err(LabError::file(
                     ADAPTER_FILE,
                     format!(

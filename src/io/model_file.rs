@@ -36,11 +36,8 @@ pub fn import_model(bytes: &[u8]) -> Result<Mlp> {
             ));
         }
     }
-    let layer = |n: &str, (i, o): (usize, usize)| Linear {
-        in_features: i,
-        out_features: o,
-        weight: map[&format!("{n}.weight")].data.clone(),
-        bias: map[&format!("{n}.bias")].data.clone(),
+    let layer = |n: &str, (i, o): (usize, usize)| {
+        Linear::from_parts(i, o, map[&format!("{n}.weight")].data.clone(), map[&format!("{n}.bias")].data.clone())
     };
     Ok(Mlp { layers: [0, 1, 2].map(|k| layer(LAYER_NAMES[k], LAYER_SHAPES[k])) })
 }

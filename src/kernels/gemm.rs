@@ -7,6 +7,7 @@
 
 use super::elementwise::bias_grad;
 use super::lane::F32x4;
+use super::nf4::Nf4B;
 use rayon::prelude::*;
 
 /// Rows of A per micro-kernel tile.
@@ -14,7 +15,7 @@ pub const MR: usize = 4;
 /// Columns of B per micro-kernel tile (two lanes of four).
 pub const NR: usize = 8;
 /// Largest depth of one packed block: an `MR×kc` A panel and a `kc×NR` B panel stay in L1.
-const KC_MAX: usize = 256;
+pub(super) const KC_MAX: usize = 256;
 
 /// The depth of every k-block but the last: k split into equal blocks of at most `KC_MAX`
 /// (784 → 4 × 196, not 3 × 256 + 16), so no block is a short, overhead-heavy tail.
@@ -51,6 +52,28 @@ impl<'a> Strided<'a> {
     }
 }
 
+/// The B operand: f32 through a strided view, or a 4-bit NF4 weight dequantised panel by panel.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum BSource<'a> {
+    Dense(Strided<'a>),
+    Nf4(Nf4B<'a>),
+}
+
+impl BSource<'_> {
+    fn rows(&self) -> usize {
+        match self {
+            Self::Dense(s) => s.rows,
+            Self::Nf4(q) => q.rows(),
+        }
+    }
+    fn cols(&self) -> usize {
+        match self {
+            Self::Dense(s) => s.cols,
+            Self::Nf4(q) => q.cols(),
+        }
+    }
+}
+
 /// What happens to a tile of C after the product is summed.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Epilogue<'a> {
@@ -81,9 +104,15 @@ unsafe impl Sync for SendPtr {}
 ///
 /// Panics if the shapes disagree: callers (nn, lora) check shapes before they reach here.
 pub fn gemm(a: Strided, b: Strided, c: &mut [f32], ldc: usize, ep: Epilogue) -> bool {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(b.rows, k, "gemm: inner dimensions differ");
-    assert!(a.fits() && b.fits(), "gemm: a strided view runs past its data");
+    assert!(b.fits(), "gemm: a strided view runs past its data");
+    gemm_from(a, BSource::Dense(b), c, ldc, ep)
+}
+
+/// `gemm` with any B operand (see [`BSource`]).
+pub(super) fn gemm_from(a: Strided, b: BSource, c: &mut [f32], ldc: usize, ep: Epilogue) -> bool {
+    let (m, k, n) = (a.rows, a.cols, b.cols());
+    assert_eq!(b.rows(), k, "gemm: inner dimensions differ");
+    assert!(a.fits(), "gemm: a strided view runs past its data");
     assert!(ldc >= n, "gemm: ldc < n");
     if m == 0 || n == 0 {
         return true;
@@ -195,13 +224,20 @@ fn pack_a_panel(a: Strided, r0: usize, k0: usize, kc: usize, panel: &mut [f32]) 
 
 /// Packs columns `[jt0, jt1)` tiles of B rows `[k0, k0+kc)`: one `kc × NR` panel per column tile.
 /// With `partial_only`, full tiles are skipped: they are read from B directly.
-fn pack_b(b: Strided, k0: usize, kc: usize, jt0: usize, jt1: usize, partial_only: bool, out: &mut Vec<f32>) {
+fn pack_b(b: BSource, k0: usize, kc: usize, jt0: usize, jt1: usize, partial_only: bool, out: &mut Vec<f32>) {
     grow(out, (jt1 - jt0) * NR * kc);
     for (t, jt) in (jt0..jt1).enumerate() {
-        if partial_only && (jt + 1) * NR <= b.cols {
+        if partial_only && (jt + 1) * NR <= b.cols() {
             continue;
         }
         let panel = &mut out[t * NR * kc..(t + 1) * NR * kc];
+        let b = match b {
+            BSource::Dense(s) => s,
+            BSource::Nf4(q) => {
+                q.pack_panel(k0, kc, jt * NR, panel);
+                continue;
+            }
+        };
         let cols = NR.min(b.cols - jt * NR);
         for j in 0..NR {
             let col = k0 * b.rs + (jt * NR + j) * b.cs;
@@ -224,7 +260,7 @@ pub(super) fn grow<T: Copy + Default>(buf: &mut Vec<T>, len: usize) {
 #[allow(clippy::too_many_arguments)]
 fn compute_block(
     packed_a: &[f32],
-    b: Strided,
+    b: BSource,
     c: SendPtr,
     ldc: usize,
     (m, k, n): (usize, usize, usize),
@@ -239,19 +275,22 @@ fn compute_block(
     let mut nonfinite = F32x4::splat(0.0);
     // B rows contiguous (dY·W): full column tiles are read in place, with B's row stride; packing
     // them would copy each value to use it only m times.
-    let direct = b.cs == 1;
+    let direct = match b {
+        BSource::Dense(s) if s.cs == 1 => Some(s),
+        _ => None,
+    };
     PACKED_B.with_borrow_mut(|packed_b| {
         let k_blocks: Vec<usize> = if k == 0 { vec![0] } else { (0..k).step_by(depth).collect() };
         let last_k0 = *k_blocks.last().unwrap_or(&0);
         for &k0 in &k_blocks {
             let kc = depth.min(k - k0);
-            pack_b(b, k0, kc, jt0, jt1, direct, packed_b);
+            pack_b(b, k0, kc, jt0, jt1, direct.is_some(), packed_b);
             let a_block = &packed_a[k0 * m_tiles * MR..];
             let first = k0 == 0;
             let last = k0 == last_k0;
             for (t, jt) in (jt0..jt1).enumerate() {
                 let cols = NR.min(n - jt * NR);
-                let b_panel = if direct && cols == NR {
+                let b_panel = if let Some(b) = direct.filter(|_| cols == NR) {
                     // B element (k0 + p, jt·NR + j) at row stride b.rs; fits() bounds the last one.
                     BPanel { ptr: b.data[k0 * b.rs + jt * NR..].as_ptr(), ld: b.rs }
                 } else {

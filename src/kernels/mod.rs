@@ -3,13 +3,15 @@
 //! `gemm` covers the three layouts training needs through strided views:
 //! forward `Y = X·Wᵀ (+b, ReLU)`, input gradient `dX = dY·W`, weight gradient `dW = dYᵀ·X`.
 //! `elementwise` has the vector loops around them (ReLU backward, bias gradient, Adam), `activation`
-//! the exponential and what is built on it (softmax rows, log-sum-exp, the SiLU gate).
+//! the exponential and what is built on it (softmax rows, log-sum-exp, the SiLU gate), `nf4` the
+//! 4-bit weight as the GEMM's B operand (QLoRA's frozen base: the forward and the input gradient).
 
 mod activation;
 mod dot;
 mod elementwise;
 mod gemm;
 mod lane;
+mod nf4;
 mod peak;
 
 /// The forward `y = x·wᵀ (+ bias, ReLU)`, `w` row-major `n×k` (PyTorch's Linear layout), as tiles of dot
@@ -19,6 +21,7 @@ pub use dot::{gemm_xwt, gemm_xwt_offset as linear_forward_offset};
 pub use elementwise::{adam_update, all_finite, all_finite_in, bias_grad, relu, relu_backward, AdamStep, AdamTensor};
 pub use gemm::{gemm, weight_grad_offset, Epilogue, Strided, MR, NR};
 pub use lane::FUSED_MUL_ADD;
+pub use nf4::Nf4Weight;
 pub use peak::simd_peak_flops;
 
 /// From this many rows on, the forward packs X and W for the outer-product tiles of `gemm`: each
@@ -58,4 +61,22 @@ pub fn linear_weight_grad(
         k,
         Epilogue { accumulate, ..Epilogue::default() },
     )
+}
+
+/// `y (m×n) = x (m×k) · wᵀ (+ bias, ReLU)` with `w` a 4-bit NF4 weight (`n×k`), dequantised panel by
+/// panel inside the GEMM: bit-identical to `gemm` on the dequantised matrix, never holding it.
+#[allow(clippy::too_many_arguments)]
+pub fn nf4_linear_forward(x: &[f32], w: Nf4Weight, bias: Option<&[f32]>, y: &mut [f32], m: usize, relu: bool) {
+    w.check();
+    let (k, n) = (w.cols, w.rows);
+    let b = gemm::BSource::Nf4(nf4::Nf4B { w, transposed: true });
+    gemm::gemm_from(Strided::row_major(&x[..m * k], m, k), b, y, n, Epilogue { accumulate: false, bias, relu });
+}
+
+/// `dx (m×k) = dy (m×n) · w` (added to `dx` when `accumulate`) with `w` a 4-bit NF4 weight (`n×k`).
+pub fn nf4_linear_input_grad(dy: &[f32], w: Nf4Weight, dx: &mut [f32], m: usize, accumulate: bool) {
+    w.check();
+    let (k, n) = (w.cols, w.rows);
+    let b = gemm::BSource::Nf4(nf4::Nf4B { w, transposed: false });
+    gemm::gemm_from(Strided::row_major(&dy[..m * n], m, n), b, dx, k, Epilogue { accumulate, ..Epilogue::default() });
 }

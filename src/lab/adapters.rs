@@ -133,7 +133,7 @@ impl<M: Adaptable + Clone> AdaptedModel<M> {
     pub fn merge(&mut self, name: &str) -> Result<AdapterList> {
         let i = self.index(name)?;
         let mut merged = self.require_base()?.clone();
-        self.adapters[i].merge_into(&mut merged);
+        self.adapters[i].merge_into(&mut merged)?;
         self.merged = Some(merged);
         self.active = Some(name.to_string());
         Ok(self.list())

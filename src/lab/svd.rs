@@ -64,7 +64,7 @@ impl Lab {
     pub fn layer_svd(&self, layer: &str, rank: usize) -> Result<LayerSvd> {
         let i = super::mlp::layer_index(layer)?;
         let (fan_in, fan_out) = LAYER_SHAPES[i];
-        let s = svd::singular_values(&self.require_base()?.layers[i].weight, fan_out, fan_in)?;
+        let s = svd::singular_values(&self.require_base()?.layers[i].dense_weight(), fan_out, fan_in)?;
         if rank == 0 || rank > s.len() {
             return Err(LabError::setting("rank", format!("{rank} is outside 1..={} for {}", s.len(), LAYER_NAMES[i])));
         }

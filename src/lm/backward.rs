@@ -5,7 +5,7 @@ use super::config::{DOWN, GATE, K, LAYER_MODULES, O, Q, UP, V};
 use super::forward::LmActivations;
 use super::model::Llama;
 use super::{attention, gate, norm};
-use crate::kernels::{self, gemm, Epilogue, Strided};
+use crate::kernels;
 use crate::nn::LayerDelta;
 
 /// Gradients shaped like the model's parameters, plus the backward pass's scratch buffers.
@@ -84,8 +84,7 @@ fn project_back(
         kernels::linear_weight_grad(dy, x, dw, n, k, o, add);
     }
     if let Some(dx) = dx.as_deref_mut() {
-        let ep = Epilogue { accumulate, ..Epilogue::default() };
-        gemm(Strided::row_major(dy, n, o), Strided::row_major(&lin.weight, o, k), dx, k, ep);
+        lin.input_grad(dy, dx, n, accumulate);
     }
     if let Some(d) = delta.as_deref_mut().filter(|d| d.is_active(i)) {
         d.backward(i, x, dy, dx, n);

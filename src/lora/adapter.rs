@@ -35,7 +35,8 @@ impl Adapter {
         let mut layers = Vec::with_capacity(config.targets.len());
         for &t in &config.targets {
             let (fan_in, fan_out) = (modules[t].in_features, modules[t].out_features);
-            let w = &base.linear(t).weight;
+            // The weights the base computes with: PiSSA on a 4-bit base starts from the dequantised W.
+            let w = &base.linear(t).dense_weight();
             let layer = match config.init {
                 Init::Svd | Init::Pissa => {
                     let lr = svd::low_rank(w, fan_out, fan_in, r)?;
@@ -145,17 +146,18 @@ impl Adapter {
         v
     }
 
-    /// Writes this adapter into the base: W += ΔW, bias += shift (PEFT's merge).
-    pub fn merge_into(&self, base: &mut impl Adaptable) {
+    /// Writes this adapter into the base: W += ΔW, bias += shift (PEFT's merge; a 4-bit Linear is
+    /// dequantised, added to and quantised again, as PEFT merges into `Linear4bit`).
+    pub fn merge_into(&self, base: &mut impl Adaptable) -> Result<()> {
         for l in &self.layers {
-            let dw = l.delta_weight();
-            base.linear_mut(l.layer).weight.iter_mut().zip(&dw).for_each(|(w, d)| *w += d);
+            base.linear_mut(l.layer).add_to_weight(&l.delta_weight())?;
         }
         for (i, shift) in self.bias_shift.iter().enumerate() {
             if let Some(shift) = shift {
                 base.linear_mut(i).bias.iter_mut().zip(shift).for_each(|(b, s)| *b += s);
             }
         }
+        Ok(())
     }
 
     /// Full names of the modules with a LoRA layer.

@@ -1,8 +1,13 @@
 //! `Linear { weight (out×in), bias (out) }` with PyTorch's layout and default init; forward/backward
-//! pairs over a batch, shapes in the signatures.
+//! pairs over a batch, shapes in the signatures. A Linear of a frozen base can be quantised to 4-bit
+//! NF4 (QLoRA): its forward and input gradient then compute with the packed codes.
 
-use crate::kernels;
+use std::borrow::Cow;
+
+use crate::kernels::{self, Nf4Weight};
+use crate::quant::QuantizedWeight;
 use crate::rng::Rng;
+use crate::Result;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Linear {
@@ -12,6 +17,11 @@ pub struct Linear {
     pub weight: Vec<f32>,
     /// out, or empty for a Linear without bias (`bias=False`, as in the language model).
     pub bias: Vec<f32>,
+    /// The 4-bit weight the forward and the input gradient compute with while the base is quantised
+    /// (bitsandbytes' `Linear4bit`). `weight` then holds the f32 weights kept aside, which
+    /// [`Linear::dequantize`] brings back: they are not the ones computed with — [`Linear::dense_weight`]
+    /// gives those.
+    pub nf4: Option<Box<QuantizedWeight>>,
 }
 
 /// Gradients of one Linear, same shapes as its parameters.
@@ -34,13 +44,71 @@ impl Linear {
         let bound = 1.0 / (in_features as f32).sqrt();
         let weight = (0..in_features * out_features).map(|_| rng.uniform_in(-bound, bound)).collect();
         let bias = (0..out_features).map(|_| rng.uniform_in(-bound, bound)).collect();
-        Self { in_features, out_features, weight, bias }
+        Self { in_features, out_features, weight, bias, nf4: None }
+    }
+
+    /// A Linear from its PyTorch tensors (`bias` empty for none).
+    pub fn from_parts(in_features: usize, out_features: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
+        assert_eq!(weight.len(), in_features * out_features, "a Linear's weight is out × in");
+        Self { in_features, out_features, weight, bias, nf4: None }
     }
 
     /// A Linear without bias holding `weight` (out×in).
     pub fn without_bias(in_features: usize, out_features: usize, weight: Vec<f32>) -> Self {
         assert_eq!(weight.len(), in_features * out_features, "a Linear's weight is out × in");
-        Self { in_features, out_features, weight, bias: Vec::new() }
+        Self::from_parts(in_features, out_features, weight, Vec::new())
+    }
+
+    /// Quantises the weight to NF4 as bitsandbytes does (block 64, double quantisation or not), keeping
+    /// the f32 weights aside; a quantised Linear is quantised again from them. Nothing changes on error
+    /// (a non-finite weight).
+    pub fn quantize(&mut self, double_quant: bool) -> Result<()> {
+        let q = QuantizedWeight::quantize(&self.weight, self.out_features, self.in_features, double_quant)?;
+        self.nf4 = Some(Box::new(q));
+        Ok(())
+    }
+
+    /// A Linear read from a 4-bit file: `q` is all there is, so the weights kept aside are its
+    /// dequantisation.
+    pub fn from_quantized(q: QuantizedWeight, bias: Vec<f32>) -> Self {
+        let mut l = Self::from_parts(q.cols(), q.rows(), q.dequantize(), bias);
+        l.nf4 = Some(Box::new(q));
+        l
+    }
+
+    /// Back to the f32 weights kept aside.
+    pub fn dequantize(&mut self) {
+        self.nf4 = None;
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        self.nf4.is_some()
+    }
+
+    /// The weights the layer computes with: the dequantised NF4 weight while quantised.
+    pub fn dense_weight(&self) -> Cow<'_, [f32]> {
+        match &self.nf4 {
+            Some(q) => Cow::Owned(q.dequantize()),
+            None => Cow::Borrowed(&self.weight),
+        }
+    }
+
+    /// W += `dw` (PEFT's merge); on a quantised Linear, as PEFT merges into `Linear4bit`: the
+    /// dequantised weight plus `dw`, quantised again with the same settings.
+    pub fn add_to_weight(&mut self, dw: &[f32]) -> Result<()> {
+        assert_eq!(dw.len(), self.weight.len(), "a weight delta is out × in");
+        let mut w = self.dense_weight().into_owned();
+        w.iter_mut().zip(dw).for_each(|(w, d)| *w += d);
+        if let Some(q) = &self.nf4 {
+            let double_quant = q.double_quant();
+            self.nf4 = Some(Box::new(QuantizedWeight::quantize(&w, self.out_features, self.in_features, double_quant)?));
+        }
+        self.weight = w;
+        Ok(())
+    }
+
+    fn nf4_view(&self) -> Option<Nf4Weight<'_>> {
+        self.nf4.as_ref().map(|q| Nf4Weight { packed: q.packed(), scales: q.scales(), rows: q.rows(), cols: q.cols() })
     }
 
     fn bias(&self) -> Option<&[f32]> {
@@ -55,12 +123,18 @@ impl Linear {
     pub fn forward(&self, x: &[f32], y: &mut [f32], b: usize, relu: bool) {
         debug_assert_eq!(x.len(), b * self.in_features);
         debug_assert_eq!(y.len(), b * self.out_features);
-        kernels::linear_forward(x, &self.weight, self.bias(), y, b, self.in_features, self.out_features, relu);
+        match self.nf4_view() {
+            Some(w) => kernels::nf4_linear_forward(x, w, self.bias(), y, b, relu),
+            None => kernels::linear_forward(x, &self.weight, self.bias(), y, b, self.in_features, self.out_features, relu),
+        }
     }
 
     /// `forward` for an input that is mostly `c` (layer 1's blank pixels): the same result up to
     /// rounding, skipping what `c` would add (`kernels::linear_forward_offset`).
     pub fn forward_mostly(&self, x: &[f32], c: f32, y: &mut [f32], b: usize, relu: bool) {
+        if self.is_quantized() {
+            return self.forward(x, y, b, relu);
+        }
         debug_assert_eq!(x.len(), b * self.in_features);
         debug_assert_eq!(y.len(), b * self.out_features);
         let (k, n) = (self.in_features, self.out_features);
@@ -69,14 +143,30 @@ impl Linear {
 
     /// Given dy (b×out) at this layer's output (before any activation) and its input x (b×in):
     /// grads.weight = dyᵀ·x, grads.bias = Σ_rows dy, and dx (b×in) = dy·W when asked for.
+    /// A quantised Linear is frozen: asking it for a weight gradient panics (the lab refuses to train
+    /// a quantised base before any step).
     pub fn backward(&self, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, grads: &mut LinearGrads, b: usize) {
+        assert!(!self.is_quantized(), "a quantised Linear is frozen");
         let (k, n) = (self.in_features, self.out_features);
         kernels::linear_weight_grad(dy, x, &mut grads.weight, b, k, n, false);
         if !self.bias.is_empty() {
             kernels::bias_grad(dy, b, n, &mut grads.bias);
         }
         if let Some(dx) = dx {
-            kernels::linear_input_grad(dy, &self.weight, dx, b, k, n);
+            self.input_grad(dy, dx, b, false);
+        }
+    }
+
+    /// `dx (b×in) = dy (b×out) · W`, added to `dx` when `accumulate`: through the 4-bit weight while
+    /// quantised.
+    pub fn input_grad(&self, dy: &[f32], dx: &mut [f32], b: usize, accumulate: bool) {
+        let (k, n) = (self.in_features, self.out_features);
+        match self.nf4_view() {
+            Some(w) => kernels::nf4_linear_input_grad(dy, w, dx, b, accumulate),
+            None => {
+                let ep = kernels::Epilogue { accumulate, ..kernels::Epilogue::default() };
+                kernels::gemm(kernels::Strided::row_major(&dy[..b * n], b, n), kernels::Strided::row_major(&self.weight, n, k), dx, k, ep);
+            }
         }
     }
 }

@@ -202,7 +202,7 @@ impl Mlp {
                 let below = below;
                 let dx = &mut below[i - 1];
                 dx.resize(b * k, 0.0);
-                kernels::linear_input_grad(dy, &layer.weight, dx, b, k, n);
+                layer.input_grad(dy, dx, b, false);
                 Some(dx)
             };
             let (params_finite, mut dx) = rayon::join(params, input);
