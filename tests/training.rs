@@ -2,7 +2,7 @@
 //! `./build.sh setup` installs): accuracy targets and determinism. Release mode keeps this quick.
 #![cfg(not(target_arch = "wasm32"))]
 
-use lora_lab::lab::{AdapterSettings, BaseSettings, Lab};
+use lora_lab::lab::{AdapterSettings, BaseSettings, Lab, QuantizeSettings};
 use lora_lab::lora::{Init, Scaling};
 use std::time::Instant;
 
@@ -104,6 +104,85 @@ fn the_articles_story_base_then_adapter_then_forgetting_and_replay() {
     // Our own description (article scaling α 1, SVD init) survives in the file's metadata.
     let info = &fresh.adapters().list[0].config;
     assert_eq!((info.scaling, info.alpha, info.init), (Scaling::Article, 1.0, Init::Svd));
+
+    qlora_chapter(&mut lab, &inputs);
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+/// QLoRA on the same trained base: quantised to NF4 it stays accurate on 0–7, refuses base training,
+/// trains the article's adapter to the article's 93.75 % on 8–9, goes out and back in as
+/// bitsandbytes' layout, and dequantises to the f32 base bit for bit.
+fn qlora_chapter(lab: &mut Lab, inputs: &[f32]) {
+    lab.set_active(None).unwrap();
+    let f32_eval = lab.evaluate().unwrap().base;
+    let f32_logits = lab.logits(inputs, false).unwrap();
+    let f32_model = lab.export_model().unwrap();
+    assert!(!lab.base_quantization().quantized);
+
+    let q = lab.quantize_base(&QuantizeSettings { quant_type: Some("nf4".into()), double_quant: Some(true) }).unwrap();
+    assert!(q.quantized && q.double_quant);
+    assert_eq!((q.linears, q.f32_bytes), (3, 535_818 * 4));
+    eprintln!("4-bit base: {} bytes of f32 → {} bytes", q.f32_bytes, q.bytes);
+    assert!(q.bytes < 320_000 && q.bytes > 270_000, "about 0.52 B per weight: {} bytes", q.bytes);
+    assert_eq!(lab.base_quantization(), q);
+    let q_eval = lab.evaluate().unwrap().base;
+    eprintln!("base on 0–7: f32 {:.4} → NF4 {:.4}", f32_eval.acc_0_7, q_eval.acc_0_7);
+    assert!(q_eval.acc_0_7 >= 0.97, "the 4-bit base keeps 0–7: {}", q_eval.acc_0_7);
+    let q_logits = lab.logits(inputs, false).unwrap();
+    assert_ne!(bits(&q_logits), bits(&f32_logits), "the 4-bit base computes with other weights");
+
+    let err = lab.start_base(&BaseSettings::default()).unwrap_err().to_string();
+    assert!(err.contains("4 bits") && err.contains("frozen"), "{err}");
+    assert!(!lab.is_training());
+
+    // The article's adapter on the 4-bit base (QLoRA).
+    let s = train_adapter(lab, AdapterSettings { preset: Some("article".into()), name: Some("qlora".into()), ..Default::default() });
+    assert_eq!(s.trainable_params, 1_064);
+    let adapted = lab.evaluate().unwrap().adapted.unwrap();
+    eprintln!("QLoRA adapter: 8–9 {:.4}, 0–7 {:.4}", adapted.acc_8_9, adapted.acc_0_7);
+    assert!(adapted.acc_8_9 >= 0.9375, "accuracy on 8–9 on the 4-bit base {} < the article's 93.75 %", adapted.acc_8_9);
+    let unmerged = lab.logits(inputs, true).unwrap();
+    // Merging into a 4-bit Linear quantises the sum again (PEFT's Linear4bit.merge): close, not exact.
+    lab.merge("qlora").unwrap();
+    let merged = lab.logits(inputs, true).unwrap();
+    let scale = unmerged.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let worst = unmerged.iter().zip(&merged).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 0.1 * scale, "merged into the 4-bit weights, logits move by {worst} of {scale}");
+    lab.unmerge("qlora").unwrap();
+    assert_eq!(bits(&lab.logits(inputs, true).unwrap()), bits(&unmerged));
+
+    // Files: bitsandbytes' layout out and in; the dequantised f32 export computes the same to rounding.
+    let model = lab.export_model().unwrap();
+    assert_ne!(model, f32_model);
+    let files = lab.export_adapter("qlora").unwrap();
+    let mut fresh = lab_with_mnist();
+    fresh.import_model(&model).unwrap();
+    assert_eq!(fresh.base_quantization(), q);
+    assert_eq!(fresh.export_model().unwrap(), model, "export → import → export is byte for byte");
+    assert_eq!(bits(&fresh.logits(inputs, false).unwrap()), bits(&q_logits));
+    fresh.import_adapter("qlora", &files.safetensors, &files.config.to_json_pretty(), None).unwrap();
+    assert_eq!(bits(&fresh.logits(inputs, true).unwrap()), bits(&unmerged));
+    let mut dense = lab_with_mnist();
+    dense.import_model(&lab.export_model_dequantized().unwrap()).unwrap();
+    assert!(!dense.base_quantization().quantized);
+    let d = dense.logits(inputs, false).unwrap();
+    let worst = d.iter().zip(&q_logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "the f32 export of the dequantised base differs by {worst}");
+
+    // Undo: the f32 base, bit for bit.
+    let back = lab.dequantize_base().unwrap();
+    assert!(!back.quantized && back.bytes == back.f32_bytes);
+    assert_eq!(bits(&lab.logits(inputs, false).unwrap()), bits(&f32_logits));
+    assert_eq!(lab.export_model().unwrap(), f32_model);
+    assert_eq!(lab.evaluate().unwrap().base.acc_0_7, f32_eval.acc_0_7);
+
+    // Settings this lab does not compute are refused with nothing changed.
+    let err = lab.quantize_base(&QuantizeSettings { quant_type: Some("fp4".into()), double_quant: None }).unwrap_err();
+    assert!(err.to_string().contains("\"fp4\"") && err.to_string().contains("nf4"), "{err}");
+    assert!(!lab.base_quantization().quantized);
 }
 
 #[test]

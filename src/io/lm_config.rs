@@ -8,7 +8,9 @@
 //! ignores fields this lab has no use for (`transformers_version`, `use_cache`, `pretraining_tp`, …),
 //! and refuses, naming the field and the value, anything that would make `transformers` compute
 //! something other than what this lab computes: another architecture or activation, biases, tied
-//! embeddings, grouped-query attention, rope scaling, a dtype other than float32, quantization.
+//! embeddings, grouped-query attention, rope scaling, a dtype other than float32. A
+//! `quantization_config` marks a 4-bit base (QLoRA): [`parse_lm_config_file`] reads it with
+//! `quant_config`'s rules, and [`write_lm_config_with`] writes it.
 //!
 //! Required: `model_type`, the sizes (`vocab_size`, `hidden_size`, `intermediate_size`,
 //! `num_hidden_layers`, `num_attention_heads`, `max_position_embeddings`), `rms_norm_eps`, the rope
@@ -51,6 +53,8 @@ struct HfLlamaConfig {
     num_hidden_layers: usize,
     num_key_value_heads: usize,
     pad_token_id: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quantization_config: Option<Value>,
     rms_norm_eps: f32,
     rope_parameters: RopeParameters,
     tie_word_embeddings: bool,
@@ -68,6 +72,12 @@ struct RopeParameters {
 /// A config this lab would refuse to read is refused here too. f32 values are written in their
 /// shortest decimal form (serde_json writes 1e-5 as `0.00001`, Python as `1e-05`), which reads back to the same f32.
 pub fn write_lm_config(cfg: &LmConfig) -> Result<String> {
+    write_lm_config_with(cfg, None)
+}
+
+/// `write_lm_config`, with the `quantization_config` of a 4-bit base when `double_quant` is given
+/// (whether its absmax are double-quantised).
+pub fn write_lm_config_with(cfg: &LmConfig, double_quant: Option<bool>) -> Result<String> {
     cfg.validate(LM_CONFIG_FILE)?;
     check_init_std(cfg.init_std).map_err(|r| LabError::file(LM_CONFIG_FILE, r))?;
     let file = HfLlamaConfig {
@@ -89,6 +99,7 @@ pub fn write_lm_config(cfg: &LmConfig) -> Result<String> {
         num_hidden_layers: cfg.layers,
         num_key_value_heads: cfg.heads,
         pad_token_id: cfg.pad,
+        quantization_config: double_quant.map(super::quant_config::quantization_config),
         rms_norm_eps: cfg.rms_norm_eps,
         rope_parameters: RopeParameters { rope_theta: cfg.rope_theta, rope_type: "default" },
         tie_word_embeddings: false,
@@ -102,6 +113,12 @@ pub fn write_lm_config(cfg: &LmConfig) -> Result<String> {
 
 /// Parses and validates `config.json` (see the module's notes for what is required and refused).
 pub fn parse_lm_config(json: &str) -> Result<LmConfig> {
+    parse_lm_config_file(json).map(|(cfg, _)| cfg)
+}
+
+/// `parse_lm_config`, and for a 4-bit base (a `quantization_config` that is not null) whether it asks
+/// for double quantisation; a quantization_config this lab cannot compute is refused naming its key.
+pub fn parse_lm_config_file(json: &str) -> Result<(LmConfig, Option<bool>)> {
     let bad = |reason: String| LabError::file(LM_CONFIG_FILE, reason);
     let value: Value = serde_json::from_str(json).map_err(|e| {
         // Python's json module writes non-finite floats as bare NaN/Infinity, which is not JSON.
@@ -125,7 +142,11 @@ pub fn parse_lm_config(json: &str) -> Result<LmConfig> {
             cfg.heads
         )));
     }
-    Ok(cfg)
+    let quant = match optional(obj, "quantization_config") {
+        Some(q) => Some(super::quant_config::parse_quantization_config(q)?),
+        None => None,
+    };
+    Ok((cfg, quant))
 }
 
 type Reason<T> = std::result::Result<T, String>;
@@ -142,12 +163,6 @@ fn read(obj: &Map<String, Value>) -> Reason<(LmConfig, Option<u64>)> {
         None => {}
         Some(Value::Array(a)) if a.len() == 1 && a[0] == "LlamaForCausalLM" => {}
         Some(other) => return Err(format!("architectures is {other}; expected [\"LlamaForCausalLM\"]")),
-    }
-    if let Some(q) = optional(obj, "quantization_config") {
-        let method = q.get("quant_method").map(|m| format!(" (quant_method {m})")).unwrap_or_default();
-        return Err(format!(
-            "quantization_config is set{method}: quantized checkpoints are not supported yet; load a float32 one"
-        ));
     }
     for key in ["dtype", "torch_dtype"] {
         match optional(obj, key) {

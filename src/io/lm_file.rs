@@ -10,12 +10,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::lm_config::{parse_lm_config, write_lm_config, LM_CONFIG_FILE};
+use super::lm_config::{parse_lm_config_file, write_lm_config_with, LM_CONFIG_FILE};
 use super::model_file::MODEL_FILE;
+use super::nf4_file::{read_nf4_safetensors, write_nf4_safetensors};
 use super::tensors::{read_safetensors, write_safetensors, Tensor};
 use crate::error::{LabError, Result};
 use crate::lm::{config::LAYER_MODULES, Llama, LmConfig};
+use crate::lora::{Adaptable, Module};
 use crate::nn::Linear;
+use crate::quant::QuantizedWeight;
 
 /// Every tensor of a `LlamaForCausalLM` with `cfg`'s sizes, as (state-dict key, shape), in
 /// `Llama::params` order. Linear weights are out × in, as PyTorch stores them.
@@ -36,14 +39,27 @@ pub fn lm_tensors(cfg: &LmConfig) -> Vec<(String, Vec<usize>)> {
 }
 
 /// (`config.json` text, `model.safetensors` bytes). Two exports of one model are byte-identical.
-/// A model with a non-finite weight is refused: import would refuse the file.
+/// A model with a non-finite weight is refused: import would refuse the file. A 4-bit base is written
+/// as transformers saves one loaded with bitsandbytes: its quantised Linears in `Linear4bit`'s layout,
+/// `config.json` with its `quantization_config`.
 pub fn export_lm(model: &Llama) -> Result<(String, Vec<u8>)> {
-    let config = write_lm_config(&model.cfg)?;
+    let quant = model.quantization();
+    let config = write_lm_config_with(&model.cfg, quant)?;
     let params = model.params();
     let shapes = lm_tensors(&model.cfg);
+    let modules = model.modules();
+    let quantized: Vec<(&str, &QuantizedWeight)> = modules
+        .iter()
+        .zip(&model.linears)
+        .filter_map(|(m, l)| l.nf4.as_deref().map(|q| (m.name.as_str(), q)))
+        .collect();
+    let is_quantized = |key: &str| quantized.iter().any(|(m, _)| key.strip_suffix(".weight") == Some(*m));
     let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::with_capacity(params.len());
     for ((name, data), (key, shape)) in params.into_iter().zip(shapes) {
         debug_assert_eq!(name, key, "Llama::params and lm_tensors list the same tensors");
+        if is_quantized(&name) {
+            continue;
+        }
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(LabError::state(format!(
                 "cannot export the model: {name} holds a non-finite value ({}) at index {i}",
@@ -51,6 +67,9 @@ pub fn export_lm(model: &Llama) -> Result<(String, Vec<u8>)> {
             )));
         }
         tensors.push((name, shape, data));
+    }
+    if !quantized.is_empty() {
+        return Ok((config, write_nf4_safetensors(&quantized, &tensors)?));
     }
     // One metadata key, so the header is the same on every export (the map is written in hash order).
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -61,10 +80,33 @@ pub fn export_lm(model: &Llama) -> Result<(String, Vec<u8>)> {
 /// Reads a base model from its two files. Errors name `config.json` or `model.safetensors` and say
 /// what is wrong: the config's field and value; a missing, unexpected or misshapen tensor by key
 /// (with the expected and the found shape); a non-finite value by tensor and index.
+///
+/// With a `quantization_config` in `config.json`, `model.safetensors` must hold every Linear but
+/// `lm_head` in bitsandbytes' 4-bit layout (read strictly by `nf4_file`), double-quantised exactly when
+/// the config says so; the model is then a 4-bit base.
 pub fn import_lm(config_json: &str, safetensors: &[u8]) -> Result<Llama> {
-    let cfg = parse_lm_config(config_json)?;
-    let mut map = read_safetensors(safetensors, MODEL_FILE)?;
-    let expected = lm_tensors(&cfg);
+    let (cfg, quant) = parse_lm_config_file(config_json)?;
+    let (mut map, mut quantized) = match quant {
+        None => (read_safetensors(safetensors, MODEL_FILE)?, BTreeMap::new()),
+        Some(double_quant) => {
+            let modules = quantized_modules(&cfg);
+            let read = read_nf4_safetensors(safetensors, MODEL_FILE, &modules)?;
+            if let Some((name, _)) = read.quantized.iter().find(|(_, q)| q.double_quant() != double_quant) {
+                return Err(LabError::file(
+                    MODEL_FILE,
+                    format!(
+                        "{name}.weight is {}double-quantised but {LM_CONFIG_FILE} says bnb_4bit_use_double_quant                          is {double_quant}",
+                        if double_quant { "not " } else { "" }
+                    ),
+                ));
+            }
+            (read.tensors, read.quantized)
+        }
+    };
+    let expected: Vec<(String, Vec<usize>)> = lm_tensors(&cfg)
+        .into_iter()
+        .filter(|(key, _)| !key.strip_suffix(".weight").is_some_and(|m| quantized.contains_key(m)))
+        .collect();
     check_tensors(&map, &expected, &cfg)?;
     for (name, _) in &expected {
         let data = &map[name].data;
@@ -86,12 +128,26 @@ pub fn import_lm(config_json: &str, safetensors: &[u8]) -> Result<Llama> {
         ]);
         for (j, name) in LAYER_MODULES.iter().enumerate() {
             let (i, o) = cfg.module_shape(j);
-            linears.push(Linear::without_bias(i, o, take(&format!("model.layers.{l}.{name}.weight"))));
+            let module = format!("model.layers.{l}.{name}");
+            linears.push(match quantized.remove(&module) {
+                Some(q) => Linear::from_quantized(q, Vec::new()),
+                None => Linear::without_bias(i, o, take(&format!("{module}.weight"))),
+            });
         }
     }
     let final_norm = take("model.norm.weight");
     linears.push(Linear::without_bias(cfg.hidden, cfg.vocab, take("lm_head.weight")));
     Ok(Llama { cfg, embed, linears, norms, final_norm })
+}
+
+/// The Linears a 4-bit base holds in 4 bits: all but `lm_head` (transformers keeps the output layer
+/// in full precision).
+fn quantized_modules(cfg: &LmConfig) -> Vec<Module> {
+    cfg.linear_modules()
+        .into_iter()
+        .filter(|(name, _, _)| name != "lm_head")
+        .map(|(name, in_features, out_features)| Module { name, in_features, out_features, has_bias: false })
+        .collect()
 }
 
 /// At most this many keys are listed per problem (a config off by a size would list every tensor).

@@ -57,6 +57,20 @@ impl<M: Adaptable + Clone> AdaptedModel<M> {
         self.base.as_ref()
     }
 
+    /// The base, to quantise or dequantise it in place (see `qlora`); call `refresh_merge` after.
+    pub(super) fn base_mut(&mut self) -> Option<&mut M> {
+        self.base.as_mut()
+    }
+
+    /// After the base changed in place: a merged adapter is merged again into the new base.
+    pub(super) fn refresh_merge(&mut self) -> Result<()> {
+        if self.merged.is_some() {
+            let name = self.active.clone().expect("a merged adapter is the active one");
+            self.merge(&name)?;
+        }
+        Ok(())
+    }
+
     pub fn require_base(&self) -> Result<&M> {
         self.base.as_ref().ok_or_else(|| LabError::state("there is no base model yet: train or load one first"))
     }

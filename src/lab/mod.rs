@@ -2,7 +2,7 @@
 //! arguments and results; native tests drive this directly.
 //!
 //! One room per story, each readable alone: `svd` (panel 1), `mlp` (the article's MLP, panels 2–5),
-//! `lm` (the language model, part 2),
+//! `lm` (the language model, part 2), `qlora` (either model's base held in 4 bits),
 //! and, shared by the models, `adapters` (a base and its named adapters) and `settings` (reading
 //! what the page sends). This file holds what every room shares: the clock and the rule of one
 //! training run at a time.
@@ -10,6 +10,7 @@
 mod adapters;
 mod lm;
 mod mlp;
+mod qlora;
 mod settings;
 mod svd;
 
@@ -20,6 +21,7 @@ pub use lm::{
 pub use mlp::{
     AdapterSettings, AdapterSummary, BaseSettings, Evaluation, Probabilities, RunSummary, BASE_DIGITS, NEW_DIGITS,
 };
+pub use qlora::{Quantization, QuantizeSettings};
 pub use settings::whole;
 pub use svd::{LayerSvd, SvdResult};
 

@@ -2,8 +2,10 @@
 //! weights. Both of the lab's models offer theirs here, so one adapter type serves both; module
 //! indices are positions in `Adaptable::modules`.
 
+use crate::error::Result;
 use crate::lm::Llama;
 use crate::nn::{Linear, Mlp, LAYER_NAMES};
+use crate::quant::QuantizedWeight;
 
 /// One Linear a model offers to adapters.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,6 +28,55 @@ pub trait Adaptable {
     /// base's alone in the article's convention (the MLP: 1,064 of 535,818), which this default gives.
     fn all_params_with(&self, _trainable: usize) -> usize {
         self.num_params()
+    }
+
+    /// Whether module `i` is held in 4 bits when the base is quantised (QLoRA). Every Linear by
+    /// default; the language model keeps `lm_head` in f32, as transformers' 4-bit loading does.
+    fn quantizable(&self, _i: usize) -> bool {
+        true
+    }
+
+    /// Quantises every quantizable Linear to NF4 (double quantisation or not), keeping the f32 weights
+    /// aside. All or nothing: on an error (a non-finite weight) no Linear changes.
+    fn quantize_linears(&mut self, double_quant: bool) -> Result<()> {
+        let mut done = Vec::new();
+        for i in (0..self.modules().len()).filter(|&i| self.quantizable(i)) {
+            let l = self.linear(i);
+            done.push((i, QuantizedWeight::quantize(&l.weight, l.out_features, l.in_features, double_quant)?));
+        }
+        for (i, q) in done {
+            self.linear_mut(i).nf4 = Some(Box::new(q));
+        }
+        Ok(())
+    }
+
+    /// Every Linear back to the f32 weights kept aside.
+    fn dequantize_linears(&mut self) {
+        for i in 0..self.modules().len() {
+            self.linear_mut(i).dequantize();
+        }
+    }
+
+    /// `Some(double_quant)` while the base is quantised.
+    fn quantization(&self) -> Option<bool> {
+        (0..self.modules().len()).find_map(|i| self.linear(i).nf4.as_ref().map(|q| q.double_quant()))
+    }
+
+    /// A copy computing with the same weights in f32: the 4-bit Linears dequantised (what "an f32
+    /// export of the dequantised base" writes).
+    fn dequantized_copy(&self) -> Self
+    where
+        Self: Clone,
+    {
+        let mut copy = self.clone();
+        for i in 0..copy.modules().len() {
+            let l = copy.linear_mut(i);
+            if l.is_quantized() {
+                l.weight = l.dense_weight().into_owned();
+                l.dequantize();
+            }
+        }
+        copy
     }
 }
 
@@ -72,6 +123,9 @@ impl Adaptable for Llama {
     /// PEFT's `print_trainable_parameters` counts the adapter in (98,304 of 969,856).
     fn all_params_with(&self, trainable: usize) -> usize {
         Llama::num_params(self) + trainable
+    }
+    fn quantizable(&self, i: usize) -> bool {
+        i != self.cfg.lm_head()
     }
 }
 

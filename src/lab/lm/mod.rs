@@ -62,7 +62,7 @@ pub(super) struct LmRoom {
     words: Option<Corpus>,
     pokemon: Option<Corpus>,
     names: Option<Corpus>,
-    models: AdaptedModel<Llama>,
+    pub(in crate::lab) models: AdaptedModel<Llama>,
     meta: BTreeMap<String, AdapterMeta>,
     run: Option<LmRun>,
     checkpoints: Checkpoints,
@@ -196,6 +196,7 @@ impl Lab {
     /// `limit` of them when given). Nothing changes if a setting is bad.
     pub fn lm_start_base(&mut self, settings: &LmBaseSettings) -> Result<()> {
         self.ensure_idle()?;
+        self.refuse_quantized_lm_training()?;
         let (cfg, limit) = settings.resolve()?;
         let words = self.lm_words()?;
         let lines = &words.train[..limit.map_or(words.train.len(), |l| l.min(words.train.len()))];

@@ -37,7 +37,7 @@ enum Run {
 pub(super) struct MlpRoom {
     train: Option<Dataset>,
     test: Option<Dataset>,
-    models: AdaptedModel<Mlp>,
+    pub(in crate::lab) models: AdaptedModel<Mlp>,
     run: Option<Run>,
 }
 
@@ -104,6 +104,7 @@ impl Lab {
     /// Nothing changes if a setting is bad.
     pub fn start_base(&mut self, settings: &BaseSettings) -> Result<()> {
         self.ensure_idle()?;
+        self.refuse_quantized_mlp_training()?;
         let (cfg, limit) = settings.resolve()?;
         let (train, _) = self.datasets()?;
         let mut indices = train.indices_of(&BASE_DIGITS);
