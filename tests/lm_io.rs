@@ -374,14 +374,25 @@ fn refuses_dtypes_other_than_float32() {
 }
 
 #[test]
-fn refuses_quantized_checkpoints() {
+fn refuses_quantization_configs_it_cannot_compute() {
+    // Incomplete, or 8-bit: refused naming the key, before the weights are read.
     let msg = cfg_err(&edited(|o| {
         o.insert("quantization_config".into(), json!({"quant_method": "bitsandbytes", "load_in_4bit": true}));
     }));
-    assert_mentions(
-        &msg,
-        &["quantization_config is set (quant_method \"bitsandbytes\")", "quantized checkpoints are not supported yet"],
-    );
+    assert_mentions(&msg, &["quantization_config.", "missing"]);
+    let msg = cfg_err(&edited(|o| {
+        let mut q = lora_lab::io::quantization_config(true);
+        q["bnb_4bit_quant_type"] = json!("fp4");
+        o.insert("quantization_config".into(), q);
+    }));
+    assert_mentions(&msg, &["quantization_config.bnb_4bit_quant_type is \"fp4\""]);
+    // A 4-bit config over f32 weights: the weights are refused, naming the first Linear.
+    let config = edited(|o| {
+        o.insert("quantization_config".into(), lora_lab::io::quantization_config(false));
+    });
+    assert!(parse_lm_config(&config).is_ok());
+    let msg = weights_err(&config, &fixture_weights());
+    assert_mentions(&msg, &["model.layers.0.self_attn.q_proj.weight is F32", "not quantised"]);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! article's adapter and the output-layer preset, evaluation, samples, scores, checkpoints, files; bad
 //! settings and files refused with nothing changed. Small made-up corpora keep it fast.
 
-use lora_lab::lab::{DataChoice, Lab, LmAdapterSettings, LmBaseSettings};
+use lora_lab::lab::{DataChoice, Lab, LmAdapterSettings, LmBaseSettings, QuantizeSettings};
 use lora_lab::lm::Sampling;
 use lora_lab::rng::{Rng, Stream};
 
@@ -144,6 +144,80 @@ fn files_round_trip_and_bad_ones_change_nothing() {
     assert!(e.contains("adapter_model.safetensors"), "{e}");
     assert_eq!(other.lm_logits(&ids, true).unwrap(), logits);
     assert_eq!(other.lm_adapters().list.len(), 1);
+}
+
+/// QLoRA on the language model: every Linear of the layers in NF4 (lm_head stays f32), the held-out
+/// loss barely moves, base training is refused, the output-layer preset still adapts it, the folder
+/// goes out with its quantization_config and comes back the same, and dequantising restores the f32
+/// model bit for bit.
+#[test]
+fn a_4_bit_base_adapts_goes_out_as_bitsandbytes_writes_it_and_dequantises_exactly() {
+    let mut lab = lab();
+    run_base(&mut lab, &short_base());
+    let ids: Vec<u16> = std::iter::once(256).chain("Mew".bytes().map(u16::from)).collect();
+    let f32_logits = lab.lm_logits(&ids, false).unwrap();
+    let f32_files = lab.lm_export_base().unwrap();
+    let f32_eval = lab.lm_evaluate().unwrap().base;
+
+    let q = lab.lm_quantize_base(&QuantizeSettings::default()).unwrap();
+    assert!(q.quantized && q.double_quant, "double quantisation by default (QLoRA's recipe)");
+    assert_eq!(q.linears, 28, "4 layers × 7 projections; lm_head stays f32");
+    assert_eq!(q.f32_bytes, 871_552 * 4);
+    let (linear_weights, rest) = (802_816, 871_552 - 802_816);
+    eprintln!("LM base: {} → {} bytes", q.f32_bytes, q.bytes);
+    // 0.5 B per code, 1/64 B per absmax code, and per Linear the 16 + 256 f32 of its two maps.
+    assert!(q.bytes < rest * 4 + linear_weights * 56 / 100, "about 0.55 B per 4-bit weight: {}", q.bytes);
+    let q_eval = lab.lm_evaluate().unwrap().base;
+    eprintln!("held-out words f32 {:.4} → NF4 {:.4}", f32_eval["words"], q_eval["words"]);
+    assert!((q_eval["words"] - f32_eval["words"]).abs() < 0.1, "{f32_eval:?} → {q_eval:?}");
+    assert_ne!(lab.lm_logits(&ids, false).unwrap(), f32_logits);
+    let e = lab.lm_start_base(&short_base()).unwrap_err().to_string();
+    assert!(e.contains("4 bits") && e.contains("frozen"), "{e}");
+
+    let run = run_adapter(
+        &mut lab,
+        &LmAdapterSettings { preset: Some("new-tokens".into()), epochs: Some(2.0), ..Default::default() },
+    );
+    assert_eq!(run.trainable_params, 143_616);
+    let adapted = lab.lm_evaluate().unwrap().adapted.unwrap();
+    eprintln!("new-tokens on the 4-bit base: pokemon {:.4} → {:.4}", q_eval["pokemon"], adapted["pokemon"]);
+    assert!(adapted["pokemon"] < q_eval["pokemon"] - 0.15, "{q_eval:?} → {adapted:?}");
+    let adapted_logits = lab.lm_logits(&ids, true).unwrap();
+
+    let (config, st) = lab.lm_export_base().unwrap();
+    assert!(config.contains("\"quantization_config\"") && config.contains("\"bnb_4bit_quant_type\": \"nf4\""), "{config}");
+    assert!(!f32_files.0.contains("quantization_config"));
+    let tensors = lora_lab::io::read_tensors(&st, "model.safetensors").unwrap();
+    assert!(tensors.contains_key("model.layers.0.self_attn.q_proj.weight.quant_state.bitsandbytes__nf4"));
+    assert!(tensors.contains_key("model.layers.3.mlp.down_proj.weight.nested_absmax"));
+    assert!(matches!(tensors["lm_head.weight"].data, lora_lab::io::Data::F32(_)), "lm_head stays f32");
+    let files = lab.lm_export_adapter("new-tokens").unwrap();
+    let mut other = crate::lab();
+    other.lm_import_base(&config, &st).unwrap();
+    assert_eq!(other.lm_base_quantization(), q);
+    assert_eq!(other.lm_export_base().unwrap(), (config.clone(), st.clone()), "byte for byte");
+    other.lm_import_adapter("new-tokens", &files.safetensors, &files.config.to_json_pretty()).unwrap();
+    assert_eq!(other.lm_logits(&ids, true).unwrap(), adapted_logits);
+    // The f32 folder of the dequantised base: the same logits to rounding, no quantization_config.
+    let (dense_config, dense_st) = lab.lm_export_base_dequantized().unwrap();
+    assert!(!dense_config.contains("quantization_config"));
+    let mut dense = crate::lab();
+    dense.lm_import_base(&dense_config, &dense_st).unwrap();
+    let (a, b) = (dense.lm_logits(&ids, false).unwrap(), lab.lm_logits(&ids, false).unwrap());
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4));
+
+    // A 4-bit folder whose config disagrees with its file is refused, naming the file.
+    let flipped = config.replace("\"bnb_4bit_use_double_quant\": true", "\"bnb_4bit_use_double_quant\": false");
+    let e = other.lm_import_base(&flipped, &st).unwrap_err().to_string();
+    assert!(e.starts_with("model.safetensors") && e.contains("double-quantised"), "{e}");
+    let e = other.lm_import_base(&config, &f32_files.1).unwrap_err().to_string();
+    assert!(e.starts_with("model.safetensors") && e.contains("not quantised"), "{e}");
+    assert_eq!(other.lm_logits(&ids, true).unwrap(), adapted_logits, "the loaded models keep working");
+
+    let back = lab.lm_dequantize_base().unwrap();
+    assert!(!back.quantized);
+    assert_eq!(lab.lm_logits(&ids, false).unwrap(), f32_logits, "undo is exact");
+    assert_eq!(lab.lm_export_base().unwrap(), f32_files);
 }
 
 #[test]
