@@ -6,7 +6,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::bench;
 use crate::error::LabError;
-use crate::lab::{AdapterSettings, BaseSettings, CheckpointInfo, Lab, LmAdapterSettings, LmBaseSettings};
+use crate::lab::{AdapterSettings, BaseSettings, CheckpointInfo, Lab, LmAdapterSettings, LmBaseSettings, QuantizeSettings};
 use crate::lm::Sampling;
 
 #[cfg(feature = "threads")]
@@ -168,6 +168,30 @@ impl LabHandle {
         self.lab.export_model().map_err(err)
     }
 
+    /// model.safetensors in f32 with the weights the base computes with (a 4-bit base dequantised).
+    #[wasm_bindgen(js_name = exportModelDequantized)]
+    pub fn export_model_dequantized(&self) -> JsResult<Vec<u8>> {
+        self.lab.export_model_dequantized().map_err(err)
+    }
+
+    /// `{ type: 'nf4', doubleQuant }` → Quantization; on error nothing changes.
+    #[wasm_bindgen(js_name = quantizeBase)]
+    pub fn quantize_base(&mut self, settings: JsValue) -> JsResult<JsValue> {
+        let s: QuantizeSettings = from_js("quantizeBase settings", settings)?;
+        to_js(&self.lab.quantize_base(&s).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = dequantizeBase)]
+    pub fn dequantize_base(&mut self) -> JsResult<JsValue> {
+        to_js(&self.lab.dequantize_base().map_err(err)?)
+    }
+
+    /// → Quantization `{ quantized, doubleQuant, linears, f32Bytes, bytes }`.
+    #[wasm_bindgen(js_name = baseQuantization)]
+    pub fn base_quantization(&self) -> JsResult<JsValue> {
+        to_js(&self.lab.base_quantization())
+    }
+
     /// Loads `model.safetensors` → its parameter count; on error nothing changes.
     #[wasm_bindgen(js_name = importModel)]
     pub fn import_model(&mut self, bytes: &[u8]) -> JsResult<usize> {
@@ -294,6 +318,29 @@ impl LabHandle {
     pub fn lm_export_base(&self) -> JsResult<JsValue> {
         let (config, st) = self.lab.lm_export_base().map_err(err)?;
         files_object(&config, &st).map(Into::into)
+    }
+
+    /// The f32 folder of the weights the base computes with (a 4-bit base dequantised).
+    #[wasm_bindgen(js_name = lmExportBaseDequantized)]
+    pub fn lm_export_base_dequantized(&self) -> JsResult<JsValue> {
+        let (config, st) = self.lab.lm_export_base_dequantized().map_err(err)?;
+        files_object(&config, &st).map(Into::into)
+    }
+
+    #[wasm_bindgen(js_name = lmQuantizeBase)]
+    pub fn lm_quantize_base(&mut self, settings: JsValue) -> JsResult<JsValue> {
+        let s: QuantizeSettings = from_js("lm.quantizeBase settings", settings)?;
+        to_js(&self.lab.lm_quantize_base(&s).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = lmDequantizeBase)]
+    pub fn lm_dequantize_base(&mut self) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_dequantize_base().map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = lmBaseQuantization)]
+    pub fn lm_base_quantization(&self) -> JsResult<JsValue> {
+        to_js(&self.lab.lm_base_quantization())
     }
 
     #[wasm_bindgen(js_name = lmImportBase)]

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use lora_lab::data::{IMAGE_MAGIC, LABEL_MAGIC, PIXELS};
 use lora_lab::io::{self, write_safetensors};
 use lora_lab::lm::{Llama, LmConfig};
-use lora_lab::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
+use lora_lab::lora::{Adaptable, Adapter, Bias, Init, LoraConfig, Scaling};
 use lora_lab::Result;
 use serde_json::{json, Value};
 
@@ -123,7 +123,10 @@ const SEEDS: &[(&str, &str, Expect)] = &[
     ("lm_model", "bad-model-type", Rejected(&["config.json: model_type is \"mistral\"; only \"llama\""])),
     ("lm_model", "bad-grouped-kv", Rejected(&["config.json: num_key_value_heads is 1 but num_attention_heads is 2"])),
     ("lm_model", "bad-bf16", Rejected(&["config.json: dtype is \"bfloat16\"; only float32", "bf16/f16"])),
-    ("lm_model", "bad-quantized", Rejected(&["config.json: quantization_config is set", "not supported yet"])),
+    ("lm_model", "bad-quantized", Rejected(&["config.json: quantization_config.load_in_4bit is missing"])),
+    ("lm_model", "ok-4-bit", Accepted),
+    ("lm_model", "ok-4-bit-double-quant", Accepted),
+    ("lm_model", "bad-4-bit-config-f32-weights", Rejected(&["model.safetensors:", "is F32", "not quantised"])),
     ("lm_model", "bad-rope-scaling", Rejected(&["config.json: rope_parameters.factor is set (2.0): rope scaling"])),
     ("lm_model", "bad-tied", Rejected(&["config.json: tie_word_embeddings is true"])),
     ("lm_model", "bad-too-large", Rejected(&["config.json: vocab_size is 5000; this lab handles 1 to 4096"])),
@@ -318,6 +321,14 @@ fn lm_seeds(add: &mut dyn FnMut(&'static str, &'static str, Vec<u8>)) {
     add("lm_model", "bad-bf16", input(&edit(&|o| drop(o.insert("dtype".into(), json!("bfloat16")))), &weights));
     let quantized = edit(&|o| drop(o.insert("quantization_config".into(), json!({"quant_method": "bitsandbytes"}))));
     add("lm_model", "bad-quantized", input(&quantized, &weights));
+    for (name, double_quant) in [("ok-4-bit", false), ("ok-4-bit-double-quant", true)] {
+        let mut model = Llama::new(small_lm(2), 3);
+        model.quantize_linears(double_quant).unwrap();
+        let (config, weights) = io::export_lm(&model).unwrap();
+        add("lm_model", name, input(&config, &weights));
+    }
+    let four_bit = edit(&|o| drop(o.insert("quantization_config".into(), io::quantization_config(true))));
+    add("lm_model", "bad-4-bit-config-f32-weights", input(&four_bit, &weights));
     let scaled = json!({"factor": 2.0, "rope_theta": 10000.0, "rope_type": "linear"});
     add(
         "lm_model",

@@ -156,7 +156,7 @@ fn lora_on_every_module_type_matches_peft() {
         }
         // Merged into the weights, the adapter gives the same logits (PEFT's merge_and_unload).
         let mut merged = model.clone();
-        adapter.merge_into(&mut merged);
+        adapter.merge_into(&mut merged).unwrap();
         let mut m_acts = LmActivations::default();
         merged.forward(&ids, 2, 16, &mut m_acts, None).unwrap();
         assert_close(&format!("{folder} merged logits"), &m_acts.logits, &out["logits"].data, 2e-5);

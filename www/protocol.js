@@ -20,7 +20,11 @@
 //   svd           { rows: [[...]], rank }  → { S, A, B, approx, error, tailError }
 //                 (A = U_r√S_r, B = √S_r V_rᵀ; error = ‖W − A·B‖_F, tailError = √Σ dropped σ²)
 //   layerSvd      { layer: 'layers.1'|'layers.3'|'layers.5', rank }  → { S, error, shape }
-//   exportModel   {}  → Uint8Array (model.safetensors)
+//   exportModel   { dequantized=false }  → Uint8Array (model.safetensors; a 4-bit base in bitsandbytes'
+//                 Linear4bit layout, or with dequantized: true its dequantised weights in f32)
+//   quantizeBase  { type='nf4', doubleQuant=true }  → Q: the base held in 4 bits (QLoRA; QLORA.md),
+//                 Q = { quantized, doubleQuant, linears, f32Bytes, bytes }; training the base is then refused
+//   dequantizeBase {}  → Q: back to the f32 weights kept aside, bit for bit
 //   importModel   { bytes: Uint8Array }  → { params }
 //   exportAdapter { name }  → { safetensors: Uint8Array, config: object, baseModel: Uint8Array|null }
 //                 (baseModel: the residual base weights a PiSSA adapter needs, else null)
@@ -32,7 +36,7 @@
 //   deleteAdapter { name }  → adapters
 //   sweep         { ranks: [..], alphas: [..], epochs, ... adapter settings }  → { rows: [{ rank, alpha,
 //                 trainableParams, acc_8_9, acc_0_7, acc_all }], cancelled }; streams SWEEP_ROW events
-//   status        {}  → { hasModel, training: 'idle'|'running'|'paused', adapters, wasmBytes }
+//   status        {}  → { hasModel, training: 'idle'|'running'|'paused', adapters, quantization: Q, wasmBytes }
 //                 (wasmBytes: the module's memory, which keeps its high-water mark)
 //
 // The language model (window.lab.lm; LANGUAGE_MODEL.md). Held-out losses are nats per predicted token.
@@ -56,7 +60,10 @@
 //   lmGenerate    { n=20, temperature=0.8, topK=0, seed=0, adapted=true }  → [n strings]
 //   lmLogits      { text | ids, adapted }  → { ids, vocab: 264, logits: Float32Array (ids × 264) }
 //   lmScore       { text }  → { bytes, base: [log p per predicted token], adapted: [...] | null }
-//   lmExportBase  {}  → { config, safetensors }       lmImportBase { config, safetensors }  → { params }
+//   lmExportBase  { dequantized=false }  → { config, safetensors }  (a 4-bit base: config.json with its
+//                 quantization_config, Linear4bit layout)       lmImportBase { config, safetensors }  → { params }
+//   lmQuantizeBase { type='nf4', doubleQuant=true } | lmDequantizeBase {}  → Q, as for the MLP (lm_head
+//                 stays f32)
 //   lmExportAdapter { name }  → { config, safetensors }
 //   lmImportAdapter { config, safetensors, name }  → adapter summary
 //   lmAdapters | lmSetAdapter { name|null } | lmMerge | lmUnmerge | lmDeleteAdapter { name }  → adapters
@@ -73,7 +80,7 @@
 //   unzip         { bytes, file }  → { 'config.json' | 'model.safetensors' | 'adapter_config.json' |
 //                 'adapter_model.safetensors': Uint8Array } from any folder in the zip (other files skipped);
 //                 rejects what is not a zip, or unpacks past 256 MB, naming `file`
-//   lmStatus      {}  → { hasModel, training, adapters, checkpoints }
+//   lmStatus      {}  → { hasModel, training, adapters, checkpoints, quantization: Q }
 //
 //   bench         { kind: 'gemm', layout, reps } → { gflops, peak, ofPeak } | { kind: 'peak'|'peakAllThreads', iters } → { gflops } |
 //                 { kind: 'train', limit } → run summary | { kind: 'inference' } → { us }   (bench.html)
@@ -104,6 +111,8 @@ export const Request = Object.freeze({
   SVD: 'svd',
   LAYER_SVD: 'layerSvd',
   EXPORT_MODEL: 'exportModel',
+  QUANTIZE_BASE: 'quantizeBase',
+  DEQUANTIZE_BASE: 'dequantizeBase',
   IMPORT_MODEL: 'importModel',
   EXPORT_ADAPTER: 'exportAdapter',
   IMPORT_ADAPTER: 'importAdapter',
@@ -123,6 +132,8 @@ export const Request = Object.freeze({
   LM_LOGITS: 'lmLogits',
   LM_SCORE: 'lmScore',
   LM_EXPORT_BASE: 'lmExportBase',
+  LM_QUANTIZE_BASE: 'lmQuantizeBase',
+  LM_DEQUANTIZE_BASE: 'lmDequantizeBase',
   LM_IMPORT_BASE: 'lmImportBase',
   LM_EXPORT_ADAPTER: 'lmExportAdapter',
   LM_IMPORT_ADAPTER: 'lmImportAdapter',

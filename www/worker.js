@@ -339,7 +339,10 @@ const simple = {
   [Request.DELETE_ADAPTER]: ({ name }) => requireLab().deleteAdapter(String(name)),
   [Request.SVD]: ({ rows, rank }) => wasm.Lab.svd(rows, Number(rank)),
   [Request.LAYER_SVD]: ({ layer, rank }) => requireLab().layerSvd(String(layer), Number(rank)),
-  [Request.EXPORT_MODEL]: () => requireLab().exportModel(),
+  [Request.EXPORT_MODEL]: ({ dequantized = false }) =>
+    (dequantized ? requireLab().exportModelDequantized() : requireLab().exportModel()),
+  [Request.QUANTIZE_BASE]: (settings) => requireLab().quantizeBase(settings),
+  [Request.DEQUANTIZE_BASE]: () => requireLab().dequantizeBase(),
   [Request.IMPORT_MODEL]: ({ bytes }) => ({ params: requireLab().importModel(bytesOf(bytes, 'model file')) }),
   [Request.EXPORT_ADAPTER]: ({ name }) => requireLab().exportAdapter(String(name)),
   [Request.IMPORT_ADAPTER]: ({ safetensors, config, name = 'imported', baseModel = null }) =>
@@ -358,7 +361,10 @@ const lmSimple = {
     if (typeof text !== 'string') throw new Error('invalid text: expected a string');
     return requireLab().lmScore(text);
   },
-  [Request.LM_EXPORT_BASE]: () => requireLab().lmExportBase(),
+  [Request.LM_EXPORT_BASE]: ({ dequantized = false }) =>
+    (dequantized ? requireLab().lmExportBaseDequantized() : requireLab().lmExportBase()),
+  [Request.LM_QUANTIZE_BASE]: (settings) => requireLab().lmQuantizeBase(settings),
+  [Request.LM_DEQUANTIZE_BASE]: () => requireLab().lmDequantizeBase(),
   [Request.LM_IMPORT_BASE]: ({ config, safetensors }) =>
     ({ params: requireLab().lmImportBase(configText(config), bytesOf(safetensors, 'model.safetensors')) }),
   [Request.LM_EXPORT_ADAPTER]: ({ name }) => requireLab().lmExportAdapter(String(name)),
@@ -376,7 +382,13 @@ const lmSimple = {
   [Request.LM_RESTORE_CHECKPOINT]: ({ id }) => requireLab().lmRestoreCheckpoint(Number(id)),
   [Request.LM_STATUS]: () => {
     const l = requireLab();
-    return { hasModel: l.lmHasModel(), training: l.lmIsTraining() ? run.state : 'idle', adapters: l.lmAdapters(), checkpoints: l.lmCheckpoints() };
+    return {
+      hasModel: l.lmHasModel(),
+      training: l.lmIsTraining() ? run.state : 'idle',
+      adapters: l.lmAdapters(),
+      checkpoints: l.lmCheckpoints(),
+      quantization: l.lmBaseQuantization(),
+    };
   },
 };
 
@@ -387,7 +399,15 @@ function classify({ pixels }) {
 
 function status() {
   const l = requireLab();
-  return { value: { hasModel: l.hasModel(), training: run.state, adapters: l.adapters(), wasmBytes: memory.buffer.byteLength } };
+  return {
+    value: {
+      hasModel: l.hasModel(),
+      training: run.state,
+      adapters: l.adapters(),
+      quantization: l.baseQuantization(),
+      wasmBytes: memory.buffer.byteLength,
+    },
+  };
 }
 
 // A panic aborts the module: it cannot be used again, so tell the page.

@@ -24,7 +24,7 @@ use lora_lab::data::{parse_images, parse_labels, Dataset, PIXELS, SIDE};
 use lora_lab::io::{self, read_safetensors, write_safetensors, Tensor};
 use lora_lab::lab::{AdapterSummary, Lab};
 use lora_lab::lm::Llama;
-use lora_lab::lora::Module;
+use lora_lab::lora::{Adaptable, Module};
 use lora_lab::nn::{Mlp, LAYER_NAMES, LAYER_SHAPES};
 use lora_lab::rng::{Rng, Stream};
 use lora_lab::{LabError, Result};
@@ -109,6 +109,11 @@ pub fn safetensors(data: &[u8]) -> Result<usize> {
     check_file_error(&model, io::MODEL_FILE);
     if let Ok(mlp) = &model {
         assert!(mlp.layers.iter().all(|l| l.weight.iter().chain(&l.bias).all(|v| v.is_finite())));
+        // A 4-bit base (bitsandbytes' layout) goes out and in again unchanged.
+        if mlp.quantization().is_some() {
+            let bytes = io::export_model(mlp).expect("an imported 4-bit base exports");
+            assert_eq!(&io::import_model(&bytes).expect("and imports again"), mlp, "4-bit round trip changed the model");
+        }
     }
     let map = read_safetensors(data, FUZZ_FILE);
     check_file_error(&map, FUZZ_FILE);
@@ -318,11 +323,24 @@ pub fn lm_model(data: &[u8]) -> Result<usize> {
     cfg.validate("fuzz").expect("an imported config is valid");
     assert_eq!(model.num_params(), cfg.num_params());
 
-    // The model holds exactly the file's tensors, with the shapes the config implies.
-    let input = read_safetensors(weights, io::MODEL_FILE).expect("the input was accepted");
-    let listed = io::lm_tensors(cfg);
+    // The model holds exactly the file's tensors, with the shapes the config implies: a 4-bit base's
+    // quantised Linears as read, everything else F32.
+    let modules = model.modules();
+    let input = if model.quantization().is_some() {
+        let quantized: Vec<Module> = modules.iter().filter(|m| m.name != "lm_head").cloned().collect();
+        let read = io::read_nf4_safetensors(weights, io::MODEL_FILE, &quantized).expect("the input was accepted");
+        for (m, l) in modules.iter().zip(&model.linears) {
+            assert_eq!(l.nf4.as_deref(), read.quantized.get(&m.name), "{}: the 4-bit weight as read", m.name);
+        }
+        read.tensors
+    } else {
+        read_safetensors(weights, io::MODEL_FILE).expect("the input was accepted")
+    };
+    let is_quantized = |key: &str| modules.iter().zip(&model.linears).any(|(m, l)| l.is_quantized() && key == format!("{}.weight", m.name));
+    let listed: Vec<(String, Vec<usize>)> = io::lm_tensors(cfg).into_iter().filter(|(k, _)| !is_quantized(k)).collect();
     assert_eq!(input.len(), listed.len(), "tensors other than the model's were accepted");
-    for ((name, bits), (key, shape)) in lm_bits(&model).iter().zip(&listed) {
+    let f32_params = lm_bits(&model).into_iter().filter(|(n, _)| !is_quantized(n)).collect::<Vec<_>>();
+    for ((name, bits), (key, shape)) in f32_params.iter().zip(&listed) {
         assert_eq!(name, key);
         let t = &input[name];
         assert_eq!(&t.shape, shape, "{name}: shape");
@@ -336,6 +354,7 @@ pub fn lm_model(data: &[u8]) -> Result<usize> {
     let again = io::import_lm(&json, &bytes).expect("an exported model imports again");
     assert_eq!(&again.cfg, cfg);
     assert_eq!(lm_bits(&again), lm_bits(&model), "weights changed on a round trip");
+    assert!(again.linears.iter().zip(&model.linears).all(|(a, b)| a.nf4 == b.nf4), "4-bit weights changed on a round trip");
     let (json2, bytes2) = io::export_lm(&again).expect("exports again");
     assert_eq!(json2, json, "config.json changed on a second round trip");
     assert!(bytes2 == bytes, "model.safetensors changed on a second round trip");
