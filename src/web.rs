@@ -174,6 +174,12 @@ impl LabHandle {
         self.lab.export_model_dequantized().map_err(err)
     }
 
+    /// model.safetensors of the f32 weights kept aside while quantised (what the page stores).
+    #[wasm_bindgen(js_name = exportModelOriginal)]
+    pub fn export_model_original(&self) -> JsResult<Vec<u8>> {
+        self.lab.export_model_original().map_err(err)
+    }
+
     /// `{ type: 'nf4', doubleQuant }` → Quantization; on error nothing changes.
     #[wasm_bindgen(js_name = quantizeBase)]
     pub fn quantize_base(&mut self, settings: JsValue) -> JsResult<JsValue> {
@@ -324,6 +330,12 @@ impl LabHandle {
     #[wasm_bindgen(js_name = lmExportBaseDequantized)]
     pub fn lm_export_base_dequantized(&self) -> JsResult<JsValue> {
         let (config, st) = self.lab.lm_export_base_dequantized().map_err(err)?;
+        files_object(&config, &st).map(Into::into)
+    }
+
+    #[wasm_bindgen(js_name = lmExportBaseOriginal)]
+    pub fn lm_export_base_original(&self) -> JsResult<JsValue> {
+        let (config, st) = self.lab.lm_export_base_original().map_err(err)?;
         files_object(&config, &st).map(Into::into)
     }
 

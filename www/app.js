@@ -184,8 +184,10 @@ export class App {
     const storage = await this.getStorage();
     if (!storage) return false;
     try {
-      const bytes = await this.request(Request.EXPORT_MODEL);
-      await storage.saveModel(bytes);
+      // The f32 weights, and whether they are held in 4 bits: a reload quantises them again.
+      const bytes = await this.request(Request.EXPORT_MODEL, { original: true });
+      const { quantization: q } = await this.request(Request.STATUS);
+      await storage.saveModel(bytes, q.quantized ? { doubleQuant: q.doubleQuant } : null);
       // A new base model drops the worker's adapters (they were trained for the old one): drop the
       // stored ones too, or a reload would bring them back onto a model they do not fit.
       await storage.clearAdapters();
@@ -194,6 +196,17 @@ export class App {
     } catch (e) {
       this.emit('storage', { kind: 'error', text: `Could not save the base model in this browser: ${e.message}.` });
       return false;
+    }
+  }
+
+  /** Records whether the stored base is held in 4 bits (after the QLoRA toggle). */
+  async saveQuantization(q) {
+    const storage = await this.getStorage();
+    if (!storage) return;
+    try {
+      await storage.setModelQuantization(q.quantized ? { doubleQuant: q.doubleQuant } : null);
+    } catch (e) {
+      this.emit('storage', { kind: 'error', text: `Could not keep the 4-bit setting in this browser: ${e.message}.` });
     }
   }
 
@@ -234,6 +247,7 @@ export class App {
       const rec = await storage.loadModel();
       if (rec) {
         await this.request(Request.IMPORT_MODEL, { bytes: rec.bytes });
+        if (rec.quant) await this.request(Request.QUANTIZE_BASE, { type: 'nf4', doubleQuant: rec.quant.doubleQuant });
         done.model = true;
         this.setHasModel('restored');
       }

@@ -54,6 +54,8 @@ function createLm(app, control, panel) {
     merge: (name) => panel.merge(name),
     unmerge: (name) => panel.unmerge(name),
     deleteAdapter: (name) => panel.deleteAdapter(name),
+    quantizeBase: (opts = {}) => panel.qlora.set(true, opts),
+    dequantizeBase: () => panel.qlora.set(false),
     checkpoints: () => ask(Request.LM_CHECKPOINTS),
     restoreCheckpoint: (id) => panel.restoreCheckpoint(Number(id)),
     status: () => ask(Request.LM_STATUS),
@@ -98,8 +100,12 @@ export function createLab(app, panels) {
     deleteAdapter: async (name) => {
       const value = await panels.adapter.act(Request.DELETE_ADAPTER, { name }, `Adapter "${name}" deleted`);
       await app.forgetAdapter(name);
+      panels.adapter.qlora.forgetAdapter(name);
       return value;
     },
+    /** The 4-bit base (QLoRA) toggle of panel 3: `{ type: 'nf4', doubleQuant = true }` → Q. */
+    quantizeBase: (opts = {}) => panels.adapter.qlora.set(true, opts),
+    dequantizeBase: () => panels.adapter.qlora.set(false),
     sweep: (opts = {}) => panels.sweep.run(opts),
     pause: () => control(Request.PAUSE),
     resume: () => control(Request.RESUME),

@@ -23,12 +23,25 @@ export function lmKeeper(app, report) {
       const s = await storage();
       if (!s) return false;
       try {
-        const { config, safetensors } = await app.request(Request.LM_EXPORT_BASE);
-        await s.saveLmBase({ config, safetensors });
+        // The f32 weights, and whether they are held in 4 bits: a reload quantises them again.
+        const { config, safetensors } = await app.request(Request.LM_EXPORT_BASE, { original: true });
+        const { quantization: q } = await app.request(Request.LM_STATUS);
+        await s.saveLmBase({ config, safetensors, quant: q.quantized ? { doubleQuant: q.doubleQuant } : null });
         report('ok', `Language model saved in this browser (${(safetensors.byteLength / 1e6).toFixed(1)} MB).`);
         return true;
       } catch (e) {
         return fail('the language model', e);
+      }
+    },
+
+    /** Records whether the stored base is held in 4 bits (after the QLoRA toggle). */
+    async saveQuantization(q) {
+      const s = await storage();
+      if (!s) return;
+      try {
+        await s.setLmQuantization(q.quantized ? { doubleQuant: q.doubleQuant } : null);
+      } catch (e) {
+        fail('the 4-bit setting', e);
       }
     },
 
@@ -87,7 +100,7 @@ export function lmKeeper(app, report) {
      * on. Resolves to { base, adapters, checkpoints, stats: { name: stats } } (what was restored).
      */
     async restore() {
-      const done = { base: false, adapters: 0, checkpoints: 0, stats: {}, config: null };
+      const done = { base: false, adapters: 0, checkpoints: 0, stats: {}, config: null, quantization: null };
       const s = await storage();
       if (!s) return done;
       const problems = [];
@@ -95,6 +108,7 @@ export function lmKeeper(app, report) {
         const rec = await s.loadLmBase();
         if (rec) {
           await app.request(Request.LM_IMPORT_BASE, { config: rec.config, safetensors: rec.safetensors });
+          if (rec.quant) done.quantization = await app.request(Request.LM_QUANTIZE_BASE, { type: 'nf4', doubleQuant: rec.quant.doubleQuant });
           done.base = true;
           done.config = rec.config;
         }

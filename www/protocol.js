@@ -20,8 +20,9 @@
 //   svd           { rows: [[...]], rank }  → { S, A, B, approx, error, tailError }
 //                 (A = U_r√S_r, B = √S_r V_rᵀ; error = ‖W − A·B‖_F, tailError = √Σ dropped σ²)
 //   layerSvd      { layer: 'layers.1'|'layers.3'|'layers.5', rank }  → { S, error, shape }
-//   exportModel   { dequantized=false }  → Uint8Array (model.safetensors; a 4-bit base in bitsandbytes'
-//                 Linear4bit layout, or with dequantized: true its dequantised weights in f32)
+//   exportModel   { dequantized=false, original=false }  → Uint8Array (model.safetensors; a 4-bit base in
+//                 bitsandbytes' Linear4bit layout; dequantized: its dequantised weights in f32; original: the
+//                 f32 weights kept aside while it is quantised, which the page stores)
 //   quantizeBase  { type='nf4', doubleQuant=true }  → Q: the base held in 4 bits (QLoRA; QLORA.md),
 //                 Q = { quantized, doubleQuant, linears, f32Bytes, bytes }; training the base is then refused
 //   dequantizeBase {}  → Q: back to the f32 weights kept aside, bit for bit
@@ -60,8 +61,8 @@
 //   lmGenerate    { n=20, temperature=0.8, topK=0, seed=0, adapted=true }  → [n strings]
 //   lmLogits      { text | ids, adapted }  → { ids, vocab: 264, logits: Float32Array (ids × 264) }
 //   lmScore       { text }  → { bytes, base: [log p per predicted token], adapted: [...] | null }
-//   lmExportBase  { dequantized=false }  → { config, safetensors }  (a 4-bit base: config.json with its
-//                 quantization_config, Linear4bit layout)       lmImportBase { config, safetensors }  → { params }
+//   lmExportBase  { dequantized=false, original=false }  → { config, safetensors }  (a 4-bit base:
+//                 config.json with its quantization_config, Linear4bit layout; the flags as for exportModel)       lmImportBase { config, safetensors }  → { params }
 //   lmQuantizeBase { type='nf4', doubleQuant=true } | lmDequantizeBase {}  → Q, as for the MLP (lm_head
 //                 stays f32)
 //   lmExportAdapter { name }  → { config, safetensors }

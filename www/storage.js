@@ -2,10 +2,13 @@
 //
 // Database "lora-lab", IndexedDB version DB_VERSION, stores:
 //   meta      { key: 'schema', version: SCHEMA }            what the records below look like
-//   models    { key: 'base', schema, bytes, savedAt }       bytes: model.safetensors from exportModel
+//   models    { key: 'base', schema, bytes, quant, savedAt }  bytes: model.safetensors from exportModel
+//             ({ original: true }: the f32 weights, also while the base is held in 4 bits); quant: null, or
+//             { doubleQuant } when the base is held in 4 bits (QLoRA): a reload quantises it again
 //   adapters  { name, schema, safetensors, config, baseModel, savedAt }   from exportAdapter
 // The language model (panel 6), since IndexedDB version 2:
-//   lmModels       { key: 'base', schema, config, safetensors, savedAt }     from lmExportBase
+//   lmModels       { key: 'base', schema, config, safetensors, quant, savedAt }  from lmExportBase
+//                  ({ original: true }); quant as for the MLP's
 //                  { key: 'state', schema, active, merged }                  which adapter is on
 //   lmAdapters     { name, schema, config, safetensors, stats, savedAt }     from lmExportAdapter; stats: the
 //                  run's numbers the panel shows (held-out losses, capitals), or null
@@ -103,9 +106,25 @@ export class Storage {
     if (this.schemaProblem) throw new StorageError(this.schemaProblem);
   }
 
-  async saveModel(bytes) {
+  async saveModel(bytes, quant = null) {
     this.#check();
-    await this.#tx('models', 'readwrite', (s) => s.put({ key: 'base', schema: SCHEMA, bytes, savedAt: Date.now() }));
+    await this.#tx('models', 'readwrite', (s) => s.put({ key: 'base', schema: SCHEMA, bytes, quant, savedAt: Date.now() }));
+  }
+
+  /** Records whether the stored base is held in 4 bits (quant: null or { doubleQuant }). */
+  async setModelQuantization(quant) {
+    await this.#update('models', 'base', { quant });
+  }
+
+  /** Changes fields of a stored record, if it is there. */
+  async #update(store, key, fields) {
+    this.#check();
+    await this.#tx(store, 'readwrite', (s) => {
+      const req = s.get(key);
+      req.onsuccess = () => {
+        if (req.result) s.put({ ...req.result, ...fields });
+      };
+    });
   }
 
   /** { bytes, savedAt } or null. Records of another schema are skipped with a StorageError. */
@@ -144,10 +163,10 @@ export class Storage {
   // ── the language model ──────────────────────────────────────────────────────────────────────────
 
   /** Saves a new language-model base, and drops the stored adapters and checkpoints of the old one. */
-  async saveLmBase({ config, safetensors }) {
+  async saveLmBase({ config, safetensors, quant = null }) {
     this.#check();
     await this.#tx('lmModels', 'readwrite', (s) => {
-      s.put({ key: 'base', schema: SCHEMA, config, safetensors, savedAt: Date.now() });
+      s.put({ key: 'base', schema: SCHEMA, config, safetensors, quant, savedAt: Date.now() });
       s.delete('state');
     });
     await this.#tx('lmAdapters', 'readwrite', (s) => s.clear());
@@ -160,6 +179,10 @@ export class Storage {
     if (!rec) return null;
     if (rec.schema !== SCHEMA) throw new StorageError(`the stored language model has schema ${rec.schema}; not loaded`);
     return rec;
+  }
+
+  async setLmQuantization(quant) {
+    await this.#update('lmModels', 'base', { quant });
   }
 
   /** A small record of the lmModels store other than the base (e.g. { key: 'state', active, merged }). */
@@ -181,13 +204,7 @@ export class Storage {
 
   /** Updates the stats kept with a stored adapter (if it is stored). */
   async setLmAdapterStats(name, stats) {
-    this.#check();
-    await this.#tx('lmAdapters', 'readwrite', (s) => {
-      const req = s.get(name);
-      req.onsuccess = () => {
-        if (req.result) s.put({ ...req.result, stats });
-      };
-    });
+    await this.#update('lmAdapters', name, { stats });
   }
 
   async deleteLmAdapter(name) {

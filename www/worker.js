@@ -339,8 +339,10 @@ const simple = {
   [Request.DELETE_ADAPTER]: ({ name }) => requireLab().deleteAdapter(String(name)),
   [Request.SVD]: ({ rows, rank }) => wasm.Lab.svd(rows, Number(rank)),
   [Request.LAYER_SVD]: ({ layer, rank }) => requireLab().layerSvd(String(layer), Number(rank)),
-  [Request.EXPORT_MODEL]: ({ dequantized = false }) =>
-    (dequantized ? requireLab().exportModelDequantized() : requireLab().exportModel()),
+  [Request.EXPORT_MODEL]: ({ dequantized = false, original = false }) => {
+    if (dequantized) return requireLab().exportModelDequantized();
+    return original ? requireLab().exportModelOriginal() : requireLab().exportModel();
+  },
   [Request.QUANTIZE_BASE]: (settings) => requireLab().quantizeBase(settings),
   [Request.DEQUANTIZE_BASE]: () => requireLab().dequantizeBase(),
   [Request.IMPORT_MODEL]: ({ bytes }) => ({ params: requireLab().importModel(bytesOf(bytes, 'model file')) }),
@@ -361,8 +363,10 @@ const lmSimple = {
     if (typeof text !== 'string') throw new Error('invalid text: expected a string');
     return requireLab().lmScore(text);
   },
-  [Request.LM_EXPORT_BASE]: ({ dequantized = false }) =>
-    (dequantized ? requireLab().lmExportBaseDequantized() : requireLab().lmExportBase()),
+  [Request.LM_EXPORT_BASE]: ({ dequantized = false, original = false }) => {
+    if (dequantized) return requireLab().lmExportBaseDequantized();
+    return original ? requireLab().lmExportBaseOriginal() : requireLab().lmExportBase();
+  },
   [Request.LM_QUANTIZE_BASE]: (settings) => requireLab().lmQuantizeBase(settings),
   [Request.LM_DEQUANTIZE_BASE]: () => requireLab().lmDequantizeBase(),
   [Request.LM_IMPORT_BASE]: ({ config, safetensors }) =>

@@ -140,6 +140,17 @@ impl Lab {
         crate::io::export_model(&self.require_base()?.dequantized_copy())
     }
 
+    /// The MLP's base with the f32 weights kept aside (for the page's storage): the same as
+    /// `export_model` when the base is not quantised.
+    pub fn export_model_original(&self) -> Result<Vec<u8>> {
+        crate::io::export_model(&self.require_base()?.unquantized_copy())
+    }
+
+    pub fn lm_export_base_original(&self) -> Result<(String, Vec<u8>)> {
+        let base = self.lm_base().ok_or_else(|| LabError::state("there is no language model yet: train or load one first"))?;
+        crate::io::export_lm(&base.unquantized_copy())
+    }
+
     /// The language model's base as an f32 Hugging Face folder of the weights it computes with.
     pub fn lm_export_base_dequantized(&self) -> Result<(String, Vec<u8>)> {
         let base = self.lm_base().ok_or_else(|| LabError::state("there is no language model yet: train or load one first"))?;

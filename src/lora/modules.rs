@@ -62,6 +62,17 @@ pub trait Adaptable {
         (0..self.modules().len()).find_map(|i| self.linear(i).nf4.as_ref().map(|q| q.double_quant()))
     }
 
+    /// A copy with the f32 weights kept aside and nothing quantised (what the page stores, so that a
+    /// reload can quantise again and still undo bit for bit).
+    fn unquantized_copy(&self) -> Self
+    where
+        Self: Clone,
+    {
+        let mut copy = self.clone();
+        copy.dequantize_linears();
+        copy
+    }
+
     /// A copy computing with the same weights in f32: the 4-bit Linears dequantised (what "an f32
     /// export of the dequantised base" writes).
     fn dequantized_copy(&self) -> Self

@@ -6,6 +6,7 @@ import { perClassChart, COLORS } from '../charts.js';
 import { $, $$, el, say, pct, int, duration, writeValue } from '../ui.js';
 import { numberFields, showRefusal } from '../fields.js';
 import { trainingView } from './training.js';
+import { qloraToggle } from './qlora.js';
 
 /** in and out features of the article's Linear layers. */
 export const LAYERS = Object.freeze({ 'layers.1': [784, 512], 'layers.3': [512, 256], 'layers.5': [256, 10] });
@@ -58,6 +59,21 @@ export function adapterPanel(app) {
   const trainButton = $('#adapter-train', root);
   const view = trainingView(app, $('#adapter-training', root), 'adapter', (t) => say(msg, t, 'error'));
   const perClass = perClassChart($('#adapter-perclass', root));
+  const qlora = qloraToggle($('#adapter-qlora', root), {
+    request: (type, args) => app.request(type, args),
+    requests: { quantize: Request.QUANTIZE_BASE, dequantize: Request.DEQUANTIZE_BASE },
+    qualityLabel: 'base accuracy on digits 0–7',
+    quality: async () => {
+      const ev = await app.evaluate();
+      return { value: ev.base.acc_0_7, text: pct(ev.base.acc_0_7) };
+    },
+    blocked: () => (app.busy ? `a ${app.busy} run is in progress` : app.hasModel ? null : 'there is no base model yet (panel 2)'),
+    changed: (q) => app.saveQuantization(q),
+  });
+  /** The worker's word on the base's quantisation, shown (a new, loaded or restored base). */
+  const showQuantization = () => app.request(Request.STATUS).then((st) => qlora.show(st.quantization), () => {});
+  app.on('model', showQuantization);
+  app.on('restart', () => qlora.clear());
 
   /** The numeric settings, with what an empty field means. */
   const fields = numberFields(form, { rank: 4, alpha: 1, dropout: 0, lr: 5e-3, epochs: 3, batchSize: 64, replay: 0, seed: 13 });
@@ -131,7 +147,10 @@ export function adapterPanel(app) {
       app.setBusy(null);
       await app.refreshAdapters();
       say(msg, `Adapter "${result.name}" ${result.cancelled ? 'cancelled (kept as far as it got)' : 'trained'} in ${duration(result.seconds)}. Evaluating…`, 'busy');
-      await app.evaluate();
+      const ev = await app.evaluate();
+      if (qlora.quantized && ev.adapted) {
+        qlora.noteAdapter(result.name, `digits 8–9 ${pct(ev.adapted.acc_8_9)}, 0–7 ${pct(ev.adapted.acc_0_7)} with it on (base alone: 0–7 ${pct(ev.base.acc_0_7)})`);
+      }
       say(msg, `Adapter "${result.name}" ${result.cancelled ? 'cancelled (kept as far as it got)' : 'trained'} in ${duration(result.seconds)} and evaluated.`, 'ok');
       app.saveAdapter(result.name);
       bumpName(result.name);
@@ -167,6 +186,7 @@ export function adapterPanel(app) {
   app.on('busy', ({ phase }) => {
     presetButton.disabled = Boolean(phase);
     trainButton.disabled = Boolean(phase);
+    qlora.setBusy(Boolean(phase));
   });
 
   // ── the adapter list ──────────────────────────────────────────────────────────────────────────────
@@ -197,6 +217,7 @@ export function adapterPanel(app) {
         try {
           await act(Request.DELETE_ADAPTER, { name: a.name }, `Adapter "${a.name}" deleted`);
           app.forgetAdapter(a.name);
+          qlora.forgetAdapter(a.name);
         } catch {
           // shown in the panel
         }
@@ -296,5 +317,5 @@ export function adapterPanel(app) {
     }
   }
 
-  return { train, importAdapter, readForm, setForm, fields, exportAdapter, act };
+  return { train, importAdapter, readForm, setForm, fields, exportAdapter, act, qlora };
 }

@@ -14,6 +14,7 @@ import { loraConfigForm, BASE_DEFAULTS, PRESETS, TINY_CONFIG } from './lm-config
 import { samplesView, scoreView, whyView, startsWithCapital, capitalMass } from './lm-samples.js';
 import { renderAdapters, renderCheckpoints } from './lm-lists.js';
 import { downloadBase, downloadAdapter, readFolder, pythonSnippet, BASE_FOLDER } from './lm-files.js';
+import { qloraToggle } from './qlora.js';
 
 /** Held out for evaluation (LANGUAGE_MODEL.md): every 50th English word, every 10th line of the rest. */
 const HELD_OUT_EVERY = { words: 50, pokemon: 10, names: 10, user: 10 };
@@ -57,6 +58,23 @@ export function lmPanel(app) {
   const why = whyView($('#lm-why-box', root));
 
   const busyError = () => new Error(`already busy (${app.busy}); wait, or cancel it first`);
+  const qlora = qloraToggle($('#lm-qlora', root), {
+    request: (type, args) => app.request(type, args),
+    requests: { quantize: Request.LM_QUANTIZE_BASE, dequantize: Request.LM_DEQUANTIZE_BASE },
+    qualityLabel: 'held-out English words (nats per token)',
+    quality: async () => {
+      await ensureData();
+      const ev = await app.request(Request.LM_EVALUATE);
+      return { value: ev.base.words, text: num(ev.base.words, 4) };
+    },
+    blocked: () => (app.busy ? `a ${app.busy} run is in progress` : state.hasBase ? null : 'there is no language model yet'),
+    changed: (q) => {
+      keeper.saveQuantization(q);
+      scores.clear();
+    },
+  });
+  /** The worker's word on the base's quantisation, shown (a new, loaded or restored base). */
+  const showQuantization = () => app.request(Request.LM_STATUS).then((st) => qlora.show(st.quantization), () => {});
 
   // ── the corpora ──────────────────────────────────────────────────────────────────────────────────
   let dataPromise = null;
@@ -216,6 +234,7 @@ export function lmPanel(app) {
       const loss = result.evalLoss.at(-1);
       say(baseMsg, `${result.cancelled ? 'Cancelled — the model keeps what it learnt' : 'Trained'}: ${int(result.steps)} steps in `
         + `${duration(result.seconds)}, ${int(result.tokensPerSec)} tokens/s${Number.isFinite(loss) ? `; held-out words ${num(loss, 3)} nats per token (reference: 2.11 after a full epoch)` : ''}.`, 'ok');
+      await showQuantization();
       await keeper.saveBase();
       await keeper.saveCheckpoints();
       return result;
@@ -255,7 +274,8 @@ export function lmPanel(app) {
       scores.clear();
       samples.clear();
       await refresh();
-      say(baseMsg, `Loaded ${label}: ${int(value.params)} parameters.`, 'ok');
+      await showQuantization();
+      say(baseMsg, `Loaded ${label}: ${int(value.params)} parameters${qlora.quantized ? ', held in 4 bits (its quantization_config)' : ''}.`, 'ok');
       await keeper.saveBase();
       return value;
     } catch (e) {
@@ -348,6 +368,9 @@ export function lmPanel(app) {
       why.set(result.name, stats);
       python.textContent = pythonSnippet(result.name);
       const last = result.evalLoss.at(-1);
+      if (qlora.quantized) {
+        qlora.noteAdapter(result.name, `held-out ${typeof data === 'string' ? DATA_NAMES[data] ?? data : 'lines'}: ${num(stats.lossOff, 3)} → ${num(last, 3)} nats per token`);
+      }
       say(adapterMsg, `Adapter "${result.name}" ${result.cancelled ? 'cancelled (kept as far as it got)' : 'trained'} in ${duration(result.seconds)} `
         + `(${int(result.tokensPerSec)} tokens/s)${Number.isFinite(last) ? `: held-out ${num(stats.lossOff, 3)} → ${num(last, 3)} nats per token` : ''}.`, 'ok');
       await keeper.saveAdapter(result.name, stats);
@@ -480,6 +503,7 @@ export function lmPanel(app) {
   async function removeAdapter(name) {
     const value = await act(Request.LM_DELETE_ADAPTER, { name }, `Adapter "${name}" deleted`);
     why.set(name, null);
+    qlora.forgetAdapter(name);
     await keeper.forgetAdapter(name);
     return value;
   }
@@ -493,6 +517,7 @@ export function lmPanel(app) {
       why.clear();
       scores.clear();
       samples.clear();
+      await showQuantization();
       await keeper.saveBase();
       await keeper.saveCheckpoints();
     } else if (cp) {
@@ -530,6 +555,7 @@ export function lmPanel(app) {
 
   app.on('busy', ({ phase }) => {
     for (const b of [baseTrain, adapterTrain, ...presetButtons]) b.disabled = Boolean(phase);
+    qlora.setBusy(Boolean(phase));
   });
 
   // ── storage and restarts ─────────────────────────────────────────────────────────────────────────
@@ -541,6 +567,7 @@ export function lmPanel(app) {
       config.update();
       for (const [name, s] of Object.entries(done.stats)) why.set(name, s);
       await refresh().catch(() => {});
+      await showQuantization();
       if (state.adapters.active) python.textContent = pythonSnippet(state.adapters.active);
     }
     return { base: done.base, adapters: done.adapters, checkpoints: done.checkpoints };
@@ -561,6 +588,7 @@ export function lmPanel(app) {
     Object.assign(state, { hasBase: false, config: TINY_CONFIG, adapters: { active: null, list: [] } });
     checkpointList = [];
     why.clear();
+    qlora.clear();
     render();
   });
   app.on('restored', () => {
@@ -582,6 +610,7 @@ export function lmPanel(app) {
     generate: () => samples.generate(),
     score: (text) => scores.score(text),
     restoreAfter,
+    qlora,
     get restored() {
       return restored;
     },
