@@ -1,8 +1,9 @@
-//! What `./build.sh bench` measures inside the module: GEMMs at fixed shapes and the register-only SIMD
-//! loop that bounds them. The caller (the worker, through `web.rs`) times each call.
+//! What `./build.sh bench` measures inside the module: GEMMs at fixed shapes (f32, and with the weight
+//! in 4-bit NF4) and the register-only SIMD loop that bounds them. The caller (the worker, through `web.rs`) times each call.
 
 use crate::error::{LabError, Result};
 use crate::kernels;
+use crate::quant::QuantizedWeight;
 
 /// (rows, in, out) of the GEMMs measured: the MLP's layer 1 at batch 64, and the language model's
 /// Linears at 32 sequences of 64 tokens (q/k/v/o, gate/up, down, lm_head).
@@ -17,16 +18,24 @@ pub fn gemm_shape(shape: &str) -> Result<(usize, usize, usize)> {
     })
 }
 
-/// `reps` GEMMs of `shape` (see `gemm_shape`) in one layout (`forward`, `input_grad`, `weight_grad`).
-/// Returns the FLOPs done.
+/// `reps` GEMMs of `shape` (see `gemm_shape`) in one layout (`forward`, `forward_dot`, `input_grad`,
+/// `weight_grad`, and with the weight in 4-bit NF4 — double-quantised, as QLoRA holds it —
+/// `forward_nf4`, `input_grad_nf4`). Returns the FLOPs done.
 pub fn gemm(shape: &str, layout: &str, reps: u32) -> Result<f64> {
     let (m, k, n) = gemm_shape(shape)?;
     let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
     let w: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 * 0.01).collect();
     let dy: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32 * 0.01).collect();
     let mut out = vec![0.0f32; (m * n).max(m * k).max(n * k)];
+    let q = layout.ends_with("_nf4").then(|| QuantizedWeight::quantize(&w, n, k, true)).transpose()?;
+    let nf4 = || {
+        let q = q.as_ref().expect("an _nf4 layout's weight is quantised above");
+        kernels::Nf4Weight { packed: q.packed(), scales: q.scales(), rows: n, cols: k }
+    };
     for _ in 0..reps {
         match layout {
+            "forward_nf4" => kernels::nf4_linear_forward(&x, nf4(), None, &mut out[..m * n], m, false),
+            "input_grad_nf4" => kernels::nf4_linear_input_grad(&dy, nf4(), &mut out[..m * k], m, false),
             "forward" => kernels::linear_forward(&x, &w, None, &mut out[..m * n], m, k, n, false),
             "forward_dot" => kernels::gemm_xwt(&x, &w, None, &mut out[..m * n], m, k, n, false),
             "input_grad" => kernels::linear_input_grad(&dy, &w, &mut out[..m * k], m, k, n),

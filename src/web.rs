@@ -6,7 +6,9 @@ use wasm_bindgen::prelude::*;
 
 use crate::bench;
 use crate::error::LabError;
-use crate::lab::{AdapterSettings, BaseSettings, CheckpointInfo, Lab, LmAdapterSettings, LmBaseSettings, QuantizeSettings};
+use crate::lab::{
+    AdapterSettings, BaseSettings, CheckpointInfo, Lab, LmAdapterSettings, LmBaseSettings, QuantizeSettings,
+};
 use crate::lm::Sampling;
 
 #[cfg(feature = "threads")]

@@ -316,7 +316,7 @@ fn one_row_gives_the_same_bits_as_that_row_inside_a_batch() {
 fn every_bench_gemm_shape_and_layout_runs() {
     for shape in ["mlp_layer1", "lm_attn", "lm_up", "lm_down", "lm_head"] {
         let (m, k, n) = lora_lab::bench::gemm_shape(shape).unwrap();
-        for layout in ["forward", "input_grad", "weight_grad"] {
+        for layout in ["forward", "forward_dot", "input_grad", "weight_grad", "forward_nf4", "input_grad_nf4"] {
             assert_eq!(lora_lab::bench::gemm(shape, layout, 1).unwrap(), 2.0 * (m * k * n) as f64, "{shape} {layout}");
         }
     }

@@ -185,7 +185,10 @@ fn a_4_bit_base_adapts_goes_out_as_bitsandbytes_writes_it_and_dequantises_exactl
     let adapted_logits = lab.lm_logits(&ids, true).unwrap();
 
     let (config, st) = lab.lm_export_base().unwrap();
-    assert!(config.contains("\"quantization_config\"") && config.contains("\"bnb_4bit_quant_type\": \"nf4\""), "{config}");
+    assert!(
+        config.contains("\"quantization_config\"") && config.contains("\"bnb_4bit_quant_type\": \"nf4\""),
+        "{config}"
+    );
     assert!(!f32_files.0.contains("quantization_config"));
     let tensors = lora_lab::io::read_tensors(&st, "model.safetensors").unwrap();
     assert!(tensors.contains_key("model.layers.0.self_attn.q_proj.weight.quant_state.bitsandbytes__nf4"));

@@ -91,7 +91,11 @@ fn input_gradient_is_the_gemm_on_the_dequantised_weight_bit_for_bit() {
                 );
                 let mut got = start.clone();
                 kernels::nf4_linear_input_grad(&dy, view(&q), &mut got, m, accumulate);
-                assert_eq!(bits(&got), bits(&want), "input grad {m}×{k}×{n}, double quant {double_quant}, acc {accumulate}");
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "input grad {m}×{k}×{n}, double quant {double_quant}, acc {accumulate}"
+                );
             }
         }
     }

@@ -139,7 +139,10 @@ fn qlora_chapter(lab: &mut Lab, inputs: &[f32]) {
     assert!(!lab.is_training());
 
     // The article's adapter on the 4-bit base (QLoRA).
-    let s = train_adapter(lab, AdapterSettings { preset: Some("article".into()), name: Some("qlora".into()), ..Default::default() });
+    let s = train_adapter(
+        lab,
+        AdapterSettings { preset: Some("article".into()), name: Some("qlora".into()), ..Default::default() },
+    );
     assert_eq!(s.trainable_params, 1_064);
     let adapted = lab.evaluate().unwrap().adapted.unwrap();
     eprintln!("QLoRA adapter: 8–9 {:.4}, 0–7 {:.4}", adapted.acc_8_9, adapted.acc_0_7);

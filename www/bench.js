@@ -21,7 +21,9 @@ async function main() {
     results.gemm_peak = {};
     // A first pass, not kept: the page has just loaded and V8 is still compiling in the background.
     for (const layout of ['forward', 'input_grad', 'weight_grad']) await bench({ kind: 'gemm', layout, reps: 20 });
-    for (const layout of ['forward', 'input_grad', 'weight_grad']) {
+    // With the weight in 4-bit NF4 (QLoRA's frozen base): the forward and the input gradient, in the same
+    // sitting as the f32 layouts they are compared with.
+    for (const layout of ['forward', 'input_grad', 'weight_grad', 'forward_nf4', 'input_grad_nf4']) {
       const r = await bench({ kind: 'gemm', layout, reps: 20 });
       results.gemm_gflops[layout] = r.gflops;
       results.gemm_of_peak[layout] = r.ofPeak;
@@ -64,7 +66,7 @@ async function main() {
     results.lm_gemm_gflops = {};
     results.lm_gemm_of_peak = {};
     for (const shape of ['lm_attn', 'lm_up', 'lm_down', 'lm_head']) {
-      for (const layout of ['forward', 'forward_dot', 'input_grad', 'weight_grad']) {
+      for (const layout of ['forward', 'forward_dot', 'input_grad', 'weight_grad', 'forward_nf4', 'input_grad_nf4']) {
         const r = await bench({ kind: 'gemm', shape, layout, reps: 4 });
         results.lm_gemm_gflops[`${shape}.${layout}`] = r.gflops;
         results.lm_gemm_of_peak[`${shape}.${layout}`] = r.ofPeak;
@@ -83,6 +85,11 @@ async function main() {
       tps.base_b3 = (await lm(Request.LM_TRAIN_BASE, { limit: Math.round(words / 8), batchSize: 3 })).tokensPerSec;
       tps.lora_seed_b3 = (await lm(Request.LM_TRAIN_ADAPTER, { preset: 'seed', epochs: 1 })).tokensPerSec;
       tps.lora_new_tokens_b3 = (await lm(Request.LM_TRAIN_ADAPTER, { preset: 'new-tokens', epochs: 1 })).tokensPerSec;
+      // QLoRA: the same two presets on the base held in 4 bits.
+      await lm(Request.LM_QUANTIZE_BASE, { type: 'nf4', doubleQuant: true });
+      tps.lora_seed_b3_nf4 = (await lm(Request.LM_TRAIN_ADAPTER, { preset: 'seed', epochs: 1 })).tokensPerSec;
+      tps.lora_new_tokens_b3_nf4 = (await lm(Request.LM_TRAIN_ADAPTER, { preset: 'new-tokens', epochs: 1 })).tokensPerSec;
+      await lm(Request.LM_DEQUANTIZE_BASE);
       // Sampling: 20 sequences of at most 63 bytes with the cache, timed here; tokens = bytes + EOS.
       const t0 = performance.now();
       const samples = await lm(Request.LM_GENERATE, { n: 20, temperature: 0.8, seed: 1 });

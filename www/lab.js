@@ -44,7 +44,7 @@ function createLm(app, control, panel) {
     logits: (textOrIds, { adapted = false } = {}) =>
       ask(Request.LM_LOGITS, typeof textOrIds === 'string' ? { text: textOrIds, adapted } : { ids: Array.from(textOrIds ?? []), adapted }),
     score: (text) => ask(Request.LM_SCORE, { text }),
-    exportBase: () => ask(Request.LM_EXPORT_BASE),
+    exportBase: ({ dequantized = false } = {}) => ask(Request.LM_EXPORT_BASE, { dequantized }),
     exportAdapter: (name) => ask(Request.LM_EXPORT_ADAPTER, { name }),
     importBase: async ({ config, safetensors }) => panel.importBase({ config, safetensors: bytesOf(safetensors) }),
     importAdapter: async ({ config, safetensors, name }) =>
@@ -88,7 +88,8 @@ export function createLab(app, panels) {
     classify: (pixels) => app.request(Request.CLASSIFY, { pixels: Array.from(pixels) }),
     classifyCanvas: () => panels.draw.classifyCanvas(),
     svd: (rows, rank) => panels.svd.compute(rows, rank),
-    exportModel: () => app.request(Request.EXPORT_MODEL),
+    /** `{ dequantized: true }`: a 4-bit base's dequantised weights in f32 (otherwise as it is held). */
+    exportModel: ({ dequantized = false } = {}) => app.request(Request.EXPORT_MODEL, { dequantized }),
     exportAdapter: (name) => app.request(Request.EXPORT_ADAPTER, { name }),
     importModel: (bytes) => panels.base.importModel(bytesOf(bytes), 'the model'),
     importAdapter: ({ safetensors, config, name }) =>

@@ -65,7 +65,10 @@ fn import_quantized(bytes: &[u8]) -> Result<Mlp> {
     expect_tensors(&read.tensors, MODEL_FILE, &expected, false)?;
     check_finite(&read.tensors)?;
     if read.quantized.values().map(|q| q.double_quant()).collect::<std::collections::BTreeSet<_>>().len() > 1 {
-        return Err(LabError::file(MODEL_FILE, "some Linears are double-quantised and others not: one base, one setting"));
+        return Err(LabError::file(
+            MODEL_FILE,
+            "some Linears are double-quantised and others not: one base, one setting",
+        ));
     }
     let mut quantized = read.quantized;
     let mut layer = |k: usize| {
@@ -78,7 +81,10 @@ fn import_quantized(bytes: &[u8]) -> Result<Mlp> {
 fn check_finite(map: &BTreeMap<String, Tensor>) -> Result<()> {
     for (name, t) in map {
         if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
-            return Err(LabError::file(MODEL_FILE, format!("{name} holds a non-finite value ({}) at index {i}", t.data[i])));
+            return Err(LabError::file(
+                MODEL_FILE,
+                format!("{name} holds a non-finite value ({}) at index {i}", t.data[i]),
+            ));
         }
     }
     Ok(())

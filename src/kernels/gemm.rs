@@ -513,7 +513,16 @@ pub fn weight_grad_offset(dy: &[f32], x: &[f32], c: f32, dw: &mut [f32], m: usiz
 /// columns `[j0, j0 + cols)`: their indices into `rows`, those columns minus `c` into `panel` (rows of
 /// NR, zero past `cols`). Returns how many.
 #[allow(clippy::too_many_arguments)]
-fn pack_rows(x: &[f32], c: f32, k: usize, m: usize, j0: usize, cols: usize, rows: &mut [u32], panel: &mut [f32]) -> usize {
+fn pack_rows(
+    x: &[f32],
+    c: f32,
+    k: usize,
+    m: usize,
+    j0: usize,
+    cols: usize,
+    rows: &mut [u32],
+    panel: &mut [f32],
+) -> usize {
     let cv = F32x4::splat(c);
     let mut count = 0;
     for i in 0..m {

@@ -16,7 +16,9 @@ mod peak;
 
 /// The forward `y = x·wᵀ (+ bias, ReLU)`, `w` row-major `n×k` (PyTorch's Linear layout), as tiles of dot
 /// products; the `_offset` form skips what an input value `c` (layer 1's blank pixels) would add.
-pub use activation::{exp, max as row_max, scale, silu_gate, silu_gate_backward, softmax_scaled, softmax_scaled_backward, sum_exp};
+pub use activation::{
+    exp, max as row_max, scale, silu_gate, silu_gate_backward, softmax_scaled, softmax_scaled_backward, sum_exp,
+};
 pub use dot::{gemm_xwt, gemm_xwt_offset as linear_forward_offset};
 pub use elementwise::{adam_update, all_finite, all_finite_in, bias_grad, relu, relu_backward, AdamStep, AdamTensor};
 pub use gemm::{gemm, weight_grad_offset, Epilogue, Strided, MR, NR};
@@ -31,11 +33,26 @@ pub const PACKED_FORWARD_MIN_ROWS: usize = 256;
 
 /// `y (m×n) = x (m×k) · wᵀ (+ bias, ReLU)`, `w` row-major `n×k` (PyTorch's Linear layout).
 #[allow(clippy::too_many_arguments)]
-pub fn linear_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: usize, k: usize, n: usize, relu: bool) {
+pub fn linear_forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    relu: bool,
+) {
     if m < PACKED_FORWARD_MIN_ROWS {
         return gemm_xwt(x, w, bias, y, m, k, n, relu);
     }
-    gemm(Strided::row_major(&x[..m * k], m, k), Strided::transposed(&w[..n * k], k, n), y, n, Epilogue { accumulate: false, bias, relu });
+    gemm(
+        Strided::row_major(&x[..m * k], m, k),
+        Strided::transposed(&w[..n * k], k, n),
+        y,
+        n,
+        Epilogue { accumulate: false, bias, relu },
+    );
 }
 
 /// `dx (m×k) = dy (m×n) · w (n×k)`.

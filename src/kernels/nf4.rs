@@ -178,7 +178,11 @@ mod tests {
                 dequantize_run(w, start, &mut out);
                 for (k, &v) in out.iter().enumerate() {
                     let i = start + k;
-                    assert_eq!(v.to_bits(), (NF4[codes[i] as usize] * scales[i / 64]).to_bits(), "start {start}, len {len}, k {k}");
+                    assert_eq!(
+                        v.to_bits(),
+                        (NF4[codes[i] as usize] * scales[i / 64]).to_bits(),
+                        "start {start}, len {len}, k {k}"
+                    );
                 }
             }
         }

@@ -67,7 +67,9 @@ fn quantization_of<M: Adaptable>(model: Option<&M>) -> Quantization {
 impl<M: Adaptable + Clone> AdaptedModel<M> {
     fn quantize(&mut self, settings: &QuantizeSettings) -> Result<Quantization> {
         let double_quant = settings.double_quant()?;
-        let base = self.base_mut().ok_or_else(|| LabError::state("there is no base model to quantise: train or load one first"))?;
+        let base = self
+            .base_mut()
+            .ok_or_else(|| LabError::state("there is no base model to quantise: train or load one first"))?;
         base.quantize_linears(double_quant)?;
         self.refresh_merge()?;
         Ok(quantization_of(self.base()))
@@ -147,13 +149,15 @@ impl Lab {
     }
 
     pub fn lm_export_base_original(&self) -> Result<(String, Vec<u8>)> {
-        let base = self.lm_base().ok_or_else(|| LabError::state("there is no language model yet: train or load one first"))?;
+        let base =
+            self.lm_base().ok_or_else(|| LabError::state("there is no language model yet: train or load one first"))?;
         crate::io::export_lm(&base.unquantized_copy())
     }
 
     /// The language model's base as an f32 Hugging Face folder of the weights it computes with.
     pub fn lm_export_base_dequantized(&self) -> Result<(String, Vec<u8>)> {
-        let base = self.lm_base().ok_or_else(|| LabError::state("there is no language model yet: train or load one first"))?;
+        let base =
+            self.lm_base().ok_or_else(|| LabError::state("there is no language model yet: train or load one first"))?;
         crate::io::export_lm(&base.dequantized_copy())
     }
 }

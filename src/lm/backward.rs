@@ -239,7 +239,17 @@ impl Llama {
             let below = l > lowest || weights;
             for (j, dy) in [(Q, &*dtok_o), (K, &*dtok_k), (V, &*dtok_v)] {
                 let dx = below.then_some(&mut s.dn[..]);
-                project_back(self, m(j), &la.a, dy, dx, j != Q, weights.then_some((&mut g_lin[m(j)][..], accumulate)), n, &mut delta);
+                project_back(
+                    self,
+                    m(j),
+                    &la.a,
+                    dy,
+                    dx,
+                    j != Q,
+                    weights.then_some((&mut g_lin[m(j)][..], accumulate)),
+                    n,
+                    &mut delta,
+                );
             }
             s.dx.copy_from_slice(&s.dh2);
             if below {

@@ -101,7 +101,8 @@ impl Linear {
         w.iter_mut().zip(dw).for_each(|(w, d)| *w += d);
         if let Some(q) = &self.nf4 {
             let double_quant = q.double_quant();
-            self.nf4 = Some(Box::new(QuantizedWeight::quantize(&w, self.out_features, self.in_features, double_quant)?));
+            self.nf4 =
+                Some(Box::new(QuantizedWeight::quantize(&w, self.out_features, self.in_features, double_quant)?));
         }
         self.weight = w;
         Ok(())
@@ -125,7 +126,9 @@ impl Linear {
         debug_assert_eq!(y.len(), b * self.out_features);
         match self.nf4_view() {
             Some(w) => kernels::nf4_linear_forward(x, w, self.bias(), y, b, relu),
-            None => kernels::linear_forward(x, &self.weight, self.bias(), y, b, self.in_features, self.out_features, relu),
+            None => {
+                kernels::linear_forward(x, &self.weight, self.bias(), y, b, self.in_features, self.out_features, relu)
+            }
         }
     }
 
@@ -165,7 +168,13 @@ impl Linear {
             Some(w) => kernels::nf4_linear_input_grad(dy, w, dx, b, accumulate),
             None => {
                 let ep = kernels::Epilogue { accumulate, ..kernels::Epilogue::default() };
-                kernels::gemm(kernels::Strided::row_major(&dy[..b * n], b, n), kernels::Strided::row_major(&self.weight, n, k), dx, k, ep);
+                kernels::gemm(
+                    kernels::Strided::row_major(&dy[..b * n], b, n),
+                    kernels::Strided::row_major(&self.weight, n, k),
+                    dx,
+                    k,
+                    ep,
+                );
             }
         }
     }

@@ -112,7 +112,11 @@ pub fn safetensors(data: &[u8]) -> Result<usize> {
         // A 4-bit base (bitsandbytes' layout) goes out and in again unchanged.
         if mlp.quantization().is_some() {
             let bytes = io::export_model(mlp).expect("an imported 4-bit base exports");
-            assert_eq!(&io::import_model(&bytes).expect("and imports again"), mlp, "4-bit round trip changed the model");
+            assert_eq!(
+                &io::import_model(&bytes).expect("and imports again"),
+                mlp,
+                "4-bit round trip changed the model"
+            );
         }
     }
     let map = read_safetensors(data, FUZZ_FILE);
@@ -336,7 +340,9 @@ pub fn lm_model(data: &[u8]) -> Result<usize> {
     } else {
         read_safetensors(weights, io::MODEL_FILE).expect("the input was accepted")
     };
-    let is_quantized = |key: &str| modules.iter().zip(&model.linears).any(|(m, l)| l.is_quantized() && key == format!("{}.weight", m.name));
+    let is_quantized = |key: &str| {
+        modules.iter().zip(&model.linears).any(|(m, l)| l.is_quantized() && key == format!("{}.weight", m.name))
+    };
     let listed: Vec<(String, Vec<usize>)> = io::lm_tensors(cfg).into_iter().filter(|(k, _)| !is_quantized(k)).collect();
     assert_eq!(input.len(), listed.len(), "tensors other than the model's were accepted");
     let f32_params = lm_bits(&model).into_iter().filter(|(n, _)| !is_quantized(n)).collect::<Vec<_>>();
@@ -354,7 +360,10 @@ pub fn lm_model(data: &[u8]) -> Result<usize> {
     let again = io::import_lm(&json, &bytes).expect("an exported model imports again");
     assert_eq!(&again.cfg, cfg);
     assert_eq!(lm_bits(&again), lm_bits(&model), "weights changed on a round trip");
-    assert!(again.linears.iter().zip(&model.linears).all(|(a, b)| a.nf4 == b.nf4), "4-bit weights changed on a round trip");
+    assert!(
+        again.linears.iter().zip(&model.linears).all(|(a, b)| a.nf4 == b.nf4),
+        "4-bit weights changed on a round trip"
+    );
     let (json2, bytes2) = io::export_lm(&again).expect("exports again");
     assert_eq!(json2, json, "config.json changed on a second round trip");
     assert!(bytes2 == bytes, "model.safetensors changed on a second round trip");

@@ -92,6 +92,8 @@ const wasmFile = (dir) => new URL(`www/${dir}/lora_lab_bg.wasm`, ROOT);
 const wasmBytes = (dir) => statSync(wasmFile(dir)).size;
 const wasmGzip = (dir) => gzipSync(readFileSync(wasmFile(dir)), { level: 9 }).length;
 const t2 = samples.threads_2;
+/** The MLP GEMM's layouts: f32, and the two QLoRA computes with the weight in 4-bit NF4. */
+const GEMM_LAYOUTS = ['forward', 'input_grad', 'weight_grad', 'forward_nf4', 'input_grad_nf4'];
 const results = {
   date: new Date().toISOString(),
   machine: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}`,
@@ -102,16 +104,8 @@ const results = {
     threads_1: pick('threads_1', (s) => s.train.samplesPerSec),
     simd_only: pick('simd_only', (s) => s.train.samplesPerSec),
   },
-  gemm_gflops: {
-    forward: pick('threads_1', (s) => s.gemm_gflops.forward),
-    input_grad: pick('threads_1', (s) => s.gemm_gflops.input_grad),
-    weight_grad: pick('threads_1', (s) => s.gemm_gflops.weight_grad),
-  },
-  gemm_gflops_threads_2: {
-    forward: pick('threads_2', (s) => s.gemm_gflops.forward),
-    input_grad: pick('threads_2', (s) => s.gemm_gflops.input_grad),
-    weight_grad: pick('threads_2', (s) => s.gemm_gflops.weight_grad),
-  },
+  gemm_gflops: Object.fromEntries(GEMM_LAYOUTS.map((k) => [k, pick('threads_1', (s) => s.gemm_gflops[k])])),
+  gemm_gflops_threads_2: Object.fromEntries(GEMM_LAYOUTS.map((k) => [k, pick('threads_2', (s) => s.gemm_gflops[k])])),
   gemm_gflops_simd_only: {
     forward: pick('simd_only', (s) => s.gemm_gflops.forward),
     input_grad: pick('simd_only', (s) => s.gemm_gflops.input_grad),
@@ -129,6 +123,8 @@ const results = {
     base_b3: pick('lm_threads_2', (s) => s.lm_tokens_per_sec.base_b3),
     lora_seed_b3: pick('lm_threads_2', (s) => s.lm_tokens_per_sec.lora_seed_b3),
     lora_new_tokens_b3: pick('lm_threads_2', (s) => s.lm_tokens_per_sec.lora_new_tokens_b3),
+    lora_seed_b3_nf4: pick('lm_threads_2', (s) => s.lm_tokens_per_sec.lora_seed_b3_nf4),
+    lora_new_tokens_b3_nf4: pick('lm_threads_2', (s) => s.lm_tokens_per_sec.lora_new_tokens_b3_nf4),
     base_b32_1t: pick('lm_threads_1', (s) => s.lm_tokens_per_sec.base_b32),
   },
   lm_generate_tokens_per_sec: pick('lm_threads_2', (s) => s.lm_generate_tokens_per_sec),
@@ -152,7 +148,16 @@ results.ratios = {
   // The ratio of the medians of the pages above, which run about a minute apart.
   threads_2_over_threads_1_separate_pages: results.train_samples_per_sec.threads_2 / results.train_samples_per_sec.threads_1,
   // Each GEMM sample against the peak loop run just before it (see the worker's bench).
-  gemm_over_peak: Object.fromEntries(['forward', 'input_grad', 'weight_grad'].map((k) => [k, pick('threads_1', (s) => s.gemm_of_peak[k])])),
+  gemm_over_peak: Object.fromEntries(GEMM_LAYOUTS.map((k) => [k, pick('threads_1', (s) => s.gemm_of_peak[k])])),
+  // The 4-bit GEMMs against the f32 ones of the same pages (target ≥ 0.8): MLP layer 1 on 1 thread, and
+  // the language model's shapes on 2.
+  nf4_over_f32: {
+    mlp_layer1_forward: pick('threads_1', (s) => s.gemm_gflops.forward_nf4 / s.gemm_gflops.forward),
+    mlp_layer1_input_grad: pick('threads_1', (s) => s.gemm_gflops.input_grad_nf4 / s.gemm_gflops.input_grad),
+    ...Object.fromEntries(['lm_attn', 'lm_up', 'lm_down', 'lm_head'].flatMap((shape) => ['forward', 'input_grad'].map((l) => [
+      `${shape}_${l}`, pick('lm_threads_2', (s) => s.lm_gemm_gflops[`${shape}.${l}_nf4`] / s.lm_gemm_gflops[`${shape}.${l}`]),
+    ]))),
+  },
 };
 mkdirSync(new URL('bench/', ROOT), { recursive: true });
 writeFileSync(new URL('bench/results.json', ROOT), JSON.stringify(results, null, 2) + '\n');
@@ -167,13 +172,16 @@ const rows = [
   ['SIMD peak GFLOP/s per thread (relaxed madd): alone / alongside the GEMMs', `${f(results.simd_peak_gflops, 1)} / ${f(results.simd_peak_gflops_alongside_gemms, 1)}`],
   ['SIMD peak GFLOP/s, 2 threads at once (sum)', f(results.simd_peak_gflops_2_threads_together, 1)],
   ['SIMD peak GFLOP/s, SIMD-only (mul+add)', f(results.simd_peak_gflops_simd_only, 1)],
-  ...['forward', 'input_grad', 'weight_grad'].map((k) => [
+  ...GEMM_LAYOUTS.map((k) => [
     `GEMM ${k} 64×784×512 GFLOP/s, 1 thread (of peak alongside) / 2 threads`,
     `${f(results.gemm_gflops[k], 1)} (${f(100 * results.ratios.gemm_over_peak[k])} %) / ${f(results.gemm_gflops_threads_2[k], 1)}`,
   ]),
   ['LM train tokens/s, 2 threads: base b32 / base b3 / LoRA seed b3 / LoRA new-tokens b3',
     ['base_b32', 'base_b3', 'lora_seed_b3', 'lora_new_tokens_b3'].map((k) => f(results.lm_tokens_per_sec[k])).join(' / ')],
   ['LM train tokens/s, base b32, 1 thread', f(results.lm_tokens_per_sec.base_b32_1t)],
+  ['LM QLoRA tokens/s (4-bit base), 2 threads: LoRA seed b3 / LoRA new-tokens b3',
+    ['lora_seed_b3_nf4', 'lora_new_tokens_b3_nf4'].map((k) => f(results.lm_tokens_per_sec[k])).join(' / ')],
+  ...Object.entries(results.ratios.nf4_over_f32).map(([k, v]) => [`NF4 GEMM / f32 GEMM, ${k} (same pages)`, f(v, 2)]),
   ['LM generation tokens/s (20 samples, KV cache), 2 threads', f(results.lm_generate_tokens_per_sec)],
   ...Object.entries(results.lm_gemm_gflops_threads_2).map(([k, v]) => [
     `LM GEMM ${k} GFLOP/s, 2 threads (of the 1-thread peak alongside)`, `${f(v, 1)} (${f(100 * results.lm_gemm_of_peak_threads_2[k])} %)`,

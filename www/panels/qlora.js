@@ -23,8 +23,9 @@ export function qloraToggle(root, o) {
   const table = $('[data-role="numbers"]', root);
   const adaptersEl = $('[data-role="adapters"]', root);
   const msg = $('.msg', root);
-  /** The last numbers measured: quality of the f32 base and of the 4-bit one, and the bytes. */
-  const seen = { f32: null, nf4: null, q: null };
+  /** The last numbers measured of this base: the quality of the f32 base and of the 4-bit one, the
+   *  worker's state now (q), and the last 4-bit state (its bytes stay shown after the click back). */
+  const seen = { f32: null, nf4: null, q: null, lastNf4: null };
   /** Adapters trained on the 4-bit base: name → what they reached. */
   const trained = new Map();
 
@@ -34,7 +35,7 @@ export function qloraToggle(root, o) {
     double.disabled = Boolean(q?.quantized);
     if (q?.quantized) double.checked = q.doubleQuant;
     const cells = (a, b) => [el('td', { className: 'numeric' }, a), el('td', { className: 'numeric' }, b)];
-    const nf4Bytes = q?.quantized ? q.bytes : null;
+    const nf4Bytes = seen.lastNf4?.bytes ?? null;
     table.replaceChildren(
       el('thead', {}, el('tr', {}, el('th', {}, ''), el('th', { scope: 'col' }, 'f32 base'), el('th', { scope: 'col' }, '4-bit base (NF4)'))),
       el('tbody', {},
@@ -67,6 +68,7 @@ export function qloraToggle(root, o) {
         if (!seen.q?.quantized) seen.f32 = await o.quality();
         say(msg, 'Quantising the base to NF4…', 'busy');
         seen.q = await o.request(o.requests.quantize, args);
+        seen.lastNf4 = seen.q;
         double.checked = seen.q.doubleQuant;
         o.changed(seen.q);
         say(msg, 'Measuring the 4-bit base…', 'busy');
@@ -93,10 +95,9 @@ export function qloraToggle(root, o) {
   render();
   return {
     set,
-    /** The worker's quantisation state, shown (after a restore, an import, a restart). */
+    /** A new base (trained, loaded, restored): its quantisation state, and none of the old numbers. */
     show(q) {
-      if (!q?.quantized) seen.nf4 = null;
-      seen.q = q;
+      Object.assign(seen, { f32: null, nf4: null, q, lastNf4: q?.quantized ? q : null });
       render();
     },
     /** Whether the base is held in 4 bits now. */
@@ -117,7 +118,7 @@ export function qloraToggle(root, o) {
       toggle.disabled = busy;
     },
     clear() {
-      Object.assign(seen, { f32: null, nf4: null, q: null });
+      Object.assign(seen, { f32: null, nf4: null, q: null, lastNf4: null });
       trained.clear();
       render();
     },

@@ -28,7 +28,7 @@ pub const BASE_DIGITS: [u8; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
 pub const NEW_DIGITS: [u8; 2] = [8, 9];
 
 enum Run {
-    Base { trainer: Trainer, model: Mlp, state: Box<BaseState> },
+    Base { trainer: Trainer, model: Box<Mlp>, state: Box<BaseState> },
     Adapter { trainer: Trainer, adapter: Box<Adapter>, state: Box<AdapterState> },
 }
 
@@ -114,7 +114,7 @@ impl Lab {
         let model = Mlp::new(&mut Rng::new(cfg.seed, Stream::BaseInit));
         let state = Box::new(BaseState::new(&model, cfg.batch_size));
         let trainer = Trainer::new(cfg, indices, Stream::BaseShuffle, self.trainer_clock())?;
-        self.mlp.run = Some(Run::Base { trainer, model, state });
+        self.mlp.run = Some(Run::Base { trainer, model: Box::new(model), state });
         Ok(())
     }
 
@@ -159,7 +159,7 @@ impl Lab {
         };
         match run {
             Run::Base { trainer, model, .. } => {
-                self.mlp.models.set_base(model);
+                self.mlp.models.set_base(*model);
                 Ok((summary(&trainer), None))
             }
             Run::Adapter { trainer, mut adapter, .. } => {
