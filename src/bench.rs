@@ -21,26 +21,61 @@ pub fn gemm_shape(shape: &str) -> Result<(usize, usize, usize)> {
 /// `reps` GEMMs of `shape` (see `gemm_shape`) in one layout (`forward`, `forward_dot`, `input_grad`,
 /// `weight_grad`, and with the weight in 4-bit NF4 — double-quantised, as QLoRA holds it —
 /// `forward_nf4`, `input_grad_nf4`). Returns the FLOPs done.
+///
+/// The operands of the last shape are kept between calls, so that a call times its GEMMs, not the
+/// making of its inputs (nor the quantisation of the 4-bit weight).
 pub fn gemm(shape: &str, layout: &str, reps: u32) -> Result<f64> {
     let (m, k, n) = gemm_shape(shape)?;
-    let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
-    let w: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 * 0.01).collect();
-    let dy: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32 * 0.01).collect();
-    let mut out = vec![0.0f32; (m * n).max(m * k).max(n * k)];
-    let q = layout.ends_with("_nf4").then(|| QuantizedWeight::quantize(&w, n, k, true)).transpose()?;
-    let nf4 = || {
-        let q = q.as_ref().expect("an _nf4 layout's weight is quantised above");
-        kernels::Nf4Weight { packed: q.packed(), scales: q.scales(), rows: n, cols: k }
-    };
+    let mut cache = OPERANDS.take();
+    if cache.as_ref().is_none_or(|c| c.shape != shape) {
+        cache = Some(Operands::new(shape, m, k, n)?);
+    }
+    let flops = run_gemm(cache.as_ref().expect("made above"), layout, reps, (m, k, n));
+    OPERANDS.set(cache);
+    flops
+}
+
+/// One shape's inputs, its weight in f32 and in 4 bits, and an output buffer.
+struct Operands {
+    shape: String,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    dy: Vec<f32>,
+    q: QuantizedWeight,
+    out: std::cell::RefCell<Vec<f32>>,
+}
+
+impl Operands {
+    fn new(shape: &str, m: usize, k: usize, n: usize) -> Result<Self> {
+        let w: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 * 0.01).collect();
+        Ok(Self {
+            shape: shape.to_string(),
+            x: (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect(),
+            dy: (0..m * n).map(|i| (i % 5) as f32 * 0.01).collect(),
+            q: QuantizedWeight::quantize(&w, n, k, true)?,
+            w,
+            out: std::cell::RefCell::new(vec![0.0f32; (m * n).max(m * k).max(n * k)]),
+        })
+    }
+}
+
+thread_local! {
+    static OPERANDS: std::cell::Cell<Option<Operands>> = const { std::cell::Cell::new(None) };
+}
+
+fn run_gemm(o: &Operands, layout: &str, reps: u32, (m, k, n): (usize, usize, usize)) -> Result<f64> {
+    let (x, w, dy) = (&o.x, &o.w, &o.dy);
+    let mut out = o.out.borrow_mut();
+    let nf4 = || kernels::Nf4Weight { packed: o.q.packed(), scales: o.q.scales(), rows: n, cols: k };
     for _ in 0..reps {
         match layout {
-            "forward_nf4" => kernels::nf4_linear_forward(&x, nf4(), None, &mut out[..m * n], m, false),
-            "input_grad_nf4" => kernels::nf4_linear_input_grad(&dy, nf4(), &mut out[..m * k], m, false),
-            "forward" => kernels::linear_forward(&x, &w, None, &mut out[..m * n], m, k, n, false),
-            "forward_dot" => kernels::gemm_xwt(&x, &w, None, &mut out[..m * n], m, k, n, false),
-            "input_grad" => kernels::linear_input_grad(&dy, &w, &mut out[..m * k], m, k, n),
+            "forward_nf4" => kernels::nf4_linear_forward(x, nf4(), None, &mut out[..m * n], m, false),
+            "input_grad_nf4" => kernels::nf4_linear_input_grad(dy, nf4(), &mut out[..m * k], m, false),
+            "forward" => kernels::linear_forward(x, w, None, &mut out[..m * n], m, k, n, false),
+            "forward_dot" => kernels::gemm_xwt(x, w, None, &mut out[..m * n], m, k, n, false),
+            "input_grad" => kernels::linear_input_grad(dy, w, &mut out[..m * k], m, k, n),
             "weight_grad" => {
-                kernels::linear_weight_grad(&dy, &x, &mut out[..n * k], m, k, n, false);
+                kernels::linear_weight_grad(dy, x, &mut out[..n * k], m, k, n, false);
             }
             other => return Err(LabError::setting("GEMM layout", format!("unknown layout \"{other}\""))),
         }

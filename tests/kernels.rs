@@ -4,16 +4,8 @@
 
 use lora_lab::kernels::{self, Epilogue, Strided};
 
-/// A small deterministic generator for test data (values in [-1, 1)).
-fn data(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+mod common;
+use common::data;
 
 /// Naive `A·B` with A, B strided, in f64.
 fn naive(a: Strided, b: Strided) -> Vec<f64> {

@@ -1,5 +1,5 @@
 //! The 4-bit kernels (QLoRA's frozen base): `X·Wᵀ` and `dY·W` computed from the packed NF4 codes give,
-//! bit for bit, what the same GEMM gives on the dequantised matrix — on awkward shapes (columns that
+//! bit for bit, what the same f32 kernels give on the dequantised matrix — on awkward shapes (columns that
 //! are not a multiple of 8 or 64, so blocks cross row ends; odd element counts; one row), with and
 //! without double quantisation, bias, ReLU and accumulation — for any thread count; and they agree
 //! with a naive f64 product. A Linear quantised and dequantised again is the f32 Linear bit for bit.
@@ -9,15 +9,8 @@ use lora_lab::kernels::{self, Epilogue, Nf4Weight, Strided};
 use lora_lab::nn::Linear;
 use lora_lab::quant::QuantizedWeight;
 
-fn data(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+mod common;
+use common::data;
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|f| f.to_bits()).collect()
@@ -35,6 +28,7 @@ fn with_threads<T: Send>(n: usize, f: impl FnOnce() -> T + Send) -> T {
 const SHAPES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
     (1, 3, 5),
+    (2, 70, 13),
     (7, 13, 5),
     (5, 257, 9),
     (3, 300, 17),
@@ -56,14 +50,9 @@ fn forward_is_the_gemm_on_the_dequantised_weight_bit_for_bit() {
             let deq = q.dequantize();
             let bias = data(n, 300 + s as u64);
             for (bias, relu) in [(None, false), (Some(&bias[..]), true)] {
+                // The f32 forward on the dequantised weight: dot-product tiles below 256 rows, packed from there.
                 let mut want = vec![f32::NAN; m * n];
-                kernels::gemm(
-                    Strided::row_major(&x, m, k),
-                    Strided::transposed(&deq, k, n),
-                    &mut want,
-                    n,
-                    Epilogue { accumulate: false, bias, relu },
-                );
+                kernels::linear_forward(&x, &deq, bias, &mut want, m, k, n, relu);
                 let mut got = vec![f32::NAN; m * n];
                 kernels::nf4_linear_forward(&x, view(&q), bias, &mut got, m, relu);
                 assert_eq!(bits(&got), bits(&want), "forward {m}×{k}×{n}, double quant {double_quant}, relu {relu}");

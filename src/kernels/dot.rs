@@ -8,6 +8,7 @@
 
 use super::gemm::grow;
 use super::lane::F32x4;
+use super::nf4::{dequantize_run, Nf4Weight};
 use rayon::prelude::*;
 
 /// Tile of X rows × W rows: 9 accumulators + 3 W vectors + 1 X vector stay within V8's 15 xmm.
@@ -25,7 +26,36 @@ unsafe impl Sync for SendPtr {}
 /// `y (m×n) = x (m×k) · wᵀ` with `w` row-major `n×k`, plus `bias[j]`, then ReLU when asked.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_xwt(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: usize, k: usize, n: usize, relu: bool) {
-    assert!(x.len() >= m * k && w.len() >= n * k && y.len() >= m * n, "gemm_xwt: buffers too small");
+    assert!(w.len() >= n * k, "gemm_xwt: buffers too small");
+    gemm_xwt_rows(x, WRows::Dense(w), bias, y, m, k, n, relu);
+}
+
+/// W's rows as the dot-product tiles read them: f32 in place, or a 4-bit weight dequantised
+/// `NF4_CHUNK` rows at a time (each row once per call, never the whole matrix). Every output is
+/// summed over its own x row and w row in one fixed order, so both give the same bits for the same
+/// values.
+#[derive(Clone, Copy)]
+pub(super) enum WRows<'a> {
+    Dense(&'a [f32]),
+    Nf4(Nf4Weight<'a>),
+}
+
+/// W rows dequantised at a time: whole 3-row tiles, 12 × k floats (37 KB at k = 784), in L2.
+const NF4_CHUNK: usize = 4 * TC;
+
+/// `gemm_xwt` for any `WRows`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_xwt_rows(
+    x: &[f32],
+    w: WRows,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    relu: bool,
+) {
+    assert!(x.len() >= m * k && y.len() >= m * n, "gemm_xwt: buffers too small");
     if let Some(b) = bias {
         assert_eq!(b.len(), n, "gemm_xwt: bias length");
     }
@@ -33,7 +63,9 @@ pub fn gemm_xwt(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: us
         return;
     }
     if m < TR {
-        return rows_only(x, w, bias, y, m, k, n, relu);
+        let y = y.as_mut_ptr();
+        // SAFETY: y is m×n and this call owns it.
+        return for_rows(w, k, 0, n, |rows, w0, j0, j1| unsafe { rows_only(x, rows, w0, bias, y, m, k, n, j0, j1, relu) });
     }
     let threads = rayon::current_num_threads().max(1);
     let col_tiles = n.div_ceil(TC);
@@ -48,7 +80,7 @@ pub fn gemm_xwt(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: us
         #[allow(clippy::redundant_locals)]
         let y_ptr = y_ptr;
         // SAFETY: this task writes only columns [j0, j1) of y, which is m×n.
-        unsafe { columns(x, w, bias, y_ptr.0, m, k, n, j0, j1, relu) };
+        for_rows(w, k, j0, j1, |rows, w0, a, b| unsafe { columns(x, rows, w0, bias, y_ptr.0, m, k, n, a, b, relu) });
     };
     let count = col_tiles.div_ceil(tiles_per_task);
     if count == 1 {
@@ -58,7 +90,23 @@ pub fn gemm_xwt(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: us
     }
 }
 
-/// Columns `[j0, j1)` of y.
+/// Calls `f(rows, w0, j0, j1)` for W's rows `[j0, j1)`, where `rows` holds W's rows from `w0` on, in f32:
+/// W itself (w0 = 0) once, or a 4-bit W dequantised `NF4_CHUNK` rows at a time.
+fn for_rows(w: WRows, k: usize, j0: usize, j1: usize, mut f: impl FnMut(&[f32], usize, usize, usize)) {
+    match w {
+        WRows::Dense(w) => f(w, 0, j0, j1),
+        WRows::Nf4(q) => {
+            let mut buf = vec![0.0f32; NF4_CHUNK.min(j1 - j0) * k];
+            for c0 in (j0..j1).step_by(NF4_CHUNK) {
+                let c1 = (c0 + NF4_CHUNK).min(j1);
+                dequantize_run(q, c0 * k, &mut buf[..(c1 - c0) * k]);
+                f(&buf, c0, c0, c1);
+            }
+        }
+    }
+}
+
+/// Columns `[j0, j1)` of y; `w` holds W's rows from `w0` on.
 ///
 /// # Safety
 /// `y` addresses an m×n row-major matrix that no other thread writes in these columns.
@@ -66,6 +114,7 @@ pub fn gemm_xwt(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: us
 unsafe fn columns(
     x: &[f32],
     w: &[f32],
+    w0: usize,
     bias: Option<&[f32]>,
     y: *mut f32,
     m: usize,
@@ -89,8 +138,8 @@ unsafe fn columns(
         let mut i = 0;
         while i < m {
             if full_cols && i + TR <= m {
-                // SAFETY: rows i..i+3 of x and j..j+3 of w exist (checked above).
-                let t = unsafe { tile(x.as_ptr().add(i * k), w.as_ptr().add(j * k), k) };
+                // SAFETY: rows i..i+3 of x and j..j+3 of W exist (checked above) and w holds them.
+                let t = unsafe { tile(x.as_ptr().add(i * k), w[(j - w0) * k..(j - w0 + TC) * k].as_ptr(), k) };
                 for (r, row) in t.iter().enumerate() {
                     for (c, &v) in row.iter().enumerate() {
                         // SAFETY: (i + r, j + c) is inside y and in this task's columns.
@@ -100,7 +149,7 @@ unsafe fn columns(
                 i += TR;
             } else {
                 for jj in j..(j + TC).min(j1) {
-                    let v = dot(&x[i * k..(i + 1) * k], &w[jj * k..(jj + 1) * k]);
+                    let v = dot(&x[i * k..(i + 1) * k], &w[(jj - w0) * k..(jj - w0 + 1) * k]);
                     // SAFETY: (i, jj) is inside y and in this task's columns.
                     unsafe { *y.add(i * n + jj) = finish(v, jj) };
                 }
@@ -116,13 +165,30 @@ unsafe fn columns(
 /// as `tile` and `dot` sum it.
 const ROW_COLS: usize = 8;
 
+/// Columns `[c0, c1)` of y (m×n, at `y`); `w` holds W's rows from `w0` on.
+///
+/// # Safety
+/// `y` addresses an m×n row-major matrix that no other thread writes in these columns.
 #[allow(clippy::too_many_arguments)]
-fn rows_only(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: usize, k: usize, n: usize, relu: bool) {
+unsafe fn rows_only(
+    x: &[f32],
+    w: &[f32],
+    w0: usize,
+    bias: Option<&[f32]>,
+    y: *mut f32,
+    m: usize,
+    k: usize,
+    n: usize,
+    c0: usize,
+    c1: usize,
+    relu: bool,
+) {
     let k4 = k / 4 * 4;
     for i in 0..m {
         let xr = &x[i * k..(i + 1) * k];
-        for j0 in (0..n).step_by(ROW_COLS) {
-            let cols = ROW_COLS.min(n - j0);
+        for j0 in (c0..c1).step_by(ROW_COLS) {
+            let cols = ROW_COLS.min(c1 - j0);
+            let w = &w[(j0 - w0) * k..(j0 - w0 + cols) * k];
             let mut acc = [F32x4::splat(0.0); ROW_COLS];
             let mut p = 0;
             while p < k4 {
@@ -130,19 +196,20 @@ fn rows_only(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: usize
                 unsafe {
                     let xv = F32x4::load(xr.as_ptr().add(p));
                     for (c, a) in acc.iter_mut().enumerate().take(cols) {
-                        *a = F32x4::mul_add(xv, F32x4::load(w.as_ptr().add((j0 + c) * k + p)), *a);
+                        *a = F32x4::mul_add(xv, F32x4::load(w.as_ptr().add(c * k + p)), *a);
                     }
                 }
                 p += 4;
             }
             for (c, a) in acc.iter().enumerate().take(cols) {
-                let wr = &w[(j0 + c) * k..(j0 + c + 1) * k];
+                let wr = &w[c * k..(c + 1) * k];
                 let mut v = hsum(*a);
                 for q in k4..k {
                     v += xr[q] * wr[q];
                 }
                 v += bias.map_or(0.0, |b| b[j0 + c]);
-                y[i * n + j0 + c] = if relu && v < 0.0 { 0.0 } else { v };
+                // SAFETY: (i, j0 + c) is inside y and in this call's columns.
+                unsafe { *y.add(i * n + j0 + c) = if relu && v < 0.0 { 0.0 } else { v } };
             }
         }
     }

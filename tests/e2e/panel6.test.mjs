@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readFile } from 'node:fs/promises';
 import { unzipSync, zipSync, strToU8 } from 'fflate';
-import { launchBrowser, offMachine, openLab, waitReady } from '../support/browser.mjs';
+import { clearVerdict, launchBrowser, offMachine, openLab, verdict, waitReady } from '../support/browser.mjs';
 
 const SEED_LINE = 'trainable params: 98,304 || all params: 969,856 || trainable%: 10.1359';
 const NEW_TOKENS_LINE = 'trainable params: 143,616 || all params: 1,015,168 || trainable%: 14.1470';
@@ -44,14 +44,8 @@ after(async () => {
   await browser?.close();
 });
 
-/** Forgets a message line's last verdict, so that the next one can be waited for. */
-const clearMsg = (sel) => page.$eval(sel, (e) => delete e.dataset.kind);
-
-/** Waits until a message line reports ok or error, and returns { kind, text }. */
-async function result(sel, timeout = 180_000) {
-  await page.waitForFunction((s) => ['ok', 'error'].includes(document.querySelector(s)?.dataset.kind), sel, { timeout });
-  return page.$eval(sel, (e) => ({ kind: e.dataset.kind, text: e.textContent }));
-}
+const clearMsg = (sel) => clearVerdict(page, sel);
+const result = (sel, timeout) => verdict(page, sel, timeout);
 
 /** Types over a field as a person does. */
 async function typeInto(sel, text) {

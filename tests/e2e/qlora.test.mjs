@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
-import { launchBrowser, openLab, waitReady } from '../support/browser.mjs';
+import { clearVerdict, launchBrowser, openLab, verdict, waitReady } from '../support/browser.mjs';
 
 let browser;
 let lab;
@@ -29,14 +29,8 @@ after(async () => {
   await browser?.close();
 });
 
-/** Forgets a message line's last verdict, so that the next one can be waited for. */
-const clearMsg = (sel) => page.$eval(sel, (e) => delete e.dataset.kind);
-
-/** Waits until a message line reports ok or error, and returns { kind, text }. */
-async function result(sel, timeout = 180_000) {
-  await page.waitForFunction((s) => ['ok', 'error'].includes(document.querySelector(s)?.dataset.kind), sel, { timeout });
-  return page.$eval(sel, (e) => ({ kind: e.dataset.kind, text: e.textContent }));
-}
+const clearMsg = (sel) => clearVerdict(page, sel);
+const result = (sel, timeout) => verdict(page, sel, timeout);
 
 /** The numbers table of a toggle: { bytes: [f32, nf4], quality: [f32, nf4] } as shown. */
 const shown = (root) => page.$eval(root, (r) => {

@@ -72,3 +72,12 @@ export async function waitReady(page, timeout = 60_000) {
 export function offMachine(urls) {
   return urls.filter((u) => !/^(blob|data):/.test(u) && new URL(u).hostname !== '127.0.0.1');
 }
+
+/** Forgets a panel message line's last verdict, so that the next one can be waited for. */
+export const clearVerdict = (page, sel) => page.$eval(sel, (e) => delete e.dataset.kind);
+
+/** Waits until a panel message line reports ok or error, and returns { kind, text }. */
+export async function verdict(page, sel, timeout = 180_000) {
+  await page.waitForFunction((s) => ['ok', 'error'].includes(document.querySelector(s)?.dataset.kind), sel, { timeout });
+  return page.$eval(sel, (e) => ({ kind: e.dataset.kind, text: e.textContent }));
+}
