@@ -1,5 +1,6 @@
 //! Browser tests (`wasm-pack test --headless --chrome -- --features threads`): the rayon pool starts in
-//! the page and a parallel SIMD128 GEMM gives the exact answer.
+//! the page and a parallel SIMD128 GEMM gives the exact answer; the 4-bit kernels, in SIMD128 on two
+//! threads, give the f32 kernels' bits on the dequantised weight.
 #![cfg(all(target_arch = "wasm32", feature = "threads"))]
 
 use lora_lab::kernels;
@@ -39,5 +40,25 @@ async fn rayon_pool_runs_parallel_simd_gemm_exactly() {
             let want: f32 = (0..k).map(|p| x[i * k + p] * w[j * k + p]).sum::<f32>() + bias[j];
             assert_eq!(y[i * n + j], want, "y[{i}][{j}]");
         }
+    }
+
+    // The 4-bit kernels (QLoRA) on both paths (dot-product tiles at 64 rows, packed tiles at 256) and
+    // the input gradient: the same bits as the f32 kernels on the dequantised weight.
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+    let wf: Vec<f32> = (0..n * k).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+    let q = lora_lab::quant::QuantizedWeight::quantize(&wf, n, k, true).expect("finite weights");
+    let deq = q.dequantize();
+    let view = kernels::Nf4Weight { packed: q.packed(), scales: q.scales(), rows: n, cols: k };
+    for rows in [64, 256] {
+        let x: Vec<f32> = (0..rows * k).map(|i| ((i * 13) % 29) as f32 / 14.0 - 1.0).collect();
+        let (mut got, mut want) = (vec![0.0f32; rows * n], vec![0.0f32; rows * n]);
+        kernels::nf4_linear_forward(&x, view, Some(&bias), &mut got, rows, true);
+        kernels::linear_forward(&x, &deq, Some(&bias), &mut want, rows, k, n, true);
+        assert_eq!(bits(&got), bits(&want), "4-bit forward at {rows} rows");
+        let dy: Vec<f32> = (0..rows * n).map(|i| ((i * 11) % 23) as f32 / 11.0 - 1.0).collect();
+        let (mut got, mut want) = (vec![0.0f32; rows * k], vec![0.0f32; rows * k]);
+        kernels::nf4_linear_input_grad(&dy, view, &mut got, rows, false);
+        kernels::linear_input_grad(&dy, &deq, &mut want, rows, k, n);
+        assert_eq!(bits(&got), bits(&want), "4-bit input gradient at {rows} rows");
     }
 }

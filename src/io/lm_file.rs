@@ -95,7 +95,7 @@ pub fn import_lm(config_json: &str, safetensors: &[u8]) -> Result<Llama> {
                 return Err(LabError::file(
                     MODEL_FILE,
                     format!(
-                        "{name}.weight is {}double-quantised but {LM_CONFIG_FILE} says bnb_4bit_use_double_quant                          is {double_quant}",
+                        "{name}.weight is {}double-quantised but {LM_CONFIG_FILE} says bnb_4bit_use_double_quant is {double_quant}",
                         if double_quant { "not " } else { "" }
                     ),
                 ));

@@ -65,7 +65,9 @@ pub(super) fn gemm_xwt_rows(
     if m < TR {
         let y = y.as_mut_ptr();
         // SAFETY: y is m×n and this call owns it.
-        return for_rows(w, k, 0, n, |rows, w0, j0, j1| unsafe { rows_only(x, rows, w0, bias, y, m, k, n, j0, j1, relu) });
+        return for_rows(w, k, 0, n, |rows, w0, j0, j1| unsafe {
+            rows_only(x, rows, w0, bias, y, m, k, n, j0, j1, relu)
+        });
     }
     let threads = rayon::current_num_threads().max(1);
     let col_tiles = n.div_ceil(TC);
@@ -329,7 +331,12 @@ pub fn gemm_xwt_offset(
     let pack = |(t, ((act, pan), count)): (usize, ((_, _), &mut usize))| *count = pack_active(x, c, m, k, t, act, pan);
     let (act_used, pan_used) = (&mut active[..row_tiles * act_stride], &mut panel[..row_tiles * pan_stride]);
     if tasks == 1 {
-        act_used.chunks_mut(act_stride).zip(pan_used.chunks_mut(pan_stride)).zip(counts.iter_mut()).enumerate().for_each(pack);
+        act_used
+            .chunks_mut(act_stride)
+            .zip(pan_used.chunks_mut(pan_stride))
+            .zip(counts.iter_mut())
+            .enumerate()
+            .for_each(pack);
     } else {
         act_used
             .par_chunks_mut(act_stride)
