@@ -110,10 +110,19 @@ async function main() {
     const news = await lm(Request.LM_TRAIN_ADAPTER, { preset: 'new-tokens' });
     const newSamples = await lm(Request.LM_GENERATE, { n: 20, temperature: 0.8, seed: 1 });
     const baseSamples = await lm(Request.LM_GENERATE, { n: 20, temperature: 0.8, seed: 1, adapted: false });
+    // QLoRA: the same base held in 4 bits (NF4, double quantisation), and new-tokens trained on top.
+    await lm(Request.LM_QUANTIZE_BASE, { type: 'nf4', doubleQuant: true });
+    const before4 = await lm(Request.LM_EVALUATE);
+    const news4 = await lm(Request.LM_TRAIN_ADAPTER, { preset: 'new-tokens', name: 'new-tokens-4bit' });
+    const new4Samples = await lm(Request.LM_GENERATE, { n: 20, temperature: 0.8, seed: 1 });
     results.lm_quality = {
       base: { evalLoss: base.evalLoss, seconds: base.seconds, tokensPerSec: base.tokensPerSec, pokemon: before.base.pokemon, samples: baseSamples },
       seed: { evalLoss: seed.evalLoss, capitals: capitals(seedSamples), samples: seedSamples },
       newTokens: { evalLoss: news.evalLoss, capitals: capitals(newSamples), samples: newSamples },
+      qlora: {
+        base: before4.base,
+        newTokens: { evalLoss: news4.evalLoss, capitals: capitals(new4Samples), samples: new4Samples },
+      },
     };
   }
   if (suite.includes('inference')) {
