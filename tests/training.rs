@@ -175,6 +175,28 @@ fn qlora_chapter(lab: &mut Lab, inputs: &[f32]) {
     let worst = d.iter().zip(&q_logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(worst < 1e-4, "the f32 export of the dequantised base differs by {worst}");
 
+    // PiSSA on the 4-bit base: its residual base goes out in f32 (W dequantised − s·B₀·A₀), and the
+    // adapter comes back onto the 4-bit base with the same logits.
+    let pissa = AdapterSettings {
+        preset: Some("article".into()),
+        name: Some("pissa4".into()),
+        init: Some(Init::Pissa),
+        ..Default::default()
+    };
+    train_adapter(lab, pissa);
+    let pissa_logits = lab.logits(inputs, true).unwrap();
+    let files = lab.export_adapter("pissa4").unwrap();
+    let residual = files.base_model.as_deref().expect("PiSSA exports its residual base");
+    assert!(
+        !lora_lab::io::import_model(residual).unwrap().layers.iter().any(|l| l.is_quantized()),
+        "the residual is f32"
+    );
+    fresh.import_adapter("pissa4", &files.safetensors, &files.config.to_json_pretty(), Some(residual)).unwrap();
+    let back = fresh.logits(inputs, true).unwrap();
+    let worst = back.iter().zip(&pissa_logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "the PiSSA adapter loaded onto the 4-bit base differs by {worst}");
+    lab.set_active(None).unwrap();
+
     // Undo: the f32 base, bit for bit.
     let back = lab.dequantize_base().unwrap();
     assert!(!back.quantized && back.bytes == back.f32_bytes);

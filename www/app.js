@@ -2,7 +2,7 @@
 // worker events out to the panels, batches progress events per animation frame, and keeps the trained
 // models in IndexedDB. Panels talk to the worker only through `app.request`.
 import { Request, Event, WorkerClient } from './protocol.js';
-import { openStorage } from './storage.js';
+import { openStorage, sameBytes } from './storage.js';
 
 /** How long a worker may take to start before a fresh one is tried, and how many tries in all. */
 const START_TIMEOUT_MS = 15_000;
@@ -187,7 +187,7 @@ export class App {
       // The f32 weights, and whether they are held in 4 bits: a reload quantises them again.
       const bytes = await this.request(Request.EXPORT_MODEL, { original: true });
       const { quantization: q } = await this.request(Request.STATUS);
-      await storage.saveModel(bytes, q.quantized ? { doubleQuant: q.doubleQuant } : null);
+      await storage.saveModel(bytes, await this.#heldIn4Bits(q));
       // A new base model drops the worker's adapters (they were trained for the old one): drop the
       // stored ones too, or a reload would bring them back onto a model they do not fit.
       await storage.clearAdapters();
@@ -204,10 +204,15 @@ export class App {
     const storage = await this.getStorage();
     if (!storage) return;
     try {
-      await storage.setModelQuantization(q.quantized ? { doubleQuant: q.doubleQuant } : null);
+      await storage.setModelQuantization(await this.#heldIn4Bits(q));
     } catch (e) {
       this.emit('storage', { kind: 'error', text: `Could not keep the 4-bit setting in this browser: ${e.message}.` });
     }
+  }
+
+  /** What the storage keeps of a 4-bit base: its setting and its file as held (null when it is f32). */
+  async #heldIn4Bits(q) {
+    return q.quantized ? { doubleQuant: q.doubleQuant, bytes: await this.request(Request.EXPORT_MODEL) } : null;
   }
 
   async saveAdapter(name) {
@@ -247,8 +252,19 @@ export class App {
       const rec = await storage.loadModel();
       if (rec) {
         await this.request(Request.IMPORT_MODEL, { bytes: rec.bytes });
-        if (rec.quant) await this.request(Request.QUANTIZE_BASE, { type: 'nf4', doubleQuant: rec.quant.doubleQuant });
         done.model = true;
+        if (rec.quant) {
+          try {
+            // Quantising the f32 weights again gives the 4-bit base back, except for one that came as a
+            // double-quantised 4-bit file: that one is loaded as it was held.
+            await this.request(Request.QUANTIZE_BASE, { type: 'nf4', doubleQuant: rec.quant.doubleQuant });
+            if (rec.quant.bytes && !sameBytes(await this.request(Request.EXPORT_MODEL), rec.quant.bytes)) {
+              await this.request(Request.IMPORT_MODEL, { bytes: rec.quant.bytes });
+            }
+          } catch (e) {
+            problems.push(`the 4-bit base (${e.message})`);
+          }
+        }
         this.setHasModel('restored');
       }
     } catch (e) {

@@ -3,6 +3,7 @@
 // storage.js (stores lmModels, lmAdapters, lmCheckpoints). Nothing here throws: a failure is reported
 // through `report(kind, text)` and the models in the worker keep working.
 import { Request } from './protocol.js';
+import { sameBytes } from './storage.js';
 
 /** The lmModels record that says which adapter is on, and whether it is merged. */
 const STATE_KEY = 'state';
@@ -17,6 +18,9 @@ export function lmKeeper(app, report) {
     return false;
   };
 
+  /** What the storage keeps of a 4-bit base: its setting and its folder as held (null when it is f32). */
+  const heldIn4Bits = async (q) => (q.quantized ? { doubleQuant: q.doubleQuant, ...(await app.request(Request.LM_EXPORT_BASE)) } : null);
+
   return {
     /** Saves the worker's base (and forgets the stored adapters and checkpoints of the old one). */
     async saveBase() {
@@ -26,7 +30,7 @@ export function lmKeeper(app, report) {
         // The f32 weights, and whether they are held in 4 bits: a reload quantises them again.
         const { config, safetensors } = await app.request(Request.LM_EXPORT_BASE, { original: true });
         const { quantization: q } = await app.request(Request.LM_STATUS);
-        await s.saveLmBase({ config, safetensors, quant: q.quantized ? { doubleQuant: q.doubleQuant } : null });
+        await s.saveLmBase({ config, safetensors, quant: await heldIn4Bits(q) });
         report('ok', `Language model saved in this browser (${(safetensors.byteLength / 1e6).toFixed(1)} MB).`);
         return true;
       } catch (e) {
@@ -39,7 +43,7 @@ export function lmKeeper(app, report) {
       const s = await storage();
       if (!s) return;
       try {
-        await s.setLmQuantization(q.quantized ? { doubleQuant: q.doubleQuant } : null);
+        await s.setLmQuantization(await heldIn4Bits(q));
       } catch (e) {
         fail('the 4-bit setting', e);
       }
@@ -108,8 +112,19 @@ export function lmKeeper(app, report) {
         const rec = await s.loadLmBase();
         if (rec) {
           await app.request(Request.LM_IMPORT_BASE, { config: rec.config, safetensors: rec.safetensors });
-          if (rec.quant) done.quantization = await app.request(Request.LM_QUANTIZE_BASE, { type: 'nf4', doubleQuant: rec.quant.doubleQuant });
           done.base = true;
+          if (rec.quant) {
+            try {
+              // As for the MLP (app.js): quantised again, or loaded as it was held where that differs.
+              done.quantization = await app.request(Request.LM_QUANTIZE_BASE, { type: 'nf4', doubleQuant: rec.quant.doubleQuant });
+              const held = rec.quant.safetensors;
+              if (held && !sameBytes((await app.request(Request.LM_EXPORT_BASE)).safetensors, held)) {
+                await app.request(Request.LM_IMPORT_BASE, { config: rec.quant.config, safetensors: held });
+              }
+            } catch (e) {
+              problems.push(`the 4-bit base (${e.message})`);
+            }
+          }
           done.config = rec.config;
         }
       } catch (e) {

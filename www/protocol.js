@@ -62,7 +62,8 @@
 //   lmLogits      { text | ids, adapted }  → { ids, vocab: 264, logits: Float32Array (ids × 264) }
 //   lmScore       { text }  → { bytes, base: [log p per predicted token], adapted: [...] | null }
 //   lmExportBase  { dequantized=false, original=false }  → { config, safetensors }  (a 4-bit base:
-//                 config.json with its quantization_config, Linear4bit layout; the flags as for exportModel)       lmImportBase { config, safetensors }  → { params }
+//                 config.json with its quantization_config, Linear4bit layout; the flags as for exportModel)
+//   lmImportBase  { config, safetensors }  → { params }
 //   lmQuantizeBase { type='nf4', doubleQuant=true } | lmDequantizeBase {}  → Q, as for the MLP (lm_head
 //                 stays f32)
 //   lmExportAdapter { name }  → { config, safetensors }

@@ -4,11 +4,13 @@
 //   meta      { key: 'schema', version: SCHEMA }            what the records below look like
 //   models    { key: 'base', schema, bytes, quant, savedAt }  bytes: model.safetensors from exportModel
 //             ({ original: true }: the f32 weights, also while the base is held in 4 bits); quant: null, or
-//             { doubleQuant } when the base is held in 4 bits (QLoRA): a reload quantises it again
+//             { doubleQuant, bytes } when the base is held in 4 bits (QLoRA), bytes its 4-bit file: a reload
+//             quantises the f32 weights again, and loads that file instead where they do not give it back
+//             (a base that came as a double-quantised 4-bit file has no f32 weights of its own)
 //   adapters  { name, schema, safetensors, config, baseModel, savedAt }   from exportAdapter
 // The language model (panel 6), since IndexedDB version 2:
 //   lmModels       { key: 'base', schema, config, safetensors, quant, savedAt }  from lmExportBase
-//                  ({ original: true }); quant as for the MLP's
+//                  ({ original: true }); quant: null or { doubleQuant, config, safetensors }, as for the MLP's
 //                  { key: 'state', schema, active, merged }                  which adapter is on
 //   lmAdapters     { name, schema, config, safetensors, stats, savedAt }     from lmExportAdapter; stats: the
 //                  run's numbers the panel shows (held-out losses, capitals), or null
@@ -111,7 +113,7 @@ export class Storage {
     await this.#tx('models', 'readwrite', (s) => s.put({ key: 'base', schema: SCHEMA, bytes, quant, savedAt: Date.now() }));
   }
 
-  /** Records whether the stored base is held in 4 bits (quant: null or { doubleQuant }). */
+  /** Records whether the stored base is held in 4 bits (quant: null or { doubleQuant, bytes }). */
   async setModelQuantization(quant) {
     await this.#update('models', 'base', { quant });
   }
@@ -245,4 +247,11 @@ export class Storage {
 /** For tests and the "forget" button: deletes the database outright. */
 export function deleteDatabase() {
   return promisify(indexedDB.deleteDatabase(DB_NAME));
+}
+
+/** Whether two byte arrays hold the same bytes. */
+export function sameBytes(a, b) {
+  if (!a || !b || a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -90,7 +90,9 @@ pub fn export_adapter<M: Adaptable + BaseFile + Clone>(adapter: &Adapter, base: 
     config.lora_dropout = c.dropout.to_string().parse().unwrap_or(c.dropout as f64);
     config.bias = c.bias;
     let base_model = if c.init == Init::Pissa {
-        let mut residual = base.clone();
+        // In f32, from the weights the base computes with (a 4-bit base dequantised): PEFT loads it as a
+        // plain base, and the page's import checks it against those weights.
+        let mut residual = base.dequantized_copy();
         for l in &adapter.layers {
             if let Some((a0, b0)) = &l.residual {
                 // W_res = W − s·B₀·A₀: the frozen part of the delta, moved into the weight.

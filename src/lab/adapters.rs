@@ -57,17 +57,15 @@ impl<M: Adaptable + Clone> AdaptedModel<M> {
         self.base.as_ref()
     }
 
-    /// The base, to quantise or dequantise it in place (see `qlora`); call `refresh_merge` after.
-    pub(super) fn base_mut(&mut self) -> Option<&mut M> {
-        self.base.as_mut()
-    }
-
-    /// After the base changed in place: a merged adapter is merged again into the new base.
-    pub(super) fn refresh_merge(&mut self) -> Result<()> {
-        if self.merged.is_some() {
-            let name = self.active.clone().expect("a merged adapter is the active one");
-            self.merge(&name)?;
+    /// Puts `new` in place of the base, keeping the adapters: the same model held another way (see
+    /// `qlora`). A merged adapter is merged into `new` first, so on an error nothing changes.
+    pub(super) fn replace_base(&mut self, new: M) -> Result<()> {
+        if let (Some(_), Some(name)) = (&self.merged, &self.active) {
+            let mut merged = new.clone();
+            self.adapters[self.index(name)?].merge_into(&mut merged)?;
+            self.merged = Some(merged);
         }
+        self.base = Some(new);
         Ok(())
     }
 

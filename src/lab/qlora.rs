@@ -67,18 +67,16 @@ fn quantization_of<M: Adaptable>(model: Option<&M>) -> Quantization {
 impl<M: Adaptable + Clone> AdaptedModel<M> {
     fn quantize(&mut self, settings: &QuantizeSettings) -> Result<Quantization> {
         let double_quant = settings.double_quant()?;
-        let base = self
-            .base_mut()
-            .ok_or_else(|| LabError::state("there is no base model to quantise: train or load one first"))?;
+        let mut base = self.require_base()?.clone();
         base.quantize_linears(double_quant)?;
-        self.refresh_merge()?;
+        self.replace_base(base)?;
         Ok(quantization_of(self.base()))
     }
 
     fn dequantize(&mut self) -> Result<Quantization> {
-        let base = self.base_mut().ok_or_else(|| LabError::state("there is no base model to dequantise"))?;
+        let mut base = self.require_base()?.clone();
         base.dequantize_linears();
-        self.refresh_merge()?;
+        self.replace_base(base)?;
         Ok(quantization_of(self.base()))
     }
 

@@ -73,7 +73,7 @@ export function qloraToggle(root, o) {
         o.changed(seen.q);
         say(msg, 'Measuring the 4-bit base…', 'busy');
         seen.nf4 = await o.quality();
-        say(msg, `The base is held in 4 bits: ${mb(seen.q.f32Bytes)} → ${mb(seen.q.bytes)}; ${o.qualityLabel} ${seen.f32.text} → ${seen.nf4.text}. `
+        say(msg, `The base is held in 4 bits: ${mb(seen.q.f32Bytes)} → ${mb(seen.q.bytes)}; ${o.qualityLabel} ${seen.f32?.text ?? '–'} → ${seen.nf4.text}. `
           + 'Training the base is off; adapters train in f32 on top.', 'ok');
       } else {
         seen.q = await o.request(o.requests.dequantize);
@@ -98,6 +98,7 @@ export function qloraToggle(root, o) {
     /** A new base (trained, loaded, restored): its quantisation state, and none of the old numbers. */
     show(q) {
       Object.assign(seen, { f32: null, nf4: null, q, lastNf4: q?.quantized ? q : null });
+      trained.clear();
       render();
     },
     /** Whether the base is held in 4 bits now. */

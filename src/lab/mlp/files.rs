@@ -53,12 +53,13 @@ impl Lab {
 }
 
 /// Gives a loaded adapter the frozen factors of a PiSSA residual: `residual − base` must be a change
-/// of rank r on each adapted layer (−s·B₀·A₀), recovered by SVD; elsewhere the two must agree.
+/// of rank r on each adapted layer (−s·B₀·A₀), recovered by SVD; elsewhere the two must agree. Both
+/// sides are the weights the models compute with (a 4-bit base's dequantised weights).
 fn attach_residual(adapter: &mut Adapter, base: &Mlp, residual: &Mlp) -> Result<()> {
     let file = io::MODEL_FILE;
     for (i, (name, (wb, wr))) in LAYER_NAMES.iter().zip(base.layers.iter().zip(&residual.layers)).enumerate() {
         let targeted = adapter.layer(i).is_some();
-        if wb.bias != wr.bias || (!targeted && wb.weight != wr.weight) {
+        if wb.bias != wr.bias || (!targeted && wb.dense_weight() != wr.dense_weight()) {
             return Err(LabError::file(
                 file,
                 format!("{name} differs from the current base model; a PiSSA residual may only change the adapted layers' weights"),
@@ -67,8 +68,8 @@ fn attach_residual(adapter: &mut Adapter, base: &Mlp, residual: &Mlp) -> Result<
     }
     for l in &mut adapter.layers {
         let (fan_in, fan_out) = LAYER_SHAPES[l.layer];
-        let d: Vec<f32> =
-            residual.layers[l.layer].weight.iter().zip(&base.layers[l.layer].weight).map(|(r, b)| r - b).collect();
+        let (wr, wb) = (residual.layers[l.layer].dense_weight(), base.layers[l.layer].dense_weight());
+        let d: Vec<f32> = wr.iter().zip(wb.iter()).map(|(r, b)| r - b).collect();
         let norm = d.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt() as f32;
         if norm == 0.0 {
             continue;
