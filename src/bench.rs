@@ -26,12 +26,12 @@ pub fn gemm_shape(shape: &str) -> Result<(usize, usize, usize)> {
 /// making of its inputs (nor the quantisation of the 4-bit weight).
 pub fn gemm(shape: &str, layout: &str, reps: u32) -> Result<f64> {
     let (m, k, n) = gemm_shape(shape)?;
-    let mut cache = OPERANDS.take();
-    if cache.as_ref().is_none_or(|c| c.shape != shape) {
-        cache = Some(Operands::new(shape, m, k, n)?);
-    }
-    let flops = run_gemm(cache.as_ref().expect("made above"), layout, reps, (m, k, n));
-    OPERANDS.set(cache);
+    let mut operands = match OPERANDS.take() {
+        Some(o) if o.shape == shape => o,
+        _ => Operands::new(shape, m, k, n)?,
+    };
+    let flops = run_gemm(&mut operands, layout, reps, (m, k, n));
+    OPERANDS.set(Some(operands));
     flops
 }
 
@@ -42,7 +42,7 @@ struct Operands {
     w: Vec<f32>,
     dy: Vec<f32>,
     q: QuantizedWeight,
-    out: std::cell::RefCell<Vec<f32>>,
+    out: Vec<f32>,
 }
 
 impl Operands {
@@ -54,7 +54,7 @@ impl Operands {
             dy: (0..m * n).map(|i| (i % 5) as f32 * 0.01).collect(),
             q: QuantizedWeight::quantize(&w, n, k, true)?,
             w,
-            out: std::cell::RefCell::new(vec![0.0f32; (m * n).max(m * k).max(n * k)]),
+            out: vec![0.0f32; (m * n).max(m * k).max(n * k)],
         })
     }
 }
@@ -63,14 +63,13 @@ thread_local! {
     static OPERANDS: std::cell::Cell<Option<Operands>> = const { std::cell::Cell::new(None) };
 }
 
-fn run_gemm(o: &Operands, layout: &str, reps: u32, (m, k, n): (usize, usize, usize)) -> Result<f64> {
-    let (x, w, dy) = (&o.x, &o.w, &o.dy);
-    let mut out = o.out.borrow_mut();
-    let nf4 = || kernels::Nf4Weight { packed: o.q.packed(), scales: o.q.scales(), rows: n, cols: k };
+fn run_gemm(o: &mut Operands, layout: &str, reps: u32, (m, k, n): (usize, usize, usize)) -> Result<f64> {
+    let (x, w, dy, out) = (&o.x, &o.w, &o.dy, &mut o.out);
+    let nf4 = o.q.kernel_view();
     for _ in 0..reps {
         match layout {
-            "forward_nf4" => kernels::nf4_linear_forward(x, nf4(), None, &mut out[..m * n], m, false),
-            "input_grad_nf4" => kernels::nf4_linear_input_grad(dy, nf4(), &mut out[..m * k], m, false),
+            "forward_nf4" => kernels::nf4_linear_forward(x, nf4, None, &mut out[..m * n], m, false),
+            "input_grad_nf4" => kernels::nf4_linear_input_grad(dy, nf4, &mut out[..m * k], m, false),
             "forward" => kernels::linear_forward(x, w, None, &mut out[..m * n], m, k, n, false),
             "forward_dot" => kernels::gemm_xwt(x, w, None, &mut out[..m * n], m, k, n, false),
             "input_grad" => kernels::linear_input_grad(dy, w, &mut out[..m * k], m, k, n),

@@ -7,7 +7,7 @@ use wasm_bindgen::prelude::*;
 use crate::bench;
 use crate::error::LabError;
 use crate::lab::{
-    AdapterSettings, BaseSettings, CheckpointInfo, Lab, LmAdapterSettings, LmBaseSettings, QuantizeSettings,
+    AdapterSettings, BaseForm, BaseSettings, CheckpointInfo, Lab, LmAdapterSettings, LmBaseSettings, QuantizeSettings,
 };
 use crate::lm::Sampling;
 
@@ -165,21 +165,11 @@ impl LabHandle {
         to_js(&self.lab.delete_adapter(name).map_err(err)?)
     }
 
+    /// model.safetensors; `form` (`BaseForm`): "held" (default), "dequantized" or "original".
     #[wasm_bindgen(js_name = exportModel)]
-    pub fn export_model(&self) -> JsResult<Vec<u8>> {
-        self.lab.export_model().map_err(err)
-    }
-
-    /// model.safetensors in f32 with the weights the base computes with (a 4-bit base dequantised).
-    #[wasm_bindgen(js_name = exportModelDequantized)]
-    pub fn export_model_dequantized(&self) -> JsResult<Vec<u8>> {
-        self.lab.export_model_dequantized().map_err(err)
-    }
-
-    /// model.safetensors of the f32 weights kept aside while quantised (what the page stores).
-    #[wasm_bindgen(js_name = exportModelOriginal)]
-    pub fn export_model_original(&self) -> JsResult<Vec<u8>> {
-        self.lab.export_model_original().map_err(err)
+    pub fn export_model(&self, form: Option<String>) -> JsResult<Vec<u8>> {
+        let form = BaseForm::parse(form.as_deref().unwrap_or("held")).map_err(err)?;
+        self.lab.export_model_as(form).map_err(err)
     }
 
     /// `{ type: 'nf4', doubleQuant }` → Quantization; on error nothing changes.
@@ -321,23 +311,11 @@ impl LabHandle {
         to_js(&self.lab.lm_score(text).map_err(err)?)
     }
 
-    /// → `{ config: object, safetensors: Uint8Array }`.
+    /// → `{ config: object, safetensors: Uint8Array }`; `form` as for `exportModel`.
     #[wasm_bindgen(js_name = lmExportBase)]
-    pub fn lm_export_base(&self) -> JsResult<JsValue> {
-        let (config, st) = self.lab.lm_export_base().map_err(err)?;
-        files_object(&config, &st).map(Into::into)
-    }
-
-    /// The f32 folder of the weights the base computes with (a 4-bit base dequantised).
-    #[wasm_bindgen(js_name = lmExportBaseDequantized)]
-    pub fn lm_export_base_dequantized(&self) -> JsResult<JsValue> {
-        let (config, st) = self.lab.lm_export_base_dequantized().map_err(err)?;
-        files_object(&config, &st).map(Into::into)
-    }
-
-    #[wasm_bindgen(js_name = lmExportBaseOriginal)]
-    pub fn lm_export_base_original(&self) -> JsResult<JsValue> {
-        let (config, st) = self.lab.lm_export_base_original().map_err(err)?;
+    pub fn lm_export_base(&self, form: Option<String>) -> JsResult<JsValue> {
+        let form = BaseForm::parse(form.as_deref().unwrap_or("held")).map_err(err)?;
+        let (config, st) = self.lab.lm_export_base_as(form).map_err(err)?;
         files_object(&config, &st).map(Into::into)
     }
 

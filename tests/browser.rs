@@ -48,7 +48,7 @@ async fn rayon_pool_runs_parallel_simd_gemm_exactly() {
     let wf: Vec<f32> = (0..n * k).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
     let q = lora_lab::quant::QuantizedWeight::quantize(&wf, n, k, true).expect("finite weights");
     let deq = q.dequantize();
-    let view = kernels::Nf4Weight { packed: q.packed(), scales: q.scales(), rows: n, cols: k };
+    let view = q.kernel_view();
     for rows in [64, 256] {
         let x: Vec<f32> = (0..rows * k).map(|i| ((i * 13) % 29) as f32 / 14.0 - 1.0).collect();
         let (mut got, mut want) = (vec![0.0f32; rows * n], vec![0.0f32; rows * n]);

@@ -3,7 +3,7 @@
 //! article's adapter and the output-layer preset, evaluation, samples, scores, checkpoints, files; bad
 //! settings and files refused with nothing changed. Small made-up corpora keep it fast.
 
-use lora_lab::lab::{DataChoice, Lab, LmAdapterSettings, LmBaseSettings, QuantizeSettings};
+use lora_lab::lab::{BaseForm, DataChoice, Lab, LmAdapterSettings, LmBaseSettings, QuantizeSettings};
 use lora_lab::lm::Sampling;
 use lora_lab::rng::{Rng, Stream};
 
@@ -202,7 +202,7 @@ fn a_4_bit_base_adapts_goes_out_as_bitsandbytes_writes_it_and_dequantises_exactl
     other.lm_import_adapter("new-tokens", &files.safetensors, &files.config.to_json_pretty()).unwrap();
     assert_eq!(other.lm_logits(&ids, true).unwrap(), adapted_logits);
     // The f32 folder of the dequantised base: the same logits to rounding, no quantization_config.
-    let (dense_config, dense_st) = lab.lm_export_base_dequantized().unwrap();
+    let (dense_config, dense_st) = lab.lm_export_base_as(BaseForm::Dequantized).unwrap();
     assert!(!dense_config.contains("quantization_config"));
     let mut dense = crate::lab();
     dense.lm_import_base(&dense_config, &dense_st).unwrap();

@@ -17,7 +17,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 fn view(q: &QuantizedWeight) -> Nf4Weight<'_> {
-    Nf4Weight { packed: q.packed(), scales: q.scales(), rows: q.rows(), cols: q.cols() }
+    q.kernel_view()
 }
 
 fn with_threads<T: Send>(n: usize, f: impl FnOnce() -> T + Send) -> T {

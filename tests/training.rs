@@ -2,7 +2,7 @@
 //! `./build.sh setup` installs): accuracy targets and determinism. Release mode keeps this quick.
 #![cfg(not(target_arch = "wasm32"))]
 
-use lora_lab::lab::{AdapterSettings, BaseSettings, Lab, QuantizeSettings};
+use lora_lab::lab::{AdapterSettings, BaseForm, BaseSettings, Lab, QuantizeSettings};
 use lora_lab::lora::{Init, Scaling};
 use std::time::Instant;
 
@@ -169,7 +169,7 @@ fn qlora_chapter(lab: &mut Lab, inputs: &[f32]) {
     fresh.import_adapter("qlora", &files.safetensors, &files.config.to_json_pretty(), None).unwrap();
     assert_eq!(bits(&fresh.logits(inputs, true).unwrap()), bits(&unmerged));
     let mut dense = lab_with_mnist();
-    dense.import_model(&lab.export_model_dequantized().unwrap()).unwrap();
+    dense.import_model(&lab.export_model_as(BaseForm::Dequantized).unwrap()).unwrap();
     assert!(!dense.base_quantization().quantized);
     let d = dense.logits(inputs, false).unwrap();
     let worst = d.iter().zip(&q_logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);

@@ -331,6 +331,9 @@ const bytesOf = (b, what) => {
   throw new Error(`invalid ${what}: expected the file's bytes (Uint8Array)`);
 };
 
+/** The exports' flags as the lab's form of the base (BaseForm in src/lab/qlora.rs). */
+const baseForm = ({ dequantized = false, original = false }) => (dequantized ? 'dequantized' : original ? 'original' : 'held');
+
 const simple = {
   [Request.ADAPTERS]: () => requireLab().adapters(),
   [Request.SET_ADAPTER]: ({ name = null }) => requireLab().setAdapter(name ?? undefined),
@@ -339,10 +342,7 @@ const simple = {
   [Request.DELETE_ADAPTER]: ({ name }) => requireLab().deleteAdapter(String(name)),
   [Request.SVD]: ({ rows, rank }) => wasm.Lab.svd(rows, Number(rank)),
   [Request.LAYER_SVD]: ({ layer, rank }) => requireLab().layerSvd(String(layer), Number(rank)),
-  [Request.EXPORT_MODEL]: ({ dequantized = false, original = false }) => {
-    if (dequantized) return requireLab().exportModelDequantized();
-    return original ? requireLab().exportModelOriginal() : requireLab().exportModel();
-  },
+  [Request.EXPORT_MODEL]: (flags) => requireLab().exportModel(baseForm(flags)),
   [Request.QUANTIZE_BASE]: (settings) => requireLab().quantizeBase(settings),
   [Request.DEQUANTIZE_BASE]: () => requireLab().dequantizeBase(),
   [Request.IMPORT_MODEL]: ({ bytes }) => ({ params: requireLab().importModel(bytesOf(bytes, 'model file')) }),
@@ -363,10 +363,7 @@ const lmSimple = {
     if (typeof text !== 'string') throw new Error('invalid text: expected a string');
     return requireLab().lmScore(text);
   },
-  [Request.LM_EXPORT_BASE]: ({ dequantized = false, original = false }) => {
-    if (dequantized) return requireLab().lmExportBaseDequantized();
-    return original ? requireLab().lmExportBaseOriginal() : requireLab().lmExportBase();
-  },
+  [Request.LM_EXPORT_BASE]: (flags) => requireLab().lmExportBase(baseForm(flags)),
   [Request.LM_QUANTIZE_BASE]: (settings) => requireLab().lmQuantizeBase(settings),
   [Request.LM_DEQUANTIZE_BASE]: () => requireLab().lmDequantizeBase(),
   [Request.LM_IMPORT_BASE]: ({ config, safetensors }) =>

@@ -1,9 +1,10 @@
-//! The 4-bit NF4 weight as the GEMM's B operand (QLoRA's frozen base): the forward `X·Wᵀ` and the
-//! input gradient `dY·W` read the packed codes and dequantise them panel by panel — one `kc × NR`
-//! panel of at most 256 × 8 values at a time, in L1 beside the micro-kernel that uses it — so no f32
-//! copy of W is ever made. Each value is `NF4[code] · scale`, the very product `dequantize_4bit`
-//! computes, and the micro-kernel sums in its usual order: the result is bit-identical to the same
-//! `gemm` on the dequantised matrix, for any thread count.
+//! The 4-bit NF4 weight as the kernels read it (QLoRA's frozen base): the forward `X·Wᵀ` and the
+//! input gradient `dY·W` read the packed codes and dequantise them where they are used — as the
+//! GEMM's B operand, one `kc × NR` panel of at most 256 × 8 values at a time, in L1 beside the
+//! micro-kernel; for the dot-product tiles (`dot::WRows`), 12 W rows at a time — so no f32 copy of W
+//! is ever made. Each value is `NF4[code] · scale`, the very product `dequantize_4bit` computes, and
+//! the tiles sum in their usual order: the result is bit-identical to the f32 kernels on the
+//! dequantised matrix, for any thread count.
 //!
 //! Two codes share a byte (the first in the high nibble), and blocks of 64 start at even flat
 //! indices, so a byte never straddles two blocks: per block the 16 code values are scaled once, and

@@ -21,7 +21,7 @@ pub use lm::{
 pub use mlp::{
     AdapterSettings, AdapterSummary, BaseSettings, Evaluation, Probabilities, RunSummary, BASE_DIGITS, NEW_DIGITS,
 };
-pub use qlora::{Quantization, QuantizeSettings};
+pub use qlora::{BaseForm, Quantization, QuantizeSettings};
 pub use settings::whole;
 pub use svd::{LayerSvd, SvdResult};
 

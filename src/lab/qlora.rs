@@ -4,6 +4,8 @@
 //! refused, and everything else — adapters, evaluation, classification, generation, scoring, files —
 //! uses the 4-bit weights. The language model keeps `lm_head` in f32, as transformers does.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::adapters::AdaptedModel;
@@ -134,28 +136,49 @@ impl Lab {
         self.lm.models.refuse_training_if_quantized()
     }
 
-    /// The MLP's base written in f32 with the weights it computes with: for a 4-bit base, its
-    /// dequantisation (`dequantize_4bit`), not the f32 weights kept aside.
-    pub fn export_model_dequantized(&self) -> Result<Vec<u8>> {
-        crate::io::export_model(&self.require_base()?.dequantized_copy())
+    /// The MLP's `model.safetensors` in `form`.
+    pub fn export_model_as(&self, form: BaseForm) -> Result<Vec<u8>> {
+        crate::io::export_model(&form.of(self.require_base()?))
     }
 
-    /// The MLP's base with the f32 weights kept aside (for the page's storage): the same as
-    /// `export_model` when the base is not quantised.
-    pub fn export_model_original(&self) -> Result<Vec<u8>> {
-        crate::io::export_model(&self.require_base()?.unquantized_copy())
+    /// The language model's folder (`config.json`, `model.safetensors`) in `form`.
+    pub fn lm_export_base_as(&self, form: BaseForm) -> Result<(String, Vec<u8>)> {
+        crate::io::export_lm(&form.of(self.lm_require_base()?))
+    }
+}
+
+/// Which weights an export of a base writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum BaseForm {
+    /// As the base is held: a 4-bit base in bitsandbytes' layout (with the LM's quantization_config).
+    #[default]
+    Held,
+    /// In f32, the weights the base computes with: a 4-bit base's dequantisation (`dequantize_4bit`).
+    Dequantized,
+    /// In f32, the weights kept aside while the base is quantised (what the page stores, so that a
+    /// reload can quantise again and still undo bit for bit).
+    Original,
+}
+
+impl BaseForm {
+    /// `"held"`, `"dequantized"` or `"original"`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "held" => Ok(Self::Held),
+            "dequantized" => Ok(Self::Dequantized),
+            "original" => Ok(Self::Original),
+            other => Err(LabError::setting(
+                "form",
+                format!("\"{other}\" is not a form of the base; \"held\", \"dequantized\" or \"original\""),
+            )),
+        }
     }
 
-    pub fn lm_export_base_original(&self) -> Result<(String, Vec<u8>)> {
-        let base =
-            self.lm_base().ok_or_else(|| LabError::state("there is no language model yet: train or load one first"))?;
-        crate::io::export_lm(&base.unquantized_copy())
-    }
-
-    /// The language model's base as an f32 Hugging Face folder of the weights it computes with.
-    pub fn lm_export_base_dequantized(&self) -> Result<(String, Vec<u8>)> {
-        let base =
-            self.lm_base().ok_or_else(|| LabError::state("there is no language model yet: train or load one first"))?;
-        crate::io::export_lm(&base.dequantized_copy())
+    fn of<M: Adaptable + Clone>(self, base: &M) -> Cow<'_, M> {
+        match self {
+            Self::Held => Cow::Borrowed(base),
+            Self::Dequantized => Cow::Owned(base.dequantized_copy()),
+            Self::Original => Cow::Owned(base.unquantized_copy()),
+        }
     }
 }

@@ -97,19 +97,20 @@ impl Linear {
     /// dequantised weight plus `dw`, quantised again with the same settings.
     pub fn add_to_weight(&mut self, dw: &[f32]) -> Result<()> {
         assert_eq!(dw.len(), self.weight.len(), "a weight delta is out × in");
-        let mut w = self.dense_weight().into_owned();
+        let Some(q) = &self.nf4 else {
+            self.weight.iter_mut().zip(dw).for_each(|(w, d)| *w += d);
+            return Ok(());
+        };
+        let mut w = q.dequantize();
         w.iter_mut().zip(dw).for_each(|(w, d)| *w += d);
-        if let Some(q) = &self.nf4 {
-            let double_quant = q.double_quant();
-            self.nf4 =
-                Some(Box::new(QuantizedWeight::quantize(&w, self.out_features, self.in_features, double_quant)?));
-        }
+        let q = QuantizedWeight::quantize(&w, self.out_features, self.in_features, q.double_quant())?;
+        self.nf4 = Some(Box::new(q));
         self.weight = w;
         Ok(())
     }
 
     fn nf4_view(&self) -> Option<Nf4Weight<'_>> {
-        self.nf4.as_ref().map(|q| Nf4Weight { packed: q.packed(), scales: q.scales(), rows: q.rows(), cols: q.cols() })
+        self.nf4.as_deref().map(QuantizedWeight::kernel_view)
     }
 
     fn bias(&self) -> Option<&[f32]> {

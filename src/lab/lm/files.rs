@@ -21,7 +21,7 @@ pub const BASE_FOLDER: &str = "lora-lab-llama";
 impl Lab {
     /// → (config.json text, model.safetensors bytes).
     pub fn lm_export_base(&self) -> Result<(String, Vec<u8>)> {
-        io::export_lm(self.lm_require_base()?)
+        self.lm_export_base_as(crate::lab::BaseForm::Held)
     }
 
     /// Loads a base model folder; on any error the current models are untouched. A new base drops

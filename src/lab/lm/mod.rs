@@ -185,7 +185,7 @@ impl Lab {
         self.lm.models.base()
     }
 
-    fn lm_require_base(&self) -> Result<&Llama> {
+    pub(super) fn lm_require_base(&self) -> Result<&Llama> {
         self.lm
             .models
             .require_base()

@@ -11,8 +11,9 @@ use crate::nn::{Mlp, LAYER_NAMES, LAYER_SHAPES};
 use crate::svd;
 
 impl Lab {
+    /// The base as it is held (see `export_model_as` for the other forms).
     pub fn export_model(&self) -> Result<Vec<u8>> {
-        io::export_model(self.require_base()?)
+        self.export_model_as(crate::lab::BaseForm::Held)
     }
 
     /// Loads a base model; on any error the current model and adapters are untouched.
