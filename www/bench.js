@@ -65,7 +65,8 @@ async function main() {
     // The language model's GEMMs at 32 sequences of 64 tokens, each against the peak loop.
     results.lm_gemm_gflops = {};
     results.lm_gemm_of_peak = {};
-    for (const shape of ['lm_attn', 'lm_up', 'lm_down', 'lm_head']) {
+    const shapes = ['lm_attn', 'lm_up', 'lm_down', 'lm_head'];
+    for (const shape of q.get('lmShapes') === 'b3' ? shapes.map((s) => `${s}_b3`).concat('lm_qkv_b3') : shapes) {
       for (const layout of ['forward', 'forward_dot', 'input_grad', 'weight_grad', 'forward_nf4', 'input_grad_nf4']) {
         const r = await bench({ kind: 'gemm', shape, layout, reps: 4 });
         results.lm_gemm_gflops[`${shape}.${layout}`] = r.gflops;
@@ -81,9 +82,12 @@ async function main() {
     await lm(Request.LM_TRAIN_BASE, { limit: 2000 });
     const tps = {};
     if (!q.get('lmOnly') || q.get('lmOnly') === 'b32') tps.base_b32 = (await lm(Request.LM_TRAIN_BASE, { limit: words })).tokensPerSec;
-    if (!q.get('lmOnly')) {
+    // lmOnly=b3: the runs at 3 sequences per batch only (a quick look at the adapter's speed).
+    if (!q.get('lmOnly') || q.get('lmOnly') === 'b3') {
       tps.base_b3 = (await lm(Request.LM_TRAIN_BASE, { limit: Math.round(words / 8), batchSize: 3 })).tokensPerSec;
       tps.lora_seed_b3 = (await lm(Request.LM_TRAIN_ADAPTER, { preset: 'seed', epochs: 1 })).tokensPerSec;
+    }
+    if (!q.get('lmOnly')) {
       tps.lora_new_tokens_b3 = (await lm(Request.LM_TRAIN_ADAPTER, { preset: 'new-tokens', epochs: 1 })).tokensPerSec;
       // QLoRA: the same two presets on the base held in 4 bits.
       await lm(Request.LM_QUANTIZE_BASE, { type: 'nf4', doubleQuant: true });

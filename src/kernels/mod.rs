@@ -13,6 +13,7 @@ mod gemm;
 mod lane;
 mod nf4;
 mod peak;
+mod pool;
 
 /// The forward `y = x·wᵀ (+ bias, ReLU)`, `w` row-major `n×k` (PyTorch's Linear layout), as tiles of dot
 /// products; the `_offset` form skips what an input value `c` (layer 1's blank pixels) would add.
@@ -25,6 +26,7 @@ pub use gemm::{gemm, weight_grad_offset, Epilogue, Strided, MR, NR};
 pub use lane::FUSED_MUL_ADD;
 pub use nf4::Nf4Weight;
 pub use peak::simd_peak_flops;
+pub use pool::on_pool;
 
 /// From this many rows on, the forward packs X and W for the outer-product tiles of `gemm`: each
 /// packed value is then reused often enough to pay for its copy, and those tiles load a third as

@@ -6,6 +6,7 @@ use super::forward::LmActivations;
 use super::loss;
 use super::model::Llama;
 use crate::error::{LabError, Result};
+use crate::kernels;
 use crate::nn::LayerDelta;
 
 /// Sequences per forward pass while evaluating: 16 × 64 tokens keep the buffers at ~12 MB, and
@@ -15,7 +16,12 @@ const EVAL_BATCH: usize = 16;
 /// Mean cross-entropy (nats) per predicted token over `seqs`, each scored alone (padded to its
 /// batch's longest with PAD, whose positions predict nothing). Summed in f64, so the order of
 /// batches does not change the mean beyond f64 rounding.
-pub fn held_out_loss(model: &Llama, seqs: &[Vec<u16>], mut delta: Option<&mut dyn LayerDelta>) -> Result<f64> {
+/// Runs on the pool, its threads kept awake from one batch to the next (`kernels::on_pool`).
+pub fn held_out_loss(model: &Llama, seqs: &[Vec<u16>], delta: Option<&mut dyn LayerDelta>) -> Result<f64> {
+    kernels::on_pool(|| held_out_loss_here(model, seqs, delta))
+}
+
+fn held_out_loss_here(model: &Llama, seqs: &[Vec<u16>], mut delta: Option<&mut dyn LayerDelta>) -> Result<f64> {
     let pad = model.cfg.pad;
     let mut acts = LmActivations::for_inference();
     let (mut total, mut count) = (0.0f64, 0usize);

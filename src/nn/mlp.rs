@@ -19,7 +19,7 @@ pub const BLANK_INPUT: f32 = -1.0;
 pub const LAYER_NAMES: [&str; 3] = ["layers.1", "layers.3", "layers.5"];
 
 /// Something added to a Linear's output before its activation: `y += delta(x)`.
-pub trait LayerDelta {
+pub trait LayerDelta: Send {
     /// Whether layer `i` (0, 1, 2) has a delta.
     fn is_active(&self, i: usize) -> bool;
     /// `y (b×out) += delta_i(x (b×in))`, after the base product and bias, before the ReLU.

@@ -4,6 +4,7 @@
 
 use crate::data::{Dataset, EpochOrder};
 use crate::error::{LabError, Result};
+use crate::kernels;
 use crate::rng::{Rng, Stream};
 
 /// One batch of training: forward, backward, and — only when the loss and gradients are finite — the
@@ -183,21 +184,6 @@ struct RunState {
 
 const SMOOTHING: f64 = 0.98;
 
-/// Runs `f` on a thread of the rayon pool. Called from outside the pool (the page's worker), every
-/// parallel call would otherwise hand its work to the pool and wake its threads from sleep, a dozen
-/// times per batch; from inside, the calling thread does its share and only the others wake. That
-/// holds for a pool of one thread too (the threaded build at 1 thread): there, the four hand-overs
-/// per batch of the batch fill and the backward's joins cost 8 % (tight A/B). The SIMD-only build
-/// has no pool: rayon runs everything on the calling thread.
-fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    let pool = cfg!(feature = "threads") || rayon::current_num_threads() > 1;
-    if rayon::current_thread_index().is_some() || !pool {
-        f()
-    } else {
-        rayon::scope(|_| f())
-    }
-}
-
 impl Trainer {
     /// A run over `indices` of a dataset. `clock` returns seconds (any origin): the worker passes
     /// `performance.now()/1000`, native code `Instant`. Only time inside `step` counts, so a pause
@@ -263,7 +249,7 @@ impl Trainer {
         let t0 = (self.clock)();
         let first = self.run.losses.len();
         let run = &mut self.run;
-        let outcome = on_pool(|| run.batches(obj, ds, n_batches));
+        let outcome = kernels::on_pool(|| run.batches(obj, ds, n_batches));
         self.busy_seconds += (self.clock)() - t0;
         let epoch_finished = outcome?;
         Ok(self.progress(epoch_finished, first))
