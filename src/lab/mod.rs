@@ -8,6 +8,7 @@
 //! training run at a time.
 
 mod adapters;
+mod heap;
 mod lm;
 mod mlp;
 mod qlora;

@@ -22,10 +22,19 @@ try {
     const m = await page.evaluate(async () => {
       const r = await performance.measureUserAgentSpecificMemory();
       const status = await window.lab.status();
-      return { total: r.bytes, wasm: status.wasmBytes };
+      // Where it is: bytes by realm (Window, the lab's worker, rayon's workers) and kind (JS, DOM, shared).
+      const parts = {};
+      for (const b of r.breakdown) {
+        const scope = b.attribution.map((a) => a.scope).join('+') || 'shared';
+        const key = `${scope}:${b.types.join('+') || '-'}`;
+        parts[key] = (parts[key] ?? 0) + b.bytes;
+      }
+      return { total: r.bytes, wasm: status.wasmBytes, parts };
     });
-    stages.push({ stage, page_mb: m.total / 1e6, wasm_mb: m.wasm / 1e6 });
+    const parts = Object.fromEntries(Object.entries(m.parts).filter(([, b]) => b > 0).map(([k, b]) => [k, +(b / 1e6).toFixed(1)]));
+    stages.push({ stage, page_mb: m.total / 1e6, wasm_mb: m.wasm / 1e6, parts_mb: parts });
     console.log(`${stage.padEnd(40)} page ${(m.total / 1e6).toFixed(1)} MB, wasm memory ${(m.wasm / 1e6).toFixed(1)} MB`);
+    console.log(`${''.padEnd(40)} ${Object.entries(parts).map(([k, b]) => `${k} ${b}`).join(', ')}`);
   };
   await measure('ready');
   await page.evaluate(() => window.lab.trainBase({ epochs: 1 }));

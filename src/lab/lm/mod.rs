@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::adapters::{AdaptedModel, AdapterList};
 use super::settings::loss_hash;
-use super::Lab;
+use super::{heap, Lab};
 use crate::error::{LabError, Result};
 use crate::lm::{eval, Llama, LmConfig, Sampling};
 use crate::lora::targets::TargetModules;
@@ -143,13 +143,16 @@ pub struct Score {
 
 impl Lab {
     /// Parses the three corpora (an-array-of-english-words' index.json, pokemon's en.json, the first
-    /// names' names.txt) → their line counts; on any error nothing changes.
+    /// names' names.txt) → their line counts; on any error nothing changes. Grows the wasm memory to
+    /// `heap::LM_HEAP_BYTES` in one step.
     pub fn lm_load_data(&mut self, words: &[u8], pokemon: &[u8], names: &[u8]) -> Result<[usize; 3]> {
         let (w, p, n) = (Corpus::english_words(words)?, Corpus::pokemon(pokemon)?, Corpus::first_names(names)?);
         let count = |c: &Corpus| c.train.len() + c.held_out.len();
         let counts = [count(&w), count(&p), count(&n)];
         let room = &mut self.lm;
         (room.words, room.pokemon, room.names) = (Some(w), Some(p), Some(n));
+        // The language model's runs come next: grow the memory for them at once (see `heap`).
+        heap::reserve(heap::LM_HEAP_BYTES);
         Ok(counts)
     }
 
