@@ -9,13 +9,12 @@
 use super::gemm::grow;
 use super::lane::F32x4;
 use super::nf4::{dequantize_run, Nf4Weight};
+use super::pool::{par_for, parallel_min_macs};
 use rayon::prelude::*;
 
 /// Tile of X rows × W rows: 9 accumulators + 3 W vectors + 1 X vector stay within V8's 15 xmm.
 const TR: usize = 3;
 const TC: usize = 3;
-/// Below this many multiply-adds a call runs on the calling thread.
-const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
@@ -71,7 +70,7 @@ pub(super) fn gemm_xwt_rows(
     }
     let threads = rayon::current_num_threads().max(1);
     let col_tiles = n.div_ceil(TC);
-    let tasks = if m * n * k.max(1) < PARALLEL_MIN_MACS || threads == 1 { 1 } else { (4 * threads).min(col_tiles) };
+    let tasks = if m * n * k.max(1) < parallel_min_macs() || threads == 1 { 1 } else { (4 * threads).min(col_tiles) };
     // Chunk boundaries fall on whole column tiles.
     let tiles_per_task = col_tiles.div_ceil(tasks);
     let y_ptr = SendPtr(y.as_mut_ptr());
@@ -84,12 +83,7 @@ pub(super) fn gemm_xwt_rows(
         // SAFETY: this task writes only columns [j0, j1) of y, which is m×n.
         for_rows(w, k, j0, j1, |rows, w0, a, b| unsafe { columns(x, rows, w0, bias, y_ptr.0, m, k, n, a, b, relu) });
     };
-    let count = col_tiles.div_ceil(tiles_per_task);
-    if count == 1 {
-        job(0);
-    } else {
-        (0..count).into_par_iter().for_each(job);
-    }
+    par_for(col_tiles.div_ceil(tiles_per_task), &job);
 }
 
 /// Calls `f(rows, w0, j0, j1)` for W's rows `[j0, j1)`, where `rows` holds W's rows from `w0` on, in f32:
@@ -319,7 +313,7 @@ pub fn gemm_xwt_offset(
     let row_tiles = m.div_ceil(TR);
     let threads = rayon::current_num_threads().max(1);
     let col_tiles = n.div_ceil(TC);
-    let tasks = if m * n * k < PARALLEL_MIN_MACS || threads == 1 { 1 } else { (4 * threads).min(col_tiles) };
+    let tasks = if m * n * k < parallel_min_macs() || threads == 1 { 1 } else { (4 * threads).min(col_tiles) };
     // Per row tile, at a fixed stride: its active blocks, and (x − c) of its rows packed block by
     // block (TR × 4 floats, rows past m zero), so one pointer walks all three rows. The buffers of
     // the last call are reused; only the first `counts[t]` entries of tile t are meaningful.
@@ -384,11 +378,7 @@ pub fn gemm_xwt_offset(
             }
         }
     };
-    if tasks == 1 {
-        job(0);
-    } else {
-        (0..tasks).into_par_iter().for_each(job);
-    }
+    par_for(tasks, &job);
     OFFSET_PACK.set((active, panel));
 }
 

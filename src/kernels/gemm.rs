@@ -8,7 +8,7 @@
 use super::elementwise::bias_grad;
 use super::lane::F32x4;
 use super::nf4::Nf4B;
-use rayon::prelude::*;
+use super::pool::{par_all, par_for, parallel_min_macs};
 
 /// Rows of A per micro-kernel tile.
 pub const MR: usize = 4;
@@ -25,8 +25,6 @@ fn block_depth(k: usize) -> usize {
     }
     k.div_ceil(k.div_ceil(KC_MAX))
 }
-/// Below this many multiply-adds a call runs on the calling thread: waking workers costs more.
-const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// A read-only strided matrix view: element (r, c) is `data[r * rs + c * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -127,7 +125,7 @@ pub(super) fn gemm_from(a: Strided, b: BSource, c: &mut [f32], ldc: usize, ep: E
     let kc = block_depth(k);
     // The packed A of the last call is reused (taken, not borrowed, so a nested call just allocates).
     let threads = rayon::current_num_threads().max(1);
-    let serial = m * n * k.max(1) < PARALLEL_MIN_MACS || threads == 1;
+    let serial = m * n * k.max(1) < parallel_min_macs() || threads == 1;
     let mut packed_a = PACKED_A.take();
     pack_a(a, m_tiles, kc, !serial, &mut packed_a);
     let bias_padded: Option<Vec<f32>> = ep.bias.map(|b| {
@@ -157,8 +155,7 @@ pub(super) fn gemm_from(a: Strided, b: BSource, c: &mut [f32], ldc: usize, ep: E
         let c_ptr = c_ptr;
         compute_block(&packed_a, b, c_ptr, ldc, (m, k, n), kc, (it0, it1), (jt0, jt1), ep, bias_padded.as_deref())
     };
-    let finite =
-        if tasks.len() == 1 { job(&tasks[0]) } else { tasks.par_iter().map(job).reduce(|| true, |x, y| x && y) };
+    let finite = par_all(tasks.len(), &|i| job(&tasks[i]));
     PACKED_A.set(packed_a);
     finite
 }
@@ -172,12 +169,22 @@ fn pack_a(a: Strided, m_tiles: usize, depth: usize, parallel: bool, out: &mut Ve
     for k0 in (0..k).step_by(depth) {
         let kc = depth.min(k - k0);
         let slab = &mut out[off..off + m_tiles * MR * kc];
-        let pack = |(it, panel): (usize, &mut [f32])| pack_a_panel(a, it * MR, k0, kc, panel);
         if parallel {
             // Packing runs before the tiles can start: serial, it left the other threads waiting.
-            slab.par_chunks_mut(MR * kc).enumerate().with_min_len(8).for_each(pack);
+            // Tasks of 8 panels each.
+            assert_eq!(slab.len(), m_tiles * MR * kc);
+            let slab_ptr = SendPtr(slab.as_mut_ptr());
+            par_for(m_tiles.div_ceil(8), &|c| {
+                #[allow(clippy::redundant_locals)]
+                let slab_ptr = slab_ptr;
+                for it in c * 8..(c * 8 + 8).min(m_tiles) {
+                    // SAFETY: panel `it` is its own MR·kc floats of the slab, written by this task only.
+                    let panel = unsafe { std::slice::from_raw_parts_mut(slab_ptr.0.add(it * MR * kc), MR * kc) };
+                    pack_a_panel(a, it * MR, k0, kc, panel);
+                }
+            });
         } else {
-            slab.chunks_mut(MR * kc).enumerate().for_each(pack);
+            slab.chunks_mut(MR * kc).enumerate().for_each(|(it, panel)| pack_a_panel(a, it * MR, k0, kc, panel));
         }
         off += m_tiles * MR * kc;
     }
@@ -459,7 +466,7 @@ pub fn weight_grad_offset(dy: &[f32], x: &[f32], c: f32, dw: &mut [f32], m: usiz
     let m_tiles = n.div_ceil(MR); // rows of dw
     let n_tiles = k.div_ceil(NR); // columns of dw
     let threads = rayon::current_num_threads().max(1);
-    let serial = m * n * k < PARALLEL_MIN_MACS || threads == 1;
+    let serial = m * n * k < parallel_min_macs() || threads == 1;
     let mut packed_a = PACKED_A.take();
     pack_a(Strided::transposed(dy, n, m), m_tiles, m, !serial, &mut packed_a);
     // c · Σ_i dy[i][j] for each row j of dw, padded to whole row tiles.
@@ -501,7 +508,7 @@ pub fn weight_grad_offset(dy: &[f32], x: &[f32], c: f32, dw: &mut [f32], m: usiz
         });
         nonfinite.to_array().iter().all(|&v| v == 0.0)
     };
-    let finite = if chunks == 1 { job(0) } else { (0..chunks).into_par_iter().map(job).reduce(|| true, |a, b| a && b) };
+    let finite = par_all(chunks, &job);
     PACKED_A.set(packed_a);
     finite
 }

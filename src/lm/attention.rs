@@ -2,9 +2,7 @@
 //! eager attention computes it: S = Q·Kᵀ · scale, future positions masked, softmax in f32, O = P·V.
 //! Blocks are independent, so they run in parallel and the result does not depend on the thread count.
 
-use rayon::prelude::*;
-
-use crate::kernels::{self, gemm, Epilogue, Strided};
+use crate::kernels::{self, gemm, par_for, Chunks, Epilogue, Strided};
 
 /// Softmax of the causal rows of `s · scale` (t × t) in place: row i over columns 0..=i, zeros after.
 fn causal_softmax(s: &mut [f32], t: usize, scale: f32) {
@@ -20,7 +18,9 @@ fn causal_softmax(s: &mut [f32], t: usize, scale: f32) {
 #[allow(clippy::too_many_arguments)]
 pub fn forward(q: &[f32], k: &[f32], v: &[f32], p: &mut [f32], o: &mut [f32], t: usize, d: usize, scale: f32) {
     let (td, tt) = (t * d, t * t);
-    p.par_chunks_mut(tt).zip(o.par_chunks_mut(td)).enumerate().for_each(|(bh, (p, o))| {
+    let (ps, os) = (Chunks::new(p, tt), Chunks::new(o, td));
+    par_for(os.count(), &|bh| {
+        let (p, o) = (ps.take(bh), os.take(bh));
         let (q, k, v) = (&q[bh * td..][..td], &k[bh * td..][..td], &v[bh * td..][..td]);
         gemm(Strided::row_major(q, t, d), Strided::transposed(k, d, t), p, t, Epilogue::default());
         causal_softmax(p, t, scale);
@@ -45,20 +45,20 @@ pub fn backward(
     scale: f32,
 ) {
     let (td, tt) = (t * d, t * t);
-    dq.par_chunks_mut(td).zip(dk.par_chunks_mut(td)).zip(dv.par_chunks_mut(td)).enumerate().for_each_init(
-        // dS scratch, one per task and reused across its blocks (every entry is written before use).
-        || vec![0.0f32; tt],
-        |ds, (bh, ((dq, dk), dv))| {
-            let (q, k, v) = (&q[bh * td..][..td], &k[bh * td..][..td], &v[bh * td..][..td]);
-            let (p, d_o) = (&p[bh * tt..][..tt], &d_o[bh * td..][..td]);
-            gemm(Strided::row_major(d_o, t, d), Strided::transposed(v, d, t), ds, t, Epilogue::default());
-            gemm(Strided::transposed(p, t, t), Strided::row_major(d_o, t, d), dv, d, Epilogue::default());
-            for (i, (ds, p)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
-                kernels::softmax_scaled_backward(&p[..=i], &mut ds[..=i], scale);
-                ds[i + 1..].fill(0.0);
-            }
-            gemm(Strided::row_major(ds, t, t), Strided::row_major(k, t, d), dq, d, Epilogue::default());
-            gemm(Strided::transposed(ds, t, t), Strided::row_major(q, t, d), dk, d, Epilogue::default());
-        },
-    );
+    let (dqs, dks, dvs) = (Chunks::new(dq, td), Chunks::new(dk, td), Chunks::new(dv, td));
+    par_for(dqs.count(), &|bh| {
+        let (dq, dk, dv) = (dqs.take(bh), dks.take(bh), dvs.take(bh));
+        // dS scratch (every entry is written before use).
+        let ds = &mut vec![0.0f32; tt][..];
+        let (q, k, v) = (&q[bh * td..][..td], &k[bh * td..][..td], &v[bh * td..][..td]);
+        let (p, d_o) = (&p[bh * tt..][..tt], &d_o[bh * td..][..td]);
+        gemm(Strided::row_major(d_o, t, d), Strided::transposed(v, d, t), ds, t, Epilogue::default());
+        gemm(Strided::transposed(p, t, t), Strided::row_major(d_o, t, d), dv, d, Epilogue::default());
+        for (i, (ds, p)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
+            kernels::softmax_scaled_backward(&p[..=i], &mut ds[..=i], scale);
+            ds[i + 1..].fill(0.0);
+        }
+        gemm(Strided::row_major(ds, t, t), Strided::row_major(k, t, d), dq, d, Epilogue::default());
+        gemm(Strided::transposed(ds, t, t), Strided::row_major(q, t, d), dk, d, Epilogue::default());
+    });
 }

@@ -5,7 +5,7 @@
 //! together. The same pass that rotates also moves q and k into that head-major layout
 //! `(batch, head, position, d)`, and v too, unrotated.
 
-use rayon::prelude::*;
+use crate::kernels::{par_for, Chunks};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rope {
@@ -57,7 +57,9 @@ impl Rope {
     ) {
         let half = d / 2;
         debug_assert_eq!(out.len(), b * heads * t * d);
-        out.par_chunks_mut(t * d).enumerate().for_each(|(bh, block)| {
+        let blocks = Chunks::new(out, t * d);
+        par_for(blocks.count(), &|bh| {
+            let block = blocks.take(bh);
             let (bi, h) = (bh / heads, bh % heads);
             for (ti, o) in block.chunks_exact_mut(d).enumerate() {
                 let src = &x[(bi * t + ti) * heads * d + h * d..][..d];
@@ -91,7 +93,9 @@ impl Rope {
         let half = d / 2;
         let hd = heads * d;
         debug_assert_eq!(dx.len(), b * t * hd);
-        dx.par_chunks_mut(hd).enumerate().for_each(|(row, dxr)| {
+        let rows = Chunks::new(dx, hd);
+        par_for(rows.count(), &|row| {
+            let dxr = rows.take(row);
             let (bi, ti) = (row / t, row % t);
             let (cos, sin) = self.at(ti);
             for (h, dxh) in dxr.chunks_exact_mut(d).enumerate() {
