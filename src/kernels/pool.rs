@@ -26,17 +26,19 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Takes tasks until none is left.
-    fn work(&self) {
+    /// Takes tasks until none is left; returns how many it ran.
+    fn work(&self) -> usize {
+        let mut ran = 0;
         loop {
             let i = self.next.fetch_add(1, SeqCst);
             if i >= self.count {
-                return;
+                return ran;
             }
             if catch_unwind(AssertUnwindSafe(|| (self.f)(i))).is_err() {
                 self.panicked.store(true, SeqCst);
             }
             self.done.fetch_add(1, SeqCst);
+            ran += 1;
         }
     }
 }
@@ -52,7 +54,7 @@ thread_local! {
     static IN_TASK: Cell<bool> = const { Cell::new(false) };
 }
 
-/// A helper's look at the published job: runs its remaining tasks, if any. Returns whether it found one.
+/// A helper's look at the published job: runs its remaining tasks, if any. Returns whether it ran one.
 fn help() -> bool {
     if JOB.load(SeqCst).is_null() {
         return false;
@@ -61,14 +63,15 @@ fn help() -> bool {
     // Read again after announcing ourselves: the leader frees a job only once it is unpublished and
     // no helper is looking (SeqCst orders this load after the increment, for the leader too).
     let job = JOB.load(SeqCst);
+    let mut ran = 0;
     if !job.is_null() {
         IN_TASK.set(true);
         // SAFETY: the job stays alive while USERS counts us (see `par_for`).
-        unsafe { &*job }.work();
+        ran = unsafe { &*job }.work();
         IN_TASK.set(false);
     }
     USERS.fetch_sub(1, SeqCst);
-    !job.is_null()
+    ran > 0
 }
 
 /// A waiting thread's pause: spinning at first, then also giving its core to the OS scheduler, so a
