@@ -14,10 +14,6 @@ fn main() {
     } else {
         shapes
     };
-    let (flops, _) = lora_lab::bench::simd_peak(20_000_000);
-    let t = Instant::now();
-    lora_lab::bench::simd_peak(20_000_000);
-    println!("one-thread peak loop: {:.1} GFLOP/s", flops / t.elapsed().as_secs_f64() / 1e9);
     for shape in &shapes {
         let mut line = format!("{shape:>12}");
         for layout in ["forward", "forward_dot", "input_grad", "weight_grad"] {

@@ -26,7 +26,7 @@ pub use gemm::{gemm, weight_grad_offset, Epilogue, Strided, MR, NR};
 pub use lane::FUSED_MUL_ADD;
 pub use nf4::Nf4Weight;
 pub use peak::simd_peak_flops;
-pub use pool::{on_pool, par_for, Chunks};
+pub use pool::{on_pool, par_for, par_map, Chunks};
 
 /// From this many rows on, the forward packs X and W for the outer-product tiles of `gemm`: each
 /// packed value is then reused often enough to pay for its copy, and those tiles load a third as

@@ -132,6 +132,14 @@ pub fn par_for(count: usize, job: &(dyn Fn(usize) + Sync)) {
     }
 }
 
+/// `f(i)` for every `i` in `0..count`, in parallel, in index order.
+pub fn par_map<T: Send + Default + Clone>(count: usize, f: &(dyn Fn(usize) -> T + Sync)) -> Vec<T> {
+    let mut out = vec![T::default(); count];
+    let slots = Chunks::new(&mut out, 1);
+    par_for(count, &|i| slots.take(i)[0] = f(i));
+    out
+}
+
 /// `par_for` for tasks that each report whether their output is finite: whether all are.
 pub fn par_all(count: usize, job: &(dyn Fn(usize) -> bool + Sync)) -> bool {
     let all = AtomicBool::new(true);

@@ -2,7 +2,14 @@
 //! eager attention computes it: S = Q·Kᵀ · scale, future positions masked, softmax in f32, O = P·V.
 //! Blocks are independent, so they run in parallel and the result does not depend on the thread count.
 
+use std::cell::RefCell;
+
 use crate::kernels::{self, gemm, par_for, Chunks, Epilogue, Strided};
+
+thread_local! {
+    /// The backward's dS block (t × t), one per thread.
+    static DS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Softmax of the causal rows of `s · scale` (t × t) in place: row i over columns 0..=i, zeros after.
 fn causal_softmax(s: &mut [f32], t: usize, scale: f32) {
@@ -48,17 +55,19 @@ pub fn backward(
     let (dqs, dks, dvs) = (Chunks::new(dq, td), Chunks::new(dk, td), Chunks::new(dv, td));
     par_for(dqs.count(), &|bh| {
         let (dq, dk, dv) = (dqs.take(bh), dks.take(bh), dvs.take(bh));
-        // dS scratch (every entry is written before use).
-        let ds = &mut vec![0.0f32; tt][..];
-        let (q, k, v) = (&q[bh * td..][..td], &k[bh * td..][..td], &v[bh * td..][..td]);
-        let (p, d_o) = (&p[bh * tt..][..tt], &d_o[bh * td..][..td]);
-        gemm(Strided::row_major(d_o, t, d), Strided::transposed(v, d, t), ds, t, Epilogue::default());
-        gemm(Strided::transposed(p, t, t), Strided::row_major(d_o, t, d), dv, d, Epilogue::default());
-        for (i, (ds, p)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
-            kernels::softmax_scaled_backward(&p[..=i], &mut ds[..=i], scale);
-            ds[i + 1..].fill(0.0);
-        }
-        gemm(Strided::row_major(ds, t, t), Strided::row_major(k, t, d), dq, d, Epilogue::default());
-        gemm(Strided::transposed(ds, t, t), Strided::row_major(q, t, d), dk, d, Epilogue::default());
+        // dS scratch, one per thread and reused (every entry is written before use).
+        DS.with_borrow_mut(|ds| {
+            ds.resize(tt, 0.0);
+            let (q, k, v) = (&q[bh * td..][..td], &k[bh * td..][..td], &v[bh * td..][..td]);
+            let (p, d_o) = (&p[bh * tt..][..tt], &d_o[bh * td..][..td]);
+            gemm(Strided::row_major(d_o, t, d), Strided::transposed(v, d, t), ds, t, Epilogue::default());
+            gemm(Strided::transposed(p, t, t), Strided::row_major(d_o, t, d), dv, d, Epilogue::default());
+            for (i, (ds, p)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
+                kernels::softmax_scaled_backward(&p[..=i], &mut ds[..=i], scale);
+                ds[i + 1..].fill(0.0);
+            }
+            gemm(Strided::row_major(ds, t, t), Strided::row_major(k, t, d), dq, d, Epilogue::default());
+            gemm(Strided::transposed(ds, t, t), Strided::row_major(q, t, d), dk, d, Epilogue::default());
+        });
     });
 }

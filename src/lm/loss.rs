@@ -2,7 +2,7 @@
 //! (`logits[:, :-1]` against `ids[:, 1:]`), cross-entropy in f32, mean over the targets that are not
 //! padding.
 
-use crate::kernels::{self, par_for, Chunks};
+use crate::kernels::{self, par_map, Chunks};
 
 /// The target of each logits row (b·t rows): the next token of the same sequence, `None` for the last
 /// position and wherever the next token is `pad`.
@@ -12,16 +12,14 @@ pub fn targets(ids: &[u16], t: usize, pad: u16) -> Vec<Option<u16>> {
 
 /// log p(target) of each row that has a target (`NaN` elsewhere), from logits (rows × vocab).
 pub fn log_probs(logits: &[f32], vocab: usize, targets: &[Option<u16>]) -> Vec<f32> {
-    let mut out = vec![f32::NAN; (logits.len() / vocab).min(targets.len())];
-    let outs = Chunks::new(&mut out, 1);
-    par_for(outs.count(), &|i| {
-        if let Some(t) = targets[i] {
+    par_map((logits.len() / vocab).min(targets.len()), &|i| match targets[i] {
+        Some(t) => {
             let row = &logits[i * vocab..][..vocab];
             let max = kernels::row_max(row);
-            outs.take(i)[0] = row[t as usize] - max - kernels::sum_exp(row, max, None).ln();
+            row[t as usize] - max - kernels::sum_exp(row, max, None).ln()
         }
-    });
-    out
+        None => f32::NAN,
+    })
 }
 
 /// Mean cross-entropy over the rows that have a target, and `dlogits` = its gradient
@@ -52,20 +50,19 @@ pub fn cross_entropy_part(
     let inv = 1.0 / denom as f32;
     // Each row's loss in its own place, summed in row order afterwards: the same sum on any threads.
     let rows = (logits.len() / vocab).min(targets.len());
-    let mut losses = vec![0.0f64; rows];
-    let (ds, ls) = (Chunks::new(&mut dlogits[..rows * vocab], vocab), Chunks::new(&mut losses, 1));
-    par_for(rows, &|i| {
+    let ds = Chunks::new(&mut dlogits[..rows * vocab], vocab);
+    let losses = par_map(rows, &|i| {
         let d = ds.take(i);
         let Some(t) = targets[i] else {
             d.fill(0.0);
-            return;
+            return 0.0;
         };
         let row = &logits[i * vocab..][..vocab];
         let max = kernels::row_max(row);
         let sum = kernels::sum_exp(row, max, Some(&mut *d));
         kernels::scale(d, inv / sum);
         d[t as usize] -= inv;
-        ls.take(i)[0] = (sum.ln() - (row[t as usize] - max)) as f64;
+        (sum.ln() - (row[t as usize] - max)) as f64
     });
     losses.iter().sum()
 }

@@ -1,6 +1,6 @@
 //! RMSNorm as HF's `LlamaRMSNorm` computes it in f32: `y = w · (x · rsqrt(mean(x²) + ε))`.
 
-use crate::kernels::{par_for, Chunks};
+use crate::kernels::{par_for, par_map, Chunks};
 
 /// Rows per parallel task; fixed, so that the weight gradient's partial sums, and with them its
 /// rounding, do not depend on the thread count.
@@ -42,10 +42,8 @@ pub fn backward(x: &[f32], w: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], 
         }
     });
     if let Some((dw, add)) = dw {
-        let mut partials = vec![vec![0.0f32; h]; x.len().div_ceil(h * ROWS)];
-        let accs = Chunks::new(&mut partials, 1);
-        par_for(accs.count(), &|c| {
-            let acc = &mut accs.take(c)[0];
+        let partials = par_map(x.len().div_ceil(h * ROWS), &|c| {
+            let mut acc = vec![0.0f32; h];
             let rows = (x.len() / h - c * ROWS).min(ROWS);
             let (x, dy) = (&x[c * h * ROWS..][..rows * h], &dy[c * h * ROWS..][..rows * h]);
             for ((x, dy), &r) in x.chunks_exact(h).zip(dy.chunks_exact(h)).zip(&rstd[c * ROWS..]) {
@@ -53,6 +51,7 @@ pub fn backward(x: &[f32], w: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], 
                     *a += dy * (x * r);
                 }
             }
+            acc
         });
         if !add {
             dw.fill(0.0);
