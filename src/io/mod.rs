@@ -1,7 +1,8 @@
 //! Files a person can download and load again: safetensors weights (the base models, in f32 or with
 //! 4-bit NF4 Linears in bitsandbytes' layout, and PEFT adapters), PEFT's `adapter_config.json` and the
-//! language model's `config.json` (with its `quantization_config` for a 4-bit base). Bytes in, checked
-//! values out; nothing here trains.
+//! language model's `config.json` (with its `quantization_config` for a 4-bit base), and GGUF files
+//! (`gguf/`: llama.cpp's format, the pretrained model's, metadata and tensors in ggml's block types).
+//! Bytes in, checked values out; nothing here trains.
 //!
 //! File names, as `save_pretrained` writes them: [`MODEL_FILE`] (`model.safetensors`, the weights of
 //! either base model), [`LM_CONFIG_FILE`] (`config.json`, the language model's), [`ADAPTER_FILE`] and
@@ -9,6 +10,8 @@
 
 pub mod adapter_config;
 pub mod adapter_file;
+pub mod gguf;
+pub mod gguf_llama;
 mod header;
 pub mod lm_config;
 pub mod lm_file;
@@ -19,6 +22,8 @@ pub mod tensors;
 
 pub use adapter_config::{from_peft, parse_adapter_config, peft_alpha, AdapterConfig};
 pub use adapter_file::{export_adapter, import_adapter, AdapterFiles, ADAPTER_FILE, CONFIG_FILE};
+pub use gguf_llama::{gguf_llama, gguf_llama_config};
+pub use gguf::{read_gguf, write_gguf, Gguf, GgufArray, GgufTensorData, GgufTensorInfo, GgufType, GgufValue};
 pub use lm_config::{parse_lm_config, write_lm_config, LM_CONFIG_FILE};
 pub use lm_file::{export_lm, import_lm, lm_tensors};
 pub use model_file::{export_model, import_model, MODEL_FILE};

@@ -130,9 +130,8 @@ impl GgmlType {
 
     /// "F32, F16, BF16, Q4_0, …": the types this lab reads, for messages.
     pub fn list() -> String {
-        let mut names: Vec<&str> = Self::ALL.iter().map(|t| t.name()).collect();
-        names.sort_by_key(|n| (n.starts_with('Q'), *n));
-        names.join(", ")
+        use GgmlType::*;
+        [F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K].map(GgmlType::name).join(", ")
     }
 }
 
@@ -459,7 +458,7 @@ mod tests {
         assert_eq!(GgmlType::Q6_K.bytes_for(512), Some(420));
         assert_eq!(GgmlType::BF16.bytes_for(3), Some(6));
         assert_eq!(GgmlType::Q8_0.bytes_for(usize::MAX - 31), None);
-        assert_eq!(GgmlType::list(), "BF16, F16, F32, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0");
+        assert_eq!(GgmlType::list(), "F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K");
     }
 
     #[test]
@@ -578,6 +577,7 @@ mod tests {
         assert_eq!(&b[..2], &h(1.0));
         assert_eq!(b[2], 11 << 4); // x[0] → 0, x[16] → 11
         assert_eq!(b[3], 15 | (8 << 4)); // x[1] → 16 capped at 15, x[17] → 8
+
         // Q4_1: min −1, max 14 → d = 1, m = −1; all-equal blocks keep d = 0 and codes 0.
         let x: Vec<f32> = (0..32).map(|i| (i % 16) as f32 - 1.0).collect();
         let b = quantize(GgmlType::Q4_1, &x).unwrap();
