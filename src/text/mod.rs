@@ -3,17 +3,29 @@
 //! training and held-out lines, `packing` turns training lines into fixed-size blocks as TRL's
 //! `SFTTrainer(packing=True)` does, `eval` turns held-out lines into the sequences the metric scores.
 //!
-//! Tokens stay `u16` (264 ids) until the model embeds them: the English words' 3 M training tokens
-//! are 6 MB so, and would be 12 MB as `u32`.
+//! A pretrained model's text: `bpe` is its byte-level BPE (SmolLM2's), built from a GGUF's
+//! `tokenizer.ggml.*` arrays or read by `tokenizer_json`, cutting words with `pretokenize` (whose
+//! letter class is `letters`); `chat_template` renders its Jinja chat template.
+//!
+//! The byte tokenizer's tokens stay `u16` (264 ids) until the model embeds them: the English words'
+//! 3 M training tokens are 6 MB so, and would be 12 MB as `u32`. BPE ids are `u32`.
 
+mod bpe;
+mod chat_template;
 mod corpus;
 mod eval;
+mod letters;
 mod packing;
+mod pretokenize;
 mod tokenizer;
+mod tokenizer_json;
 
+pub use bpe::Bpe;
+pub use chat_template::{ChatTemplate, Message};
 pub use corpus::{parse_json_strings, parse_lines, user_lines, Corpus, USER_FILE, USER_MAX_BYTES};
 pub use eval::eval_sequences;
 pub use packing::{pack, Blocks};
+pub use pretokenize::PreTokenizer;
 pub use tokenizer::{decode, encode_line, Token, BOS, EOS, PAD, VOCAB};
 
 /// Tokens per training block and per evaluated sequence: the model's `max_position_embeddings`
