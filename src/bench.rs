@@ -74,8 +74,8 @@ fn run_gemm(o: &mut Operands, layout: &str, reps: u32, (m, k, n): (usize, usize,
     let nf4 = o.q.kernel_view();
     for _ in 0..reps {
         match layout {
-            "forward_nf4" => kernels::nf4_linear_forward(x, nf4, None, &mut out[..m * n], m, false),
-            "input_grad_nf4" => kernels::nf4_linear_input_grad(dy, nf4, &mut out[..m * k], m, false),
+            "forward_nf4" => kernels::quant_linear_forward(x, nf4, None, &mut out[..m * n], m, false),
+            "input_grad_nf4" => kernels::quant_linear_input_grad(dy, nf4, &mut out[..m * k], m, false),
             "forward" => kernels::linear_forward(x, w, None, &mut out[..m * n], m, k, n, false),
             "forward_dot" => kernels::gemm_xwt(x, w, None, &mut out[..m * n], m, k, n, false),
             "input_grad" => kernels::linear_input_grad(dy, w, &mut out[..m * k], m, k, n),

@@ -52,12 +52,12 @@ async fn rayon_pool_runs_parallel_simd_gemm_exactly() {
     for rows in [64, 256] {
         let x: Vec<f32> = (0..rows * k).map(|i| ((i * 13) % 29) as f32 / 14.0 - 1.0).collect();
         let (mut got, mut want) = (vec![0.0f32; rows * n], vec![0.0f32; rows * n]);
-        kernels::nf4_linear_forward(&x, view, Some(&bias), &mut got, rows, true);
+        kernels::quant_linear_forward(&x, view, Some(&bias), &mut got, rows, true);
         kernels::linear_forward(&x, &deq, Some(&bias), &mut want, rows, k, n, true);
         assert_eq!(bits(&got), bits(&want), "4-bit forward at {rows} rows");
         let dy: Vec<f32> = (0..rows * n).map(|i| ((i * 11) % 23) as f32 / 11.0 - 1.0).collect();
         let (mut got, mut want) = (vec![0.0f32; rows * k], vec![0.0f32; rows * k]);
-        kernels::nf4_linear_input_grad(&dy, view, &mut got, rows, false);
+        kernels::quant_linear_input_grad(&dy, view, &mut got, rows, false);
         kernels::linear_input_grad(&dy, &deq, &mut want, rows, k, n);
         assert_eq!(bits(&got), bits(&want), "4-bit input gradient at {rows} rows");
     }

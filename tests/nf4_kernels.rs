@@ -5,7 +5,7 @@
 //! with a naive f64 product. A Linear quantised and dequantised again is the f32 Linear bit for bit.
 #![cfg(not(target_arch = "wasm32"))]
 
-use lora_lab::kernels::{self, Epilogue, Nf4Weight, Strided};
+use lora_lab::kernels::{self, Epilogue, QWeight, Strided};
 use lora_lab::nn::Linear;
 use lora_lab::quant::QuantizedWeight;
 
@@ -16,7 +16,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|f| f.to_bits()).collect()
 }
 
-fn view(q: &QuantizedWeight) -> Nf4Weight<'_> {
+fn view(q: &QuantizedWeight) -> QWeight<'_> {
     q.kernel_view()
 }
 
@@ -54,7 +54,7 @@ fn forward_is_the_gemm_on_the_dequantised_weight_bit_for_bit() {
                 let mut want = vec![f32::NAN; m * n];
                 kernels::linear_forward(&x, &deq, bias, &mut want, m, k, n, relu);
                 let mut got = vec![f32::NAN; m * n];
-                kernels::nf4_linear_forward(&x, view(&q), bias, &mut got, m, relu);
+                kernels::quant_linear_forward(&x, view(&q), bias, &mut got, m, relu);
                 assert_eq!(bits(&got), bits(&want), "forward {m}×{k}×{n}, double quant {double_quant}, relu {relu}");
             }
         }
@@ -79,7 +79,7 @@ fn input_gradient_is_the_gemm_on_the_dequantised_weight_bit_for_bit() {
                     Epilogue { accumulate, ..Epilogue::default() },
                 );
                 let mut got = start.clone();
-                kernels::nf4_linear_input_grad(&dy, view(&q), &mut got, m, accumulate);
+                kernels::quant_linear_input_grad(&dy, view(&q), &mut got, m, accumulate);
                 assert_eq!(
                     bits(&got),
                     bits(&want),
@@ -96,9 +96,9 @@ fn both_agree_with_a_naive_product_of_the_dequantised_values() {
     let x = data(m * k, 1);
     let q = QuantizedWeight::quantize(&data(n * k, 2), n, k, true).unwrap();
     let mut y = vec![0.0; m * n];
-    kernels::nf4_linear_forward(&x, view(&q), None, &mut y, m, false);
+    kernels::quant_linear_forward(&x, view(&q), None, &mut y, m, false);
     let mut dx = vec![0.0; m * k];
-    kernels::nf4_linear_input_grad(&y, view(&q), &mut dx, m, false);
+    kernels::quant_linear_input_grad(&y, view(&q), &mut dx, m, false);
     for i in 0..m {
         for j in 0..n {
             let want: f64 = (0..k).map(|p| x[i * k + p] as f64 * q.value(j, p) as f64).sum();
@@ -118,9 +118,9 @@ fn results_are_bit_identical_for_any_thread_count() {
     let q = QuantizedWeight::quantize(&data(n * k, 8), n, k, true).unwrap();
     let run = || {
         let mut y = vec![0.0f32; m * n];
-        kernels::nf4_linear_forward(&x, view(&q), None, &mut y, m, true);
+        kernels::quant_linear_forward(&x, view(&q), None, &mut y, m, true);
         let mut dx = vec![0.0f32; m * k];
-        kernels::nf4_linear_input_grad(&y, view(&q), &mut dx, m, false);
+        kernels::quant_linear_input_grad(&y, view(&q), &mut dx, m, false);
         (bits(&y), bits(&dx))
     };
     let one = with_threads(1, run);
@@ -146,13 +146,13 @@ fn a_quantised_linear_computes_with_its_codes_and_dequantises_back_exactly() {
     let mut got = vec![0.0; b * n];
     lin.forward(&x, &mut got, b, true);
     let mut want = vec![0.0; b * n];
-    kernels::nf4_linear_forward(&x, view(&q), Some(&lin.bias), &mut want, b, true);
+    kernels::quant_linear_forward(&x, view(&q), Some(&lin.bias), &mut want, b, true);
     assert_eq!(bits(&got), bits(&want));
     assert_ne!(bits(&got), bits(&before), "the 4-bit weights give other outputs than the f32 ones");
     let (dy, mut dx) = (data(b * n, 12), vec![0.0; b * k]);
     lin.input_grad(&dy, &mut dx, b, false);
     let mut want_dx = vec![0.0; b * k];
-    kernels::nf4_linear_input_grad(&dy, view(&q), &mut want_dx, b, false);
+    kernels::quant_linear_input_grad(&dy, view(&q), &mut want_dx, b, false);
     assert_eq!(bits(&dx), bits(&want_dx));
 
     lin.dequantize();

@@ -8,7 +8,7 @@
 
 use super::gemm::grow;
 use super::lane::F32x4;
-use super::nf4::{dequantize_run, Nf4Weight};
+use super::qweight::QWeight;
 use super::pool::{par_for, parallel_min_macs};
 use rayon::prelude::*;
 
@@ -29,14 +29,14 @@ pub fn gemm_xwt(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], m: us
     gemm_xwt_rows(x, WRows::Dense(w), bias, y, m, k, n, relu);
 }
 
-/// W's rows as the dot-product tiles read them: f32 in place, or a 4-bit weight dequantised
+/// W's rows as the dot-product tiles read them: f32 in place, or a quantised weight dequantised
 /// `NF4_CHUNK` rows at a time (each row once per call, never the whole matrix). Every output is
 /// summed over its own x row and w row in one fixed order, so both give the same bits for the same
 /// values.
 #[derive(Clone, Copy)]
 pub(super) enum WRows<'a> {
     Dense(&'a [f32]),
-    Nf4(Nf4Weight<'a>),
+    Quant(QWeight<'a>),
 }
 
 /// W rows dequantised at a time: whole 3-row tiles, 12 × k floats (37 KB at k = 784), in L2.
@@ -87,15 +87,15 @@ pub(super) fn gemm_xwt_rows(
 }
 
 /// Calls `f(rows, w0, j0, j1)` for W's rows `[j0, j1)`, where `rows` holds W's rows from `w0` on, in f32:
-/// W itself (w0 = 0) once, or a 4-bit W dequantised `NF4_CHUNK` rows at a time.
+/// W itself (w0 = 0) once, or a quantised W dequantised `NF4_CHUNK` rows at a time.
 fn for_rows(w: WRows, k: usize, j0: usize, j1: usize, mut f: impl FnMut(&[f32], usize, usize, usize)) {
     match w {
         WRows::Dense(w) => f(w, 0, j0, j1),
-        WRows::Nf4(q) => {
+        WRows::Quant(q) => {
             let mut buf = vec![0.0f32; NF4_CHUNK.min(j1 - j0) * k];
             for c0 in (j0..j1).step_by(NF4_CHUNK) {
                 let c1 = (c0 + NF4_CHUNK).min(j1);
-                dequantize_run(q, c0 * k, &mut buf[..(c1 - c0) * k]);
+                q.dequantize_run(c0 * k, &mut buf[..(c1 - c0) * k]);
                 f(&buf, c0, c0, c1);
             }
         }

@@ -7,7 +7,7 @@
 
 use super::elementwise::bias_grad;
 use super::lane::F32x4;
-use super::nf4::Nf4B;
+use super::qweight::QuantB;
 use super::pool::{par_all, par_for, parallel_min_macs};
 
 /// Rows of A per micro-kernel tile.
@@ -50,24 +50,24 @@ impl<'a> Strided<'a> {
     }
 }
 
-/// The B operand: f32 through a strided view, or a 4-bit NF4 weight dequantised panel by panel.
+/// The B operand: f32 through a strided view, or a quantised weight dequantised panel by panel.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum BSource<'a> {
     Dense(Strided<'a>),
-    Nf4(Nf4B<'a>),
+    Quant(QuantB<'a>),
 }
 
 impl BSource<'_> {
     fn rows(&self) -> usize {
         match self {
             Self::Dense(s) => s.rows,
-            Self::Nf4(q) => q.rows(),
+            Self::Quant(q) => q.rows(),
         }
     }
     fn cols(&self) -> usize {
         match self {
             Self::Dense(s) => s.cols,
-            Self::Nf4(q) => q.cols(),
+            Self::Quant(q) => q.cols(),
         }
     }
 }
@@ -235,7 +235,7 @@ fn pack_b(b: BSource, k0: usize, kc: usize, jt0: usize, jt1: usize, partial_only
     grow(out, (jt1 - jt0) * NR * kc);
     let b = match b {
         BSource::Dense(s) => s,
-        BSource::Nf4(q) => return q.pack_panels(k0, kc, jt0, jt1, out),
+        BSource::Quant(q) => return q.pack_panels(k0, kc, jt0, jt1, out),
     };
     for (t, jt) in (jt0..jt1).enumerate() {
         if partial_only && (jt + 1) * NR <= b.cols {

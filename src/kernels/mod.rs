@@ -3,8 +3,9 @@
 //! `gemm` covers the three layouts training needs through strided views:
 //! forward `Y = X·Wᵀ (+b, ReLU)`, input gradient `dX = dY·W`, weight gradient `dW = dYᵀ·X`.
 //! `elementwise` has the vector loops around them (ReLU backward, bias gradient, Adam), `activation`
-//! the exponential and what is built on it (softmax rows, log-sum-exp, the SiLU gate), `nf4` the
-//! 4-bit weight as the GEMM's B operand (QLoRA's frozen base: the forward and the input gradient).
+//! the exponential and what is built on it (softmax rows, log-sum-exp, the SiLU gate), `qweight` a
+//! frozen weight in its quantised blocks (NF4, ggml's types) as the GEMM's B operand (the forward and
+//! the input gradient), `nf4` the 4-bit NF4 codes.
 
 mod activation;
 mod dot;
@@ -14,6 +15,7 @@ mod lane;
 mod nf4;
 mod peak;
 mod pool;
+mod qweight;
 
 /// The forward `y = x·wᵀ (+ bias, ReLU)`, `w` row-major `n×k` (PyTorch's Linear layout), as tiles of dot
 /// products; the `_offset` form skips what an input value `c` (layer 1's blank pixels) would add.
@@ -27,6 +29,7 @@ pub use lane::FUSED_MUL_ADD;
 pub use nf4::Nf4Weight;
 pub use peak::simd_peak_flops;
 pub use pool::{on_pool, par_for, par_map, Chunks};
+pub use qweight::{QFormat, QWeight};
 
 /// From this many rows on, the forward packs X and W for the outer-product tiles of `gemm`: each
 /// packed value is then reused often enough to pay for its copy, and those tiles load a third as
@@ -82,23 +85,31 @@ pub fn linear_weight_grad(
     )
 }
 
-/// `y (m×n) = x (m×k) · wᵀ (+ bias, ReLU)` with `w` a 4-bit NF4 weight (`n×k`), dequantised inside the
-/// kernels a few rows (dot-product tiles, below `PACKED_FORWARD_MIN_ROWS` rows) or a panel (packed
-/// tiles) at a time: bit-identical to `linear_forward` on the dequantised matrix, never holding it.
-pub fn nf4_linear_forward(x: &[f32], w: Nf4Weight, bias: Option<&[f32]>, y: &mut [f32], m: usize, relu: bool) {
+/// `y (m×n) = x (m×k) · wᵀ (+ bias, ReLU)` with `w` a quantised weight (`n×k`: NF4 or a ggml block
+/// type), dequantised inside the kernels a few rows (dot-product tiles, below
+/// `PACKED_FORWARD_MIN_ROWS` rows) or a panel (packed tiles) at a time: bit-identical to
+/// `linear_forward` on the dequantised matrix, never holding it.
+pub fn quant_linear_forward(x: &[f32], w: QWeight, bias: Option<&[f32]>, y: &mut [f32], m: usize, relu: bool) {
     w.check();
     let (k, n) = (w.cols, w.rows);
     if m < PACKED_FORWARD_MIN_ROWS {
-        return dot::gemm_xwt_rows(x, dot::WRows::Nf4(w), bias, y, m, k, n, relu);
+        return dot::gemm_xwt_rows(x, dot::WRows::Quant(w), bias, y, m, k, n, relu);
     }
-    let b = gemm::BSource::Nf4(nf4::Nf4B { w, transposed: true });
+    let b = gemm::BSource::Quant(qweight::QuantB { w, transposed: true });
     gemm::gemm_from(Strided::row_major(&x[..m * k], m, k), b, y, n, Epilogue { accumulate: false, bias, relu });
 }
 
-/// `dx (m×k) = dy (m×n) · w` (added to `dx` when `accumulate`) with `w` a 4-bit NF4 weight (`n×k`).
-pub fn nf4_linear_input_grad(dy: &[f32], w: Nf4Weight, dx: &mut [f32], m: usize, accumulate: bool) {
+/// Row `r` of a quantised weight (`out.len()` = its columns), dequantised.
+pub fn dequantize_row(w: QWeight, r: usize, out: &mut [f32]) {
+    w.check();
+    assert!(r < w.rows && out.len() == w.cols, "dequantize_row: row {r} of {} × {}", w.rows, w.cols);
+    w.dequantize_run(r * w.cols, out);
+}
+
+/// `dx (m×k) = dy (m×n) · w` (added to `dx` when `accumulate`) with `w` a quantised weight (`n×k`).
+pub fn quant_linear_input_grad(dy: &[f32], w: QWeight, dx: &mut [f32], m: usize, accumulate: bool) {
     w.check();
     let (k, n) = (w.cols, w.rows);
-    let b = gemm::BSource::Nf4(nf4::Nf4B { w, transposed: false });
+    let b = gemm::BSource::Quant(qweight::QuantB { w, transposed: false });
     gemm::gemm_from(Strided::row_major(&dy[..m * n], m, n), b, dx, k, Epilogue { accumulate, ..Epilogue::default() });
 }

@@ -130,9 +130,9 @@ impl QuantizedWeight {
     pub fn quant_map(&self) -> &'static [f32; 16] {
         &NF4
     }
-    /// The weight as the 4-bit kernels read it (`kernels::nf4_linear_forward` and `_input_grad`).
-    pub fn kernel_view(&self) -> crate::kernels::Nf4Weight<'_> {
-        crate::kernels::Nf4Weight { packed: &self.packed, scales: &self.scales, rows: self.rows, cols: self.cols }
+    /// The weight as the kernels read it (`kernels::quant_linear_forward` and `_input_grad`).
+    pub fn kernel_view(&self) -> crate::kernels::QWeight<'_> {
+        crate::kernels::Nf4Weight { packed: &self.packed, scales: &self.scales, rows: self.rows, cols: self.cols }.into()
     }
 
     /// The code of element (r, c).
