@@ -397,7 +397,7 @@ fn sampling_args(n: f64, temperature: f64, top_k: f64, seed: f64) -> JsResult<(u
     if !(temperature.is_finite() && (0.0..=10.0).contains(&temperature)) {
         return Err(err(LabError::setting("temperature", format!("{temperature} is not a number from 0 to 10"))));
     }
-    Ok((n, Sampling { temperature: temperature as f32, top_k }, seed))
+    Ok((n, Sampling { temperature: temperature as f32, top_k, top_p: 1.0 }, seed))
 }
 
 /// The checkpoint folders (`window.lab.lm` keeps them in the browser across reloads).

@@ -343,7 +343,7 @@ fn greedy_generation_with_the_kv_cache_matches_transformers() {
     let model = fixture_model();
     let out = fixture("base_outputs.safetensors");
     let greedy = ids_of(&out["greedy"]);
-    let s = Sampling { temperature: 0.0, top_k: 0 };
+    let s = Sampling { temperature: 0.0, top_k: 0, top_p: 1.0 };
     let seqs = model.generate(&[vec![256]], s, &mut Rng::new(1, Stream::Sample), None).unwrap();
     assert_eq!(seqs[0].len(), 16, "no EOS: runs to the context");
     assert_eq!(&seqs[0][..greedy.len()], &greedy[..], "HF generate(do_sample=False, max_new_tokens=8)");
@@ -353,7 +353,7 @@ fn greedy_generation_with_the_kv_cache_matches_transformers() {
 fn cached_steps_agree_with_the_full_forward_with_an_adapter() {
     let model = fixture_model();
     let mut adapter = fixture_adapter(&model, "adapter");
-    let s = Sampling { temperature: 0.0, top_k: 0 };
+    let s = Sampling { temperature: 0.0, top_k: 0, top_p: 1.0 };
     let prompts = vec![vec![256, b'P' as u16], vec![256, b'a' as u16], vec![256, 0xc3]];
     let seqs = model.generate(&prompts, s, &mut Rng::new(1, Stream::Sample), Some(&mut adapter)).unwrap();
     for seq in &seqs {
@@ -377,12 +377,12 @@ fn sampling_follows_temperature_and_top_k() {
             c
         })
     };
-    assert_eq!(pick(&logits, Sampling { temperature: 0.0, top_k: 0 }, &mut r), 1);
-    assert_eq!(draw(Sampling { temperature: 1.0, top_k: 1 }, &mut r), [0, 4000, 0, 0]);
-    let two = draw(Sampling { temperature: 1.0, top_k: 2 }, &mut r);
+    assert_eq!(pick(&logits, Sampling { temperature: 0.0, top_k: 0, top_p: 1.0 }, &mut r), 1);
+    assert_eq!(draw(Sampling { temperature: 1.0, top_k: 1, top_p: 1.0 }, &mut r), [0, 4000, 0, 0]);
+    let two = draw(Sampling { temperature: 1.0, top_k: 2, top_p: 1.0 }, &mut r);
     assert_eq!(two[0] + two[3], 0, "only the two best are candidates");
     // p(1)/p(2) = e under T = 1: 2,924 / 1,076 expected of 4,000.
     assert!((2800..3050).contains(&two[1]), "{two:?}");
-    let all = draw(Sampling { temperature: 1.0, top_k: 0 }, &mut r);
+    let all = draw(Sampling { temperature: 1.0, top_k: 0, top_p: 1.0 }, &mut r);
     assert!(all.iter().all(|&c| c > 0), "every token is possible without top-k: {all:?}");
 }

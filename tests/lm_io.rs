@@ -235,9 +235,9 @@ fn config_round_trips_any_f32_exactly() {
 
 #[test]
 fn export_refuses_what_import_would_refuse() {
-    let bad = LmConfig { head_dim: 16, ..LmConfig::tiny() };
+    let bad = LmConfig { kv_group: 3, ..LmConfig::tiny() };
     let msg = write_lm_config(&bad).unwrap_err().to_string();
-    assert_mentions(&msg, &["config.json:", "num_attention_heads × head_dim = 4 × 16 ≠ hidden_size 128"]);
+    assert_mentions(&msg, &["config.json:", "num_key_value_heads must divide num_attention_heads 4"]);
     let msg = write_lm_config(&LmConfig { init_std: -1.0, ..LmConfig::tiny() }).unwrap_err().to_string();
     assert_mentions(&msg, &["config.json: initializer_range must be a finite number ≥ 0, found -1"]);
     let mut model = Llama::new(LmConfig { layers: 1, ..LmConfig::tiny() }, 1);
@@ -321,19 +321,29 @@ fn refuses_other_models() {
 }
 
 #[test]
-fn refuses_biases_and_tied_embeddings() {
+fn refuses_biases() {
     let msg = cfg_err(&edited(|o| o["attention_bias"] = json!(true)));
     assert_mentions(&msg, &["attention_bias is true", "no bias"]);
     let msg = cfg_err(&edited(|o| o["mlp_bias"] = json!(true)));
     assert_mentions(&msg, &["mlp_bias is true", "no bias"]);
-    let msg = cfg_err(&edited(|o| o["tie_word_embeddings"] = json!(true)));
-    assert_mentions(&msg, &["tie_word_embeddings is true", "lm_head apart from embed_tokens"]);
+    let msg = cfg_err(&edited(|o| o["tie_word_embeddings"] = json!("yes")));
+    assert_mentions(&msg, &["tie_word_embeddings must be true or false, found \"yes\""]);
 }
 
 #[test]
-fn refuses_grouped_query_attention() {
-    let msg = cfg_err(&edited(|o| o["num_key_value_heads"] = json!(1)));
-    assert_mentions(&msg, &["num_key_value_heads is 1 but num_attention_heads is 2", "grouped-query attention"]);
+fn reads_and_writes_grouped_query_attention_and_tied_embeddings() {
+    let cfg = parse_lm_config(&edited(|o| {
+        o["num_key_value_heads"] = json!(1);
+        o["tie_word_embeddings"] = json!(true);
+    }))
+    .unwrap();
+    assert_eq!((cfg.kv_heads(), cfg.kv_group, cfg.tie_embeddings), (1, 2, true));
+    assert_eq!((cfg.q_dim(), cfg.kv_dim()), (32, 16));
+    assert_eq!(parse_lm_config(&write_lm_config(&cfg).unwrap()).unwrap(), cfg);
+    // Tied: one matrix fewer; GQA: k and v are 32 → 16.
+    assert_eq!(fixture_config().num_params() - cfg.num_params(), 264 * 32 + 2 * 2 * (32 * 16));
+    let msg = cfg_err(&edited(|o| o["num_key_value_heads"] = json!(3)));
+    assert_mentions(&msg, &["num_key_value_heads is 3, which does not divide num_attention_heads 2"]);
 }
 
 #[test]
@@ -456,14 +466,14 @@ fn refuses_non_finite_numbers() {
 #[test]
 fn refuses_what_lmconfig_validate_refuses() {
     let cases: [(&str, Value, &str); 8] = [
-        ("head_dim", json!(8), "num_attention_heads × head_dim = 2 × 8 ≠ hidden_size 32"),
-        ("vocab_size", json!(5000), "vocab_size is 5000; this lab handles 1 to 4096"),
+        ("head_dim", json!(1), "head_dim is 1; this lab handles 2 to 256"),
+        ("vocab_size", json!(70000), "vocab_size is 70000; this lab handles 1 to 65536"),
         ("num_hidden_layers", json!(0), "num_hidden_layers is 0; this lab handles 1 to 64"),
         ("num_attention_heads", json!(0), "num_attention_heads is 0; this lab handles 1 to 64"),
         ("pad_token_id", json!(300), "pad_token_id 300 is outside the vocabulary of 264"),
         ("bos_token_id", json!(70000), "bos_token_id 70000 is outside the vocabulary of 264"),
         ("rms_norm_eps", json!(0), "rms_norm_eps 0 is not in (0, 1)"),
-        ("max_position_embeddings", json!(1), "max_position_embeddings is 1; this lab handles 2 to 4096"),
+        ("max_position_embeddings", json!(1), "max_position_embeddings is 1; this lab handles 2 to 131072"),
     ];
     for (key, value, want) in cases {
         let msg = cfg_err(&edited(|o| drop(o.insert(key.into(), value))));
@@ -474,10 +484,10 @@ fn refuses_what_lmconfig_validate_refuses() {
     // Without head_dim, HF's hidden_size // num_attention_heads, then the same check.
     let msg = cfg_err(&edited(|o| {
         o.remove("head_dim");
-        o["num_attention_heads"] = json!(3);
-        o["num_key_value_heads"] = json!(3);
+        o["num_attention_heads"] = json!(6);
+        o["num_key_value_heads"] = json!(6);
     }));
-    assert_mentions(&msg, &["num_attention_heads × head_dim = 3 × 10 ≠ hidden_size 32"]);
+    assert_mentions(&msg, &["head_dim 5 is odd"]);
     let msg = cfg_err(&edited(|o| {
         o["hidden_size"] = json!(30);
         o["head_dim"] = json!(15);

@@ -96,7 +96,7 @@ fn a_short_base_run_learns_and_the_presets_adapt_it() {
     assert_eq!(lab.lm_checkpoints().len(), 2, "save_total_limit 2");
 
     // Samples: deterministic per seed, BOS → EOS, at most 63 bytes.
-    let s = Sampling { temperature: 0.8, top_k: 0 };
+    let s = Sampling { temperature: 0.8, top_k: 0, top_p: 1.0 };
     let a = lab.lm_generate(20, s, 5, true).unwrap();
     assert_eq!(a, lab.lm_generate(20, s, 5, true).unwrap());
     assert_eq!(a.len(), 20);
@@ -423,7 +423,7 @@ fn samples_between_steps_leave_the_run_as_it_was() {
         ..Default::default()
     };
     let plain = run_adapter(&mut lab, &s);
-    let sampling = Sampling { temperature: 0.8, top_k: 0 };
+    let sampling = Sampling { temperature: 0.8, top_k: 0, top_p: 1.0 };
     assert!(lab.lm_run_samples(4, sampling, 1).unwrap_err().to_string().contains("no language-model run"));
 
     lab.lm_start_adapter(&s).unwrap();

@@ -7,8 +7,9 @@
 //! Reading takes that form and the older one (top-level `rope_theta`, `torch_dtype`, `rope_scaling`),
 //! ignores fields this lab has no use for (`transformers_version`, `use_cache`, `pretraining_tp`, …),
 //! and refuses, naming the field and the value, anything that would make `transformers` compute
-//! something other than what this lab computes: another architecture or activation, biases, tied
-//! embeddings, grouped-query attention, rope scaling, a dtype other than float32. A
+//! something other than what this lab computes: another architecture or activation, biases, rope
+//! scaling, a dtype other than float32. Grouped-query attention (`num_key_value_heads` dividing the
+//! heads) and tied embeddings are read and written. A
 //! `quantization_config` marks a 4-bit base (QLoRA): [`parse_lm_config_file`] reads it with
 //! `quant_config`'s rules, and [`write_lm_config_with`] writes it.
 //!
@@ -97,12 +98,12 @@ pub fn write_lm_config_with(cfg: &LmConfig, double_quant: Option<bool>) -> Resul
         model_type: "llama",
         num_attention_heads: cfg.heads,
         num_hidden_layers: cfg.layers,
-        num_key_value_heads: cfg.heads,
+        num_key_value_heads: cfg.kv_heads(),
         pad_token_id: cfg.pad,
         quantization_config: double_quant.map(super::quant_config::quantization_config),
         rms_norm_eps: cfg.rms_norm_eps,
         rope_parameters: RopeParameters { rope_theta: cfg.rope_theta, rope_type: "default" },
-        tie_word_embeddings: false,
+        tie_word_embeddings: cfg.tie_embeddings,
         use_cache: true,
         vocab_size: cfg.vocab,
     };
@@ -135,10 +136,9 @@ pub fn parse_lm_config_file(json: &str) -> Result<(LmConfig, Option<bool>)> {
     let (cfg, kv_heads) = read(obj).map_err(bad)?;
     cfg.validate(LM_CONFIG_FILE)?;
     // After validate, so that a count of 0 heads gets validate's message.
-    if let Some(kv) = kv_heads.filter(|&kv| kv != cfg.heads as u64) {
+    if let Some(kv) = kv_heads.filter(|&kv| kv != cfg.kv_heads() as u64) {
         return Err(bad(format!(
-            "num_key_value_heads is {kv} but num_attention_heads is {}: grouped-query attention \
-             (fewer key/value heads than query heads) is not supported",
+            "num_key_value_heads is {kv}, which does not divide num_attention_heads {}",
             cfg.heads
         )));
     }
@@ -200,7 +200,6 @@ fn read(obj: &Map<String, Value>) -> Reason<(LmConfig, Option<u64>)> {
     for (key, what) in [
         ("attention_bias", "the attention projections have no bias in this lab"),
         ("mlp_bias", "the MLP projections have no bias in this lab"),
-        ("tie_word_embeddings", "this lab keeps lm_head apart from embed_tokens; untie them before saving"),
     ] {
         match optional(obj, key) {
             None | Some(Value::Bool(false)) => {}
@@ -208,6 +207,11 @@ fn read(obj: &Map<String, Value>) -> Reason<(LmConfig, Option<u64>)> {
             Some(other) => return Err(format!("{key} must be true or false, found {other}")),
         }
     }
+    let tie_embeddings = match optional(obj, "tie_word_embeddings") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(other) => return Err(format!("tie_word_embeddings must be true or false, found {other}")),
+    };
     let rms_norm_eps = float(obj, "rms_norm_eps")?.ok_or("rms_norm_eps is missing")?;
     let rope_theta = rope_theta(obj)?;
     let init_std = float(obj, "initializer_range")?.unwrap_or(0.02);
@@ -225,6 +229,11 @@ fn read(obj: &Map<String, Value>) -> Reason<(LmConfig, Option<u64>)> {
         intermediate,
         layers,
         heads,
+        // Checked against the heads after validation (a count that does not divide them is refused).
+        kv_group: match kv_heads {
+            Some(kv) if kv > 0 && heads as u64 % kv == 0 => heads / kv as usize,
+            _ => 1,
+        },
         head_dim,
         context,
         rms_norm_eps,
@@ -232,6 +241,7 @@ fn read(obj: &Map<String, Value>) -> Reason<(LmConfig, Option<u64>)> {
         bos: bos?,
         eos: eos?,
         pad: pad?,
+        tie_embeddings,
         init_std,
     };
     Ok((cfg, kv_heads))

@@ -1,6 +1,8 @@
 //! Causal multi-head attention on head-major blocks (one `t × d` block per batch row and head), as HF's
-//! eager attention computes it: S = Q·Kᵀ · scale, future positions masked, softmax in f32, O = P·V.
-//! Blocks are independent, so they run in parallel and the result does not depend on the thread count.
+//! eager attention computes it: S = Q·Kᵀ · scale, future positions masked, softmax in f32, O = P·V, with
+//! grouped-query attention (several query heads reading one key/value head) and queries that start
+//! past position 0 (a key/value cache). Blocks are independent, so they run in parallel and the result
+//! does not depend on the thread count.
 
 use std::cell::RefCell;
 
@@ -11,32 +13,66 @@ thread_local! {
     static DS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Softmax of the causal rows of `s · scale` (t × t) in place: row i over columns 0..=i, zeros after.
-fn causal_softmax(s: &mut [f32], t: usize, scale: f32) {
-    for (i, row) in s.chunks_exact_mut(t).enumerate() {
-        let (live, masked) = row.split_at_mut(i + 1);
+/// The blocks attention works on. Queries: `b · heads` blocks of `tq × d` at positions
+/// `pos0..pos0 + tq`. Keys and values: `b · kv_heads` blocks of `cap × d` (a cache's capacity, or `tq`
+/// in a training pass), of which rows `0..pos0 + tq` are live. Query head h reads key/value head
+/// `h / (heads / kv_heads)` (grouped-query attention).
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub tq: usize,
+    pub pos0: usize,
+    pub cap: usize,
+    pub d: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+}
+
+impl Shape {
+    /// A training pass: `t` positions from 0, keys and values those of the same positions.
+    pub fn training(t: usize, d: usize, heads: usize, kv_heads: usize) -> Self {
+        Self { tq: t, pos0: 0, cap: t, d, heads, kv_heads }
+    }
+    /// Live keys: the positions up to the last query's.
+    pub fn tk(&self) -> usize {
+        self.pos0 + self.tq
+    }
+    /// The key/value block that query block `bh` reads.
+    fn kv_block(&self, bh: usize) -> usize {
+        let (bi, h) = (bh / self.heads, bh % self.heads);
+        bi * self.kv_heads + h / (self.heads / self.kv_heads)
+    }
+}
+
+/// Softmax of the causal rows of `s · scale` (tq × tk) in place: row i (position pos0 + i) over
+/// columns 0..=pos0 + i, zeros after.
+fn causal_softmax(s: &mut [f32], tk: usize, pos0: usize, scale: f32) {
+    for (i, row) in s.chunks_exact_mut(tk).enumerate() {
+        let (live, masked) = row.split_at_mut(pos0 + i + 1);
         kernels::softmax_scaled(live, scale);
         masked.fill(0.0);
     }
 }
 
-/// q, k, v, o: `blocks` head-major blocks of t × d; p: `blocks` blocks of t × t (the attention
-/// weights, kept for backward). Positions are 0..t in every block.
-#[allow(clippy::too_many_arguments)]
-pub fn forward(q: &[f32], k: &[f32], v: &[f32], p: &mut [f32], o: &mut [f32], t: usize, d: usize, scale: f32) {
-    let (td, tt) = (t * d, t * t);
-    let (ps, os) = (Chunks::new(p, tt), Chunks::new(o, td));
+/// q, o: query blocks; k, v: key/value blocks (see [`Shape`]); p: `b · heads` blocks of tq × tk (the
+/// attention weights, kept for backward).
+pub fn forward(q: &[f32], k: &[f32], v: &[f32], p: &mut [f32], o: &mut [f32], sh: Shape, scale: f32) {
+    let (d, tq, tk) = (sh.d, sh.tq, sh.tk());
+    let (qd, kd) = (tq * d, sh.cap * d);
+    let (ps, os) = (Chunks::new(p, tq * tk), Chunks::new(o, qd));
     par_for(os.count(), &|bh| {
         let (p, o) = (ps.take(bh), os.take(bh));
-        let (q, k, v) = (&q[bh * td..][..td], &k[bh * td..][..td], &v[bh * td..][..td]);
-        gemm(Strided::row_major(q, t, d), Strided::transposed(k, d, t), p, t, Epilogue::default());
-        causal_softmax(p, t, scale);
-        gemm(Strided::row_major(p, t, t), Strided::row_major(v, t, d), o, d, Epilogue::default());
+        let kb = sh.kv_block(bh);
+        let (q, k, v) = (&q[bh * qd..][..qd], &k[kb * kd..][..tk * d], &v[kb * kd..][..tk * d]);
+        gemm(Strided::row_major(q, tq, d), Strided::transposed(k, d, tk), p, tk, Epilogue::default());
+        causal_softmax(p, tk, sh.pos0, scale);
+        gemm(Strided::row_major(p, tq, tk), Strided::row_major(v, tk, d), o, d, Epilogue::default());
     });
 }
 
-/// Given `d_o` (head-major like o): dq, dk, dv (overwritten, head-major), through the kept weights `p`.
-/// dP = dO·Vᵀ, dV = Pᵀ·dO, dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, dQ = dS·K, dK = dSᵀ·Q.
+/// Given `d_o` (head-major like o): dq (query blocks), dk, dv (key/value blocks), overwritten, through the
+/// kept weights `p` of a training pass. Per query head: dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P)) ·
+/// scale, dQ = dS·K; dV = Σ Pᵀ·dO and dK = Σ dSᵀ·Q over the query heads that share a key/value head,
+/// summed in head order.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     q: &[f32],
@@ -47,27 +83,34 @@ pub fn backward(
     dq: &mut [f32],
     dk: &mut [f32],
     dv: &mut [f32],
-    t: usize,
-    d: usize,
+    sh: Shape,
     scale: f32,
 ) {
-    let (td, tt) = (t * d, t * t);
-    let (dqs, dks, dvs) = (Chunks::new(dq, td), Chunks::new(dk, td), Chunks::new(dv, td));
-    par_for(dqs.count(), &|bh| {
-        let (dq, dk, dv) = (dqs.take(bh), dks.take(bh), dvs.take(bh));
+    assert!(sh.pos0 == 0 && sh.cap == sh.tq, "backward runs over a training pass");
+    let (t, d) = (sh.tq, sh.d);
+    let (td, tt, group) = (t * d, t * t, sh.heads / sh.kv_heads);
+    let dqs = Chunks::new(dq, td * group);
+    let (dks, dvs) = (Chunks::new(dk, td), Chunks::new(dv, td));
+    // One task per key/value head: it owns its dk and dv and the dq of its query heads.
+    par_for(dks.count(), &|kb| {
+        let (dq_group, dk, dv) = (dqs.take(kb), dks.take(kb), dvs.take(kb));
         // dS scratch, one per thread and reused (every entry is written before use).
         DS.with_borrow_mut(|ds| {
             ds.resize(tt, 0.0);
-            let (q, k, v) = (&q[bh * td..][..td], &k[bh * td..][..td], &v[bh * td..][..td]);
-            let (p, d_o) = (&p[bh * tt..][..tt], &d_o[bh * td..][..td]);
-            gemm(Strided::row_major(d_o, t, d), Strided::transposed(v, d, t), ds, t, Epilogue::default());
-            gemm(Strided::transposed(p, t, t), Strided::row_major(d_o, t, d), dv, d, Epilogue::default());
-            for (i, (ds, p)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
-                kernels::softmax_scaled_backward(&p[..=i], &mut ds[..=i], scale);
-                ds[i + 1..].fill(0.0);
+            let (k, v) = (&k[kb * td..][..td], &v[kb * td..][..td]);
+            for (g, dq) in dq_group.chunks_exact_mut(td).enumerate() {
+                let bh = kb * group + g;
+                let ep = Epilogue { accumulate: g > 0, ..Epilogue::default() };
+                let (q, p, d_o) = (&q[bh * td..][..td], &p[bh * tt..][..tt], &d_o[bh * td..][..td]);
+                gemm(Strided::row_major(d_o, t, d), Strided::transposed(v, d, t), ds, t, Epilogue::default());
+                gemm(Strided::transposed(p, t, t), Strided::row_major(d_o, t, d), dv, d, ep);
+                for (i, (ds, p)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
+                    kernels::softmax_scaled_backward(&p[..=i], &mut ds[..=i], scale);
+                    ds[i + 1..].fill(0.0);
+                }
+                gemm(Strided::row_major(ds, t, t), Strided::row_major(k, t, d), dq, d, Epilogue::default());
+                gemm(Strided::transposed(ds, t, t), Strided::row_major(q, t, d), dk, d, ep);
             }
-            gemm(Strided::row_major(ds, t, t), Strided::row_major(k, t, d), dq, d, Epilogue::default());
-            gemm(Strided::transposed(ds, t, t), Strided::row_major(q, t, d), dk, d, Epilogue::default());
         });
     });
 }

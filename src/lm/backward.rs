@@ -4,7 +4,8 @@
 use super::config::{DOWN, GATE, K, LAYER_MODULES, O, Q, UP, V};
 use super::forward::LmActivations;
 use super::model::Llama;
-use super::{attention, gate, norm};
+use super::attention::{self, Shape};
+use super::{gate, norm};
 use crate::kernels;
 use crate::nn::LayerDelta;
 
@@ -49,7 +50,10 @@ impl LmGrads {
     pub fn tensors_mut(&mut self, model: &Llama) -> Vec<&mut [f32]> {
         let cfg = &model.cfg;
         let mut linears: Vec<Option<&mut Vec<f32>>> = self.linears.iter_mut().map(Some).collect();
-        let mut v: Vec<&mut [f32]> = vec![&mut self.embed];
+        let head = linears[cfg.lm_head()].take().expect("lm_head once");
+        let (embed, head): (&mut [f32], _) =
+            if cfg.tie_embeddings { (head, None) } else { (&mut self.embed, Some(head)) };
+        let mut v: Vec<&mut [f32]> = vec![embed];
         for (l, [a, b]) in self.norms.iter_mut().enumerate() {
             v.push(a);
             v.push(b);
@@ -58,7 +62,7 @@ impl LmGrads {
             }
         }
         v.push(&mut self.final_norm);
-        v.push(linears[cfg.lm_head()].take().expect("lm_head once"));
+        v.extend(head.map(|h| &mut h[..]));
         v
     }
 }
@@ -120,7 +124,7 @@ impl Llama {
         assert!(acts.trainable(), "backward needs the activations of a training forward pass");
         let c = &self.cfg;
         let (b, t) = (acts.b, acts.t);
-        let (h, n, nh, d, inter) = (c.hidden, b * t, c.heads, c.head_dim, c.intermediate);
+        let (h, n, nh, nkv, d, inter) = (c.hidden, b * t, c.heads, c.kv_heads(), c.head_dim, c.intermediate);
         let active = |d: &Option<&mut dyn LayerDelta>, i: usize| d.as_ref().is_some_and(|d| d.is_active(i));
         let lowest = if weights {
             Some(0)
@@ -134,8 +138,9 @@ impl Llama {
         for v in [&mut s.dx, &mut s.dh2, &mut s.dn] {
             v.resize(n * h, 0.0);
         }
-        for v in s.dtok.iter_mut().chain(s.dheads.iter_mut()) {
-            v.resize(n * h, 0.0);
+        let (qd, kvd) = (c.q_dim(), c.kv_dim());
+        for (v, w) in s.dtok.iter_mut().zip([qd, kvd, kvd]).chain(s.dheads.iter_mut().zip([qd, qd, kvd, kvd])) {
+            v.resize(n * w, 0.0);
         }
         for v in [&mut s.dm, &mut s.dg, &mut s.du] {
             v.resize(n * inter, 0.0);
@@ -229,12 +234,12 @@ impl Llama {
                 n,
                 &mut delta,
             );
-            rope.to_heads(dtok_o, dh_o, b, t, nh, d, 0, false);
-            attention::backward(&la.q, &la.k, &la.v, &la.p, dh_o, dh_q, dh_k, dh_v, t, d, scale);
+            rope.to_heads(dtok_o, dh_o, b, t, nh, d, 0, (0, t), false);
+            attention::backward(&la.q, &la.k, &la.v, &la.p, dh_o, dh_q, dh_k, dh_v, Shape::training(t, d, nh, nkv), scale);
             // dtok_o is free again: it takes dq.
             rope.back_to_tokens(dh_q, dtok_o, b, t, nh, d, true);
-            rope.back_to_tokens(dh_k, dtok_k, b, t, nh, d, true);
-            rope.back_to_tokens(dh_v, dtok_v, b, t, nh, d, false);
+            rope.back_to_tokens(dh_k, dtok_k, b, t, nkv, d, true);
+            rope.back_to_tokens(dh_v, dtok_v, b, t, nkv, d, false);
             // Below the lowest adapted layer of a frozen base nothing needs a gradient.
             let below = l > lowest || weights;
             for (j, dy) in [(Q, &*dtok_o), (K, &*dtok_k), (V, &*dtok_v)] {
@@ -265,9 +270,15 @@ impl Llama {
         }
         if weights {
             // The padding row gets no gradient, as `nn.Embedding(padding_idx=pad)` gives it none.
-            if !accumulate {
-                g_embed.fill(0.0);
-            }
+            // A tied embedding is lm_head's weight, whose gradient (above) this adds to.
+            let g_embed = if c.tie_embeddings {
+                &mut g_lin[head]
+            } else {
+                if !accumulate {
+                    g_embed.fill(0.0);
+                }
+                g_embed
+            };
             for (&id, g) in acts.ids.iter().zip(s.dx.chunks_exact(h)).filter(|(&id, _)| id != c.pad) {
                 g_embed[id as usize * h..][..h].iter_mut().zip(g).for_each(|(e, g)| *e += g);
             }

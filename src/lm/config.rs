@@ -28,7 +28,11 @@ pub struct LmConfig {
     pub hidden: usize,
     pub intermediate: usize,
     pub layers: usize,
+    /// `num_attention_heads`: query heads.
     pub heads: usize,
+    /// Query heads per key/value head (grouped-query attention; 1: every head has its own keys and
+    /// values). `num_key_value_heads` = heads / kv_group.
+    pub kv_group: usize,
     pub head_dim: usize,
     /// `max_position_embeddings`: the longest sequence, and the packing block.
     pub context: usize,
@@ -37,6 +41,8 @@ pub struct LmConfig {
     pub bos: u16,
     pub eos: u16,
     pub pad: u16,
+    /// `tie_word_embeddings`: the output layer is the token embedding (`lm_head` holds the one matrix).
+    pub tie_embeddings: bool,
     /// HF's `initializer_range`: the std of the normal init of every Linear and the embedding.
     pub init_std: f32,
 }
@@ -50,6 +56,7 @@ impl LmConfig {
             intermediate: 352,
             layers: 4,
             heads: 4,
+            kv_group: 1,
             head_dim: 32,
             context: 64,
             rms_norm_eps: 1e-5,
@@ -57,6 +64,7 @@ impl LmConfig {
             bos: 256,
             eos: 257,
             pad: 258,
+            tie_embeddings: false,
             init_std: 0.02,
         }
     }
@@ -65,30 +73,30 @@ impl LmConfig {
     pub fn validate(&self, file: &str) -> Result<()> {
         let bad = |reason: String| Err(LabError::file(file, reason));
         let limits = [
-            ("vocab_size", self.vocab, 1, 4096),
-            ("hidden_size", self.hidden, 1, 2048),
-            ("intermediate_size", self.intermediate, 1, 8192),
+            ("vocab_size", self.vocab, 1, 1 << 16),
+            ("hidden_size", self.hidden, 1, 4096),
+            ("intermediate_size", self.intermediate, 1, 16384),
             ("num_hidden_layers", self.layers, 1, 64),
             ("num_attention_heads", self.heads, 1, 64),
             ("head_dim", self.head_dim, 2, 256),
-            ("max_position_embeddings", self.context, 2, 4096),
+            ("max_position_embeddings", self.context, 2, 1 << 17),
         ];
         for (name, v, lo, hi) in limits {
             if v < lo || v > hi {
                 return bad(format!("{name} is {v}; this lab handles {lo} to {hi}"));
             }
         }
-        if self.heads * self.head_dim != self.hidden {
+        if self.kv_group == 0 || !self.heads.is_multiple_of(self.kv_group) {
             return bad(format!(
-                "num_attention_heads × head_dim = {} × {} ≠ hidden_size {}",
-                self.heads, self.head_dim, self.hidden
+                "num_key_value_heads must divide num_attention_heads {} (query heads per key/value head: {})",
+                self.heads, self.kv_group
             ));
         }
         if !self.head_dim.is_multiple_of(2) {
             return bad(format!("head_dim {} is odd; rotary embeddings need pairs", self.head_dim));
         }
-        if self.num_params() > 64 << 20 {
-            return bad(format!("{} parameters is more than this lab holds (64 M)", self.num_params()));
+        if self.num_params() > 2 << 30 {
+            return bad(format!("{} parameters is more than this lab holds (2 G)", self.num_params()));
         }
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0 && self.rms_norm_eps < 1.0) {
             return bad(format!("rms_norm_eps {} is not in (0, 1)", self.rms_norm_eps));
@@ -104,13 +112,30 @@ impl LmConfig {
         Ok(())
     }
 
+    /// `num_key_value_heads`.
+    pub fn kv_heads(&self) -> usize {
+        self.heads / self.kv_group.max(1)
+    }
+
+    /// Width of the queries (and of o_proj's input): heads × head_dim.
+    pub fn q_dim(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Width of the keys and of the values: num_key_value_heads × head_dim.
+    pub fn kv_dim(&self) -> usize {
+        self.kv_heads() * self.head_dim
+    }
+
     /// (in, out) of a layer's module `j` (`Q` … `DOWN`).
     pub fn module_shape(&self, j: usize) -> (usize, usize) {
         let (h, i) = (self.hidden, self.intermediate);
         match j {
+            Q => (h, self.q_dim()),
+            K | V => (h, self.kv_dim()),
+            O => (self.q_dim(), h),
             GATE | UP => (h, i),
-            DOWN => (i, h),
-            _ => (h, h),
+            _ => (i, h),
         }
     }
 
@@ -140,8 +165,9 @@ impl LmConfig {
     }
 
     pub fn num_params(&self) -> usize {
-        let (h, i, v) = (self.hidden, self.intermediate, self.vocab);
-        let per_layer = 4 * h * h + 3 * h * i + 2 * h;
-        self.layers * per_layer + 2 * v * h + h
+        let (h, v) = (self.hidden, self.vocab);
+        let per_layer: usize = (0..LAYER_MODULES.len()).map(|j| self.module_shape(j)).map(|(i, o)| i * o).sum::<usize>();
+        let embeddings = if self.tie_embeddings { v * h } else { 2 * v * h };
+        self.layers * (per_layer + 2 * h) + embeddings + h
     }
 }

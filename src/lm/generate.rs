@@ -1,24 +1,44 @@
-//! Sampling text one token at a time with a key/value cache: each step runs the model on the newest
-//! token of every sequence only, attending to the keys and values kept from the steps before. The
-//! sequences of a call advance together, one row each, so the Linears run as one batch.
+//! Sampling text with a key/value cache sized to the request: the prompts are run through the decoder
+//! layers in chunks (a batched prefill), their keys and values kept; then each step runs the model on
+//! the newest token of every sequence only, attending to what the cache holds. The layers are
+//! `layer.rs`'s, the same code training and evaluation run. Only the last position's logits are
+//! computed (the final norm and `lm_head` on one row per sequence).
 
-use super::config::{DOWN, GATE, K, O, Q, UP, V};
-use super::forward::project;
+use super::forward::{project, resize};
+use super::layer::{Keys, LayerActs};
 use super::model::Llama;
+use super::norm;
 use super::rope::Rope;
-use super::{gate, norm};
 use crate::error::{LabError, Result};
-use crate::kernels;
 use crate::nn::LayerDelta;
 use crate::rng::Rng;
 
-/// How to pick each next token.
+/// How to pick each next token: temperature, then top-k, then top-p (as transformers' warpers).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sampling {
     /// 0 picks the most probable token (greedy); otherwise logits are divided by it.
     pub temperature: f32,
     /// Only the `top_k` most probable tokens are candidates (0: all).
     pub top_k: usize,
+    /// Only the most probable candidates whose probabilities add up to `top_p` (the first to reach it
+    /// included; 1: all).
+    pub top_p: f32,
+}
+
+impl Sampling {
+    /// Greedy decoding.
+    pub const GREEDY: Self = Self { temperature: 0.0, top_k: 0, top_p: 1.0 };
+
+    /// Refuses settings no sampler has a meaning for, naming the field.
+    pub fn check(&self) -> Result<()> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(LabError::setting("temperature", format!("{} is not a number ≥ 0", self.temperature)));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(LabError::setting("top_p", format!("{} is not in (0, 1]", self.top_p)));
+        }
+        Ok(())
+    }
 }
 
 /// Picks a token from one row of logits.
@@ -35,8 +55,19 @@ pub fn pick(logits: &[f32], s: Sampling, rng: &mut Rng) -> u16 {
         order.truncate(s.top_k);
     }
     let max = logits[order[0]];
-    let weights: Vec<f64> = order.iter().map(|&i| (((logits[i] - max) / s.temperature) as f64).exp()).collect();
-    let total: f64 = weights.iter().sum();
+    let mut weights: Vec<f64> = order.iter().map(|&i| (((logits[i] - max) / s.temperature) as f64).exp()).collect();
+    let mut total: f64 = weights.iter().sum();
+    if s.top_p < 1.0 {
+        let (mut cum, want) = (0.0, s.top_p as f64 * total);
+        let keep = weights.iter().position(|w| {
+            cum += w;
+            cum >= want
+        });
+        let keep = keep.map_or(weights.len(), |i| i + 1);
+        order.truncate(keep);
+        weights.truncate(keep);
+        total = weights.iter().sum();
+    }
     let mut u = rng.uniform() as f64 * total;
     for (&i, w) in order.iter().zip(&weights) {
         if u < *w {
@@ -47,22 +78,43 @@ pub fn pick(logits: &[f32], s: Sampling, rng: &mut Rng) -> u16 {
     order[order.len() - 1] as u16
 }
 
-/// Keys and values of every layer for `n` sequences, up to the context.
-struct Cache {
-    /// Per layer: n × heads × context × d.
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+/// Positions the prefill runs through the layers at once: bounds its attention weights
+/// (heads × chunk × positions) and activations, whatever the prompt's length.
+const PREFILL_CHUNK: usize = 128;
+
+/// What a generation asks for beyond the sampling.
+#[derive(Clone, Copy, Debug)]
+pub struct GenerateLimits<'a> {
+    /// New tokens at most (the context is the other bound).
+    pub max_new: usize,
+    /// Tokens that end a sequence (included in it).
+    pub stop: &'a [u16],
 }
 
 impl Llama {
-    /// Continues each of `prompts` (each starting with BOS, all of one length) until EOS or the
-    /// context is full, and returns the whole sequences (prompt included, EOS included when met).
+    /// Continues each of `prompts` (all of one length) until EOS or the context is full, and returns
+    /// the whole sequences (prompt included, EOS included when met).
     pub fn generate(
         &self,
         prompts: &[Vec<u16>],
         s: Sampling,
         rng: &mut Rng,
+        delta: Option<&mut dyn LayerDelta>,
+    ) -> Result<Vec<Vec<u16>>> {
+        let limits = GenerateLimits { max_new: self.cfg.context, stop: &[self.cfg.eos] };
+        self.generate_with(prompts, limits, s, rng, delta, &mut |_, _| true)
+    }
+
+    /// `generate` with a limit of new tokens and the stop tokens; `on_token(sequence, token)` sees each
+    /// token as it is picked and ends the generation by returning false.
+    pub fn generate_with(
+        &self,
+        prompts: &[Vec<u16>],
+        limits: GenerateLimits,
+        s: Sampling,
+        rng: &mut Rng,
         mut delta: Option<&mut dyn LayerDelta>,
+        on_token: &mut dyn FnMut(usize, u16) -> bool,
     ) -> Result<Vec<Vec<u16>>> {
         let c = &self.cfg;
         let n = prompts.len();
@@ -70,90 +122,59 @@ impl Llama {
         if n == 0 || p == 0 || prompts.iter().any(|q| q.len() != p) {
             return Err(LabError::setting("prompts", "give at least one prompt, all of the same non-zero length"));
         }
-        if !(s.temperature.is_finite() && s.temperature >= 0.0) {
-            return Err(LabError::setting("temperature", format!("{} is not a number ≥ 0", s.temperature)));
-        }
+        s.check()?;
         let flat: Vec<u16> = prompts.concat();
         self.check_ids(&flat, n, p)?;
-        let (h, nh, d, inter, ctx) = (c.hidden, c.heads, c.head_dim, c.intermediate, c.context);
-        let rope = Rope::new(d, ctx, c.rope_theta);
-        let scale = 1.0 / (d as f32).sqrt();
-        let mut cache =
-            Cache { k: vec![vec![0.0; n * nh * ctx * d]; c.layers], v: vec![vec![0.0; n * nh * ctx * d]; c.layers] };
+        // The cache holds the prompt and what may follow it, never more than the context.
+        let cap = (p + limits.max_new).min(c.context);
+        let (h, d) = (c.hidden, c.head_dim);
+        let rope = Rope::new(d, cap, c.rope_theta);
+        let cache_len = n * c.kv_dim() * cap;
+        let mut cache_k: Vec<Vec<f32>> = (0..c.layers).map(|_| vec![0.0; cache_len]).collect();
+        let mut cache_v: Vec<Vec<f32>> = (0..c.layers).map(|_| vec![0.0; cache_len]).collect();
+        let mut la = LayerActs::default();
+        let (mut x, mut x_next, mut sc) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut last, mut f, mut rstd, mut logits) =
+            (vec![0.0; n * h], vec![0.0; n * h], vec![0.0; n], vec![0.0; n * c.vocab]);
         let mut seqs: Vec<Vec<u16>> = prompts.to_vec();
         let mut done = vec![false; n];
-        let (mut x, mut a, mut q, mut kv, mut o, mut y) = (
-            vec![0.0; n * h],
-            vec![0.0; n * h],
-            vec![0.0; n * h],
-            vec![0.0; n * h],
-            vec![0.0; n * h],
-            vec![0.0; n * h],
-        );
-        let (mut g, mut u, mut m) = (vec![0.0; n * inter], vec![0.0; n * inter], vec![0.0; n * inter]);
-        // The new position's q and k/v in head-major order (n sequences × heads × d).
-        let (mut qh, mut heads) = (vec![0.0; n * h], vec![0.0; n * h]);
-        let mut rstd = vec![0.0; n];
-        let mut logits = vec![0.0; n * c.vocab];
-        let mut scores = vec![0.0f32; ctx];
-        for pos in 0..ctx {
-            if done.iter().all(|&d| d) {
-                break;
-            }
-            for (xr, seq) in x.chunks_exact_mut(h).zip(&seqs) {
-                let id = seq[pos.min(seq.len() - 1)] as usize;
-                xr.copy_from_slice(&self.embed[id * h..][..h]);
-            }
+        let mut pos = 0;
+        while pos < cap && !done.iter().all(|&d| d) {
+            // The prompt in chunks, then one new token per step.
+            let t = if pos < p { PREFILL_CHUNK.min(p - pos) } else { 1 };
+            // A finished sequence goes on being fed its last token (its results are not used).
+            let ids: Vec<u16> = seqs
+                .iter()
+                .flat_map(|q| (pos..pos + t).map(|i| q.get(i).copied().unwrap_or(q[q.len() - 1])))
+                .collect();
+            resize(&mut x, n * t * h);
+            resize(&mut x_next, n * t * h);
+            self.embed_rows(&ids, &mut x);
             for l in 0..c.layers {
-                norm::forward(&x, &self.norms[l][0], c.rms_norm_eps, &mut a, &mut rstd);
-                project(self, c.module(l, Q), &a, &mut q, n, &mut delta);
-                rope.to_heads(&q, &mut qh, n, 1, nh, d, pos, true);
-                for (j, store, rotate) in [(K, &mut cache.k[l], true), (V, &mut cache.v[l], false)] {
-                    project(self, c.module(l, j), &a, &mut kv, n, &mut delta);
-                    rope.to_heads(&kv, &mut heads, n, 1, nh, d, pos, rotate);
-                    for (bh, row) in heads.chunks_exact(d).enumerate() {
-                        store[(bh * ctx + pos) * d..][..d].copy_from_slice(row);
-                    }
-                }
-                // Attention of the new position over positions 0..=pos, per sequence and head.
-                for bh in 0..n * nh {
-                    let (keys, values) = (&cache.k[l][bh * ctx * d..], &cache.v[l][bh * ctx * d..]);
-                    let qv = &qh[bh * d..][..d];
-                    let sc = &mut scores[..=pos];
-                    for (j, s) in sc.iter_mut().enumerate() {
-                        *s = qv.iter().zip(&keys[j * d..][..d]).map(|(a, b)| a * b).sum::<f32>();
-                    }
-                    // The same softmax as the forward pass's attention rows.
-                    kernels::softmax_scaled(sc, scale);
-                    let (bi, head) = (bh / nh, bh % nh);
-                    let out = &mut o[bi * h + head * d..][..d];
-                    out.fill(0.0);
-                    for (j, &w) in sc.iter().enumerate() {
-                        out.iter_mut().zip(&values[j * d..][..d]).for_each(|(o, v)| *o += w * v);
-                    }
-                }
-                project(self, c.module(l, O), &o, &mut y, n, &mut delta);
-                x.iter_mut().zip(&y).for_each(|(x, y)| *x += y);
-                norm::forward(&x, &self.norms[l][1], c.rms_norm_eps, &mut a, &mut rstd);
-                project(self, c.module(l, GATE), &a, &mut g, n, &mut delta);
-                project(self, c.module(l, UP), &a, &mut u, n, &mut delta);
-                gate::forward(&g, &u, &mut m);
-                project(self, c.module(l, DOWN), &m, &mut y, n, &mut delta);
-                x.iter_mut().zip(&y).for_each(|(x, y)| *x += y);
+                let keys = Keys::Cache { k: &mut cache_k[l], v: &mut cache_v[l], cap, pos0: pos };
+                self.layer_forward(l, &x, &mut x_next, &mut la, &mut sc, &rope, n, t, keys, &mut delta);
+                std::mem::swap(&mut x, &mut x_next);
             }
-            norm::forward(&x, &self.final_norm, c.rms_norm_eps, &mut a, &mut rstd);
-            project(self, c.lm_head(), &a, &mut logits, n, &mut delta);
-            // The prompt's own positions only fill the cache; sampling starts after its last token.
-            if pos + 1 < p || pos + 1 >= ctx {
+            pos += t;
+            // Sampling starts after the prompt's last token.
+            if pos < p || pos >= cap {
                 continue;
             }
-            for ((seq, fin), row) in seqs.iter_mut().zip(&mut done).zip(logits.chunks_exact(c.vocab)) {
+            for (dst, src) in last.chunks_exact_mut(h).zip(x.chunks_exact(t * h)) {
+                dst.copy_from_slice(&src[(t - 1) * h..]);
+            }
+            norm::forward(&last, &self.final_norm, c.rms_norm_eps, &mut f, &mut rstd);
+            project(self, c.lm_head(), &f, &mut logits, n, &mut delta);
+            for (i, ((seq, fin), row)) in seqs.iter_mut().zip(&mut done).zip(logits.chunks_exact(c.vocab)).enumerate() {
                 if *fin {
                     continue;
                 }
-                let t = pick(row, s, rng);
-                seq.push(t);
-                *fin = t == c.eos || seq.len() >= ctx;
+                let tok = pick(row, s, rng);
+                seq.push(tok);
+                *fin = limits.stop.contains(&tok) || seq.len() >= cap || seq.len() - p >= limits.max_new;
+                if !on_token(i, tok) {
+                    return Ok(seqs);
+                }
             }
         }
         Ok(seqs)

@@ -4,7 +4,8 @@
 //!
 //! Layers, one file each: `norm` (RMSNorm), `rope` (rotary embeddings and the head-major layout),
 //! `attention` (causal, per head), `gate` (the SiLU-gated MLP's middle), `loss` (the causal-LM loss).
-//! `forward` and `backward` run the whole model, `generate` samples from it with a key/value cache;
+//! `layer` is one decoder layer's forward (training, evaluation and generation run it), `forward` and
+//! `backward` run the whole model, `generate` samples from it with a key/value cache;
 //! `model` holds the parameters, `config` the shape.
 
 mod attention;
@@ -14,6 +15,7 @@ pub mod eval;
 mod forward;
 mod gate;
 mod generate;
+mod layer;
 pub mod loss;
 mod model;
 mod norm;
@@ -22,5 +24,5 @@ mod rope;
 pub use backward::LmGrads;
 pub use config::LmConfig;
 pub use forward::LmActivations;
-pub use generate::{pick, Sampling};
+pub use generate::{pick, GenerateLimits, Sampling};
 pub use model::Llama;

@@ -1,5 +1,6 @@
 //! The parameters of a `LlamaForCausalLM` under HF's names: the token embedding, per layer the two
-//! RMSNorm weights and seven Linears, the final norm and `lm_head`. No biases, nothing tied.
+//! RMSNorm weights and seven Linears, the final norm and `lm_head`. No biases. With tied embeddings
+//! (`tie_word_embeddings`) `lm_head` holds the one matrix and the embedding lookup reads its rows.
 
 use super::config::LmConfig;
 use crate::nn::Linear;
@@ -8,7 +9,7 @@ use crate::rng::{Rng, Stream};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Llama {
     pub cfg: LmConfig,
-    /// vocab × hidden (`model.embed_tokens.weight`).
+    /// vocab × hidden (`model.embed_tokens.weight`); empty when tied to `lm_head`.
     pub embed: Vec<f32>,
     /// Every Linear, indexed as `LmConfig::linear_modules` lists them (layer-major, `lm_head` last).
     pub linears: Vec<Linear>,
@@ -28,20 +29,41 @@ impl Llama {
         let mut normal = |n: usize| (0..n).map(|_| rng.normal() * std).collect::<Vec<f32>>();
         let mut embed = normal(cfg.vocab * cfg.hidden);
         embed[cfg.pad as usize * cfg.hidden..][..cfg.hidden].fill(0.0);
-        let linears = cfg.linear_modules().iter().map(|&(_, i, o)| Linear::without_bias(i, o, normal(i * o))).collect();
+        let mut linears: Vec<Linear> =
+            cfg.linear_modules().iter().map(|&(_, i, o)| Linear::without_bias(i, o, normal(i * o))).collect();
+        if cfg.tie_embeddings {
+            // HF ties after init: the one matrix is the embedding's.
+            linears[cfg.lm_head()].weight = std::mem::take(&mut embed);
+        }
         let norms = (0..cfg.layers).map(|_| [vec![1.0; cfg.hidden], vec![1.0; cfg.hidden]]).collect();
         let final_norm = vec![1.0; cfg.hidden];
         Self { cfg, embed, linears, norms, final_norm }
     }
 
     pub fn num_params(&self) -> usize {
-        self.params().iter().map(|(_, p)| p.len()).sum()
+        self.cfg.num_params()
     }
 
-    /// Every parameter tensor with its state-dict key, in HF's order.
+    /// Copies the embedding rows of `ids` into `out` (ids.len() × hidden): from `embed`, or from a tied
+    /// `lm_head`'s weight (dequantised row by row when it is held quantised).
+    pub(super) fn embed_rows(&self, ids: &[u16], out: &mut [f32]) {
+        let h = self.cfg.hidden;
+        for (x, &id) in out.chunks_exact_mut(h).zip(ids) {
+            if self.cfg.tie_embeddings {
+                self.linears[self.cfg.lm_head()].weight_row(id as usize, x);
+            } else {
+                x.copy_from_slice(&self.embed[id as usize * h..][..h]);
+            }
+        }
+    }
+
+    /// Every parameter tensor with its state-dict key, in HF's order (a tied `lm_head` is the embedding,
+    /// listed once, as `save_pretrained` writes it).
     pub fn params(&self) -> Vec<(String, &[f32])> {
         let names = self.cfg.linear_modules();
-        let mut v: Vec<(String, &[f32])> = vec![("model.embed_tokens.weight".into(), &self.embed)];
+        let head = &self.linears[self.cfg.lm_head()].weight;
+        let embed = if self.cfg.tie_embeddings { head } else { &self.embed };
+        let mut v: Vec<(String, &[f32])> = vec![("model.embed_tokens.weight".into(), embed)];
         for l in 0..self.cfg.layers {
             v.push((format!("model.layers.{l}.input_layernorm.weight"), &self.norms[l][0]));
             v.push((format!("model.layers.{l}.post_attention_layernorm.weight"), &self.norms[l][1]));
@@ -51,7 +73,9 @@ impl Llama {
             }
         }
         v.push(("model.norm.weight".into(), &self.final_norm));
-        v.push(("lm_head.weight".into(), &self.linears[self.cfg.lm_head()].weight));
+        if !self.cfg.tie_embeddings {
+            v.push(("lm_head.weight".into(), head));
+        }
         v
     }
 
@@ -59,7 +83,10 @@ impl Llama {
     pub fn params_mut(&mut self) -> Vec<&mut [f32]> {
         let cfg = &self.cfg;
         let mut linears: Vec<Option<&mut Linear>> = self.linears.iter_mut().map(Some).collect();
-        let mut v: Vec<&mut [f32]> = vec![&mut self.embed];
+        let head = &mut linears[cfg.lm_head()].take().expect("lm_head once").weight;
+        let (embed, head): (&mut [f32], _) =
+            if cfg.tie_embeddings { (head, None) } else { (&mut self.embed, Some(head)) };
+        let mut v: Vec<&mut [f32]> = vec![embed];
         for (l, [a, b]) in self.norms.iter_mut().enumerate() {
             v.push(a);
             v.push(b);
@@ -68,7 +95,7 @@ impl Llama {
             }
         }
         v.push(&mut self.final_norm);
-        v.push(&mut linears[cfg.lm_head()].take().expect("lm_head once").weight);
+        v.extend(head.map(|h| &mut h[..]));
         v
     }
 

@@ -41,8 +41,10 @@ impl Rope {
         (&self.cos[p * self.half..(p + 1) * self.half], &self.sin[p * self.half..(p + 1) * self.half])
     }
 
-    /// x (b·t rows of heads·d, token-major, positions `pos0..pos0 + t`) → out (b, heads, t, d), rotated
-    /// when `rotate` (q and k) or only moved (v).
+    /// x (b·t rows of heads·d, token-major, positions `pos0..pos0 + t`) → out (b, heads, cap, d) at rows
+    /// `row0..row0 + t` of each block (a key/value cache holds `cap` positions and stores position p
+    /// at row p; queries and a training pass have `row0 = 0`, `cap = t`), rotated when `rotate` (q and
+    /// k) or only moved (v).
     #[allow(clippy::too_many_arguments)]
     pub fn to_heads(
         &self,
@@ -53,13 +55,15 @@ impl Rope {
         heads: usize,
         d: usize,
         pos0: usize,
+        (row0, cap): (usize, usize),
         rotate: bool,
     ) {
         let half = d / 2;
-        debug_assert_eq!(out.len(), b * heads * t * d);
-        let blocks = Chunks::new(out, t * d);
+        debug_assert!(row0 + t <= cap);
+        debug_assert_eq!(out.len(), b * heads * cap * d);
+        let blocks = Chunks::new(out, cap * d);
         par_for(blocks.count(), &|bh| {
-            let block = blocks.take(bh);
+            let block = &mut blocks.take(bh)[row0 * d..(row0 + t) * d];
             let (bi, h) = (bh / heads, bh % heads);
             for (ti, o) in block.chunks_exact_mut(d).enumerate() {
                 let src = &x[(bi * t + ti) * heads * d + h * d..][..d];

@@ -4,8 +4,8 @@
 
 use std::borrow::Cow;
 
-use crate::kernels::{self, Nf4Weight};
-use crate::quant::QuantizedWeight;
+use crate::kernels::{self, QWeight};
+use crate::quant::{GgmlWeight, QuantizedWeight};
 use crate::rng::Rng;
 use crate::Result;
 
@@ -22,6 +22,9 @@ pub struct Linear {
     /// [`Linear::dequantize`] brings back: they are not the ones computed with — [`Linear::dense_weight`]
     /// gives those.
     pub nf4: Option<Box<QuantizedWeight>>,
+    /// A frozen weight held in the ggml blocks a GGUF file stored it in; `weight` is then empty (no
+    /// f32 copy exists) and the forward and the input gradient compute with the blocks.
+    pub held: Option<Box<GgmlWeight>>,
 }
 
 /// Gradients of one Linear, same shapes as its parameters.
@@ -44,13 +47,13 @@ impl Linear {
         let bound = 1.0 / (in_features as f32).sqrt();
         let weight = (0..in_features * out_features).map(|_| rng.uniform_in(-bound, bound)).collect();
         let bias = (0..out_features).map(|_| rng.uniform_in(-bound, bound)).collect();
-        Self { in_features, out_features, weight, bias, nf4: None }
+        Self { in_features, out_features, weight, bias, nf4: None, held: None }
     }
 
     /// A Linear from its PyTorch tensors (`bias` empty for none).
     pub fn from_parts(in_features: usize, out_features: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
         assert_eq!(weight.len(), in_features * out_features, "a Linear's weight is out × in");
-        Self { in_features, out_features, weight, bias, nf4: None }
+        Self { in_features, out_features, weight, bias, nf4: None, held: None }
     }
 
     /// A Linear without bias holding `weight` (out×in).
@@ -76,27 +79,41 @@ impl Linear {
         l
     }
 
+    /// A frozen Linear holding `w` as read (out × in), without an f32 copy.
+    pub fn from_held(w: GgmlWeight) -> Self {
+        Self { in_features: w.cols(), out_features: w.rows(), weight: Vec::new(), bias: Vec::new(), nf4: None, held: Some(Box::new(w)) }
+    }
+
     /// Back to the f32 weights kept aside.
     pub fn dequantize(&mut self) {
         self.nf4 = None;
     }
 
+    /// Whether the layer computes with quantised blocks (NF4, or a weight held as read).
     pub fn is_quantized(&self) -> bool {
-        self.nf4.is_some()
+        self.nf4.is_some() || self.held.is_some()
     }
 
     /// The weights the layer computes with: the dequantised NF4 weight while quantised.
     pub fn dense_weight(&self) -> Cow<'_, [f32]> {
-        match &self.nf4 {
-            Some(q) => Cow::Owned(q.dequantize()),
-            None => Cow::Borrowed(&self.weight),
+        match (&self.nf4, &self.held) {
+            (Some(q), _) => Cow::Owned(q.dequantize()),
+            (None, Some(w)) => Cow::Owned(w.dequantize()),
+            (None, None) => Cow::Borrowed(&self.weight),
         }
     }
 
     /// W += `dw` (PEFT's merge); on a quantised Linear, as PEFT merges into `Linear4bit`: the
     /// dequantised weight plus `dw`, quantised again with the same settings.
     pub fn add_to_weight(&mut self, dw: &[f32]) -> Result<()> {
-        assert_eq!(dw.len(), self.weight.len(), "a weight delta is out × in");
+        assert_eq!(dw.len(), self.in_features * self.out_features, "a weight delta is out × in");
+        if let Some(w) = &self.held {
+            return Err(crate::LabError::state(format!(
+                "merging into a {} weight held as the GGUF stores it is not supported: keep the adapter \
+                 apart, or export the merged model in f32",
+                w.ty()
+            )));
+        }
         let Some(q) = &self.nf4 else {
             self.weight.iter_mut().zip(dw).for_each(|(w, d)| *w += d);
             return Ok(());
@@ -109,8 +126,23 @@ impl Linear {
         Ok(())
     }
 
-    fn nf4_view(&self) -> Option<Nf4Weight<'_>> {
-        self.nf4.as_deref().map(QuantizedWeight::kernel_view)
+    /// The quantised blocks the layer computes with, if any.
+    fn quant_view(&self) -> Option<QWeight<'_>> {
+        match (&self.nf4, &self.held) {
+            (Some(q), _) => Some(q.kernel_view()),
+            (None, Some(w)) => Some(w.kernel_view()),
+            (None, None) => None,
+        }
+    }
+
+    /// Row `r` of the weight the layer computes with (`in_features` values) into `out`: a tied
+    /// embedding's lookup.
+    pub fn weight_row(&self, r: usize, out: &mut [f32]) {
+        let k = self.in_features;
+        match self.quant_view() {
+            Some(w) => kernels::dequantize_row(w, r, out),
+            None => out.copy_from_slice(&self.weight[r * k..(r + 1) * k]),
+        }
     }
 
     fn bias(&self) -> Option<&[f32]> {
@@ -118,15 +150,15 @@ impl Linear {
     }
 
     pub fn num_params(&self) -> usize {
-        self.weight.len() + self.bias.len()
+        self.in_features * self.out_features + self.bias.len()
     }
 
     /// y (b×out) = x (b×in) · Wᵀ + bias, then ReLU when `relu`.
     pub fn forward(&self, x: &[f32], y: &mut [f32], b: usize, relu: bool) {
         debug_assert_eq!(x.len(), b * self.in_features);
         debug_assert_eq!(y.len(), b * self.out_features);
-        match self.nf4_view() {
-            Some(w) => kernels::nf4_linear_forward(x, w, self.bias(), y, b, relu),
+        match self.quant_view() {
+            Some(w) => kernels::quant_linear_forward(x, w, self.bias(), y, b, relu),
             None => {
                 kernels::linear_forward(x, &self.weight, self.bias(), y, b, self.in_features, self.out_features, relu)
             }
@@ -165,8 +197,8 @@ impl Linear {
     /// quantised.
     pub fn input_grad(&self, dy: &[f32], dx: &mut [f32], b: usize, accumulate: bool) {
         let (k, n) = (self.in_features, self.out_features);
-        match self.nf4_view() {
-            Some(w) => kernels::nf4_linear_input_grad(dy, w, dx, b, accumulate),
+        match self.quant_view() {
+            Some(w) => kernels::quant_linear_input_grad(dy, w, dx, b, accumulate),
             None => {
                 let ep = kernels::Epilogue { accumulate, ..kernels::Epilogue::default() };
                 kernels::gemm(

@@ -13,11 +13,13 @@
 //!
 //! Beside NF4, `ggml.rs` holds ggml's block types as GGUF files store them ([`GgmlType`]: F32, F16,
 //! BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K) with ggml's reference dequantisation and quantisation (`ggml::dequantize_run`,
-//! `ggml::quantize`); GGUF files themselves are in `io::gguf`.
+//! `ggml::quantize`); `ggml_weight.rs` ([`GgmlWeight`]) holds a Linear's weight in those blocks. GGUF
+//! files themselves are in `io::gguf`.
 
 mod blockwise;
 mod double_quant;
 pub mod ggml;
+mod ggml_weight;
 mod nf4;
 mod torch_sum;
 mod weight;
@@ -25,6 +27,7 @@ mod weight;
 pub use blockwise::{dequantize_blockwise, quantize_blockwise, ABSMAX_FLOOR};
 pub use double_quant::{dynamic_map, DoubleQuant, NESTED_BLOCK};
 pub use ggml::GgmlType;
+pub use ggml_weight::GgmlWeight;
 pub use nf4::{code_at, midpoints, pack, unpack, BLOCK, NF4, ZERO_CODE};
 pub use torch_sum::{torch_mean, torch_sum};
 pub use weight::{Absmax, QuantizedWeight};

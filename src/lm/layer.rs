@@ -1,0 +1,116 @@
+//! One decoder layer's forward pass, written once: training and evaluation (`forward`, keys and values
+//! of the same positions) and generation (`generate`, keys and values kept in a cache) run this code.
+//!
+//! `x → a = input_norm(x) → q, k, v (rotated; grouped-query heads) → attention → o_proj → h2 = x + ·
+//! → c = post_norm(h2) → down(silu(gate(c)) ⊙ up(c)) → x_next = h2 + ·`. Every Linear goes through
+//! `project`, where an adapter (`LayerDelta`) may add its part.
+
+use super::attention::{self, Shape};
+use super::config::{DOWN, GATE, K, O, Q, UP, V};
+use super::forward::{project, resize};
+use super::model::Llama;
+use super::rope::Rope;
+use super::{gate, norm};
+use crate::nn::LayerDelta;
+
+/// One decoder layer's saved activations (n = b·t rows).
+#[derive(Default)]
+pub(super) struct LayerActs {
+    pub rstd_in: Vec<f32>,
+    /// input_layernorm(x), n × hidden: the q/k/v projections' input.
+    pub a: Vec<f32>,
+    /// Head-major: q (b, heads, t, d) rotated; k rotated and v as projected (b, kv_heads, t, d). Empty
+    /// when keys and values go to a cache.
+    pub q: Vec<f32>,
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
+    /// Attention weights, b·heads blocks of t × (positions attended).
+    pub p: Vec<f32>,
+    /// The heads' outputs, token-major (o_proj's input).
+    pub o: Vec<f32>,
+    /// x + attention, n × hidden.
+    pub h2: Vec<f32>,
+    pub rstd_post: Vec<f32>,
+    /// post_attention_layernorm(h2): gate and up's input.
+    pub c: Vec<f32>,
+    pub g: Vec<f32>,
+    pub u: Vec<f32>,
+    /// silu(g) ⊙ u: down_proj's input.
+    pub m: Vec<f32>,
+}
+
+/// Where a layer's attention finds its keys and values.
+pub(super) enum Keys<'a> {
+    /// A training or evaluation pass over positions 0..t: the block's own, kept in `LayerActs`.
+    Own,
+    /// A key/value cache of `cap` positions per sequence and key/value head (b, kv_heads, cap, d): this
+    /// call's keys and values are stored at rows `pos0..pos0 + t`, and attention reads rows
+    /// `0..pos0 + t`.
+    Cache { k: &'a mut [f32], v: &'a mut [f32], cap: usize, pos0: usize },
+}
+
+impl Llama {
+    /// Layer `l` over `x` (b·t rows of hidden) into `x_next`; `la` keeps what backward needs (for
+    /// `Keys::Own`), `sc` is scratch.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn layer_forward(
+        &self,
+        l: usize,
+        x: &[f32],
+        x_next: &mut [f32],
+        la: &mut LayerActs,
+        sc: &mut Vec<f32>,
+        rope: &Rope,
+        b: usize,
+        t: usize,
+        keys: Keys,
+        delta: &mut Option<&mut dyn LayerDelta>,
+    ) {
+        let c = &self.cfg;
+        let (h, n, d, nh, nkv) = (c.hidden, b * t, c.head_dim, c.heads, c.kv_heads());
+        let (qd, kvd) = (c.q_dim(), c.kv_dim());
+        for v in [&mut la.a, &mut la.h2, &mut la.c] {
+            resize(v, n * h);
+        }
+        for v in [&mut la.q, &mut la.o] {
+            resize(v, n * qd);
+        }
+        for v in [&mut la.g, &mut la.u, &mut la.m] {
+            resize(v, n * c.intermediate);
+        }
+        resize(&mut la.rstd_in, n);
+        resize(&mut la.rstd_post, n);
+        resize(sc, n * h.max(qd));
+
+        norm::forward(x, &self.norms[l][0], c.rms_norm_eps, &mut la.a, &mut la.rstd_in);
+        let (kc, vc, cap, pos0) = match keys {
+            Keys::Own => {
+                resize(&mut la.k, n * kvd);
+                resize(&mut la.v, n * kvd);
+                (&mut la.k[..], &mut la.v[..], t, 0)
+            }
+            Keys::Cache { k, v, cap, pos0 } => (k, v, cap, pos0),
+        };
+        project(self, c.module(l, Q), &la.a, &mut sc[..n * qd], n, delta);
+        rope.to_heads(&sc[..n * qd], &mut la.q, b, t, nh, d, pos0, (0, t), true);
+        for (j, out, rotate) in [(K, &mut *kc, true), (V, &mut *vc, false)] {
+            project(self, c.module(l, j), &la.a, &mut sc[..n * kvd], n, delta);
+            rope.to_heads(&sc[..n * kvd], out, b, t, nkv, d, pos0, (pos0, cap), rotate);
+        }
+        let shape = Shape { tq: t, pos0, cap, d, heads: nh, kv_heads: nkv };
+        resize(&mut la.p, b * nh * t * shape.tk());
+        // The heads' outputs land in the scratch (head-major), then move to `o` token-major.
+        let scale = 1.0 / (d as f32).sqrt();
+        attention::forward(&la.q, kc, vc, &mut la.p, &mut sc[..n * qd], shape, scale);
+        rope.back_to_tokens(&sc[..n * qd], &mut la.o, b, t, nh, d, false);
+        project(self, c.module(l, O), &la.o, &mut la.h2, n, delta);
+        la.h2.iter_mut().zip(x).for_each(|(h2, x)| *h2 = x + *h2);
+
+        norm::forward(&la.h2, &self.norms[l][1], c.rms_norm_eps, &mut la.c, &mut la.rstd_post);
+        project(self, c.module(l, GATE), &la.c, &mut la.g, n, delta);
+        project(self, c.module(l, UP), &la.c, &mut la.u, n, delta);
+        gate::forward(&la.g, &la.u, &mut la.m);
+        project(self, c.module(l, DOWN), &la.m, &mut sc[..n * h], n, delta);
+        x_next.iter_mut().zip(la.h2.iter().zip(sc.iter())).for_each(|(xn, (h2, y))| *xn = h2 + y);
+    }
+}

@@ -1,0 +1,101 @@
+//! [`GgmlWeight`]: one Linear's frozen weight (out × in, row-major) held in the ggml blocks a GGUF file
+//! stored it in — no f32 copy — and its views: the kernels' ([`GgmlWeight::kernel_view`], the GEMM's B
+//! operand), the reference dequantisation, and whole rows reordered (llama.cpp's q/k permutation
+//! undone at load: a row is a whole number of blocks, so moving rows is lossless).
+
+use super::ggml::{self, GgmlType};
+use crate::kernels::{QFormat, QWeight};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GgmlWeight {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+}
+
+impl GgmlWeight {
+    /// A weight from its blocks, checked: each row is a whole number of blocks, and `data` holds
+    /// exactly `rows` of them. The reason names what does not fit.
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, data: Vec<u8>) -> std::result::Result<Self, String> {
+        let row_bytes = ty
+            .bytes_for(cols)
+            .ok_or_else(|| format!("{cols} columns are not a whole number of {ty} blocks of {}", ty.block_size()))?;
+        if rows == 0 || cols == 0 || rows.checked_mul(row_bytes) != Some(data.len()) {
+            return Err(format!("{} bytes do not hold a {rows} × {cols} {ty} weight", data.len()));
+        }
+        Ok(Self { ty, rows, cols, data })
+    }
+
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+    /// out_features.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// in_features.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// The blocks as stored.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+    fn row_bytes(&self) -> usize {
+        self.data.len() / self.rows
+    }
+
+    /// The weight as the kernels read it: Q4_0, Q4_1 and Q8_0 through the kernels' own decoders,
+    /// the other types a block at a time through `ggml::dequantize_run`.
+    pub fn kernel_view(&self) -> QWeight<'_> {
+        let format = match self.ty {
+            GgmlType::Q4_0 => QFormat::Q4_0,
+            GgmlType::Q4_1 => QFormat::Q4_1,
+            GgmlType::Q8_0 => QFormat::Q8_0,
+            ty => QFormat::Blocks { block: ty.block_size(), block_bytes: ty.block_bytes(), decode: decoder(ty) },
+        };
+        QWeight { format, data: &self.data, rows: self.rows, cols: self.cols }
+    }
+
+    /// All values in f32, by the reference dequantisation.
+    pub fn dequantize(&self) -> Vec<f32> {
+        ggml::dequantize(self.ty, &self.data, self.rows * self.cols)
+    }
+
+    /// Row `r` of the result is row `from[r]` of this weight (`from` a permutation of the rows).
+    pub fn permute_rows(&self, from: &[usize]) -> Self {
+        assert_eq!(from.len(), self.rows, "a row permutation names every row");
+        let rb = self.row_bytes();
+        let data = from.iter().flat_map(|&r| &self.data[r * rb..(r + 1) * rb]).copied().collect();
+        Self { data, ..*self }
+    }
+}
+
+/// A whole-block decoder for the kernels (`QFormat::Blocks`), one per type: a plain function, so the
+/// kernels need not know ggml's types.
+fn decoder(ty: GgmlType) -> fn(&[u8], &mut [f32]) {
+    fn run<const T: u8>(src: &[u8], out: &mut [f32]) {
+        let ty = match T {
+            0 => GgmlType::F32,
+            1 => GgmlType::F16,
+            2 => GgmlType::BF16,
+            3 => GgmlType::Q4_K,
+            4 => GgmlType::Q6_K,
+            5 => GgmlType::Q4_0,
+            6 => GgmlType::Q4_1,
+            _ => GgmlType::Q8_0,
+        };
+        ggml::dequantize_run(ty, src, 0, out)
+    }
+    match ty {
+        GgmlType::F32 => run::<0>,
+        GgmlType::F16 => run::<1>,
+        GgmlType::BF16 => run::<2>,
+        GgmlType::Q4_K => run::<3>,
+        GgmlType::Q6_K => run::<4>,
+        GgmlType::Q4_0 => run::<5>,
+        GgmlType::Q4_1 => run::<6>,
+        GgmlType::Q8_0 => run::<7>,
+    }
+}
