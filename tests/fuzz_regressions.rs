@@ -27,7 +27,7 @@ enum Expect {
 }
 use Expect::{Err as Rejected, Ok as Accepted};
 
-const TARGETS: [&str; 5] = ["idx", "safetensors", "adapter", "lm_model", "nf4"];
+const TARGETS: [&str; 6] = ["idx", "safetensors", "adapter", "lm_model", "nf4", "gguf"];
 
 fn dir(kind: &str, target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz").join(kind).join(target)
@@ -51,6 +51,7 @@ fn run(target: &str, bytes: &[u8]) -> Result<String> {
         "adapter" => harness::adapter(bytes).map(|s| format!("adapter with {} parameters", s.trainable_params)),
         "lm_model" => harness::lm_model(bytes).map(|n| format!("language model with {n} parameters")),
         "nf4" => harness::nf4(bytes),
+        "gguf" => harness::gguf(bytes),
         _ => unreachable!(),
     }
 }
@@ -194,6 +195,36 @@ const SEEDS: &[(&str, &str, Expect)] = &[
         Rejected(&["model.safetensors: tensor x has dtype F16; a 4-bit (NF4) file holds only F32 and U8"]),
     ),
     ("nf4", "bad-truncated", Rejected(&["model.safetensors:", "out of range"])),
+    ("gguf", "ok-every-type", Accepted),
+    ("gguf", "ok-alignment-64", Accepted),
+    ("gguf", "ok-no-tensors-v2", Accepted),
+    ("gguf", "ok-smollm2-miniature", Accepted),
+    ("gguf", "bad-version-1", Rejected(&["fuzz.gguf: GGUF version 1 is not read by this lab"])),
+    (
+        "gguf",
+        "bad-smollm2-header-truncated",
+        Rejected(&["fuzz.gguf: metadata key \"tokenizer.ggml.tokens\": an array of 49152 string elements"]),
+    ),
+    ("gguf", "bad-truncated", Rejected(&["fuzz.gguf: tensor \"k.q6_k\"", "runs past the end of the file"])),
+    (
+        "gguf",
+        "bad-huge-array",
+        Rejected(&["fuzz.gguf: metadata key \"tokenizer.ggml.tokens\": an array of 1152921504606846976 string"]),
+    ),
+    ("gguf", "bad-unknown-type", Rejected(&["fuzz.gguf: tensor \"blk.0.attn_q.weight\" has type Q5_K (13)"])),
+    (
+        "gguf",
+        "bad-misaligned",
+        Rejected(&[
+            "fuzz.gguf: tensor \"output_norm.weight\" is at offset 208 of the data, not a multiple of the alignment",
+        ]),
+    ),
+    (
+        "gguf",
+        "bad-overlap",
+        Rejected(&["fuzz.gguf: tensors \"token_embd.weight\" (bytes", "and \"blk.0.attn_q.weight\" (bytes", "overlap"]),
+    ),
+    ("gguf", "bad-alignment", Rejected(&["fuzz.gguf: metadata key \"general.alignment\" is 48"])),
 ];
 
 /// Every input a fuzzer crashed on (minimised), with the error it must now give.
@@ -479,6 +510,132 @@ fn nf4_seeds(add: &mut dyn FnMut(&'static str, &'static str, Vec<u8>)) {
     add("nf4", "bad-truncated", harness::nf4_input(b"", &plain[..plain.len() - 3]));
 }
 
+/// The `gguf` seeds: files with every value and tensor type, a miniature of the pretrained model (its
+/// metadata with the vocabulary cut to 16 tokens, three tensors cut to their first blocks), the first
+/// 8 KiB of the real file, and broken edits. Needs `www/data/SmolLM2-135M-Instruct.Q4_1.gguf`.
+fn gguf_seeds(add: &mut dyn FnMut(&'static str, &'static str, Vec<u8>)) {
+    use lora_lab::io::{read_gguf, write_gguf, GgufArray, GgufTensorData, GgufValue};
+    use lora_lab::quant::ggml::quantize;
+    use lora_lab::quant::GgmlType;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/www/data/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let real = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}: run ./build.sh setup"));
+    let ramp = |n: usize| -> Vec<f32> { (0..n).map(|i| (i % 13) as f32 / 4.0 - 1.5).collect() };
+    let q = |ty, n| quantize(ty, &ramp(n)).unwrap();
+    let k_quant = |ty: GgmlType| {
+        let mut b: Vec<u8> = (0..ty.block_bytes()).map(|i| (i * 37 % 256) as u8).collect();
+        let at = if ty == GgmlType::Q6_K { 208 } else { 0 };
+        b[at..at + 2].copy_from_slice(&0x2e66u16.to_le_bytes());
+        b
+    };
+    let every: Vec<(String, Vec<u64>, GgmlType, Vec<u8>)> = vec![
+        ("f32".into(), vec![3, 2], GgmlType::F32, q(GgmlType::F32, 6)),
+        ("f16".into(), vec![5], GgmlType::F16, q(GgmlType::F16, 5)),
+        ("bf16".into(), vec![2, 1, 2], GgmlType::BF16, q(GgmlType::BF16, 4)),
+        ("q4_0".into(), vec![32], GgmlType::Q4_0, q(GgmlType::Q4_0, 32)),
+        ("q4_1".into(), vec![32, 2, 1, 1], GgmlType::Q4_1, q(GgmlType::Q4_1, 64)),
+        ("q8_0".into(), vec![32], GgmlType::Q8_0, q(GgmlType::Q8_0, 32)),
+        ("scalar".into(), vec![], GgmlType::F32, q(GgmlType::F32, 1)),
+        ("empty".into(), vec![0, 4], GgmlType::Q4_0, vec![]),
+        ("k.q4_k".into(), vec![256], GgmlType::Q4_K, k_quant(GgmlType::Q4_K)),
+        ("k.q6_k".into(), vec![256], GgmlType::Q6_K, k_quant(GgmlType::Q6_K)),
+    ];
+    let values = vec![
+        ("general.architecture".to_string(), GgufValue::String("llama".into())),
+        ("u8".into(), GgufValue::U8(7)),
+        ("i8".into(), GgufValue::I8(-7)),
+        ("u16".into(), GgufValue::U16(700)),
+        ("i16".into(), GgufValue::I16(-700)),
+        ("u32".into(), GgufValue::U32(70000)),
+        ("i32".into(), GgufValue::I32(-70000)),
+        ("f32".into(), GgufValue::F32(0.5)),
+        ("bool".into(), GgufValue::Bool(true)),
+        ("u64".into(), GgufValue::U64(1 << 40)),
+        ("i64".into(), GgufValue::I64(-(1 << 40))),
+        ("f64".into(), GgufValue::F64(-0.25)),
+        ("strings".into(), GgufValue::Array(GgufArray::String(vec!["<|im_start|>".into(), "Ġa".into()]))),
+        ("i32s".into(), GgufValue::Array(GgufArray::I32(vec![1, 3, 3]))),
+        ("nested".into(), GgufValue::Array(GgufArray::Array(vec![GgufArray::U8(vec![1]), GgufArray::F32(vec![])]))),
+    ];
+    let write = |meta: &[(String, GgufValue)], tensors: &[(String, Vec<u64>, GgmlType, Vec<u8>)]| {
+        let t: Vec<GgufTensorData> =
+            tensors.iter().map(|(n, d, ty, b)| GgufTensorData { name: n, dims: d, ty: *ty, data: b }).collect();
+        write_gguf(meta, &t).unwrap()
+    };
+    let every_file = write(&values, &every);
+    add("gguf", "ok-every-type", every_file.clone());
+    let mut aligned = values.clone();
+    aligned.push(("general.alignment".into(), GgufValue::U32(64)));
+    add("gguf", "ok-alignment-64", write(&aligned, &every[..4]));
+    let mut v2 = write(&values[..3], &[]);
+    v2[4..8].copy_from_slice(&2u32.to_le_bytes());
+    add("gguf", "ok-no-tensors-v2", v2);
+
+    // The pretrained model in miniature.
+    let g = read_gguf(&real, "SmolLM2-135M-Instruct.Q4_1.gguf").unwrap();
+    let meta: Vec<(String, GgufValue)> = g
+        .metadata
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                GgufValue::Array(GgufArray::String(s)) if s.len() > 16 => {
+                    GgufValue::Array(GgufArray::String(s[..16].to_vec()))
+                }
+                GgufValue::Array(GgufArray::I32(s)) if s.len() > 16 => {
+                    GgufValue::Array(GgufArray::I32(s[..16].to_vec()))
+                }
+                v => v.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    let cut = |name: &str, dims: Vec<u64>| {
+        let (i, t) = g.find_tensor(name).unwrap();
+        let n = dims.iter().product::<u64>() as usize;
+        let bytes = g.tensor_bytes(&real, i).unwrap()[..t.ty.bytes_for(n).unwrap()].to_vec();
+        (name.to_string(), dims, t.ty, bytes)
+    };
+    let mini = [
+        cut("token_embd.weight", vec![32, 2]),
+        cut("blk.0.attn_norm.weight", vec![8]),
+        cut("blk.0.attn_q.weight", vec![32, 2]),
+        cut("output_norm.weight", vec![8]),
+    ];
+    let mini_file = write(&meta, &mini);
+    add("gguf", "ok-smollm2-miniature", mini_file.clone());
+    add("gguf", "bad-smollm2-header-truncated", real[..8192].to_vec());
+
+    let mut v1 = every_file.clone();
+    v1[4..8].copy_from_slice(&1u32.to_le_bytes());
+    add("gguf", "bad-version-1", v1);
+    add("gguf", "bad-truncated", every_file[..every_file.len() - 40].to_vec());
+    // Edits of the miniature's header, found by searching for the fields' bytes.
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle).unwrap();
+    let tokens_key = b"tokenizer.ggml.tokens";
+    let mut huge = mini_file.clone();
+    let count_at = find(&huge, tokens_key) + tokens_key.len() + 8;
+    huge[count_at..count_at + 8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    add("gguf", "bad-huge-array", huge);
+    // A tensor info ends with u32 type, u64 offset; the one of blk.0.attn_q.weight follows its dims.
+    let info = |name: &str, n_dims: usize| find(&mini_file, name.as_bytes()) + name.len() + 4 + 8 * n_dims;
+    let mut unknown = mini_file.clone();
+    let at = info("blk.0.attn_q.weight", 2);
+    unknown[at..at + 4].copy_from_slice(&13u32.to_le_bytes());
+    add("gguf", "bad-unknown-type", unknown);
+    let mut misaligned = mini_file.clone();
+    let at = info("output_norm.weight", 1) + 4;
+    let offset = u64::from_le_bytes(misaligned[at..at + 8].try_into().unwrap());
+    misaligned[at..at + 8].copy_from_slice(&(offset + 16).to_le_bytes());
+    add("gguf", "bad-misaligned", misaligned);
+    let mut overlap = mini_file.clone();
+    let at = info("blk.0.attn_q.weight", 2) + 4;
+    overlap[at..at + 8].copy_from_slice(&64u64.to_le_bytes());
+    add("gguf", "bad-overlap", overlap);
+    let mut alignment = write(&aligned, &every[..4]);
+    let at = find(&alignment, b"general.alignment") + 17 + 4;
+    alignment[at..at + 4].copy_from_slice(&48u32.to_le_bytes());
+    add("gguf", "bad-alignment", alignment);
+}
+
 fn seed_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut out = Vec::new();
     let mut add = |target, name, bytes| out.push((target, name, bytes));
@@ -592,6 +749,7 @@ fn seed_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     add("adapter", "bad-missing-bias", article_input(&edit(&|v| v["bias"] = json!("all")), &article));
     lm_seeds(&mut add);
     nf4_seeds(&mut add);
+    gguf_seeds(&mut add);
     out
 }
 

@@ -16,6 +16,7 @@
 //!   the rest is the language model's `model.safetensors`.
 //! - `nf4`: the same split; the first part is a `quantization_config` object (skipped when empty),
 //!   the rest a 4-bit `model.safetensors` holding [`NF4_LINEARS`] quantised.
+//! - `gguf`: the whole input is one GGUF file.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -446,4 +447,46 @@ pub fn nf4(data: &[u8]) -> Result<String> {
     assert_eq!(again.quantized, file.quantized, "weights changed on a round trip");
     assert!(export(&again) == bytes, "model.safetensors changed on a second round trip");
     Ok(format!("{} quantised Linears and {} other tensors", file.quantized.len(), file.tensors.len()))
+}
+
+// ---------- gguf ----------
+
+/// The name every `gguf` input is read under.
+pub const GGUF_FILE: &str = "fuzz.gguf";
+
+/// The `gguf` target: the whole input is a GGUF file, read with `read_gguf` (errors name
+/// [`GGUF_FILE`]). On success: every tensor lies inside the input, after the header, at an aligned
+/// offset, and dequantises (whole, and as a run from its middle) to its count of values without a panic;
+/// the canonical file written from what was read reads back to the same header and tensor bytes and
+/// writes again to the same bytes.
+pub fn gguf(data: &[u8]) -> Result<String> {
+    use lora_lab::quant::ggml::{dequantize, dequantize_run};
+    let read = io::read_gguf(data, GGUF_FILE);
+    check_file_error(&read, GGUF_FILE);
+    let g = read?;
+    assert!(g.alignment.is_power_of_two() && g.data_offset % g.alignment == 0);
+    let mut values = 0usize;
+    for (i, t) in g.tensors.iter().enumerate() {
+        assert!(t.offset >= g.data_offset && (t.offset - g.data_offset) % g.alignment == 0, "{}: offset", t.name);
+        assert!(t.offset + t.bytes <= data.len(), "{}: past the end of the input", t.name);
+        assert!(t.dims.len() <= 4 && t.name.len() < 64);
+        let bytes = g.tensor_bytes(data, i).expect("a tensor that was read lies inside the input");
+        let n = t.n_elements();
+        assert_eq!(t.ty.bytes_for(n), Some(bytes.len()), "{}: {n} values in {} bytes of {}", t.name, t.bytes, t.ty);
+        assert_eq!(dequantize(t.ty, bytes, n).len(), n);
+        let mut run = vec![0f32; n.min(40)];
+        dequantize_run(t.ty, bytes, n - run.len(), &mut run);
+        values += n;
+    }
+    let again = g.write(data).expect("what was read writes");
+    let g2 = io::read_gguf(&again, GGUF_FILE).expect("a file we wrote reads back");
+    assert_eq!(g2.metadata.len(), g.metadata.len());
+    assert!(g2.metadata.iter().zip(&g.metadata).all(|((a, _), (b, _))| a == b), "keys changed on a round trip");
+    assert_eq!(g2.tensors.len(), g.tensors.len());
+    for (i, (a, b)) in g.tensors.iter().zip(&g2.tensors).enumerate() {
+        assert_eq!((&a.name, &a.dims, a.ty, a.bytes), (&b.name, &b.dims, b.ty, b.bytes), "tensor {i} changed");
+        assert!(g.tensor_bytes(data, i).unwrap() == g2.tensor_bytes(&again, i).unwrap(), "{}: bytes changed", a.name);
+    }
+    assert!(g2.write(&again).unwrap() == again, "the canonical file changed when written again");
+    Ok(format!("{} metadata keys, {} tensors, {values} values", g.metadata.len(), g.tensors.len()))
 }

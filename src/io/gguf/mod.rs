@@ -79,9 +79,10 @@ pub struct GgufTensorInfo {
 }
 
 impl GgufTensorInfo {
-    /// The number of values (the product of `dims`; 1 for none). The reader has checked that it fits.
+    /// The number of values (the product of `dims`; 1 for none). The reader has checked that the product
+    /// stays below 2⁶³ and that the bytes it takes fit in the file.
     pub fn n_elements(&self) -> usize {
-        self.dims.iter().map(|&d| d as usize).product()
+        self.dims.iter().product::<u64>() as usize
     }
 
     /// The shape in PyTorch's order, outermost first (`dims` reversed), e.g. `[out, in]` for a weight.
