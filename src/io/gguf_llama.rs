@@ -10,6 +10,8 @@
 //! rotary embedding; they are put back in HF's order here ([`unpermute_rows`]), so the model's RoPE is
 //! HF's `rotate_half` and an exported `lora_B` has HF's rows.
 //!
+//! Also the file's tokenizer, chat template and BOS rule (`gguf_tokenizer`, `gguf_chat_template`).
+//!
 //! Refused, naming the key or the tensor: another architecture, rope scaling or frequency factors, a
 //! tensor missing, of the wrong shape, or one this model has no place for.
 
@@ -18,6 +20,7 @@ use crate::lm::config::{K, LAYER_MODULES, Q};
 use crate::lm::{Llama, LmConfig};
 use crate::nn::Linear;
 use crate::quant::{GgmlType, GgmlWeight};
+use crate::text::{Bpe, ChatTemplate};
 use crate::{LabError, Result};
 
 /// GGUF's names of a layer's seven Linears, in `LAYER_MODULES`' order.
@@ -182,4 +185,34 @@ pub fn unpermute_rows(rows: usize, heads: usize) -> Vec<usize> {
             h * d + 2 * i + j
         })
         .collect()
+}
+
+/// The tokenizer a GGUF describes (`tokenizer.ggml.*`): byte-level BPE (`tokenizer.ggml.model =
+/// "gpt2"`) with its pre-tokenizer (`smollm` or `gpt2`).
+pub fn gguf_tokenizer(g: &Gguf) -> Result<Bpe> {
+    let model = g.get_str("tokenizer.ggml.model")?;
+    if model != "gpt2" {
+        return Err(LabError::file(
+            &g.file,
+            format!("tokenizer.ggml.model is \"{model}\"; this lab reads byte-level BPE tokenizers (\"gpt2\")"),
+        ));
+    }
+    let tokens = g.get_array_str("tokenizer.ggml.tokens")?;
+    let merges = g.get_array_str("tokenizer.ggml.merges")?;
+    let types = g.optional("tokenizer.ggml.token_type", Gguf::get_array_i32)?.unwrap_or_default();
+    let pre = g.optional("tokenizer.ggml.pre", Gguf::get_str)?.unwrap_or("gpt2");
+    Bpe::from_vocab(tokens, merges, &types, pre, &g.file)
+}
+
+/// The model's chat template (`tokenizer.chat_template`), compiled, with its BOS and EOS texts; `None`
+/// when the file has none.
+pub fn gguf_chat_template(g: &Gguf, cfg: &LmConfig, tok: &Bpe) -> Result<Option<ChatTemplate>> {
+    let Some(source) = g.optional("tokenizer.chat_template", Gguf::get_str)? else { return Ok(None) };
+    let text = |id: u16| tok.token_text(id as u32).unwrap_or("").to_string();
+    ChatTemplate::new(source, &text(cfg.bos), &text(cfg.eos), &g.file).map(Some)
+}
+
+/// Whether the tokenizer asks for BOS before a text (`tokenizer.ggml.add_bos_token`, false when absent).
+pub fn gguf_adds_bos(g: &Gguf) -> Result<bool> {
+    Ok(g.optional("tokenizer.ggml.add_bos_token", Gguf::get_bool)?.unwrap_or(false))
 }

@@ -2,13 +2,15 @@
 //! arguments and results; native tests drive this directly.
 //!
 //! One room per story, each readable alone: `svd` (panel 1), `mlp` (the article's MLP, panels 2–5),
-//! `lm` (the language model, part 2), `qlora` (either model's base held in 4 bits),
+//! `lm` (the language model, part 2), `llm` (a pretrained LLM, part 3), `qlora` (either model's base
+//! held in 4 bits),
 //! and, shared by the models, `adapters` (a base and its named adapters) and `settings` (reading
 //! what the page sends). This file holds what every room shares: the clock and the rule of one
 //! training run at a time.
 
 mod adapters;
 mod heap;
+mod llm;
 mod lm;
 mod mlp;
 mod qlora;
@@ -16,6 +18,7 @@ mod settings;
 mod svd;
 
 pub use adapters::{AdapterConfigView, AdapterInfo, AdapterList};
+pub use llm::{GenerateRequest, Generated, LlmInfo, Logits, Pretrained};
 pub use lm::{
     CheckpointInfo, DataChoice, LmAdapterSettings, LmBaseSettings, LmEvaluation, LmProgress, LmRunSummary, Score,
 };
@@ -36,6 +39,7 @@ pub struct Lab {
     clock: Rc<dyn Fn() -> f64>,
     mlp: mlp::MlpRoom,
     lm: lm::LmRoom,
+    llm: llm::LlmRoom,
 }
 
 /// What the module was built with (the page's status line and the benchmarks).
@@ -60,7 +64,12 @@ impl BuildInfo {
 impl Lab {
     /// `clock` returns seconds from any origin (the worker passes `performance.now() / 1000`).
     pub fn new(clock: impl Fn() -> f64 + 'static) -> Self {
-        Self { clock: Rc::new(clock), mlp: mlp::MlpRoom::default(), lm: lm::LmRoom::default() }
+        Self {
+            clock: Rc::new(clock),
+            mlp: mlp::MlpRoom::default(),
+            lm: lm::LmRoom::default(),
+            llm: llm::LlmRoom::default(),
+        }
     }
 
     pub fn is_training(&self) -> bool {
