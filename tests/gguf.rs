@@ -105,10 +105,10 @@ impl Sha256 {
             w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
         }
         let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = self.h;
-        for i in 0..64 {
+        for (&k, &wi) in Self::K.iter().zip(&w) {
             let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
             let ch = (e & f) ^ (!e & g);
-            let t1 = h.wrapping_add(s1).wrapping_add(ch).wrapping_add(Self::K[i]).wrapping_add(w[i]);
+            let t1 = h.wrapping_add(s1).wrapping_add(ch).wrapping_add(k).wrapping_add(wi);
             let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
             let t2 = s0.wrapping_add((a & b) ^ (a & c) ^ (b & c));
             (h, g, f, e, d, c, b, a) = (g, f, e, d.wrapping_add(t1), c, b, a, t1.wrapping_add(t2));
@@ -381,7 +381,8 @@ fn typed_getters() {
 fn the_writer_refuses_what_the_reader_would() {
     let t = |name: &'static str, dims: &'static [u64], ty, data: &'static [u8]| GgufTensorData { name, dims, ty, data };
     let long = "x".repeat(MAX_NAME);
-    let cases: Vec<(Vec<(String, GgufValue)>, Vec<GgufTensorData>, &str)> = vec![
+    type Case<'a> = (Vec<(String, GgufValue)>, Vec<GgufTensorData<'a>>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![("".into(), GgufValue::U8(1))], vec![], "invalid GGUF metadata key: a key must not be empty"),
         (
             vec![("a".into(), GgufValue::U8(1)), ("a".into(), GgufValue::U8(2))],
