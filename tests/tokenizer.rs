@@ -1,16 +1,18 @@
 //! SmolLM2's tokenizer and chat template against the references, line for line:
-//! `tests/fixtures/smol/tokenizer_cases.jsonl` holds 2,994 texts (edge cases, the corpora's words,
+//! `tests/fixtures/smol/tokenizer_cases.jsonl` holds 2,999 texts (edge cases, the corpora's words,
 //! names and Pokémon, random mixes, JSONL lines, a 3,000-byte word) with the ids Hugging Face
 //! `tokenizers` gives them from the reference `tokenizer.json`, and `chat_template_cases.json` the
 //! conversations transformers' `apply_chat_template` renders (made by `make_tokenizer_fixture.py`
-//! beside them). The tokenizer is built from the GGUF the lab loads (`www/data/`, or `SMOL_GGUF`);
-//! the chat template cases need no model file. `from_tokenizer_json` is checked against the same
-//! cases when the HF folder is there (`SMOL_HF_DIR`, default `../scratch/hf`), and on garbage.
+//! beside them). The tokenizer is built from the GGUF the lab loads (`www/data/`, put there by
+//! `./build.sh setup`; or `SMOL_GGUF`), whose chat template must be the fixture's.
+//! `from_tokenizer_json` is checked against the same cases when the HF folder is there
+//! (`SMOL_HF_DIR`, default `../scratch/hf`; not in CI), and on refusals and garbage.
 
 use lora_lab::io::read_gguf;
 use lora_lab::text::{Bpe, ChatTemplate, Message, PreTokenizer};
 use serde_json::Value;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smol");
 const GGUF_NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -42,20 +44,29 @@ fn gguf_path() -> PathBuf {
     }
 }
 
-/// The tokenizer from the GGUF's `tokenizer.ggml.*` arrays, as the lab builds it.
-fn from_gguf() -> Option<Bpe> {
-    let path = gguf_path();
-    let Ok(bytes) = std::fs::read(&path) else {
-        eprintln!("skipping: {} not found (./build.sh build puts it there, or set SMOL_GGUF)", path.display());
-        return None;
-    };
-    let g = read_gguf(&bytes, GGUF_NAME).unwrap();
+fn gguf_bytes() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| {
+        let path = gguf_path();
+        std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}: run ./build.sh setup (or set SMOL_GGUF)", path.display()))
+    })
+}
+
+/// The tokenizer from the GGUF's `tokenizer.ggml.*` arrays, as the lab builds it; read once.
+fn smol() -> &'static Bpe {
+    static TOKENIZER: OnceLock<Bpe> = OnceLock::new();
+    TOKENIZER.get_or_init(from_gguf)
+}
+
+fn from_gguf() -> Bpe {
+    let g = read_gguf(gguf_bytes(), GGUF_NAME).unwrap();
     assert_eq!(g.get_str("tokenizer.ggml.model").unwrap(), "gpt2");
     let tokens = g.get_array_str("tokenizer.ggml.tokens").unwrap();
     let merges = g.get_array_str("tokenizer.ggml.merges").unwrap();
     let types = g.get_array_i32("tokenizer.ggml.token_type").unwrap();
     let pre = g.get_str("tokenizer.ggml.pre").unwrap();
-    Some(Bpe::from_vocab(tokens, merges, &types, pre, GGUF_NAME).unwrap())
+    Bpe::from_vocab(tokens, merges, &types, pre, GGUF_NAME).unwrap()
 }
 
 /// Encodes every case and compares with the reference; reports the first mismatches by line.
@@ -86,7 +97,7 @@ fn check_cases(tok: &Bpe, what: &str) {
 
 #[test]
 fn smollm2_tokenizer_from_the_gguf_gives_hf_ids_on_every_line() {
-    let Some(tok) = from_gguf() else { return };
+    let tok = smol();
     assert_eq!(tok.vocab_size(), 49152);
     assert_eq!(tok.pre_tokenizer(), PreTokenizer::Smollm);
     assert_eq!((tok.token_text(1), tok.token_text(2)), (Some("<|im_start|>"), Some("<|im_end|>")));
@@ -94,7 +105,7 @@ fn smollm2_tokenizer_from_the_gguf_gives_hf_ids_on_every_line() {
     assert!((0..17).all(|id| tok.is_special(id)) && !tok.is_special(17));
     // The case PRETRAINED.md names: transformers' own GGUF conversion forgets the digit split here.
     assert_eq!(tok.encode("  9"), [256, 41]);
-    check_cases(&tok, GGUF_NAME);
+    check_cases(tok, GGUF_NAME);
 }
 
 /// Run only where the HF folder of `peers/smol_to_hf.py` exists (not in CI): its tokenizer.json
@@ -111,12 +122,11 @@ fn hf_folder_tokenizer_json_agrees_with_the_reference_when_present() {
     let tok = Bpe::from_tokenizer_json(&json, "tokenizer.json").unwrap();
     assert_eq!(tok.pre_tokenizer(), PreTokenizer::Smollm);
     check_cases(&tok, "tokenizer.json");
-    if let Some(g) = from_gguf() {
-        assert_eq!(tok.vocab_size(), g.vocab_size());
-        for id in 0..tok.vocab_size() as u32 {
-            assert_eq!(tok.token_text(id), g.token_text(id), "token {id}");
-            assert_eq!(tok.is_special(id), g.is_special(id), "token {id}");
-        }
+    let g = smol();
+    assert_eq!(tok.vocab_size(), g.vocab_size());
+    for id in 0..tok.vocab_size() as u32 {
+        assert_eq!(tok.token_text(id), g.token_text(id), "token {id}");
+        assert_eq!(tok.is_special(id), g.is_special(id), "token {id}");
     }
 }
 
@@ -129,7 +139,7 @@ fn has_no_token(c: char) -> bool {
 /// `decode(encode(s)) == s` for every text whose bytes all have tokens.
 #[test]
 fn decode_of_encode_is_the_text() {
-    let Some(tok) = from_gguf() else { return };
+    let tok = smol();
     let mut texts: Vec<String> = cases().into_iter().map(|c| c.text).collect();
     // Every byte value as text where valid, every char class boundary, specials glued to text.
     texts.push((0u8..128).map(char::from).collect());
@@ -158,10 +168,8 @@ fn chat_templates_render_as_transformers_does() {
             .unwrap();
     let source = fixture["template"].as_str().unwrap();
     let (bos, eos) = (fixture["bos_token"].as_str().unwrap(), fixture["eos_token"].as_str().unwrap());
-    if let Ok(bytes) = std::fs::read(gguf_path()) {
-        let g = read_gguf(&bytes, GGUF_NAME).unwrap();
-        assert_eq!(g.get_str("tokenizer.chat_template").unwrap(), source, "the GGUF's template is the fixture's");
-    }
+    let g = read_gguf(gguf_bytes(), GGUF_NAME).unwrap();
+    assert_eq!(g.get_str("tokenizer.chat_template").unwrap(), source, "the GGUF's template is the fixture's");
     let mut checked = 0;
     let mut templates = vec![(source, &fixture["cases"])];
     for other in fixture["other_templates"].as_array().unwrap() {

@@ -10,6 +10,11 @@
 //! from `minijinja-contrib`'s `pycompat`. A template error — its own `raise_exception` included —
 //! becomes a `LabError` with the template's message. A render is limited to 50 M steps (minijinja's
 //! fuel), so a template cannot hang the page.
+//!
+//! Its price in wasm (the probe of `bpe.rs`'s measurement with this file added, release, opt-level
+//! 3, LTO): 1,148,545 bytes (353,285 gzipped), of which `pycompat` is 52,072 (16,098). Building
+//! minijinja and minijinja-contrib at opt-level "s" (a per-package profile) takes 281,334 of that
+//! off; rendering a conversation is not on any hot path.
 
 use crate::{LabError, Result};
 use minijinja::value::{Kwargs, Serde, Value};
