@@ -122,15 +122,17 @@ const SEEDS: &[(&str, &str, Expect)] = &[
     ("lm_model", "bad-config-not-json", Rejected(&["config.json: not valid JSON"])),
     ("lm_model", "bad-missing-field", Rejected(&["config.json: vocab_size is missing"])),
     ("lm_model", "bad-model-type", Rejected(&["config.json: model_type is \"mistral\"; only \"llama\""])),
-    ("lm_model", "bad-grouped-kv", Rejected(&["config.json: num_key_value_heads is 1 but num_attention_heads is 2"])),
+    // Grouped-query attention is read; this file's k/v weights are those of one head per query head.
+    ("lm_model", "bad-grouped-kv", Rejected(&["model.safetensors:", "k_proj.weight has shape [8, 8], expected [4, 8]"])),
     ("lm_model", "bad-bf16", Rejected(&["config.json: dtype is \"bfloat16\"; only float32", "bf16/f16"])),
     ("lm_model", "bad-quantized", Rejected(&["config.json: quantization_config.load_in_4bit is missing"])),
     ("lm_model", "ok-4-bit", Accepted),
     ("lm_model", "ok-4-bit-double-quant", Accepted),
     ("lm_model", "bad-4-bit-config-f32-weights", Rejected(&["model.safetensors:", "is F32", "not quantised"])),
     ("lm_model", "bad-rope-scaling", Rejected(&["config.json: rope_parameters.factor is set (2.0): rope scaling"])),
-    ("lm_model", "bad-tied", Rejected(&["config.json: tie_word_embeddings is true"])),
-    ("lm_model", "bad-too-large", Rejected(&["config.json: vocab_size is 5000; this lab handles 1 to 4096"])),
+    // Tied embeddings are read: the file without lm_head.weight is a tied model.
+    ("lm_model", "ok-tied", Accepted),
+    ("lm_model", "bad-too-large", Rejected(&["config.json: vocab_size is 70000; this lab handles 1 to 65536"])),
     (
         "lm_model",
         "bad-missing-lm-head",
@@ -375,8 +377,8 @@ fn lm_seeds(add: &mut dyn FnMut(&'static str, &'static str, Vec<u8>)) {
         write_safetensors(&tensors, Some(HashMap::from([("format".to_string(), "pt".to_string())]))).unwrap()
     };
     let untied = rewrite(&|m| drop(m.remove("lm_head.weight")));
-    add("lm_model", "bad-tied", input(&edit(&|o| drop(o.insert("tie_word_embeddings".into(), json!(true)))), &untied));
-    add("lm_model", "bad-too-large", input(&edit(&|o| drop(o.insert("vocab_size".into(), json!(5000)))), &weights));
+    add("lm_model", "ok-tied", input(&edit(&|o| drop(o.insert("tie_word_embeddings".into(), json!(true)))), &untied));
+    add("lm_model", "bad-too-large", input(&edit(&|o| drop(o.insert("vocab_size".into(), json!(70000)))), &weights));
     add("lm_model", "bad-missing-lm-head", input(&config, &untied));
     let inv_freq = io::Tensor { shape: vec![2], data: vec![1.0, 0.01] };
     let extra = rewrite(&|m| drop(m.insert("model.layers.0.self_attn.rotary_emb.inv_freq".into(), inv_freq.clone())));

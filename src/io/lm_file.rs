@@ -5,8 +5,7 @@
 //! Import is strict both ways: every tensor the config implies must be there with its shape, and any
 //! other tensor is an error naming it (nothing is ignored silently: a leftover `rotary_emb.inv_freq`
 //! buffer, or a layer the config does not count, means the two files disagree). `lm_head.weight` is
-//! required too: tied checkpoints are refused by the config, so a file without it is not one this
-//! lab can use as it is. On any error nothing is created.
+//! required unless `tie_word_embeddings` (then the file has none, as `save_pretrained` writes it). On any error nothing is created.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -34,7 +33,9 @@ pub fn lm_tensors(cfg: &LmConfig) -> Vec<(String, Vec<usize>)> {
         }
     }
     out.push(("model.norm.weight".to_string(), vec![h]));
-    out.push(("lm_head.weight".to_string(), vec![v, h]));
+    if !cfg.tie_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![v, h]));
+    }
     out
 }
 
@@ -136,7 +137,9 @@ pub fn import_lm(config_json: &str, safetensors: &[u8]) -> Result<Llama> {
         }
     }
     let final_norm = take("model.norm.weight");
-    linears.push(Linear::without_bias(cfg.hidden, cfg.vocab, take("lm_head.weight")));
+    // Tied: lm_head holds the one matrix (the embedding's), as `Llama` keeps it.
+    let (embed, head) = if cfg.tie_embeddings { (Vec::new(), embed) } else { (embed, take("lm_head.weight")) };
+    linears.push(Linear::without_bias(cfg.hidden, cfg.vocab, head));
     Ok(Llama { cfg, embed, linears, norms, final_norm })
 }
 
