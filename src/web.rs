@@ -7,9 +7,11 @@ use wasm_bindgen::prelude::*;
 use crate::bench;
 use crate::error::LabError;
 use crate::lab::{
-    AdapterSettings, BaseForm, BaseSettings, CheckpointInfo, Lab, LmAdapterSettings, LmBaseSettings, QuantizeSettings,
+    AdapterSettings, BaseForm, BaseSettings, CheckpointInfo, GenerateRequest, Lab, LmAdapterSettings, LmBaseSettings,
+    QuantizeSettings,
 };
 use crate::lm::Sampling;
+use crate::text::Message;
 
 #[cfg(feature = "threads")]
 pub use wasm_bindgen_rayon::init_thread_pool;
@@ -419,6 +421,63 @@ impl LabHandle {
     pub fn lm_import_checkpoint(&mut self, info: JsValue, config_json: &str, safetensors: &[u8]) -> JsResult<JsValue> {
         let info: CheckpointInfo = from_js("checkpoint info", info)?;
         to_js(&self.lab.lm_import_checkpoint(&info, config_json, safetensors).map_err(err)?)
+    }
+}
+
+/// The pretrained model of part 3 (`window.lab.llm`): the same thin conversions.
+#[wasm_bindgen(js_class = Lab)]
+impl LabHandle {
+    /// Loads a GGUF file's bytes (`file` names it in errors; an empty `name` takes the file's own) → LlmInfo;
+    /// on error the model loaded before stays.
+    #[wasm_bindgen(js_name = llmLoadGguf)]
+    pub fn llm_load_gguf(&mut self, bytes: &[u8], file: &str, name: &str) -> JsResult<JsValue> {
+        to_js(&self.lab.llm_load_gguf(bytes, file, name).map_err(err)?)
+    }
+
+    /// → LlmInfo, or null when no model is loaded.
+    #[wasm_bindgen(js_name = llmStatus)]
+    pub fn llm_status(&self) -> JsResult<JsValue> {
+        self.lab.llm_info().map_or(Ok(JsValue::NULL), |info| to_js(&info))
+    }
+
+    #[wasm_bindgen(js_name = llmTokenize)]
+    pub fn llm_tokenize(&self, text: &str) -> JsResult<Vec<u32>> {
+        self.lab.llm_tokenize(text).map_err(err)
+    }
+
+    #[wasm_bindgen(js_name = llmDetokenize)]
+    pub fn llm_detokenize(&self, ids: Vec<u32>) -> JsResult<String> {
+        self.lab.llm_detokenize(&ids).map_err(err)
+    }
+
+    /// `messages`: `[{ role, content }]` → the text the model's chat template writes.
+    #[wasm_bindgen(js_name = llmApplyChatTemplate)]
+    pub fn llm_apply_chat_template(&self, messages: JsValue, add_generation_prompt: bool) -> JsResult<String> {
+        let messages: Vec<Message> = from_js("messages", messages)?;
+        self.lab.llm_apply_chat_template(&messages, add_generation_prompt).map_err(err)
+    }
+
+    /// → `{ vocab, logits: Float32Array (ids.length × vocab, row-major) }`.
+    #[wasm_bindgen(js_name = llmLogits)]
+    pub fn llm_logits(&self, ids: Vec<u32>, adapted: bool) -> JsResult<JsValue> {
+        let l = self.lab.llm_logits(&ids, adapted).map_err(err)?;
+        let out = js_sys::Object::new();
+        let logits = js_sys::Float32Array::from(&l.logits[..]);
+        js_sys::Reflect::set(&out, &JsValue::from_str("vocab"), &JsValue::from_f64(l.vocab as f64))
+            .and_then(|_| js_sys::Reflect::set(&out, &JsValue::from_str("logits"), &logits))
+            .map_err(|_| JsError::new("cannot build the logits object"))?;
+        Ok(out.into())
+    }
+
+    /// A GenerateRequest → Generated; `on_text(piece)` is called with the text as it grows, and a
+    /// returned `false` (or a throw) stops the generation.
+    #[wasm_bindgen(js_name = llmGenerate)]
+    pub fn llm_generate(&self, request: JsValue, on_text: &js_sys::Function) -> JsResult<JsValue> {
+        let req: GenerateRequest = from_js("llm.generate request", request)?;
+        let mut call = |piece: &str| {
+            on_text.call1(&JsValue::NULL, &JsValue::from_str(piece)).is_ok_and(|v| v.as_bool() != Some(false))
+        };
+        to_js(&self.lab.llm_generate(&req, &mut call).map_err(err)?)
     }
 }
 
