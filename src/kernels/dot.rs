@@ -39,6 +39,9 @@ pub(super) enum WRows<'a> {
     Quant(QWeight<'a>),
 }
 
+/// What dequantising one value costs, in multiply-adds (for the choice to run in parallel).
+const QUANT_WORK: usize = 4;
+
 /// W rows dequantised at a time: whole 3-row tiles, 12 × k floats (37 KB at k = 784), in L2.
 const NF4_CHUNK: usize = 4 * TC;
 
@@ -61,16 +64,31 @@ pub(super) fn gemm_xwt_rows(
     if m == 0 || n == 0 {
         return;
     }
-    if m < TR {
-        let y = y.as_mut_ptr();
-        // SAFETY: y is m×n and this call owns it.
-        return for_rows(w, k, 0, n, |rows, w0, j0, j1| unsafe {
-            rows_only(x, rows, w0, bias, y, m, k, n, j0, j1, relu)
-        });
-    }
     let threads = rayon::current_num_threads().max(1);
+    // A quantised W costs its dequantisation too, once per value whatever m is (decoding: m = 1).
+    let work = match w {
+        WRows::Dense(_) => m * n * k.max(1),
+        WRows::Quant(_) => (m + QUANT_WORK) * n * k.max(1),
+    };
+    let serial = work < parallel_min_macs() || threads == 1;
+    if m < TR {
+        // Whole `ROW_COLS` groups of columns per task, as many tasks as threads.
+        let groups = n.div_ceil(ROW_COLS);
+        let per_task = if serial { groups } else { groups.div_ceil(threads) };
+        let y_ptr = SendPtr(y.as_mut_ptr());
+        let job = |t: usize| {
+            let (j0, j1) = (t * per_task * ROW_COLS, ((t + 1) * per_task * ROW_COLS).min(n));
+            #[allow(clippy::redundant_locals)]
+            let y_ptr = y_ptr;
+            // SAFETY: this task writes only columns [j0, j1) of y, which is m×n.
+            for_rows(w, k, j0, j1, |rows, w0, a, b| unsafe {
+                rows_only(x, rows, w0, bias, y_ptr.0, m, k, n, a, b, relu)
+            });
+        };
+        return par_for(groups.div_ceil(per_task), &job);
+    }
     let col_tiles = n.div_ceil(TC);
-    let tasks = if m * n * k.max(1) < parallel_min_macs() || threads == 1 { 1 } else { (4 * threads).min(col_tiles) };
+    let tasks = if serial { 1 } else { (4 * threads).min(col_tiles) };
     // Chunk boundaries fall on whole column tiles.
     let tiles_per_task = col_tiles.div_ceil(tasks);
     let y_ptr = SendPtr(y.as_mut_ptr());

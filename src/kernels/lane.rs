@@ -143,6 +143,32 @@ mod imp {
                 f32x4_extract_lane::<3>(self.0),
             ]
         }
+        /// The low nibbles of 16 bytes as 16 floats (4 lanes each), then the high nibbles.
+        #[inline(always)]
+        pub fn from_nibbles(q: &[u8; 16]) -> ([Self; 4], [Self; 4]) {
+            // SAFETY: q holds 16 bytes.
+            let v = unsafe { v128_load(q.as_ptr() as *const v128) };
+            let widen = |b: v128| {
+                let (lo, hi) = (u16x8_extend_low_u8x16(b), u16x8_extend_high_u8x16(b));
+                [
+                    u32x4_extend_low_u16x8(lo),
+                    u32x4_extend_high_u16x8(lo),
+                    u32x4_extend_low_u16x8(hi),
+                    u32x4_extend_high_u16x8(hi),
+                ]
+                .map(|w| Self(f32x4_convert_i32x4(w)))
+            };
+            (widen(v128_and(v, u8x16_splat(15))), widen(u8x16_shr(v, 4)))
+        }
+        /// 16 signed bytes as 16 floats.
+        #[inline(always)]
+        pub fn from_i8(q: &[u8; 16]) -> [Self; 4] {
+            // SAFETY: q holds 16 bytes.
+            let v = unsafe { v128_load(q.as_ptr() as *const v128) };
+            let (lo, hi) = (i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v));
+            [i32x4_extend_low_i16x8(lo), i32x4_extend_high_i16x8(lo), i32x4_extend_low_i16x8(hi), i32x4_extend_high_i16x8(hi)]
+                .map(|w| Self(f32x4_convert_i32x4(w)))
+        }
     }
 
     pub const FUSED: bool = cfg!(target_feature = "relaxed-simd");
@@ -278,6 +304,39 @@ mod imp {
             unsafe { _mm_storeu_ps(a.as_mut_ptr(), self.0) };
             a
         }
+        /// The low nibbles of 16 bytes as 16 floats (4 lanes each), then the high nibbles.
+        #[inline(always)]
+        pub fn from_nibbles(q: &[u8; 16]) -> ([Self; 4], [Self; 4]) {
+            // SAFETY: SSE2 is baseline on x86-64; q holds 16 bytes.
+            unsafe {
+                let v = _mm_loadu_si128(q.as_ptr() as *const __m128i);
+                let mask = _mm_set1_epi8(15);
+                let z = _mm_setzero_si128();
+                let widen = |b: __m128i| {
+                    let (lo, hi) = (_mm_unpacklo_epi8(b, z), _mm_unpackhi_epi8(b, z));
+                    [_mm_unpacklo_epi16(lo, z), _mm_unpackhi_epi16(lo, z), _mm_unpacklo_epi16(hi, z), _mm_unpackhi_epi16(hi, z)]
+                        .map(|w| Self(_mm_cvtepi32_ps(w)))
+                };
+                (widen(_mm_and_si128(v, mask)), widen(_mm_and_si128(_mm_srli_epi16(v, 4), mask)))
+            }
+        }
+        /// 16 signed bytes as 16 floats.
+        #[inline(always)]
+        pub fn from_i8(q: &[u8; 16]) -> [Self; 4] {
+            // SAFETY: SSE2 is baseline on x86-64; q holds 16 bytes.
+            unsafe {
+                let v = _mm_loadu_si128(q.as_ptr() as *const __m128i);
+                // Each byte into the high byte of a 16-bit lane, then arithmetic shifts sign-extend.
+                let (lo, hi) = (_mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8), _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8));
+                [
+                    _mm_srai_epi32(_mm_unpacklo_epi16(lo, lo), 16),
+                    _mm_srai_epi32(_mm_unpackhi_epi16(lo, lo), 16),
+                    _mm_srai_epi32(_mm_unpacklo_epi16(hi, hi), 16),
+                    _mm_srai_epi32(_mm_unpackhi_epi16(hi, hi), 16),
+                ]
+                .map(|w| Self(_mm_cvtepi32_ps(w)))
+            }
+        }
     }
 
     pub const FUSED: bool = false;
@@ -389,6 +448,17 @@ mod imp {
         #[inline(always)]
         pub fn to_array(self) -> [f32; 4] {
             self.0
+        }
+        /// The low nibbles of 16 bytes as 16 floats (4 lanes each), then the high nibbles.
+        #[inline(always)]
+        pub fn from_nibbles(q: &[u8; 16]) -> ([Self; 4], [Self; 4]) {
+            let lanes = |f: fn(u8) -> u8| core::array::from_fn(|i| Self(core::array::from_fn(|j| f(q[4 * i + j]) as f32)));
+            (lanes(|b| b & 15), lanes(|b| b >> 4))
+        }
+        /// 16 signed bytes as 16 floats.
+        #[inline(always)]
+        pub fn from_i8(q: &[u8; 16]) -> [Self; 4] {
+            core::array::from_fn(|i| Self(core::array::from_fn(|j| q[4 * i + j] as i8 as f32)))
         }
     }
 

@@ -105,33 +105,44 @@ impl QWeight<'_> {
     fn decode_block(&self, src: &[u8], out: &mut [f32]) {
         let f16 = |at: usize| half::f16::from_le_bytes([src[at], src[at + 1]]).to_f32();
         match self.format {
+            // Whole vectors: integer codes converted to f32, then a multiply (and an add) per value,
+            // separately rounded as ggml computes them.
             QFormat::Q4_0 => {
-                let d = f16(0);
-                let (lo, hi) = out.split_at_mut(16);
-                for ((a, b), &q) in lo.iter_mut().zip(hi).zip(&src[2..18]) {
-                    *a = ((q & 15) as i32 - 8) as f32 * d;
-                    *b = ((q >> 4) as i32 - 8) as f32 * d;
+                let (d, eight) = (F32x4::splat(f16(0)), F32x4::splat(8.0));
+                let (lo, hi) = F32x4::from_nibbles(src[2..18].try_into().expect("16 bytes"));
+                let out: &mut [f32; 32] = out.try_into().expect("a block of 32");
+                for i in 0..4 {
+                    // (q − 8) is exact in f32, as ggml's integer subtraction is.
+                    // SAFETY: 4i + 4 <= 16 and 16 + 4i + 4 <= 32 floats of `out`.
+                    unsafe {
+                        lo[i].sub(eight).mul(d).store(out.as_mut_ptr().add(4 * i));
+                        hi[i].sub(eight).mul(d).store(out.as_mut_ptr().add(16 + 4 * i));
+                    }
                 }
             }
             QFormat::Q4_1 => {
-                let (d, m) = (f16(0), f16(2));
-                // The 16 values of this block, as ggml computes them (`x·d + m`): then lookups.
-                let mut table = [0.0f32; 16];
-                for (q, t) in table.iter_mut().enumerate() {
-                    *t = q as f32 * d + m;
-                }
-                let (lo, hi) = out.split_at_mut(16);
-                for ((a, b), &q) in lo.iter_mut().zip(hi).zip(&src[4..20]) {
-                    *a = table[(q & 15) as usize];
-                    *b = table[(q >> 4) as usize];
+                let (d, m) = (F32x4::splat(f16(0)), F32x4::splat(f16(2)));
+                let (lo, hi) = F32x4::from_nibbles(src[4..20].try_into().expect("16 bytes"));
+                let out: &mut [f32; 32] = out.try_into().expect("a block of 32");
+                for i in 0..4 {
+                    // SAFETY: 4i + 4 <= 16 and 16 + 4i + 4 <= 32 floats of `out`.
+                    unsafe {
+                        lo[i].mul(d).add(m).store(out.as_mut_ptr().add(4 * i));
+                        hi[i].mul(d).add(m).store(out.as_mut_ptr().add(16 + 4 * i));
+                    }
                 }
             }
             QFormat::Q8_0 => {
                 let d = F32x4::splat(f16(0));
-                for (o, q) in out.chunks_exact_mut(4).zip(src[2..34].chunks_exact(4)) {
-                    let v = [q[0] as i8 as f32, q[1] as i8 as f32, q[2] as i8 as f32, q[3] as i8 as f32];
-                    // SAFETY: v and o hold 4 floats each.
-                    unsafe { F32x4::load(v.as_ptr()).mul(d).store(o.as_mut_ptr()) };
+                let out: &mut [f32; 32] = out.try_into().expect("a block of 32");
+                let lo = F32x4::from_i8(src[2..18].try_into().expect("16 bytes"));
+                let hi = F32x4::from_i8(src[18..34].try_into().expect("16 bytes"));
+                for i in 0..4 {
+                    // SAFETY: 4i + 4 <= 16 and 16 + 4i + 4 <= 32 floats of `out`.
+                    unsafe {
+                        lo[i].mul(d).store(out.as_mut_ptr().add(4 * i));
+                        hi[i].mul(d).store(out.as_mut_ptr().add(16 + 4 * i));
+                    }
                 }
             }
             QFormat::Blocks { decode, .. } => decode(src, out),

@@ -10,6 +10,7 @@ use super::model::Llama;
 use super::norm;
 use super::rope::Rope;
 use crate::error::{LabError, Result};
+use crate::kernels;
 use crate::nn::LayerDelta;
 use crate::rng::Rng;
 
@@ -147,24 +148,30 @@ impl Llama {
                 .iter()
                 .flat_map(|q| (pos..pos + t).map(|i| q.get(i).copied().unwrap_or(q[q.len() - 1])))
                 .collect();
-            resize(&mut x, n * t * h);
-            resize(&mut x_next, n * t * h);
-            self.embed_rows(&ids, &mut x);
-            for l in 0..c.layers {
-                let keys = Keys::Cache { k: &mut cache_k[l], v: &mut cache_v[l], cap, pos0: pos };
-                self.layer_forward(l, &x, &mut x_next, &mut la, &mut sc, &rope, n, t, keys, &mut delta);
-                std::mem::swap(&mut x, &mut x_next);
-            }
-            pos += t;
             // Sampling starts after the prompt's last token.
-            if pos < p || pos >= cap {
+            let sample = pos + t >= p && pos + t < cap;
+            // One pool stretch per step: its threads poll between the step's parallel calls.
+            kernels::on_pool(|| {
+                resize(&mut x, n * t * h);
+                resize(&mut x_next, n * t * h);
+                self.embed_rows(&ids, &mut x);
+                for l in 0..c.layers {
+                    let keys = Keys::Cache { k: &mut cache_k[l], v: &mut cache_v[l], cap, pos0: pos };
+                    self.layer_forward(l, &x, &mut x_next, &mut la, &mut sc, &rope, n, t, keys, &mut delta);
+                    std::mem::swap(&mut x, &mut x_next);
+                }
+                if sample {
+                    for (dst, src) in last.chunks_exact_mut(h).zip(x.chunks_exact(t * h)) {
+                        dst.copy_from_slice(&src[(t - 1) * h..]);
+                    }
+                    norm::forward(&last, &self.final_norm, c.rms_norm_eps, &mut f, &mut rstd);
+                    project(self, c.lm_head(), &f, &mut logits, n, &mut delta);
+                }
+            });
+            pos += t;
+            if !sample {
                 continue;
             }
-            for (dst, src) in last.chunks_exact_mut(h).zip(x.chunks_exact(t * h)) {
-                dst.copy_from_slice(&src[(t - 1) * h..]);
-            }
-            norm::forward(&last, &self.final_norm, c.rms_norm_eps, &mut f, &mut rstd);
-            project(self, c.lm_head(), &f, &mut logits, n, &mut delta);
             for (i, ((seq, fin), row)) in seqs.iter_mut().zip(&mut done).zip(logits.chunks_exact(c.vocab)).enumerate() {
                 if *fin {
                     continue;
