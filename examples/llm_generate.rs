@@ -29,7 +29,7 @@ fn main() {
     let mut first = None;
     let limits = GenerateLimits { max_new: new, stop: &[] };
     let out = model
-        .generate_with(&[prompt.clone()], limits, Sampling::GREEDY, &mut Rng::new(1, Stream::Sample), None, &mut |_, _| {
+        .generate_with(std::slice::from_ref(&prompt), limits, Sampling::GREEDY, &mut Rng::new(1, Stream::Sample), None, &mut |_, _| {
             first.get_or_insert_with(Instant::now);
             true
         })

@@ -101,7 +101,7 @@ fn greedy_continuations_match_transformers() {
         let mut rng = Rng::new(1, Stream::Sample);
         let mut streamed = Vec::new();
         let out = m
-            .generate_with(&[prompt.clone()], limits, Sampling::GREEDY, &mut rng, None, &mut |_, t| {
+            .generate_with(std::slice::from_ref(&prompt), limits, Sampling::GREEDY, &mut rng, None, &mut |_, t| {
                 streamed.push(t);
                 true
             })
@@ -120,7 +120,7 @@ fn a_prompt_longer_than_a_prefill_chunk_continues_as_the_forward_pass_predicts()
     let want = last["top"][0][0].as_u64().unwrap() as u16;
     let limits = GenerateLimits { max_new: 1, stop: &[] };
     let out = model()
-        .generate_with(&[prompt.clone()], limits, Sampling::GREEDY, &mut Rng::new(1, Stream::Sample), None, &mut |_, _| true)
+        .generate_with(std::slice::from_ref(&prompt), limits, Sampling::GREEDY, &mut Rng::new(1, Stream::Sample), None, &mut |_, _| true)
         .unwrap();
     assert_eq!(out[0].len(), prompt.len() + 1);
     assert_eq!(out[0][prompt.len()], want);

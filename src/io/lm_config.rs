@@ -231,7 +231,7 @@ fn read(obj: &Map<String, Value>) -> Reason<(LmConfig, Option<u64>)> {
         heads,
         // Checked against the heads after validation (a count that does not divide them is refused).
         kv_group: match kv_heads {
-            Some(kv) if kv > 0 && heads as u64 % kv == 0 => heads / kv as usize,
+            Some(kv) if kv > 0 && (heads as u64).is_multiple_of(kv) => heads / kv as usize,
             _ => 1,
         },
         head_dim,

@@ -12,6 +12,7 @@ pub mod adapter_config;
 pub mod adapter_file;
 pub mod gguf;
 pub mod gguf_llama;
+pub mod hf_pretrained;
 mod header;
 pub mod lm_config;
 pub mod lm_file;
@@ -22,6 +23,7 @@ pub mod tensors;
 
 pub use adapter_config::{from_peft, parse_adapter_config, peft_alpha, AdapterConfig};
 pub use adapter_file::{export_adapter, import_adapter, AdapterFiles, ADAPTER_FILE, CONFIG_FILE};
+pub use hf_pretrained::{hf_pretrained, HfFolder};
 pub use gguf_llama::{gguf_adds_bos, gguf_chat_template, gguf_llama, gguf_llama_config, gguf_tokenizer};
 pub use gguf::{read_gguf, write_gguf, Gguf, GgufArray, GgufTensorData, GgufTensorInfo, GgufType, GgufValue};
 pub use lm_config::{parse_lm_config, write_lm_config, LM_CONFIG_FILE};

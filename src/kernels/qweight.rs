@@ -255,7 +255,7 @@ mod tests {
             let (d, m) = (0.125 * (b + 1) as f32, -0.5 + b as f32);
             data.extend(f16_bytes(d));
             data.extend(f16_bytes(m));
-            let qs: Vec<u8> = (0..16u8).map(|j| (j * 5 + b as u8) % 16 | (((j * 3 + 7) % 16) << 4)).collect();
+            let qs: Vec<u8> = (0..16u8).map(|j| ((j * 5 + b as u8) % 16) | (((j * 3 + 7) % 16) << 4)).collect();
             let mut vals = [0.0f32; 32];
             for j in 0..16 {
                 vals[j] = (qs[j] & 15) as f32 * d + m;

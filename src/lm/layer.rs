@@ -104,7 +104,7 @@ impl Llama {
         attention::forward(&la.q, kc, vc, &mut la.p, &mut sc[..n * qd], shape, scale);
         rope.back_to_tokens(&sc[..n * qd], &mut la.o, b, t, nh, d, false);
         project(self, c.module(l, O), &la.o, &mut la.h2, n, delta);
-        la.h2.iter_mut().zip(x).for_each(|(h2, x)| *h2 = x + *h2);
+        la.h2.iter_mut().zip(x).for_each(|(h2, x)| *h2 += x);
 
         norm::forward(&la.h2, &self.norms[l][1], c.rms_norm_eps, &mut la.c, &mut la.rstd_post);
         project(self, c.module(l, GATE), &la.c, &mut la.g, n, delta);

@@ -13,6 +13,7 @@ pub use pretrained::{LlmInfo, Pretrained};
 
 use super::Lab;
 use crate::error::{LabError, Result};
+use crate::io::HfFolder;
 use crate::lm::LmActivations;
 use crate::text::Message;
 
@@ -35,6 +36,16 @@ impl Lab {
     pub fn llm_load_gguf(&mut self, bytes: &[u8], file: &str, name: &str) -> Result<LlmInfo> {
         self.ensure_idle()?;
         let model = Pretrained::from_gguf(bytes, file, name)?;
+        let info = model.info();
+        self.llm.model = Some(model);
+        Ok(info)
+    }
+
+    /// Loads a Hugging Face folder (`config.json`, `model.safetensors` in f32, `tokenizer.json`, and the
+    /// chat template if any) as the pretrained model, replacing the one before only when it loads.
+    pub fn llm_load_hf(&mut self, folder: &HfFolder, name: &str) -> Result<LlmInfo> {
+        self.ensure_idle()?;
+        let model = Pretrained::from_hf(folder, name)?;
         let info = model.info();
         self.llm.model = Some(model);
         Ok(info)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::{LabError, Result};
-use crate::io::{gguf_adds_bos, gguf_chat_template, gguf_llama, gguf_tokenizer, read_gguf};
+use crate::io::{gguf_adds_bos, gguf_chat_template, gguf_llama, gguf_tokenizer, hf_pretrained, read_gguf, HfFolder};
 use crate::lm::Llama;
 use crate::text::{Bpe, ChatTemplate, Message};
 
@@ -58,6 +58,13 @@ impl Pretrained {
             ("", None) => file.to_string(),
             (n, _) => n.to_string(),
         };
+        Ok(Self { name, model, tokenizer, template, add_bos })
+    }
+
+    /// A model from a Hugging Face folder's files; `name` is what the page calls it.
+    pub fn from_hf(folder: &HfFolder, name: &str) -> Result<Self> {
+        let (model, tokenizer, template, add_bos) = hf_pretrained(folder)?;
+        let name = if name.trim().is_empty() { "Hugging Face model".to_string() } else { name.trim().to_string() };
         Ok(Self { name, model, tokenizer, template, add_bos })
     }
 
