@@ -2,6 +2,8 @@
 //
 // Page → worker:   { id, type: Request.*, args }
 // Worker → page:   { id, type: 'result', value } | { id, type: 'error', message }   (answers, by id)
+//                  { id, type: 'partial', value }   (before the answer: a request's stream, handed to the
+//                                                    onPartial its request() was given; the llm* ones)
 //                  { type: Event.*, ... }                                            (unsolicited)
 //
 // Requests (args → value). Settings left out take the defaults; bad settings reject with a message.
@@ -84,6 +86,29 @@
 //                 rejects what is not a zip, or unpacks past 256 MB, naming `file`
 //   lmStatus      {}  → { hasModel, training, adapters, checkpoints, quantization: Q }
 //
+// The pretrained LLM of part 3 (window.lab.llm; ../shared/PRETRAINED.md). One model at a time; a load that
+// fails leaves the model loaded before. Refused while a training run is in progress (the lab's message).
+//   llmLoad       { builtin: 'SmolLM2-135M-Instruct' } | { gguf: ArrayBuffer|Uint8Array, name?, file? }  → I,
+//                 I = { name, architecture, params, layers, hidden, heads, kvHeads, vocab, context,
+//                 tensorTypes: { F32: n, Q4_1: n, … }, bytes, chatTemplate }; the builtin is fetched from
+//                 www/data/SmolLM2-135M-Instruct.Q4_1.gguf (./build.sh setup puts it there), streaming
+//                 partials { phase: 'fetch', loaded, total } (bytes; total null when the server does not
+//                 say) and then { phase: 'load' } while the lab reads it
+//   llmStatus     {}  → { loaded, info: I|null, training }
+//   llmTokenize   { text }  → [ids]   (the model's BPE; a BOS first only if the model asks for one)
+//   llmDetokenize { ids }  → text
+//   llmApplyChatTemplate { messages: [{ role, content }], addGenerationPrompt=false }  → text
+//   llmLogits     { ids, adapted=false }  → { ids, vocab, logits: Float32Array (ids × vocab) }
+//   llmGenerate   { messages | prompt, maxNewTokens=256, temperature=0 (greedy), topK=0 (all), topP=1, seed=0,
+//                 adapted=false, stopFlag? }  → { text, ids, promptTokens, tokensPerSec, prefillTokensPerSec,
+//                 seconds, finish: 'eos'|'length'|'context'|'stopped' }; streams partials { text } with each
+//                 new piece of text (whole characters; the pieces join to the final text). messages go
+//                 through the model's chat template with the assistant's opening after them. stopFlag: an
+//                 Int32Array on a SharedArrayBuffer; a non-zero element 0 stops the generation at its next
+//                 piece (the worker is inside wasm until it ends, so no message can reach it). Without
+//                 SharedArrayBuffer (a page that is not cross-origin isolated) nothing can stop a generation
+//                 once it has started: it runs to EOS or maxNewTokens.
+//
 //   bench         { kind: 'gemm', layout, reps } → { gflops, peak, ofPeak } | { kind: 'peak'|'peakAllThreads', iters } → { gflops } |
 //                 { kind: 'train', limit } → run summary | { kind: 'inference' } → { us }   (bench.html)
 //                 | { kind: 'panic' }: a deliberate panic in wasm, for the fault test
@@ -152,6 +177,13 @@ export const Request = Object.freeze({
   LM_IMPORT_CHECKPOINT: 'lmImportCheckpoint',
   ZIP: 'zip',
   UNZIP: 'unzip',
+  LLM_LOAD: 'llmLoad',
+  LLM_STATUS: 'llmStatus',
+  LLM_TOKENIZE: 'llmTokenize',
+  LLM_DETOKENIZE: 'llmDetokenize',
+  LLM_APPLY_CHAT_TEMPLATE: 'llmApplyChatTemplate',
+  LLM_LOGITS: 'llmLogits',
+  LLM_GENERATE: 'llmGenerate',
 });
 
 export const Event = Object.freeze({
@@ -173,16 +205,25 @@ export class WorkerClient {
     worker.addEventListener('messageerror', () => this.#fail('a message from the worker could not be read'));
   }
 
-  request(type, args = {}, transfer = []) {
+  /** `onPartial(value)`: the request's partial messages (a stream), each before the answer. */
+  request(type, args = {}, transfer = [], { onPartial } = {}) {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, onPartial });
       this.worker.postMessage({ id, type, args }, transfer);
     });
   }
 
   #receive(msg) {
     if (msg && msg.id !== undefined && this.pending.has(msg.id)) {
+      if (msg.type === 'partial') {
+        try {
+          this.pending.get(msg.id).onPartial?.(msg.value);
+        } catch (e) {
+          console.warn(`a partial answer's handler failed:`, e);
+        }
+        return;
+      }
       const { resolve, reject } = this.pending.get(msg.id);
       this.pending.delete(msg.id);
       if (msg.type === 'error') reject(new Error(msg.message));
@@ -209,7 +250,10 @@ export class WorkerClient {
   }
 }
 
-/** The worker's side: answers each request with its handler's result or error. */
+/**
+ * The worker's side: answers each request with its handler's result or error. A handler is called with
+ * (args, { partial }): `partial(value, transfer)` posts a partial message of its request's stream.
+ */
 export function serveRequests(handlers) {
   self.addEventListener('message', async (e) => {
     const { id, type, args } = e.data || {};
@@ -218,8 +262,9 @@ export function serveRequests(handlers) {
       self.postMessage({ id, type: 'error', message: `unknown request "${type}"` });
       return;
     }
+    const partial = (value, transfer = []) => self.postMessage({ id, type: 'partial', value }, transfer);
     try {
-      const { value, transfer = [] } = await handler(args || {});
+      const { value, transfer = [] } = await handler(args || {}, { partial });
       self.postMessage({ id, type: 'result', value }, transfer);
     } catch (err) {
       self.postMessage({ id, type: 'error', message: errorMessage(err) });
