@@ -393,6 +393,118 @@ const lmSimple = {
   },
 };
 
+// ── the pretrained LLM (part 3) ──────────────────────────────────────────────────────────────────────
+
+/** The models the page serves itself (./build.sh setup fetches them into www/data/), by name. */
+const LLM_BUILTINS = { 'SmolLM2-135M-Instruct': 'SmolLM2-135M-Instruct.Q4_1.gguf' };
+/** How often a download reports its progress. */
+const FETCH_PROGRESS_MS = 100;
+
+/**
+ * A file of www/data/ as one Uint8Array, posting `{ phase: 'fetch', loaded, total }` partials as it comes
+ * (total: the Content-Length, null where the server gives none or the body outgrows it).
+ */
+async function fetchWithProgress(file, partial) {
+  const res = await fetch(new URL(`./data/${file}`, import.meta.url));
+  if (!res.ok) throw new Error(`${file}: HTTP ${res.status} — run ./build.sh setup to fetch the model`);
+  let total = Number(res.headers.get('Content-Length')) || null;
+  let buf = total ? new Uint8Array(total) : null;
+  const chunks = [];
+  let loaded = 0;
+  let last = 0;
+  partial({ phase: 'fetch', loaded, total });
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (buf && loaded + value.length <= buf.length) {
+      buf.set(value, loaded);
+    } else {
+      // More than the header said (a compressed transfer, say): gather the pieces instead.
+      if (buf) chunks.push(buf.subarray(0, loaded));
+      buf = null;
+      total = null;
+      chunks.push(value);
+    }
+    loaded += value.length;
+    if (performance.now() - last >= FETCH_PROGRESS_MS) {
+      last = performance.now();
+      partial({ phase: 'fetch', loaded, total });
+    }
+  }
+  partial({ phase: 'fetch', loaded, total: total ?? loaded });
+  if (buf) return loaded === buf.length ? buf : buf.subarray(0, loaded);
+  const out = new Uint8Array(loaded);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+async function llmLoad({ builtin, gguf, name, file }, { partial }) {
+  const l = requireLab();
+  let bytes;
+  if (builtin !== undefined && builtin !== null) {
+    if (gguf !== undefined && gguf !== null) throw new Error('invalid llm.load: give builtin or gguf, not both');
+    file = LLM_BUILTINS[builtin];
+    if (!file) throw new Error(`unknown builtin model ${JSON.stringify(String(builtin))}: the page has ${Object.keys(LLM_BUILTINS).join(', ')}`);
+    name ??= builtin;
+    bytes = await fetchWithProgress(file, partial);
+  } else if (gguf !== undefined && gguf !== null) {
+    bytes = bytesOf(gguf, 'GGUF file');
+  } else {
+    throw new Error("invalid llm.load: give { builtin: 'SmolLM2-135M-Instruct' } or { gguf: the file's bytes }");
+  }
+  partial({ phase: 'load' });
+  return { value: l.llmLoadGguf(bytes, String(file ?? 'the GGUF file'), name === undefined || name === null ? '' : String(name)) };
+}
+
+/** Token ids as the lab takes them (whole numbers 0 to 2³²−1), or a refusal. */
+function llmIds(ids) {
+  if (!ids || typeof ids !== 'object' || typeof ids.length !== 'number') throw new Error('invalid ids: expected a list of token ids');
+  const out = Uint32Array.from(ids, Number);
+  if (out.some((v, i) => v !== Number(ids[i]))) throw new Error('invalid ids: expected whole numbers from 0 to 4294967295');
+  return out;
+}
+
+function llmLogits({ ids, adapted = false }) {
+  const u = llmIds(ids);
+  const { vocab, logits } = requireLab().llmLogits(u, Boolean(adapted));
+  return { value: { ids: Array.from(u), vocab, logits }, transfer: [logits.buffer] };
+}
+
+/**
+ * Generation streams each new piece of text as a partial { text }. The worker stays inside wasm until
+ * the generation ends, so a stop cannot come as a message: the page's stopFlag (a SharedArrayBuffer) is
+ * read after each piece.
+ */
+function llmGenerate({ stopFlag = null, ...request }, { partial }) {
+  const flag = stopFlag instanceof Int32Array ? stopFlag : null;
+  const onText = (text) => {
+    partial({ text });
+    return flag === null || Atomics.load(flag, 0) === 0;
+  };
+  // Fields left undefined are left out (the lab refuses unknown fields and undefined values alike).
+  const req = Object.fromEntries(Object.entries(request).filter(([, v]) => v !== undefined));
+  return { value: requireLab().llmGenerate(req, onText) };
+}
+
+const llmSimple = {
+  [Request.LLM_STATUS]: () => {
+    const info = requireLab().llmStatus();
+    return { loaded: info !== null, info, training: run.state };
+  },
+  [Request.LLM_TOKENIZE]: ({ text }) => {
+    if (typeof text !== 'string') throw new Error('invalid text: expected a string');
+    return Array.from(requireLab().llmTokenize(text));
+  },
+  [Request.LLM_DETOKENIZE]: ({ ids }) => requireLab().llmDetokenize(llmIds(ids)),
+  [Request.LLM_APPLY_CHAT_TEMPLATE]: ({ messages, addGenerationPrompt = false }) =>
+    requireLab().llmApplyChatTemplate(messages, Boolean(addGenerationPrompt)),
+};
+
 function classify({ pixels }) {
   if (!pixels || typeof pixels.length !== 'number') throw new Error('invalid pixels: expected 784 numbers');
   return { value: requireLab().classify(Float64Array.from(pixels)) };
@@ -510,9 +622,9 @@ function guard(handlers) {
   return Object.fromEntries(
     Object.entries(handlers).map(([type, h]) => [
       type,
-      async (args) => {
+      async (args, ctx) => {
         try {
-          return await h(args);
+          return await h(args, ctx);
         } catch (e) {
           if (e instanceof WebAssembly.RuntimeError) {
             self.postMessage({ type: Event.FATAL, message: `the compute module crashed (${e.message}); restart the worker` });
@@ -545,5 +657,8 @@ serveRequests(guard({
   [Request.LM_EXPORT_CHECKPOINT]: lmExportCheckpoint,
   [Request.ZIP]: zipFolder,
   [Request.UNZIP]: unzipFolder,
-  ...Object.fromEntries(Object.entries({ ...simple, ...lmSimple }).map(([k, f]) => [k, (args) => ({ value: f(args) })])),
+  [Request.LLM_LOAD]: llmLoad,
+  [Request.LLM_LOGITS]: llmLogits,
+  [Request.LLM_GENERATE]: llmGenerate,
+  ...Object.fromEntries(Object.entries({ ...simple, ...lmSimple, ...llmSimple }).map(([k, f]) => [k, (args) => ({ value: f(args) })])),
 }));
