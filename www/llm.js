@@ -1,0 +1,157 @@
+// window.lab.llm: the pretrained LLM of part 3 (SmolLM2-135M-Instruct, or a person's own Llama-family GGUF),
+// through the worker (requests llm* in www/protocol.js). Numeric settings pass the forms' rule
+// (www/fields.js) and the other arguments are checked before anything is sent; the worker's refusals
+// (the lab's messages) reject the promises as they are.
+import { Request } from './protocol.js';
+import { parseNumber } from './fields.js';
+
+/** generate()'s numeric settings and the names its messages give them. */
+const GENERATE_NUMBERS = { maxNewTokens: 'max new tokens', temperature: 'temperature', topK: 'top-k', topP: 'top-p', seed: 'seed' };
+
+/**
+ * The fields of the lab's GenerateRequest (src/lab/llm/generate.rs). The lab refuses others, but the
+ * conversion into wasm (serde-wasm-bindgen) reads only the fields it knows, so the page refuses them here.
+ */
+const GENERATE_FIELDS = ['messages', 'prompt', 'maxNewTokens', 'temperature', 'topK', 'topP', 'seed', 'adapted'];
+
+/** A stop can reach a generation in flight only through shared memory (a cross-origin isolated page). */
+const canStop = () => typeof SharedArrayBuffer === 'function' && self.crossOriginIsolated === true;
+
+/** `[{ role, content }]` with text in both, as the lab takes it (other fields dropped), or a refusal. */
+function checkMessages(messages) {
+  if (!Array.isArray(messages)) throw new Error('invalid messages: expected a list of { role, content }');
+  return messages.map((m, i) => {
+    if (!m || typeof m.role !== 'string' || typeof m.content !== 'string') {
+      throw new Error(`invalid messages: message ${i + 1} is not { role, content } with text in both`);
+    }
+    return { role: m.role, content: m.content };
+  });
+}
+
+function checkIds(ids) {
+  if (!ids || typeof ids !== 'object' || typeof ids.length !== 'number') throw new Error('invalid ids: expected a list of token ids');
+  return Array.from(ids);
+}
+
+function checkBool(name, value) {
+  if (value !== undefined && typeof value !== 'boolean') throw new Error(`invalid ${name}: expected true or false`);
+  return value;
+}
+
+/** generate()'s request as the worker takes it: the forms' rule on the numbers, one of messages or prompt. */
+function checkGenerate(opts) {
+  const out = { ...opts };
+  const unknown = Object.keys(out).find((k) => !GENERATE_FIELDS.includes(k));
+  if (unknown !== undefined) {
+    throw new Error(`invalid llm.generate request: unknown field \`${unknown}\`, expected one of ${GENERATE_FIELDS.map((f) => `\`${f}\``).join(', ')}`);
+  }
+  for (const [key, label] of Object.entries(GENERATE_NUMBERS)) {
+    if (!(key in out)) continue;
+    const r = parseNumber(out[key]);
+    if (r.why) throw new Error(`${label}: ${r.why}`);
+    if (r.value === undefined) delete out[key];
+    else out[key] = r.value;
+  }
+  const has = (k) => out[k] !== undefined && out[k] !== null;
+  // The lab's own message for the same fault.
+  if (has('messages') === has('prompt')) throw new Error('invalid prompt: give either messages or a prompt');
+  if (has('messages')) out.messages = checkMessages(out.messages);
+  else if (typeof out.prompt !== 'string') throw new Error('invalid prompt: expected a string');
+  delete out[has('messages') ? 'prompt' : 'messages'];
+  checkBool('adapted', out.adapted);
+  return out;
+}
+
+/** The bytes of a GGUF given as an ArrayBuffer or a typed array (copied to the worker, never detached). */
+function ggufBytes(gguf) {
+  if (gguf instanceof ArrayBuffer) return new Uint8Array(gguf);
+  if (ArrayBuffer.isView(gguf)) return new Uint8Array(gguf.buffer, gguf.byteOffset, gguf.byteLength);
+  throw new Error("invalid gguf: expected the file's bytes (an ArrayBuffer or Uint8Array)");
+}
+
+export function createLlm(app) {
+  const client = () => {
+    if (!app.client) throw new Error('the worker is not running (restart it from the banner)');
+    return app.client;
+  };
+  const ask = async (type, args) => client().request(type, args);
+  /** Generations in flight: { flag: Int32Array on a SharedArrayBuffer | null }. */
+  const running = new Set();
+  const stopOne = (gen) => {
+    if (gen.flag) Atomics.store(gen.flag, 0, 1);
+  };
+
+  return {
+    /**
+     * `{ builtin: 'SmolLM2-135M-Instruct' }` (the page's own file) or `{ gguf: ArrayBuffer | Uint8Array,
+     * name?, file? }` → the model's info. `onProgress({ phase: 'fetch', loaded, total } | { phase: 'load' })`.
+     * A load that fails rejects with the lab's reason and keeps the model loaded before.
+     */
+    load: async (src = {}) => {
+      const { builtin, gguf, name, file, onProgress } = src ?? {};
+      if (onProgress !== undefined && typeof onProgress !== 'function') throw new Error('invalid onProgress: expected a function');
+      const has = (v) => v !== undefined && v !== null;
+      if (has(builtin) === has(gguf)) throw new Error("invalid llm.load: give { builtin: 'SmolLM2-135M-Instruct' } or { gguf: the file's bytes }");
+      if (has(builtin) && typeof builtin !== 'string') throw new Error('invalid builtin: expected a model name');
+      for (const [k, v] of [['name', name], ['file', file]]) {
+        if (has(v) && typeof v !== 'string') throw new Error(`invalid ${k}: expected a string`);
+      }
+      const args = has(builtin) ? { builtin, name } : { gguf: ggufBytes(gguf), name, file };
+      return client().request(Request.LLM_LOAD, args, [], { onPartial: onProgress });
+    },
+    /** → { loaded, info | null, training }. */
+    status: () => ask(Request.LLM_STATUS),
+    tokenize: async (text) => {
+      if (typeof text !== 'string') throw new Error('invalid text: expected a string');
+      return ask(Request.LLM_TOKENIZE, { text });
+    },
+    detokenize: async (ids) => ask(Request.LLM_DETOKENIZE, { ids: checkIds(ids) }),
+    applyChatTemplate: async (messages, { addGenerationPrompt = false } = {}) =>
+      ask(Request.LLM_APPLY_CHAT_TEMPLATE, { messages: checkMessages(messages), addGenerationPrompt: checkBool('addGenerationPrompt', addGenerationPrompt) }),
+    /** → { ids, vocab, logits: Float32Array (ids × vocab) }. */
+    logits: async (ids, { adapted = false } = {}) => ask(Request.LLM_LOGITS, { ids: checkIds(ids), adapted: checkBool('adapted', adapted) }),
+    /**
+     * `{ messages | prompt, maxNewTokens, temperature, topK, topP, seed, adapted, onToken }` → { text, ids,
+     * promptTokens, tokensPerSec, prefillTokensPerSec, seconds, finish }. `onToken(piece)` gets the text as
+     * it grows (the pieces join to `text`); returning false stops the generation, as `stop()` does.
+     */
+    generate: async (opts = {}) => {
+      const { onToken, ...rest } = opts ?? {};
+      if (onToken !== undefined && typeof onToken !== 'function') throw new Error('invalid onToken: expected a function');
+      const request = checkGenerate(rest);
+      const gen = { flag: canStop() ? new Int32Array(new SharedArrayBuffer(4)) : null, error: null };
+      const onPartial = ({ text }) => {
+        if (!onToken || gen.error) return;
+        try {
+          if (onToken(text) === false) stopOne(gen);
+        } catch (e) {
+          // The generation stops and its promise rejects with this error.
+          gen.error = e;
+          stopOne(gen);
+        }
+      };
+      running.add(gen);
+      try {
+        const out = await client().request(Request.LLM_GENERATE, { ...request, stopFlag: gen.flag }, [], { onPartial });
+        if (gen.error) throw gen.error;
+        return out;
+      } finally {
+        running.delete(gen);
+      }
+    },
+    /**
+     * Stops the generations in flight at their next piece of text (their promises resolve with finish
+     * 'stopped'); → whether there was one to stop. A page that is not cross-origin isolated has no shared
+     * memory to signal through: there a generation runs to its end and this returns false.
+     */
+    stop: async () => {
+      let any = false;
+      for (const gen of running) {
+        if (!gen.flag) continue;
+        stopOne(gen);
+        any = true;
+      }
+      return any;
+    },
+  };
+}
