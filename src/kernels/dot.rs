@@ -80,10 +80,14 @@ pub(super) fn gemm_xwt_rows(
             let (j0, j1) = (t * per_task * ROW_COLS, ((t + 1) * per_task * ROW_COLS).min(n));
             #[allow(clippy::redundant_locals)]
             let y_ptr = y_ptr;
-            // SAFETY: this task writes only columns [j0, j1) of y, which is m×n.
-            for_rows(w, k, j0, j1, |rows, w0, a, b| unsafe {
-                rows_only(x, rows, w0, bias, y_ptr.0, m, k, n, a, b, relu)
-            });
+            match w {
+                // SAFETY: this task writes only columns [j0, j1) of y, which is m×n.
+                WRows::Quant(q) if q.fuses() => unsafe { q.rows_dot(x, m, bias, relu, y_ptr.0, n, j0, j1) },
+                // SAFETY: as above.
+                _ => for_rows(w, k, j0, j1, |rows, w0, a, b| unsafe {
+                    rows_only(x, rows, w0, bias, y_ptr.0, m, k, n, a, b, relu)
+                }),
+            }
         };
         return par_for(groups.div_ceil(per_task), &job);
     }

@@ -101,9 +101,60 @@ impl QWeight<'_> {
         }
     }
 
+    /// Whether rows decode a block at a time straight into the dot products (`rows_dot`).
+    pub(super) fn fuses(&self) -> bool {
+        matches!(self.format, QFormat::Q4_0 | QFormat::Q4_1 | QFormat::Q8_0)
+    }
+
+    /// `y[i][j] = x_i · W_j (+ bias[j], ReLU)` for the `m` rows of x and W's rows `j0..j1`, each summed
+    /// exactly as the dot-product tiles sum it (4 lanes over k in steps of 4, then `hsum`, then the
+    /// bias): W's blocks are decoded one at a time into registers, never into a buffer. For `fuses()`
+    /// formats (whole blocks of 32 per row, so k is a multiple of 4).
+    ///
+    /// # Safety
+    /// `y` addresses an m×n row-major matrix that no other thread writes in columns `j0..j1`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn rows_dot(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        relu: bool,
+        y: *mut f32,
+        n: usize,
+        j0: usize,
+        j1: usize,
+    ) {
+        const MAX_ROWS: usize = 4;
+        let k = self.cols;
+        debug_assert!(self.fuses() && m <= MAX_ROWS && k.is_multiple_of(GGML_BLOCK));
+        let (_, bytes) = self.block();
+        let row_bytes = k / GGML_BLOCK * bytes;
+        let mut w = [0.0f32; GGML_BLOCK];
+        for j in j0..j1 {
+            let mut acc = [F32x4::splat(0.0); MAX_ROWS];
+            for (b, src) in self.data[j * row_bytes..(j + 1) * row_bytes].chunks_exact(bytes).enumerate() {
+                self.decode_block(src, &mut w);
+                for (i, a) in acc.iter_mut().enumerate().take(m) {
+                    let xb = &x[i * k + b * GGML_BLOCK..][..GGML_BLOCK];
+                    for p in (0..GGML_BLOCK).step_by(4) {
+                        // SAFETY: p + 4 <= 32 floats of xb and of w.
+                        unsafe { *a = F32x4::mul_add(F32x4::load(xb.as_ptr().add(p)), F32x4::load(w.as_ptr().add(p)), *a) };
+                    }
+                }
+            }
+            for (i, a) in acc.iter().enumerate().take(m) {
+                let v = super::dot::hsum(*a) + bias.map_or(0.0, |b| b[j]);
+                // SAFETY: (i, j) is inside y and in this call's columns.
+                unsafe { *y.add(i * n + j) = if relu && v < 0.0 { 0.0 } else { v } };
+            }
+        }
+    }
+
     /// One whole block into `out` (its length is the block's).
+    #[inline(always)]
     fn decode_block(&self, src: &[u8], out: &mut [f32]) {
-        let f16 = |at: usize| half::f16::from_le_bytes([src[at], src[at + 1]]).to_f32();
+        let f16 = |at: usize| f16_to_f32(u16::from_le_bytes([src[at], src[at + 1]]));
         match self.format {
             // Whole vectors: integer codes converted to f32, then a multiply (and an add) per value,
             // separately rounded as ggml computes them.
@@ -149,6 +200,20 @@ impl QWeight<'_> {
             QFormat::Nf4 { .. } => unreachable!("NF4 runs go through nf4::dequantize_run"),
         }
     }
+}
+
+/// An IEEE half as f32, exactly (as `half::f16::to_f32`), in a few integer operations and one multiply:
+/// the half's exponent and mantissa bits moved into an f32's and scaled by 2^112 (the difference of the
+/// two exponent biases), which is exact for normal and subnormal halves; infinities and NaNs apart.
+#[inline(always)]
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = (h as u32 & 0x8000) << 16;
+    let rest = h as u32 & 0x7fff;
+    if rest >= 0x7c00 {
+        return f32::from_bits(sign | 0x7f80_0000 | ((rest & 0x3ff) << 13));
+    }
+    let scaled = f32::from_bits(rest << 13) * f32::from_bits(0x7780_0000);
+    f32::from_bits(scaled.to_bits() | sign)
 }
 
 /// B of `gemm` made of a quantised weight: W itself (`dY·W`, B is rows × cols) or its transpose
@@ -265,6 +330,14 @@ mod tests {
             want.extend(vals);
         }
         (data, want)
+    }
+
+    #[test]
+    fn halves_convert_exactly_all_65536() {
+        for h in 0..=u16::MAX {
+            let (got, want) = (f16_to_f32(h), half::f16::from_bits(h).to_f32());
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{h:#06x}: {got} vs {want}");
+        }
     }
 
     #[test]
