@@ -160,3 +160,13 @@ fn a_file_that_cannot_be_used_is_refused_and_the_loaded_model_kept() {
     let req = GenerateRequest { prompt: Some("The capital of France is".into()), max_new_tokens: Some(2.0), ..Default::default() };
     assert_eq!(lab.llm_generate(&req, &mut |_| true).unwrap().text, " Paris.");
 }
+
+#[test]
+fn requests_too_big_for_memory_are_refused_before_allocating() {
+    let lab = lab();
+    let ids = vec![5u32; 2000];
+    let msg = lab.llm_logits(&ids, false).unwrap_err().to_string();
+    assert_eq!(msg, "invalid ids: 2000 tokens' logits would take 393 MB; ask for at most 1365 tokens at a time");
+    let too_long = vec![5u32; 8193];
+    assert!(lab.llm_logits(&too_long, false).unwrap_err().to_string().contains("8193 tokens: give 1 to 8192"));
+}

@@ -83,6 +83,21 @@ pub fn pick(logits: &[f32], s: Sampling, rng: &mut Rng) -> u16 {
 /// (heads × chunk × positions) and activations, whatever the prompt's length.
 const PREFILL_CHUNK: usize = 128;
 
+/// `len` zeros for a key/value cache of `cap` positions, or the error saying the memory ran out and what
+/// to change (a browser tab's memory is bounded; a failed allocation must not end the worker).
+fn zeros(len: usize, cap: usize, c: &super::LmConfig) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    if v.try_reserve_exact(len).is_err() {
+        let mb = (2 * c.layers * len * 4) as f64 / 1e6;
+        return Err(LabError::state(format!(
+            "out of memory: the key/value cache for {cap} positions needs {mb:.0} MB; ask for fewer new tokens or \
+             give a shorter prompt"
+        )));
+    }
+    v.resize(len, 0.0);
+    Ok(v)
+}
+
 /// What a generation asks for beyond the sampling.
 #[derive(Clone, Copy, Debug)]
 pub struct GenerateLimits<'a> {
@@ -131,8 +146,11 @@ impl Llama {
         let (h, d) = (c.hidden, c.head_dim);
         let rope = Rope::new(d, cap, c.rope_theta);
         let cache_len = n * c.kv_dim() * cap;
-        let mut cache_k: Vec<Vec<f32>> = (0..c.layers).map(|_| vec![0.0; cache_len]).collect();
-        let mut cache_v: Vec<Vec<f32>> = (0..c.layers).map(|_| vec![0.0; cache_len]).collect();
+        let (mut cache_k, mut cache_v) = (Vec::with_capacity(c.layers), Vec::with_capacity(c.layers));
+        for _ in 0..c.layers {
+            cache_k.push(zeros(cache_len, cap, c)?);
+            cache_v.push(zeros(cache_len, cap, c)?);
+        }
         let mut la = LayerActs::default();
         let (mut x, mut x_next, mut sc) = (Vec::new(), Vec::new(), Vec::new());
         let (mut last, mut f, mut rstd, mut logits) =

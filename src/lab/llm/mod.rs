@@ -17,6 +17,9 @@ use crate::io::HfFolder;
 use crate::lm::LmActivations;
 use crate::text::Message;
 
+/// The most logits `llm_logits` returns at once (256 MB of f32).
+const MAX_LOGITS: usize = 64 << 20;
+
 /// Part 3's share of the lab's state.
 #[derive(Default)]
 pub(super) struct LlmRoom {
@@ -86,6 +89,18 @@ impl Lab {
             return Err(LabError::state("no adapter is trained on this model yet: ask for the base's logits"));
         }
         let ids = m.model_ids(ids)?;
+        let vocab = m.model.cfg.vocab;
+        if ids.len() * vocab > MAX_LOGITS {
+            return Err(LabError::setting(
+                "ids",
+                format!(
+                    "{} tokens' logits would take {:.0} MB; ask for at most {} tokens at a time",
+                    ids.len(),
+                    (ids.len() * vocab * 4) as f64 / 1e6,
+                    MAX_LOGITS / vocab
+                ),
+            ));
+        }
         let mut acts = LmActivations::for_inference();
         m.model.forward(&ids, 1, ids.len(), &mut acts, None)?;
         Ok(Logits { vocab: m.model.cfg.vocab, logits: acts.logits })
