@@ -27,7 +27,7 @@ enum Expect {
 }
 use Expect::{Err as Rejected, Ok as Accepted};
 
-const TARGETS: [&str; 6] = ["idx", "safetensors", "adapter", "lm_model", "nf4", "gguf"];
+const TARGETS: [&str; 7] = ["idx", "safetensors", "adapter", "lm_model", "nf4", "gguf", "hf_tokenizer"];
 
 fn dir(kind: &str, target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz").join(kind).join(target)
@@ -52,6 +52,7 @@ fn run(target: &str, bytes: &[u8]) -> Result<String> {
         "lm_model" => harness::lm_model(bytes).map(|n| format!("language model with {n} parameters")),
         "nf4" => harness::nf4(bytes),
         "gguf" => harness::gguf(bytes),
+        "hf_tokenizer" => harness::hf_tokenizer(bytes),
         _ => unreachable!(),
     }
 }
@@ -123,7 +124,11 @@ const SEEDS: &[(&str, &str, Expect)] = &[
     ("lm_model", "bad-missing-field", Rejected(&["config.json: vocab_size is missing"])),
     ("lm_model", "bad-model-type", Rejected(&["config.json: model_type is \"mistral\"; only \"llama\""])),
     // Grouped-query attention is read; this file's k/v weights are those of one head per query head.
-    ("lm_model", "bad-grouped-kv", Rejected(&["model.safetensors:", "k_proj.weight has shape [8, 8], expected [4, 8]"])),
+    (
+        "lm_model",
+        "bad-grouped-kv",
+        Rejected(&["model.safetensors:", "k_proj.weight has shape [8, 8], expected [4, 8]"]),
+    ),
     ("lm_model", "bad-bf16", Rejected(&["config.json: dtype is \"bfloat16\"; only float32", "bf16/f16"])),
     ("lm_model", "bad-quantized", Rejected(&["config.json: quantization_config.load_in_4bit is missing"])),
     ("lm_model", "ok-4-bit", Accepted),
@@ -227,6 +232,52 @@ const SEEDS: &[(&str, &str, Expect)] = &[
         Rejected(&["fuzz.gguf: tensors \"token_embd.weight\" (bytes", "and \"blk.0.attn_q.weight\" (bytes", "overlap"]),
     ),
     ("gguf", "bad-alignment", Rejected(&["fuzz.gguf: metadata key \"general.alignment\" is 48"])),
+    ("hf_tokenizer", "ok-smollm2-template", Accepted),
+    ("hf_tokenizer", "ok-no-template", Accepted),
+    ("hf_tokenizer", "ok-all-bytes-pair-merges", Accepted),
+    ("hf_tokenizer", "ok-unk-fused", Accepted),
+    ("hf_tokenizer", "bad-not-json", Rejected(&["tokenizer.json: not valid JSON"])),
+    (
+        "hf_tokenizer",
+        "bad-wordpiece",
+        Rejected(&["tokenizer.json: model.type: \"WordPiece\" is not supported (only \"BPE\")"]),
+    ),
+    (
+        "hf_tokenizer",
+        "bad-merges-missing",
+        Rejected(&["tokenizer.json: model.merges: missing; a BPE tokenizer without merges is not supported"]),
+    ),
+    (
+        "hf_tokenizer",
+        "bad-merge-not-in-vocabulary",
+        Rejected(&["tokenizer.json: model.merges[1] (\"h\" \"z\"): \"z\" is not in the vocabulary"]),
+    ),
+    (
+        "hf_tokenizer",
+        "bad-unknown-pre-tokenizer",
+        Rejected(&["tokenizer.json: pre_tokenizer: \"Metaspace\" is not supported"]),
+    ),
+    (
+        "hf_tokenizer",
+        "bad-template-syntax",
+        Rejected(&[
+            "tokenizer_config.json: chat template, line 5: syntax error: unexpected `%`, expected end of block",
+        ]),
+    ),
+    // Jinja's range() refuses more than 100,000 items before the loop runs.
+    (
+        "hf_tokenizer",
+        "bad-template-range",
+        Rejected(&["tokenizer_config.json: chat template: range has too many elements"]),
+    ),
+    // 10^10 steps: the fuel limit (50 M) stops it.
+    ("hf_tokenizer", "bad-template-fuel", Rejected(&["tokenizer_config.json: chat template, line 1:", "fuel"])),
+    // The first conversation renders; the second has a system message, which this template refuses.
+    (
+        "hf_tokenizer",
+        "bad-template-raises",
+        Rejected(&["tokenizer_config.json: chat template: System role not supported"]),
+    ),
 ];
 
 /// Every input a fuzzer crashed on (minimised), with the error it must now give.
@@ -261,6 +312,31 @@ fn lm_model_input_layout() {
     // A length past the end takes everything as config; short inputs do not panic.
     assert_eq!(harness::split_lm_model_input(&[0xff, 0xff, b'x']), ("x".to_string(), &[][..]));
     assert_eq!(harness::split_lm_model_input(&[7]), (String::new(), &[7u8][..]));
+}
+
+#[test]
+fn hf_tokenizer_input_layout() {
+    let input = harness::hf_tokenizer_input(b"{{ x }}", b"{}");
+    assert_eq!(input[..2], [7, 0]);
+    assert_eq!(harness::split_hf_tokenizer_input(&input), ("{{ x }}".to_string(), "{}".to_string()));
+    // A length past the end takes everything as the template; short inputs do not panic; bytes that are
+    // not UTF-8 are read lossily.
+    assert_eq!(harness::split_hf_tokenizer_input(&[0xff, 0xff, b'x']), ("x".to_string(), String::new()));
+    assert_eq!(harness::split_hf_tokenizer_input(&[7]), (String::new(), "\u{7}".to_string()));
+    assert_eq!(
+        harness::split_hf_tokenizer_input(&[1, 0, 0xff, 0xc3]),
+        ("\u{fffd}".to_string(), "\u{fffd}".to_string())
+    );
+}
+
+/// A template that exhausts the fuel is an error, and soon: it cannot hang the page.
+#[test]
+fn hf_tokenizer_fuel_ends_a_looping_template() {
+    let bytes = &files("seeds", "hf_tokenizer")["bad-template-fuel"];
+    let start = std::time::Instant::now();
+    assert!(harness::hf_tokenizer(bytes).is_err());
+    let seconds = start.elapsed().as_secs_f64();
+    assert!(seconds < 20.0, "out of fuel after {seconds:.1} s");
 }
 
 // ---------- the seeds ----------
@@ -638,6 +714,124 @@ fn gguf_seeds(add: &mut dyn FnMut(&'static str, &'static str, Vec<u8>)) {
     add("gguf", "bad-alignment", alignment);
 }
 
+/// The `hf_tokenizer` seeds: small tokenizer.json files as Hugging Face writes them (SmolLM2's layout:
+/// the special tokens both in `model.vocab` and `added_tokens`, Digits then ByteLevel), with and
+/// without SmolLM2's chat template, and broken tokenizers and templates.
+fn hf_tokenizer_seeds(add: &mut dyn FnMut(&'static str, &'static str, Vec<u8>)) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smol/chat_template_cases.json");
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let smollm2 = cases["template"].as_str().unwrap().to_string();
+    let special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+    let added = |first: usize| -> Value {
+        special
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                json!({"id": first + i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                       "normalized": false, "special": true})
+            })
+            .collect()
+    };
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let digits_then_bytes = json!({"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": true}, byte_level.clone()]});
+    // The special tokens, a handful of byte tokens (ĠĊ are space and newline), merges up to "Ġworld".
+    let handful = || -> Value {
+        let merges = ["h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "Ġwor l", "Ġworl d"];
+        let mut vocab = serde_json::Map::new();
+        let bytes =
+            ["h", "e", "l", "o", "w", "r", "d", "a", "s", "t", "1", "2", "3", "Ġ", "Ċ", "<", "|", ">", "Ã", "©"];
+        let merged = merges.iter().map(|m| m.replace(' ', ""));
+        for t in special.iter().map(|t| t.to_string()).chain(bytes.iter().map(|t| t.to_string())).chain(merged) {
+            let id = vocab.len();
+            vocab.insert(t, json!(id));
+        }
+        json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": added(0), "normalizer": null,
+            "pre_tokenizer": digits_then_bytes.clone(),
+            "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
+                      "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                      "vocab": vocab, "merges": merges}
+        })
+    };
+    let input = |template: &str, tokenizer: &Value| {
+        harness::hf_tokenizer_input(template.as_bytes(), serde_json::to_string(tokenizer).unwrap().as_bytes())
+    };
+    let edit = |f: &dyn Fn(&mut Value)| {
+        let mut v = handful();
+        f(&mut v);
+        v
+    };
+    add("hf_tokenizer", "ok-smollm2-template", input(&smollm2, &handful()));
+    add("hf_tokenizer", "ok-no-template", input("", &handful()));
+    // All 256 byte tokens (in byte order), merges as pairs, ignore_merges, the ByteLevel pre-tokenizer alone,
+    // the special tokens after the vocabulary.
+    let chars: Vec<char> = {
+        let mut next = 256u32;
+        (0..256u32)
+            .map(|b| {
+                let cp = if matches!(b, 0x21..=0x7E | 0xA1..=0xAC | 0xAE..=0xFF) {
+                    b
+                } else {
+                    next += 1;
+                    next - 1
+                };
+                char::from_u32(cp).unwrap()
+            })
+            .collect()
+    };
+    let pairs =
+        [["Ġ", "t"], ["h", "e"], ["Ġt", "he"], ["i", "n"], ["Ġ", "a"], ["e", "r"], ["Ġ", "ĠĠ"], ["Ġ", "Ġ"], ["Ġ", "1"]];
+    let mut vocab = serde_json::Map::new();
+    for t in chars.iter().map(|c| c.to_string()).chain(pairs.iter().map(|[a, b]| format!("{a}{b}"))) {
+        let id = vocab.len();
+        vocab.entry(t).or_insert(json!(id));
+    }
+    let n = vocab.len();
+    let all_bytes = json!({
+        "added_tokens": added(n), "pre_tokenizer": byte_level.clone(), "decoder": {"type": "ByteLevel"},
+        "model": {"type": "BPE", "ignore_merges": true, "vocab": vocab, "merges": pairs}
+    });
+    add("hf_tokenizer", "ok-all-bytes-pair-merges", input(&smollm2, &all_bytes));
+    let unk = edit(&|v| {
+        let vocab = v["model"]["vocab"].as_object_mut().unwrap();
+        let id = vocab.len();
+        vocab.insert("<unk>".into(), json!(id));
+        v["model"]["unk_token"] = json!("<unk>");
+        v["model"]["fuse_unk"] = json!(true);
+    });
+    add("hf_tokenizer", "ok-unk-fused", input("", &unk));
+
+    let whole = serde_json::to_string(&handful()).unwrap();
+    let not_json = harness::hf_tokenizer_input(smollm2.as_bytes(), &whole.as_bytes()[..whole.len() / 2]);
+    add("hf_tokenizer", "bad-not-json", not_json);
+    let wordpiece = edit(&|v| {
+        v["model"] = json!({"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                            "max_input_chars_per_word": 100, "vocab": {"[UNK]": 0, "h": 1, "##e": 2}})
+    });
+    add("hf_tokenizer", "bad-wordpiece", input(&smollm2, &wordpiece));
+    let no_merges = edit(&|v| drop(v["model"].as_object_mut().unwrap().remove("merges")));
+    add("hf_tokenizer", "bad-merges-missing", input(&smollm2, &no_merges));
+    let bad_merge = edit(&|v| v["model"]["merges"][1] = json!("h z"));
+    add("hf_tokenizer", "bad-merge-not-in-vocabulary", input("", &bad_merge));
+    let metaspace = edit(&|v| {
+        v["pre_tokenizer"] =
+            json!({"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": false})
+    });
+    add("hf_tokenizer", "bad-unknown-pre-tokenizer", input(&smollm2, &metaspace));
+    let cut = smollm2.replace("{% endfor %}", "{% endfor %");
+    add("hf_tokenizer", "bad-template-syntax", input(&cut, &handful()));
+    add("hf_tokenizer", "bad-template-range", input("{% for i in range(100000000) %}{% endfor %}", &handful()));
+    let forever = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    add("hf_tokenizer", "bad-template-fuel", input(forever, &handful()));
+    let raises = format!(
+        "{{% if messages[0]['role'] == 'system' %}}{{{{ raise_exception('System role not supported') }}}}{{% endif %}}{smollm2}"
+    );
+    add("hf_tokenizer", "bad-template-raises", input(&raises, &handful()));
+}
+
 fn seed_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut out = Vec::new();
     let mut add = |target, name, bytes| out.push((target, name, bytes));
@@ -752,6 +946,7 @@ fn seed_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     lm_seeds(&mut add);
     nf4_seeds(&mut add);
     gguf_seeds(&mut add);
+    hf_tokenizer_seeds(&mut add);
     out
 }
 

@@ -17,6 +17,9 @@
 //! - `nf4`: the same split; the first part is a `quantization_config` object (skipped when empty),
 //!   the rest a 4-bit `model.safetensors` holding [`NF4_LINEARS`] quantised.
 //! - `gguf`: the whole input is one GGUF file.
+//! - `hf_tokenizer`: bytes 0–1 little-endian = k, the length of a chat-template part (UTF-8, lossily;
+//!   skipped when empty); the rest is a `tokenizer.json` (UTF-8, lossily), the text side of a Hugging
+//!   Face folder as `io::hf_pretrained` reads it.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -28,6 +31,7 @@ use lora_lab::lm::Llama;
 use lora_lab::lora::{Adaptable, Module};
 use lora_lab::nn::{Mlp, LAYER_NAMES, LAYER_SHAPES};
 use lora_lab::rng::{Rng, Stream};
+use lora_lab::text::{Bpe, ChatTemplate, Message};
 use lora_lab::{LabError, Result};
 
 /// Every file error must name the file it is about and give a reason.
@@ -489,4 +493,180 @@ pub fn gguf(data: &[u8]) -> Result<String> {
     }
     assert!(g2.write(&again).unwrap() == again, "the canonical file changed when written again");
     Ok(format!("{} metadata keys, {} tensors, {values} values", g.metadata.len(), g.tensors.len()))
+}
+
+// ---------- hf_tokenizer ----------
+
+/// The chat template part's file: where a folder's `chat_template` is read from when it has no
+/// `chat_template.jinja`.
+const TEMPLATE_FILE: &str = io::hf_pretrained::TOKENIZER_CONFIG_FILE;
+
+/// An `hf_tokenizer` input from its parts (the same layout as `lm_model`'s).
+pub fn hf_tokenizer_input(chat_template: &[u8], tokenizer_json: &[u8]) -> Vec<u8> {
+    lm_model_input(chat_template, tokenizer_json)
+}
+
+/// (chat template, tokenizer.json) from an `hf_tokenizer` input, both lossily as UTF-8.
+pub fn split_hf_tokenizer_input(data: &[u8]) -> (String, String) {
+    let (template, rest) = split_lm_model_input(data);
+    (template, String::from_utf8_lossy(rest).into_owned())
+}
+
+/// Texts every tokenizer that loads encodes: ASCII, digits and runs of whitespace, emoji (with a
+/// skin tone and a flag), CJK, control and Latin-1 characters, a word past the cache's 256 bytes, and
+/// special tokens written in text.
+const HF_TEXTS: &[&str] = &[
+    "hello world",
+    "Hello, World! It's 2 o'clock; we'll see (don't) [x] {y} <z> #1 @a ~b",
+    "0 12 345 6789 3.14159 1e-10 -42 +7 2026-05-20 00:00",
+    "   \t\n\n  x  \r\n \u{a0}\u{2003}\u{3000} y\t\t\t\n",
+    " ",
+    "🦀 👍🏽 🇫🇷 👩‍💻 ok",
+    "中文分词测试，日本語のテキスト、한국어 텍스트",
+    "\u{0}\u{4}\u{1f}\u{7f}\u{80}\u{ff}\u{100}\u{143}é\u{fffd}",
+    "<|im_start|>user\nhello<|im_end|>\n<|endoftext|>",
+];
+
+/// GPT-2's byte-to-unicode map (bpe.rs's `byte_chars`): the characters byte-level tokens are
+/// written in.
+fn gpt2_byte_chars() -> [char; 256] {
+    let mut chars = ['\0'; 256];
+    let mut next = 256u32;
+    for (b, slot) in chars.iter_mut().enumerate() {
+        let visible = matches!(b, 0x21..=0x7E | 0xA1..=0xAC | 0xAE..=0xFF);
+        let cp = if visible {
+            b as u32
+        } else {
+            next += 1;
+            next - 1
+        };
+        *slot = char::from_u32(cp).expect("below U+0144");
+    }
+    chars
+}
+
+struct ByteMap {
+    chars: [char; 256],
+    bytes: BTreeMap<char, u8>,
+}
+
+impl ByteMap {
+    fn new() -> Self {
+        let chars = gpt2_byte_chars();
+        let bytes = chars.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
+        Self { chars, bytes }
+    }
+
+    /// Whether byte `b` has a token: its byte-level character is one (bpe.rs: a byte without a token
+    /// is dropped, or becomes the unknown token).
+    fn has_token(&self, bpe: &Bpe, b: u8) -> bool {
+        bpe.id_of(self.chars[b as usize].encode_utf8(&mut [0; 4])).is_some()
+    }
+
+    /// Whether token `id` decodes as a byte-level token (each character through the byte map, or the
+    /// token's own text if a character is outside it, as `tokenizers`' ByteLevel decoder does). An
+    /// added or special token whose text holds byte-level characters other than printable ASCII
+    /// (`Ġx`, `<|é|>`) decodes to its text instead.
+    fn decodes_as_bytes(&self, bpe: &Bpe, id: u32) -> bool {
+        let Some(token) = bpe.token_text(id) else { return true };
+        let bytes: Option<Vec<u8>> = token.chars().map(|c| self.bytes.get(&c).copied()).collect();
+        let bytes = bytes.unwrap_or_else(|| token.as_bytes().to_vec());
+        bpe.decode(&[id]) == String::from_utf8_lossy(&bytes)
+    }
+}
+
+/// Encodes `text`: ids below the vocabulary size, the same ids again (from the word cache), a decode
+/// that does not panic; and `decode(encode(text)) == text` when `exact`, or when every byte of `text`
+/// has a token and every id decodes as a byte-level token. Returns whether the round trip was checked.
+fn check_encode(bpe: &Bpe, map: &ByteMap, text: &str, exact: bool) -> bool {
+    let ids = bpe.encode(text);
+    let n = bpe.vocab_size();
+    if let Some(id) = ids.iter().find(|&&id| id as usize >= n) {
+        panic!("encode({text:?}) gave id {id}, past the vocabulary of {n}");
+    }
+    assert_eq!(bpe.encode(text), ids, "encode({text:?}) changed on a second call (the word cache)");
+    let decoded = bpe.decode(&ids);
+    let round_trip =
+        exact || (text.bytes().all(|b| map.has_token(bpe, b)) && ids.iter().all(|&id| map.decodes_as_bytes(bpe, id)));
+    if round_trip {
+        assert_eq!(decoded, text, "decode(encode(text)) is not the text; ids {ids:?}");
+    }
+    round_trip
+}
+
+/// Up to 64 characters of `text` from a place the input's bytes choose.
+fn slice_of<'a>(text: &'a str, data: &[u8]) -> &'a str {
+    let h = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let mut start = (h as usize) % (text.len() + 1);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let rest = &text[start..];
+    let len = rest.char_indices().nth(((h >> 32) % 65) as usize).map_or(rest.len(), |(i, _)| i);
+    &rest[..len]
+}
+
+/// The conversations every template that compiles renders, with and without the generation prompt.
+fn hf_conversations() -> [Vec<Message>; 2] {
+    [
+        vec![Message::new("user", "Hello!")],
+        vec![
+            Message::new("system", "You answer in one word."),
+            Message::new("user", "Capital of France? 🇫🇷"),
+            Message::new("assistant", "Paris."),
+            Message::new("user", "And of 日本?\n\n  Be brief."),
+        ],
+    ]
+}
+
+/// The `hf_tokenizer` target. `Bpe::from_tokenizer_json` on the tokenizer part: errors name
+/// `tokenizer.json`. On success, [`HF_TEXTS`], each added or special token's text, and a slice of the
+/// input encode to ids below the vocabulary size (and to the same ids again); `decode(encode(s)) == s`
+/// for an added token's text, and for any text whose bytes all have a token and whose ids all decode
+/// as byte-level tokens. Then, when the template part is not empty, `ChatTemplate::new` (errors name
+/// `tokenizer_config.json`) and four renders of two fixed conversations, with and without the
+/// generation prompt: a render may fail (`raise_exception`, out of fuel), naming
+/// `tokenizer_config.json`, but not panic; a rendered prompt encodes. Returns the first error.
+pub fn hf_tokenizer(data: &[u8]) -> Result<String> {
+    let (template, json) = split_hf_tokenizer_input(data);
+    let tokenizer_file = io::hf_pretrained::TOKENIZER_FILE;
+    let bpe = Bpe::from_tokenizer_json(&json, tokenizer_file);
+    check_file_error(&bpe, tokenizer_file);
+    let bpe = bpe?;
+    let n = bpe.vocab_size();
+    let map = ByteMap::new();
+    let mut checked = 0;
+    for text in HF_TEXTS.iter().copied().chain([slice_of(&json, data)]) {
+        checked += usize::from(check_encode(&bpe, &map, text, false));
+    }
+    let long = "supercalifragilistic".repeat(16);
+    checked += usize::from(check_encode(&bpe, &map, &long, false));
+    // The added and special tokens' texts (the first 64): matched whole, so always back as they were.
+    let added: Vec<u32> =
+        (0..n as u32).filter(|&id| bpe.is_special(id) || !map.decodes_as_bytes(&bpe, id)).take(64).collect();
+    for &id in &added {
+        let text = bpe.token_text(id).expect("a token decodes to its text");
+        check_encode(&bpe, &map, text, true);
+        let joined = format!("{text} {text}x{text}");
+        checked += usize::from(check_encode(&bpe, &map, &joined, false));
+    }
+    let mut summary = format!("{n} tokens, {checked} round trips");
+    if template.is_empty() {
+        return Ok(summary);
+    }
+    let chat = ChatTemplate::new(&template, "<s>", "</s>", TEMPLATE_FILE);
+    check_file_error(&chat, TEMPLATE_FILE);
+    let chat = chat?;
+    for messages in hf_conversations() {
+        for generation_prompt in [false, true] {
+            let rendered = chat.render(&messages, generation_prompt);
+            check_file_error(&rendered, TEMPLATE_FILE);
+            let prompt = rendered?;
+            if prompt.len() <= 1 << 16 {
+                check_encode(&bpe, &map, &prompt, false);
+            }
+            summary.push_str(&format!(", a prompt of {} bytes", prompt.len()));
+        }
+    }
+    Ok(summary)
 }
