@@ -430,7 +430,7 @@ impl LabHandle {
     /// Loads a GGUF file's bytes (`file` names it in errors; an empty `name` takes the file's own) → LlmInfo;
     /// on error the model loaded before stays.
     #[wasm_bindgen(js_name = llmLoadGguf)]
-    pub fn llm_load_gguf(&mut self, bytes: &[u8], file: &str, name: &str) -> JsResult<JsValue> {
+    pub fn llm_load_gguf(&mut self, bytes: Vec<u8>, file: &str, name: &str) -> JsResult<JsValue> {
         to_js(&self.lab.llm_load_gguf(bytes, file, name).map_err(err)?)
     }
 

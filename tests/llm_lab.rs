@@ -15,7 +15,7 @@ const QUESTION: &str = "Is 'Marigold' a woman's first name or an English word? A
 
 fn lab() -> Lab {
     let mut lab = common::new_lab();
-    lab.llm_load_gguf(common::smol_gguf(), FILE, "").unwrap();
+    lab.llm_load_gguf(common::smol_gguf().to_vec(), FILE, "").unwrap();
     lab
 }
 
@@ -42,8 +42,9 @@ fn the_model_card() {
     assert_eq!((info.vocab, info.context), (49152, 8192));
     let types: Vec<(&str, usize)> = info.tensor_types.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     assert_eq!(types, [("F32", 61), ("Q4_1", 210), ("Q8_0", 1)]);
-    // The 4-bit and 8-bit blocks as stored, plus the norms in f32: the file's tensor data, nothing more.
-    assert!(info.bytes > 96_000_000 && info.bytes < 98_362_432, "{} bytes", info.bytes);
+    // The file kept whole (its weights are read in place), the q/k weights reordered beside it (30 ×
+    // (576 + 192) rows of 18 Q4_1 blocks of 20 bytes), the norms in f32.
+    assert_eq!(info.bytes, 98_362_432 + 30 * 768 * 18 * 20 + 4 * 61 * 576);
     assert!(info.chat_template);
 }
 
@@ -141,9 +142,9 @@ fn bad_requests_are_refused_by_field() {
 fn a_file_that_cannot_be_used_is_refused_and_the_loaded_model_kept() {
     let mut lab = lab();
     let bytes = common::smol_gguf();
-    let truncated = lab.llm_load_gguf(&bytes[..1000], "cut.gguf", "").unwrap_err().to_string();
+    let truncated = lab.llm_load_gguf(bytes[..1000].to_vec(), "cut.gguf", "").unwrap_err().to_string();
     assert!(truncated.starts_with("cut.gguf: "), "{truncated}");
-    let cut_data = lab.llm_load_gguf(&bytes[..bytes.len() - 10], "short.gguf", "").unwrap_err().to_string();
+    let cut_data = lab.llm_load_gguf(bytes[..bytes.len() - 10].to_vec(), "short.gguf", "").unwrap_err().to_string();
     assert!(cut_data.starts_with("short.gguf: ") && cut_data.contains("past the end"), "{cut_data}");
     // Another architecture: the same file with general.architecture renamed.
     let g = lora_lab::io::read_gguf(bytes, FILE).unwrap();
@@ -154,7 +155,7 @@ fn a_file_that_cannot_be_used_is_refused_and_the_loaded_model_kept() {
         }
     }
     let other = lora_lab::io::write_gguf(&meta, &g.tensor_data(bytes).unwrap()).unwrap();
-    let msg = lab.llm_load_gguf(&other, "gpt2.gguf", "").unwrap_err().to_string();
+    let msg = lab.llm_load_gguf(other, "gpt2.gguf", "").unwrap_err().to_string();
     assert!(msg.starts_with("gpt2.gguf: general.architecture is \"gpt2\""), "{msg}");
     // The model loaded first still answers.
     let req = GenerateRequest { prompt: Some("The capital of France is".into()), max_new_tokens: Some(2.0), ..Default::default() };

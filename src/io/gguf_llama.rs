@@ -19,7 +19,10 @@ use super::gguf::{Gguf, GgufTensorInfo};
 use crate::lm::config::{K, LAYER_MODULES, Q};
 use crate::lm::{Llama, LmConfig};
 use crate::nn::Linear;
-use crate::quant::{GgmlType, GgmlWeight};
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::quant::{Blocks, GgmlType, GgmlWeight};
 use crate::text::{Bpe, ChatTemplate};
 use crate::{LabError, Result};
 
@@ -98,8 +101,18 @@ pub fn gguf_llama_config(g: &Gguf) -> Result<LmConfig> {
     Ok(cfg)
 }
 
-/// The model in `bytes` (the buffer `g` was read from).
+/// The model in `bytes` (the buffer `g` was read from), each quantised weight copied out of it.
 pub fn gguf_llama(g: &Gguf, bytes: &[u8]) -> Result<Llama> {
+    gguf_llama_with(g, bytes, &|range| Blocks::Owned(bytes[range].to_vec()))
+}
+
+/// The model in `file` (the buffer `g` was read from), its quantised weights pointing into it: the
+/// file is kept whole and nothing is copied.
+pub fn gguf_llama_shared(g: &Gguf, file: &Arc<Vec<u8>>) -> Result<Llama> {
+    gguf_llama_with(g, file, &|range| Blocks::Shared(file.clone(), range))
+}
+
+fn gguf_llama_with(g: &Gguf, bytes: &[u8], blocks: &dyn Fn(Range<usize>) -> Blocks) -> Result<Llama> {
     let cfg = gguf_llama_config(g)?;
     let mut used = vec![false; g.tensors.len()];
     let mut take = |name: &str, shape: &[usize]| -> Result<(&GgufTensorInfo, &[u8])> {
@@ -111,7 +124,8 @@ pub fn gguf_llama(g: &Gguf, bytes: &[u8]) -> Result<Llama> {
             ));
         }
         used[i] = true;
-        Ok((t, g.tensor_bytes(bytes, i)?))
+        let data = g.tensor_bytes(bytes, i)?;
+        Ok((t, data))
     };
     let f32s = |t: &GgufTensorInfo, data: &[u8]| -> Result<Vec<f32>> {
         if t.ty != GgmlType::F32 {
@@ -120,7 +134,8 @@ pub fn gguf_llama(g: &Gguf, bytes: &[u8]) -> Result<Llama> {
         Ok(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     };
     let linear = |t: &GgufTensorInfo, data: &[u8], rows: usize, cols: usize, perm: Option<usize>| -> Result<Linear> {
-        let w = GgmlWeight::new(t.ty, rows, cols, data.to_vec())
+        debug_assert_eq!(data.len(), t.bytes);
+        let w = GgmlWeight::from_blocks(t.ty, rows, cols, blocks(t.offset..t.offset + t.bytes))
             .map_err(|r| LabError::file(&g.file, format!("tensor \"{}\": {r}", t.name)))?;
         let w = match perm {
             Some(heads) => w.permute_rows(&unpermute_rows(rows, heads)),

@@ -24,7 +24,7 @@ pub mod tensors;
 pub use adapter_config::{from_peft, parse_adapter_config, peft_alpha, AdapterConfig};
 pub use adapter_file::{export_adapter, import_adapter, AdapterFiles, ADAPTER_FILE, CONFIG_FILE};
 pub use hf_pretrained::{hf_pretrained, HfFolder};
-pub use gguf_llama::{gguf_adds_bos, gguf_chat_template, gguf_llama, gguf_llama_config, gguf_tokenizer};
+pub use gguf_llama::{gguf_adds_bos, gguf_chat_template, gguf_llama, gguf_llama_config, gguf_llama_shared, gguf_tokenizer};
 pub use gguf::{read_gguf, write_gguf, Gguf, GgufArray, GgufTensorData, GgufTensorInfo, GgufType, GgufValue};
 pub use lm_config::{parse_lm_config, write_lm_config, LM_CONFIG_FILE};
 pub use lm_file::{export_lm, import_lm, lm_tensors};

@@ -27,7 +27,7 @@ mod weight;
 pub use blockwise::{dequantize_blockwise, quantize_blockwise, ABSMAX_FLOOR};
 pub use double_quant::{dynamic_map, DoubleQuant, NESTED_BLOCK};
 pub use ggml::GgmlType;
-pub use ggml_weight::GgmlWeight;
+pub use ggml_weight::{Blocks, GgmlWeight};
 pub use nf4::{code_at, midpoints, pack, unpack, BLOCK, NF4, ZERO_CODE};
 pub use torch_sum::{torch_mean, torch_sum};
 pub use weight::{Absmax, QuantizedWeight};

@@ -35,8 +35,8 @@ pub struct Logits {
 
 impl Lab {
     /// Loads a GGUF file (`file` names it in errors) as the pretrained model, replacing the one loaded
-    /// before only when this one loads.
-    pub fn llm_load_gguf(&mut self, bytes: &[u8], file: &str, name: &str) -> Result<LlmInfo> {
+    /// before only when this one loads. The bytes are kept: the model's weights are read in place.
+    pub fn llm_load_gguf(&mut self, bytes: Vec<u8>, file: &str, name: &str) -> Result<LlmInfo> {
         self.ensure_idle()?;
         let model = Pretrained::from_gguf(bytes, file, name)?;
         let info = model.info();

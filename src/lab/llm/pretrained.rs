@@ -2,12 +2,14 @@
 //! its tokenizer, its chat template — and the card the page shows ([`LlmInfo`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::error::{LabError, Result};
-use crate::io::{gguf_adds_bos, gguf_chat_template, gguf_llama, gguf_tokenizer, hf_pretrained, read_gguf, HfFolder};
+use crate::io::{gguf_adds_bos, gguf_chat_template, gguf_llama_shared, gguf_tokenizer, hf_pretrained, read_gguf, HfFolder};
 use crate::lm::Llama;
+use crate::quant::Blocks;
 use crate::text::{Bpe, ChatTemplate, Message};
 
 pub struct Pretrained {
@@ -34,16 +36,19 @@ pub struct LlmInfo {
     pub context: usize,
     /// How many tensors of each type hold the weights (`{"Q4_1": 210, "Q8_0": 1, "F32": 61}`).
     pub tensor_types: BTreeMap<String, usize>,
-    /// Bytes the weights take in memory, as held.
+    /// Bytes the weights take in memory, as held (a GGUF kept whole counts whole, with its metadata and
+    /// the q/k weights it holds in llama.cpp's row order, which the model holds reordered beside it).
     pub bytes: usize,
     pub chat_template: bool,
 }
 
 impl Pretrained {
-    /// A model from a GGUF file's bytes (`file` names it in errors).
-    pub fn from_gguf(bytes: &[u8], file: &str, name: &str) -> Result<Self> {
-        let g = read_gguf(bytes, file)?;
-        let model = gguf_llama(&g, bytes)?;
+    /// A model from a GGUF file's bytes (`file` names it in errors), kept whole: its quantised weights
+    /// point into them.
+    pub fn from_gguf(bytes: Vec<u8>, file: &str, name: &str) -> Result<Self> {
+        let bytes = Arc::new(bytes);
+        let g = read_gguf(&bytes, file)?;
+        let model = gguf_llama_shared(&g, &bytes)?;
         let tokenizer = gguf_tokenizer(&g)?;
         if tokenizer.vocab_size() != model.cfg.vocab {
             return Err(LabError::file(
@@ -74,9 +79,18 @@ impl Pretrained {
         let mut bytes = 4 * (self.model.embed.len() + self.model.final_norm.len());
         bytes += self.model.norms.iter().map(|[a, b]| 4 * (a.len() + b.len())).sum::<usize>();
         *tensor_types.entry("F32".to_string()).or_insert(0) += 1 + 2 * self.model.norms.len();
+        // A file kept whole counts once, whatever points into it.
+        let mut files: Vec<*const Vec<u8>> = Vec::new();
         for l in &self.model.linears {
             let (ty, b) = match (&l.held, &l.nf4) {
-                (Some(w), _) => (w.ty().name().to_string(), w.data().len()),
+                (Some(w), _) => match w.blocks() {
+                    Blocks::Shared(file, _) if files.contains(&Arc::as_ptr(file)) => (w.ty().name().to_string(), 0),
+                    Blocks::Shared(file, _) => {
+                        files.push(Arc::as_ptr(file));
+                        (w.ty().name().to_string(), file.len())
+                    }
+                    Blocks::Owned(v) => (w.ty().name().to_string(), v.len()),
+                },
                 (None, Some(q)) => ("NF4".to_string(), q.packed().len() + 4 * q.scales().len()),
                 (None, None) => ("F32".to_string(), 4 * l.weight.len()),
             };
