@@ -72,9 +72,10 @@ pub(super) fn gemm_xwt_rows(
     };
     let serial = work < parallel_min_macs() || threads == 1;
     if m < TR {
-        // Whole `ROW_COLS` groups of columns per task, as many tasks as threads.
+        // Whole `ROW_COLS` groups of columns per task, four tasks per thread (a thread that is late
+        // leaves less behind).
         let groups = n.div_ceil(ROW_COLS);
-        let per_task = if serial { groups } else { groups.div_ceil(threads) };
+        let per_task = if serial { groups } else { groups.div_ceil(4 * threads) };
         let y_ptr = SendPtr(y.as_mut_ptr());
         let job = |t: usize| {
             let (j0, j1) = (t * per_task * ROW_COLS, ((t + 1) * per_task * ROW_COLS).min(n));
