@@ -497,6 +497,12 @@ pub fn gguf(data: &[u8]) -> Result<String> {
 
 // ---------- hf_tokenizer ----------
 
+/// The steps a render may take in the harness (`ChatTemplate::with_fuel`): the lab's 50 M take about
+/// 57 s under the fuzzer's sanitizer and coverage instrumentation (1.6 s natively), far past its 10 s
+/// timeout; 500,000 end in about a second there, so even four renders that stop just short of the
+/// limit finish in time. SmolLM2's template takes 5,674 for 100 messages of 500 bytes.
+pub const HF_FUEL: u64 = 500_000;
+
 /// The chat template part's file: where a folder's `chat_template` is read from when it has no
 /// `chat_template.jinja`.
 const TEMPLATE_FILE: &str = io::hf_pretrained::TOKENIZER_CONFIG_FILE;
@@ -625,7 +631,8 @@ fn hf_conversations() -> [Vec<Message>; 2] {
 /// for an added token's text, and for any text whose bytes all have a token and whose ids all decode
 /// as byte-level tokens. Then, when the template part is not empty, `ChatTemplate::new` (errors name
 /// `tokenizer_config.json`) and four renders of two fixed conversations, with and without the
-/// generation prompt: a render may fail (`raise_exception`, out of fuel), naming
+/// generation prompt, each limited to [`HF_FUEL`] steps: a render may fail (`raise_exception`, out of
+/// fuel), naming
 /// `tokenizer_config.json`, but not panic; a rendered prompt encodes. Returns the first error.
 pub fn hf_tokenizer(data: &[u8]) -> Result<String> {
     let (template, json) = split_hf_tokenizer_input(data);
@@ -654,7 +661,7 @@ pub fn hf_tokenizer(data: &[u8]) -> Result<String> {
     if template.is_empty() {
         return Ok(summary);
     }
-    let chat = ChatTemplate::new(&template, "<s>", "</s>", TEMPLATE_FILE);
+    let chat = ChatTemplate::new(&template, "<s>", "</s>", TEMPLATE_FILE).map(|t| t.with_fuel(HF_FUEL));
     check_file_error(&chat, TEMPLATE_FILE);
     let chat = chat?;
     for messages in hf_conversations() {
