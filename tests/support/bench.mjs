@@ -1,8 +1,10 @@
 // ./build.sh bench: runs www/bench.html in headless Chromium for each build and thread count,
 // interleaved over several rounds, and writes medians to bench/results.json plus a printed table.
 //
-//   node tests/support/bench.mjs [--rounds 5] [--lm-rounds 1] [--only mlp|lm] [--quality]
+//   node tests/support/bench.mjs [--rounds 5] [--lm-rounds 1] [--only mlp|lm|llm] [--quality]
 //   (--quality: also the language model's presets on the real corpora, ~15 minutes, into results.json)
+//   (--only llm: part 3's SmolLM2 only — load, prefill, greedy decoding on 2 threads — written as the `llm`
+//   object of the bench/results.json already there, the rest of it kept)
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { cpus } from 'node:os';
@@ -12,9 +14,11 @@ import { startServer } from './server.mjs';
 const args = process.argv.slice(2);
 const flag = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const only = flag('--only', null);
-const rounds = only === 'lm' ? 0 : Number(flag('--rounds', 5)) || 5;
+const rounds = only === 'lm' || only === 'llm' ? 0 : Number(flag('--rounds', 5)) || 5;
 // The language model's runs take minutes a round: one round by default.
-const lmRounds = only === 'mlp' ? 0 : Number(flag('--lm-rounds', 1)) || 1;
+const lmRounds = only === 'mlp' || only === 'llm' ? 0 : Number(flag('--lm-rounds', 1)) || 1;
+// Part 3's model: one page (a load and three greedy generations, about a minute).
+const llmRounds = only === null || only === 'llm' ? 1 : 0;
 const ROOT = new URL('../../', import.meta.url);
 
 const median = (xs) => {
@@ -56,12 +60,21 @@ const lmConfigs = [
   { key: 'lm_threads_2', base: isolated.url, query: 'build=threads&threads=2&suite=lm,lmKernels' },
   { key: 'lm_threads_1', base: isolated.url, query: 'build=threads&threads=1&suite=lm&lmOnly=b32' },
 ];
-const samples = Object.fromEntries([...configs, ...lmConfigs].map((c) => [c.key, []]));
+const llmConfigs = [{ key: 'llm_threads_2', base: isolated.url, query: 'build=threads&threads=2&suite=llm' }];
+const samples = Object.fromEntries([...configs, ...lmConfigs, ...llmConfigs].map((c) => [c.key, []]));
 let quality = null;
 try {
   if (args.includes('--quality')) {
     quality = (await runPage(browser, `${isolated.url}www/bench.html?build=threads&threads=2&suite=lmQuality`, 3_600_000)).lm_quality;
     console.error(`lm quality: ${JSON.stringify(quality)}`);
+  }
+  for (let r = 0; r < llmRounds; r++) {
+    for (const c of llmConfigs) {
+      const res = await runPage(browser, `${c.base}www/bench.html?${c.query}`, 900_000);
+      samples[c.key].push(res);
+      const { text, ...numbers } = res.llm;
+      console.error(`llm round ${r + 1}/${llmRounds} ${c.key}: ${JSON.stringify(numbers)}`);
+    }
   }
   for (let r = 0; r < lmRounds; r++) {
     for (const c of lmConfigs) {
@@ -159,8 +172,37 @@ results.ratios = {
     ]))),
   },
 };
+// Part 3: SmolLM2-135M-Instruct on 2 threads (www/bench.js, suite llm).
+const llm = samples.llm_threads_2.at(-1)?.llm;
+results.llm = llm
+  ? {
+      date: results.date,
+      threads: 2,
+      model: llm.model,
+      load_seconds: pick('llm_threads_2', (s) => s.llm.load_seconds),
+      prefill_tokens_per_s: pick('llm_threads_2', (s) => s.llm.prefill_tokens_per_s),
+      generate_tokens_per_s: pick('llm_threads_2', (s) => s.llm.generate_tokens_per_s),
+      prompt_tokens: llm.prompt_tokens,
+      new_tokens: llm.new_tokens,
+      finish: llm.finish,
+      reps: llm.reps,
+      text: llm.text,
+    }
+  : null;
 mkdirSync(new URL('bench/', ROOT), { recursive: true });
-writeFileSync(new URL('bench/results.json', ROOT), JSON.stringify(results, null, 2) + '\n');
+const resultsFile = new URL('bench/results.json', ROOT);
+if (only === 'llm') {
+  // Only the llm object is measured: the rest of the file stays as the last runs left it.
+  let kept = {};
+  try {
+    kept = JSON.parse(readFileSync(resultsFile, 'utf8'));
+  } catch {
+    kept = {};
+  }
+  writeFileSync(resultsFile, JSON.stringify({ ...kept, llm: results.llm }, null, 2) + '\n');
+} else {
+  writeFileSync(resultsFile, JSON.stringify(results, null, 2) + '\n');
+}
 
 const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 const rows = [
@@ -186,12 +228,16 @@ const rows = [
   ...Object.entries(results.lm_gemm_gflops_threads_2).map(([k, v]) => [
     `LM GEMM ${k} GFLOP/s, 2 threads (of the 1-thread peak alongside)`, `${f(v, 1)} (${f(100 * results.lm_gemm_of_peak_threads_2[k])} %)`,
   ]),
+  ['SmolLM2-135M-Instruct, 2 threads: load s (fetch to ready) / prefill tokens/s / greedy decoding tokens/s',
+    [f(results.llm?.load_seconds, 2), f(results.llm?.prefill_tokens_per_s, 1), f(results.llm?.generate_tokens_per_s, 1)].join(' / ')],
   ['inference µs per digit (threads / SIMD-only)', `${f(results.inference_us, 1)} / ${f(results.inference_us_simd_only, 1)}`],
   ['wasm bytes threads / SIMD-only', `${results.wasm_bytes.threads} / ${results.wasm_bytes.simd_only}`],
   ['wasm gzip bytes threads / SIMD-only', `${results.wasm_gzip_bytes.threads} / ${results.wasm_gzip_bytes.simd_only}`],
 ];
-const w = Math.max(...rows.map((r) => r[0].length));
-const table = [`| ${'measure'.padEnd(w)} | value |`, `|${'-'.repeat(w + 2)}|-------|`, ...rows.map(([k, v]) => `| ${k.padEnd(w)} | ${v} |`)].join('\n');
+// A partial run (--only) prints only what it measured.
+const shown = only === null ? rows : rows.filter(([, v]) => !/^[n/a ()%]*$/.test(v));
+const w = Math.max(...shown.map((r) => r[0].length));
+const table = [`| ${'measure'.padEnd(w)} | value |`, `|${'-'.repeat(w + 2)}|-------|`, ...shown.map(([k, v]) => `| ${k.padEnd(w)} | ${v} |`)].join('\n');
 const heading = `${results.date.slice(0, 10)} — ${results.machine} — headless ${results.browser.match(/Chrome\/[\d.]+/)?.[0] ?? 'Chromium'} — medians of ${rounds} interleaved rounds`;
 // A partial run (--only) prints its table and writes results.json, but leaves BENCHMARKS.md alone: its
 // table would replace the full one with n/a rows.
