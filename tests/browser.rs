@@ -1,6 +1,6 @@
 //! Browser tests (`wasm-pack test --headless --chrome -- --features threads`): the rayon pool starts in
 //! the page and a parallel SIMD128 GEMM gives the exact answer; the 4-bit kernels, in SIMD128 on two
-//! threads, give the f32 kernels' bits on the dequantised weight.
+//! threads, give the f32 kernels' bits on the dequantised weight, and so do ggml's blocks (a GGUF's).
 #![cfg(all(target_arch = "wasm32", feature = "threads"))]
 
 use lora_lab::kernels;
@@ -60,5 +60,28 @@ async fn rayon_pool_runs_parallel_simd_gemm_exactly() {
         kernels::quant_linear_input_grad(&dy, view, &mut got, rows, false);
         kernels::linear_input_grad(&dy, &deq, &mut want, rows, k, n);
         assert_eq!(bits(&got), bits(&want), "4-bit input gradient at {rows} rows");
+    }
+
+    // ggml's blocks (a GGUF's Linears), decoded by the SIMD128 lanes: one row (decoding, the fused
+    // block-at-a-time dot products), 40 rows (dot-product tiles) and 256 (packed tiles), forward and input
+    // gradient, give the f32 kernels' bits on the matrix quant::ggml dequantises.
+    use lora_lab::quant::{ggml, GgmlType, GgmlWeight};
+    let (k, n) = (512, 96);
+    let wf: Vec<f32> = (0..n * k).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16] {
+        let w = GgmlWeight::new(ty, n, k, ggml::quantize(ty, &wf).expect("quantises")).expect("fits");
+        let deq = w.dequantize();
+        for rows in [1, 40, 256] {
+            let x: Vec<f32> = (0..rows * k).map(|i| ((i * 13) % 29) as f32 / 14.0 - 1.0).collect();
+            let (mut got, mut want) = (vec![0.0f32; rows * n], vec![0.0f32; rows * n]);
+            kernels::quant_linear_forward(&x, w.kernel_view(), None, &mut got, rows, false);
+            kernels::linear_forward(&x, &deq, None, &mut want, rows, k, n, false);
+            assert_eq!(bits(&got), bits(&want), "{ty} forward at {rows} rows");
+            let dy: Vec<f32> = (0..rows * n).map(|i| ((i * 11) % 23) as f32 / 11.0 - 1.0).collect();
+            let (mut got, mut want) = (vec![0.0f32; rows * k], vec![0.0f32; rows * k]);
+            kernels::quant_linear_input_grad(&dy, w.kernel_view(), &mut got, rows, false);
+            kernels::linear_input_grad(&dy, &deq, &mut want, rows, k, n);
+            assert_eq!(bits(&got), bits(&want), "{ty} input gradient at {rows} rows");
+        }
     }
 }
