@@ -119,7 +119,7 @@ enum Piece<'a> {
 
 /// GPT-2's `bytes_to_unicode`: printable Latin-1 bytes stand for themselves, the other 68 bytes for
 /// U+0100 onwards in byte order, so every byte is a visible character.
-pub(super) fn byte_chars() -> [char; 256] {
+pub fn byte_chars() -> [char; 256] {
     let mut chars = ['\0'; 256];
     let mut next = 256u32;
     for (b, slot) in chars.iter_mut().enumerate() {

@@ -20,7 +20,7 @@ mod pretokenize;
 mod tokenizer;
 mod tokenizer_json;
 
-pub use bpe::Bpe;
+pub use bpe::{byte_chars, Bpe};
 pub use chat_template::{ChatTemplate, Message};
 pub use corpus::{parse_json_strings, parse_lines, user_lines, Corpus, USER_FILE, USER_MAX_BYTES};
 pub use eval::eval_sequences;

@@ -533,23 +533,6 @@ const HF_TEXTS: &[&str] = &[
     "<|im_start|>user\nhello<|im_end|>\n<|endoftext|>",
 ];
 
-/// GPT-2's byte-to-unicode map (bpe.rs's `byte_chars`): the characters byte-level tokens are
-/// written in.
-fn gpt2_byte_chars() -> [char; 256] {
-    let mut chars = ['\0'; 256];
-    let mut next = 256u32;
-    for (b, slot) in chars.iter_mut().enumerate() {
-        let visible = matches!(b, 0x21..=0x7E | 0xA1..=0xAC | 0xAE..=0xFF);
-        let cp = if visible {
-            b as u32
-        } else {
-            next += 1;
-            next - 1
-        };
-        *slot = char::from_u32(cp).expect("below U+0144");
-    }
-    chars
-}
 
 struct ByteMap {
     chars: [char; 256],
@@ -558,7 +541,7 @@ struct ByteMap {
 
 impl ByteMap {
     fn new() -> Self {
-        let chars = gpt2_byte_chars();
+        let chars = lora_lab::text::byte_chars();
         let bytes = chars.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
         Self { chars, bytes }
     }
