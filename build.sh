@@ -248,7 +248,7 @@ case "$cmd" in
   serve) setup; build; exec node tests/support/server.mjs "$@" ;;
   test) setup; build; test_all ;;
   bench) setup; build; node tests/support/bench.mjs "$@"
-    # The page's memory with everything loaded (skipped for the MLP-only run).
-    [[ " $* " == *" --only mlp "* ]] || node tests/support/memory.mjs ;;
+    # The page's memory with everything loaded (skipped for the MLP-only and LLM-only runs).
+    [[ " $* " == *" --only mlp "* || " $* " == *" --only llm "* ]] || node tests/support/memory.mjs ;;
   *) echo "usage: ./build.sh setup|build|serve [--port N] [--no-isolation]|test|bench" >&2; exit 2 ;;
 esac
