@@ -34,11 +34,15 @@ fn dir(kind: &str, target: &str) -> PathBuf {
 }
 
 /// The files of a folder, by name (none if the folder does not exist).
+/// The files of `tests/fuzz/<kind>/<target>/` but its `.keep` (which keeps an empty folder in git). A
+/// missing folder fails the test: it would otherwise read as "nothing to replay" and pass whatever
+/// happened to the inputs.
 fn files(kind: &str, target: &str) -> BTreeMap<String, Vec<u8>> {
-    let Ok(entries) = std::fs::read_dir(dir(kind, target)) else { return BTreeMap::new() };
+    let d = dir(kind, target);
+    let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{} is missing ({e}): restore it from git", d.display()));
     entries
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
+        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != ".keep"))
         .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
         .collect()
 }
