@@ -15,13 +15,13 @@
 //! Refused, naming the key or the tensor: another architecture, rope scaling or frequency factors, a
 //! tensor missing, of the wrong shape, or one this model has no place for.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use super::gguf::{Gguf, GgufTensorInfo};
 use crate::lm::config::{K, LAYER_MODULES, Q};
 use crate::lm::{Llama, LmConfig};
 use crate::nn::Linear;
-use std::ops::Range;
-use std::sync::Arc;
-
 use crate::quant::{Blocks, GgmlType, GgmlWeight};
 use crate::text::{Bpe, ChatTemplate};
 use crate::{LabError, Result};
@@ -133,8 +133,8 @@ fn gguf_llama_with(g: &Gguf, bytes: &[u8], blocks: &dyn Fn(Range<usize>) -> Bloc
         }
         Ok(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     };
-    let linear = |t: &GgufTensorInfo, data: &[u8], rows: usize, cols: usize, perm: Option<usize>| -> Result<Linear> {
-        debug_assert_eq!(data.len(), t.bytes);
+    // The weight's blocks by range (`take` has checked they lie in the file): copied or pointed into.
+    let linear = |t: &GgufTensorInfo, rows: usize, cols: usize, perm: Option<usize>| -> Result<Linear> {
         let w = GgmlWeight::from_blocks(t.ty, rows, cols, blocks(t.offset..t.offset + t.bytes))
             .map_err(|r| LabError::file(&g.file, format!("tensor \"{}\": {r}", t.name)))?;
         let w = match perm {
@@ -158,25 +158,25 @@ fn gguf_llama_with(g: &Gguf, bytes: &[u8], blocks: &dyn Fn(Range<usize>) -> Bloc
         norms.push([f32s(ta, a)?, f32s(tf, f)?]);
         for (j, gname) in GGUF_MODULES.iter().enumerate() {
             let (cols, rows) = cfg.module_shape(j);
-            let (t, data) = take(&format!("blk.{l}.{gname}.weight"), &[rows, cols])?;
+            let (t, _) = take(&format!("blk.{l}.{gname}.weight"), &[rows, cols])?;
             let perm = match j {
                 Q => Some(cfg.heads),
                 K => Some(cfg.kv_heads()),
                 _ => None,
             };
-            linears.push(linear(t, data, rows, cols, perm)?);
+            linears.push(linear(t, rows, cols, perm)?);
         }
     }
     let (tn, n) = take("output_norm.weight", &[h])?;
     let final_norm = f32s(tn, n)?;
-    let (te, e) = take("token_embd.weight", &[v, h])?;
-    let embed_linear = linear(te, e, v, h, None)?;
+    let (te, _) = take("token_embd.weight", &[v, h])?;
+    let embed_linear = linear(te, v, h, None)?;
     let embed = if cfg.tie_embeddings {
         linears.push(embed_linear);
         Vec::new()
     } else {
-        let (to, o) = take("output.weight", &[v, h])?;
-        linears.push(linear(to, o, v, h, None)?);
+        let (to, _) = take("output.weight", &[v, h])?;
+        linears.push(linear(to, v, h, None)?);
         embed_linear.dense_weight().into_owned()
     };
     if let Some(i) = used.iter().position(|u| !u) {
