@@ -39,6 +39,17 @@ pub(super) struct LayerActs {
     pub m: Vec<f32>,
 }
 
+impl LayerActs {
+    /// Bytes the buffers hold.
+    pub fn bytes(&self) -> usize {
+        [&self.rstd_in, &self.a, &self.q, &self.k, &self.v, &self.p, &self.o, &self.h2, &self.rstd_post, &self.c]
+            .into_iter()
+            .chain([&self.g, &self.u, &self.m])
+            .map(|v| v.capacity() * 4)
+            .sum()
+    }
+}
+
 /// Where a layer's attention finds its keys and values.
 pub(super) enum Keys<'a> {
     /// A training or evaluation pass over positions 0..t: the block's own, kept in `LayerActs`.

@@ -5,11 +5,13 @@
 //! Layers, one file each: `norm` (RMSNorm), `rope` (rotary embeddings and the head-major layout),
 //! `attention` (causal, per head), `gate` (the SiLU-gated MLP's middle), `loss` (the causal-LM loss).
 //! `layer` is one decoder layer's forward (training, evaluation and generation run it), `forward` and
-//! `backward` run the whole model, `generate` samples from it with a key/value cache;
+//! `backward` run the whole model, `checkpointed` trains an adapter over a frozen base in little memory
+//! (gradient checkpointing, the loss at chosen rows in chunks), `generate` samples from it with a key/value cache;
 //! `model` holds the parameters, `config` the shape.
 
 mod attention;
 mod backward;
+mod checkpointed;
 pub mod config;
 pub mod eval;
 mod forward;
@@ -22,6 +24,7 @@ mod norm;
 mod rope;
 
 pub use backward::LmGrads;
+pub use checkpointed::{SftActivations, LOSS_ROWS};
 pub use config::LmConfig;
 pub use forward::LmActivations;
 pub use generate::{pick, GenerateLimits, Sampling};

@@ -196,6 +196,16 @@ impl LayerDelta for Adapter {
             l.backward(x, dy, dx, b);
         }
     }
+
+    fn draws(&self) -> Option<Rng> {
+        self.dropout_rng.clone().filter(|_| self.config.dropout > 0.0)
+    }
+
+    fn replay_draws(&mut self, draws: Rng) {
+        if self.dropout_rng.is_some() {
+            self.dropout_rng = Some(draws);
+        }
+    }
 }
 
 /// 535818 → "535,818".

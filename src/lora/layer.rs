@@ -25,19 +25,24 @@ pub struct LoraLayer {
     scratch: Scratch,
 }
 
-/// Per-batch buffers kept for backward.
+/// Per-batch buffers kept for backward: a few values per row, whatever the layer's width (a model
+/// with ninety adapted Linears keeps ninety of these).
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Scratch {
-    /// Dropout's multiplier per input value (0 or 1/(1−p)), b×in; empty without dropout.
-    mask: Vec<f32>,
-    /// The adapter's input after dropout (b×in); empty without dropout.
-    x_drop: Vec<f32>,
+    /// Dropout's kept inputs, one bit per input value (b×in bits; 1 = kept and scaled by 1/(1−p)),
+    /// empty without dropout.
+    mask: Vec<u64>,
+    /// 1/(1−p) of the dropout that drew `mask`.
+    keep: f32,
     /// s · x·lora_Aᵀ (b×r).
     u: Vec<f32>,
     /// b×r scratch for the residual path and for dt.
     t: Vec<f32>,
-    /// b×in scratch for dropout's input gradient.
-    dx: Vec<f32>,
+}
+
+/// x after dropout: `x · (kept ? keep : 0)`, as `nn.Dropout` multiplies.
+fn apply_mask(x: &[f32], mask: &[u64], keep: f32) -> Vec<f32> {
+    x.iter().enumerate().map(|(i, &v)| v * if mask[i / 64] >> (i % 64) & 1 == 1 { keep } else { 0.0 }).collect()
 }
 
 impl LoraLayer {
@@ -101,21 +106,21 @@ impl LoraLayer {
     pub fn forward(&mut self, x: &[f32], y: &mut [f32], b: usize, dropout: Option<(&mut Rng, f32)>) {
         let (k, n, r, s) = (self.in_features, self.out_features, self.rank, self.scaling);
         let sc = &mut self.scratch;
-        let input: &[f32] = match dropout {
+        sc.mask.clear();
+        let dropped = match dropout {
             Some((rng, p)) if p > 0.0 => {
-                let keep = 1.0 / (1.0 - p);
-                sc.mask.clear();
-                sc.mask.extend((0..x.len()).map(|_| if rng.uniform() < p { 0.0 } else { keep }));
-                sc.x_drop.clear();
-                sc.x_drop.extend(x.iter().zip(&sc.mask).map(|(&v, &m)| v * m));
-                &sc.x_drop
+                sc.keep = 1.0 / (1.0 - p);
+                sc.mask.resize(x.len().div_ceil(64), 0);
+                for i in 0..x.len() {
+                    if rng.uniform() >= p {
+                        sc.mask[i / 64] |= 1 << (i % 64);
+                    }
+                }
+                Some(apply_mask(x, &sc.mask, sc.keep))
             }
-            _ => {
-                sc.mask.clear();
-                sc.x_drop.clear();
-                x
-            }
+            _ => None,
         };
+        let input = dropped.as_deref().unwrap_or(x);
         sc.u.resize(b * r, 0.0);
         kernels::linear_forward(input, &self.lora_a, None, &mut sc.u, b, k, r, false);
         sc.u.iter_mut().for_each(|v| *v *= s);
@@ -134,8 +139,8 @@ impl LoraLayer {
     pub fn backward(&mut self, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, b: usize) {
         let (k, n, r, s) = (self.in_features, self.out_features, self.rank, self.scaling);
         let sc = &mut self.scratch;
-        let dropped = !sc.mask.is_empty();
-        let input: &[f32] = if dropped { &sc.x_drop } else { x };
+        let dropped = (!sc.mask.is_empty()).then(|| apply_mask(x, &sc.mask, sc.keep));
+        let input = dropped.as_deref().unwrap_or(x);
         kernels::linear_weight_grad(dy, &sc.u, &mut self.grad_b, b, r, n, false);
         sc.t.resize(b * r, 0.0);
         kernels::linear_input_grad(dy, &self.lora_b, &mut sc.t, b, r, n);
@@ -143,17 +148,17 @@ impl LoraLayer {
         kernels::linear_weight_grad(&sc.t, input, &mut self.grad_a, b, k, r, false);
         let Some(dx) = dx else { return };
         let acc = Epilogue { accumulate: true, ..Epilogue::default() };
-        if dropped {
-            sc.dx.resize(b * k, 0.0);
+        if dropped.is_some() {
+            let mut through = vec![0.0; b * k];
             kernels::gemm(
                 Strided::row_major(&sc.t, b, r),
                 Strided::row_major(&self.lora_a, r, k),
-                &mut sc.dx,
+                &mut through,
                 k,
                 Epilogue::default(),
             );
-            for ((d, &g), &m) in dx.iter_mut().zip(&sc.dx).zip(&sc.mask) {
-                *d += g * m;
+            for (d, g) in dx.iter_mut().zip(apply_mask(&through, &sc.mask, sc.keep)) {
+                *d += g;
             }
         } else {
             kernels::gemm(Strided::row_major(&sc.t, b, r), Strided::row_major(&self.lora_a, r, k), dx, k, acc);

@@ -1,0 +1,200 @@
+//! Training an adapter over a frozen base the way `prepare_model_for_kbit_training` sets PEFT up, in
+//! the memory a browser tab has: gradient checkpointing (each decoder layer's input kept, the rest
+//! recomputed layer by layer in the backward pass, with the same dropout draws), and the output layer
+//! and its 49,152-way softmax computed only at the rows that have a target, `LOSS_ROWS` rows at a time
+//! (never all logits of a batch). The base's weights get no gradient buffers. Evaluation runs the same
+//! pass without the backward, keeping two layer buffers.
+//!
+//! The numbers are those of `forward` + `loss::cross_entropy_part` + `backward` on the same batch:
+//! every row's arithmetic is the same (tests/sft.rs checks it).
+
+use super::backward::Scratch;
+use super::forward::resize;
+use super::layer::{Keys, LayerActs};
+use super::model::Llama;
+use super::norm;
+use super::rope::Rope;
+use crate::error::{LabError, Result};
+use crate::lm::loss;
+use crate::nn::LayerDelta;
+use crate::rng::Rng;
+
+/// Rows of logits computed at once: 64 × 49,152 f32 is 12.6 MB, and as much for their gradient.
+pub const LOSS_ROWS: usize = 64;
+
+/// What a checkpointed pass keeps, reused across batches.
+#[derive(Default)]
+pub struct SftActivations {
+    b: usize,
+    t: usize,
+    /// Training: `xs[l]` is layer l's input, `xs[layers]` the last layer's output (n × hidden each).
+    /// Evaluation: two buffers, layer l reading `xs[l % 2]`.
+    xs: Vec<Vec<f32>>,
+    /// One layer's activations, recomputed for each layer in turn.
+    layer: LayerActs,
+    scratch: Vec<f32>,
+    /// A recomputed layer's output, not needed (its input to the next layer is kept).
+    spare: Vec<f32>,
+    rope: Option<Rope>,
+    /// The delta's dropout draws before each layer's forward, and after the last.
+    draws: Vec<Option<Rng>>,
+    /// The rows with a target, their last hidden state, the final norm of it and its statistics.
+    rows: Vec<usize>,
+    hidden: Vec<f32>,
+    normed: Vec<f32>,
+    rstd: Vec<f32>,
+    /// One chunk's logits and their gradient (LOSS_ROWS × vocab at most).
+    logits: Vec<f32>,
+    dlogits: Vec<f32>,
+    /// The gradient at `normed`, then at `hidden` (rows × hidden).
+    dnormed: Vec<f32>,
+    dhidden: Vec<f32>,
+    grads: Scratch,
+}
+
+impl SftActivations {
+    /// Bytes the buffers hold now (the page reports it beside the model's).
+    pub fn bytes(&self) -> usize {
+        let f = |v: &Vec<f32>| v.capacity() * 4;
+        self.xs.iter().map(f).sum::<usize>()
+            + [&self.scratch, &self.spare, &self.hidden, &self.normed, &self.logits, &self.dlogits]
+                .into_iter()
+                .map(f)
+                .sum::<usize>()
+            + f(&self.dnormed)
+            + f(&self.dhidden)
+            + self.layer.bytes()
+            + self.grads.bytes()
+    }
+}
+
+impl Llama {
+    /// One pass over `ids` (b sequences of t tokens from position 0) with the loss at the rows whose
+    /// `targets` entry is set (b·t entries: the token row i predicts): → (summed cross-entropy, rows).
+    /// With `train` the gradient of (sum / `denom`) flows back through every layer down to the lowest
+    /// one `delta` adapts, recomputing each from its saved input, and `delta`'s gradients are written
+    /// (the base's weights get none). `delta` must not adapt the output layer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sft_pass(
+        &self,
+        ids: &[u16],
+        b: usize,
+        t: usize,
+        targets: &[Option<u16>],
+        denom: usize,
+        acts: &mut SftActivations,
+        mut delta: Option<&mut dyn LayerDelta>,
+        train: bool,
+    ) -> Result<(f64, usize)> {
+        self.check_ids(ids, b, t)?;
+        let c = &self.cfg;
+        let (h, n) = (c.hidden, b * t);
+        if targets.len() != n {
+            return Err(LabError::setting("targets", format!("{} targets for {n} tokens", targets.len())));
+        }
+        if let Some(&bad) = targets.iter().flatten().find(|&&id| id as usize >= c.vocab) {
+            return Err(LabError::setting("targets", format!("{bad} is outside the vocabulary of {}", c.vocab)));
+        }
+        if delta.as_ref().is_some_and(|d| d.is_active(c.lm_head())) {
+            return Err(LabError::setting("targets", "the output layer cannot be adapted in a checkpointed pass"));
+        }
+        acts.b = b;
+        acts.t = t;
+        if acts.rope.as_ref().is_none_or(|r| r.context() < c.context) {
+            acts.rope = Some(Rope::new(c.head_dim, c.context, c.rope_theta));
+        }
+        let kept = if train { c.layers + 1 } else { 2 };
+        acts.xs.truncate(kept);
+        acts.xs.resize_with(kept, Vec::new);
+        for x in &mut acts.xs {
+            resize(x, n * h);
+        }
+        resize(&mut acts.spare, n * h);
+        self.embed_rows(ids, &mut acts.xs[0]);
+        acts.draws.clear();
+        {
+            let rope = acts.rope.as_ref().expect("set above");
+            for l in 0..c.layers {
+                acts.draws.push(delta.as_ref().and_then(|d| d.draws()));
+                let (i, o) = if train { (l, l + 1) } else { (l % 2, (l + 1) % 2) };
+                let (x, out) = two(&mut acts.xs, i, o);
+                let la = &mut acts.layer;
+                self.layer_forward(l, x, out, la, &mut acts.scratch, rope, b, t, Keys::Own, &mut delta);
+            }
+            acts.draws.push(delta.as_ref().and_then(|d| d.draws()));
+        }
+        let last = if train { c.layers } else { c.layers % 2 };
+
+        // The output layer at the rows with a target only, LOSS_ROWS at a time.
+        acts.rows.clear();
+        acts.rows.extend((0..n).filter(|&i| targets[i].is_some()));
+        let m = acts.rows.len();
+        resize(&mut acts.hidden, m * h);
+        resize(&mut acts.normed, m * h);
+        resize(&mut acts.rstd, m);
+        for (dst, &r) in acts.hidden.chunks_exact_mut(h).zip(&acts.rows) {
+            dst.copy_from_slice(&acts.xs[last][r * h..][..h]);
+        }
+        norm::forward(&acts.hidden, &self.final_norm, c.rms_norm_eps, &mut acts.normed, &mut acts.rstd);
+        if train {
+            resize(&mut acts.dnormed, m * h);
+        }
+        let head = &self.linears[c.lm_head()];
+        let v = c.vocab;
+        let mut sum = 0.0f64;
+        let mut picked: Vec<Option<u16>> = Vec::with_capacity(LOSS_ROWS);
+        for (k, rows) in acts.rows.chunks(LOSS_ROWS).enumerate() {
+            let r = rows.len();
+            resize(&mut acts.logits, r * v);
+            resize(&mut acts.dlogits, r * v);
+            let x = &acts.normed[k * LOSS_ROWS * h..][..r * h];
+            head.forward(x, &mut acts.logits[..r * v], r, false);
+            picked.clear();
+            picked.extend(rows.iter().map(|&i| targets[i]));
+            sum += loss::cross_entropy_part(&acts.logits[..r * v], v, &picked, &mut acts.dlogits[..r * v], denom.max(1));
+            if train {
+                head.input_grad(&acts.dlogits[..r * v], &mut acts.dnormed[k * LOSS_ROWS * h..][..r * h], r, false);
+            }
+        }
+        if !train || !sum.is_finite() {
+            return Ok((sum, m));
+        }
+        let Some(lowest) = self.lowest_trained_layer(false, &delta) else { return Ok((sum, m)) };
+
+        // The final norm's backward at those rows, scattered into the gradient at the last layer's output.
+        resize(&mut acts.dhidden, m * h);
+        acts.dhidden.fill(0.0);
+        norm::backward(&acts.hidden, &self.final_norm, &acts.rstd, &acts.dnormed, &mut acts.dhidden, None);
+        let s = &mut acts.grads;
+        s.resize(c, n);
+        s.dx.fill(0.0);
+        for (g, &r) in acts.dhidden.chunks_exact(h).zip(&acts.rows) {
+            s.dx[r * h..][..h].copy_from_slice(g);
+        }
+        let rope = acts.rope.as_ref().expect("set above");
+        for l in (lowest..c.layers).rev() {
+            // The layer again, with the dropout draws its first forward made.
+            if let (Some(d), Some(draws)) = (delta.as_deref_mut(), acts.draws[l].clone()) {
+                d.replay_draws(draws);
+            }
+            let la = &mut acts.layer;
+            self.layer_forward(l, &acts.xs[l], &mut acts.spare, la, &mut acts.scratch, rope, b, t, Keys::Own, &mut delta);
+            self.layer_backward(l, &acts.xs[l], la, rope, b, t, s, None, l > lowest, &mut delta);
+        }
+        if let (Some(d), Some(draws)) = (delta.as_deref_mut(), acts.draws[c.layers].clone()) {
+            d.replay_draws(draws);
+        }
+        Ok((sum, m))
+    }
+}
+
+/// `xs[i]` to read and `xs[o]` to write (i ≠ o).
+fn two(xs: &mut [Vec<f32>], i: usize, o: usize) -> (&[f32], &mut [f32]) {
+    if i < o {
+        let (lo, hi) = xs.split_at_mut(o);
+        (&lo[i], &mut hi[0])
+    } else {
+        let (lo, hi) = xs.split_at_mut(i);
+        (&hi[0], &mut lo[o])
+    }
+}

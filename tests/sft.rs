@@ -1,0 +1,168 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! The checkpointed adapter pass (`Llama::sft_pass`: layer inputs kept, layers recomputed in the
+//! backward with the same dropout draws, the loss only at target rows in chunks) against the plain
+//! path (`forward` keeping every activation, the loss over all logits, `backward`): the same loss and
+//! the same adapter gradients, with and without dropout, on a grouped-query model with tied
+//! embeddings like SmolLM2's.
+
+use lora_lab::lm::{loss, Llama, LmActivations, LmConfig, LmGrads, SftActivations, LOSS_ROWS};
+use lora_lab::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
+use lora_lab::rng::{Rng, Stream};
+
+fn smol_like(seed: u64, vocab: usize) -> Llama {
+    let cfg = LmConfig {
+        hidden: 32,
+        intermediate: 40,
+        layers: 3,
+        heads: 4,
+        kv_group: 2,
+        head_dim: 8,
+        context: 64,
+        vocab,
+        tie_embeddings: true,
+        init_std: 0.2,
+        ..LmConfig::tiny()
+    };
+    cfg.validate("test").unwrap();
+    let mut m = Llama::new(cfg, seed);
+    let mut r = Rng::new(seed, Stream::Replay);
+    for n in m.norms.iter_mut().flatten().chain(std::iter::once(&mut m.final_norm)) {
+        n.iter_mut().for_each(|v| *v = 1.0 + 0.3 * r.normal());
+    }
+    m
+}
+
+/// LoRA on the q/k/v and down projections of layers 1 and 2 (layer 0 untouched: the backward stops
+/// above it), both factors random so every gradient is non-zero.
+fn adapter(model: &Llama, dropout: f32) -> Adapter {
+    let names = model.cfg.linear_modules();
+    let targets: Vec<usize> = (0..names.len())
+        .filter(|&i| {
+            let n = &names[i].0;
+            !n.contains("layers.0.") && ["q_proj", "k_proj", "v_proj", "down_proj"].iter().any(|m| n.ends_with(m))
+        })
+        .collect();
+    let cfg = LoraConfig {
+        targets,
+        rank: 4,
+        alpha: 8.0,
+        scaling: Scaling::Peft,
+        dropout,
+        bias: Bias::None,
+        init: Init::Default,
+    };
+    let mut a = Adapter::new("t", cfg, model, 3).unwrap();
+    let mut r = Rng::new(9, Stream::AdapterInit);
+    for l in &mut a.layers {
+        l.lora_b.iter_mut().for_each(|v| *v = 0.2 * r.normal());
+    }
+    a
+}
+
+/// Two sequences of 20, loss on about half the positions (a completion-only batch), one sequence
+/// padded at its end (no targets there).
+fn batch(vocab: usize) -> (Vec<u16>, Vec<Option<u16>>) {
+    let mut r = Rng::new(5, Stream::Replay);
+    let ids: Vec<u16> = (0..40).map(|_| r.below(vocab as u32) as u16).collect();
+    let mut targets = vec![None; 40];
+    for s in 0..2 {
+        let end = if s == 0 { 20 } else { 15 };
+        for i in 8..end - 1 {
+            targets[s * 20 + i] = Some(ids[s * 20 + i + 1]);
+        }
+    }
+    (ids, targets)
+}
+
+/// The plain path: every activation, all logits, `backward` → (summed loss, lora grads).
+fn plain(model: &Llama, a: &mut Adapter, ids: &[u16], targets: &[Option<u16>], denom: usize) -> (f64, Vec<Vec<f32>>) {
+    let mut acts = LmActivations::default();
+    model.forward(ids, 2, 20, &mut acts, Some(a)).unwrap();
+    let mut dlogits = vec![0.0; acts.logits.len()];
+    let sum = loss::cross_entropy_part(&acts.logits, model.cfg.vocab, targets, &mut dlogits, denom);
+    let mut grads = LmGrads::zeros(model);
+    model.backward(&acts, &dlogits, &mut grads, false, Some(a));
+    (sum, grads_of(a))
+}
+
+fn grads_of(a: &Adapter) -> Vec<Vec<f32>> {
+    a.layers.iter().flat_map(|l| [l.grad_a.clone(), l.grad_b.clone()]).collect()
+}
+
+fn assert_close(what: &str, ours: &[Vec<f32>], theirs: &[Vec<f32>]) {
+    let scale = theirs.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 1e-4, "{what}: the gradients are all zero");
+    let worst = ours.iter().flatten().zip(theirs.iter().flatten()).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(worst <= 1e-5 * scale, "{what}: gradients differ by {worst} (largest {scale})");
+}
+
+#[test]
+fn the_checkpointed_pass_gives_the_plain_paths_loss_and_gradients() {
+    // A vocabulary over LOSS_ROWS wide rows is not needed; more target rows than one chunk are.
+    let model = smol_like(1, 300);
+    let (ids, targets) = batch(300);
+    let count = targets.iter().flatten().count();
+    assert!(count < LOSS_ROWS * 2 && count > 10, "{count} target rows");
+    for dropout in [0.0, 0.1] {
+        let mut a = adapter(&model, dropout);
+        a.set_training(Some(7));
+        let mut b = a.clone();
+        let (sum, g_plain) = plain(&model, &mut a, &ids, &targets, count);
+        let mut acts = SftActivations::default();
+        let (sum2, rows) = model.sft_pass(&ids, 2, 20, &targets, count, &mut acts, Some(&mut b), true).unwrap();
+        assert_eq!(rows, count);
+        assert!((sum - sum2).abs() <= 1e-5 * sum.abs(), "dropout {dropout}: loss {sum} vs {sum2}");
+        assert_close(&format!("dropout {dropout}"), &grads_of(&b), &g_plain);
+        // The next batch draws fresh masks from where the plain path's stream stands.
+        assert_eq!(lora_lab::nn::LayerDelta::draws(&a), lora_lab::nn::LayerDelta::draws(&b));
+    }
+}
+
+#[test]
+fn evaluation_gives_the_training_passs_loss_and_touches_no_gradient() {
+    let model = smol_like(2, 300);
+    let (ids, targets) = batch(300);
+    let count = targets.iter().flatten().count();
+    let mut a = adapter(&model, 0.0);
+    let mut acts = SftActivations::default();
+    let (train, _) = model.sft_pass(&ids, 2, 20, &targets, count, &mut acts, Some(&mut a), true).unwrap();
+    let before = grads_of(&a);
+    let mut eval = SftActivations::default();
+    let (sum, rows) = model.sft_pass(&ids, 2, 20, &targets, count, &mut eval, Some(&mut a), false).unwrap();
+    assert_eq!((sum.to_bits(), rows), (train.to_bits(), count));
+    assert_eq!(grads_of(&a), before);
+    assert!(eval.bytes() < acts.bytes(), "evaluation keeps two layer buffers, training all of them");
+}
+
+#[test]
+fn a_pass_with_many_target_rows_runs_the_loss_in_chunks() {
+    // 2 × 40 tokens, every one a target: more rows than one chunk.
+    let model = smol_like(3, 300);
+    let mut r = Rng::new(1, Stream::Replay);
+    let ids: Vec<u16> = (0..80).map(|_| r.below(300) as u16).collect();
+    let targets: Vec<Option<u16>> = loss::targets(&ids, 40, u16::MAX);
+    let count = targets.iter().flatten().count();
+    assert!(count > LOSS_ROWS);
+    let mut a = adapter(&model, 0.0);
+    let mut acts = LmActivations::default();
+    model.forward(&ids, 2, 40, &mut acts, Some(&mut a)).unwrap();
+    let mut dlogits = vec![0.0; acts.logits.len()];
+    let sum = loss::cross_entropy_part(&acts.logits, 300, &targets, &mut dlogits, count);
+    model.backward(&acts, &dlogits, &mut LmGrads::zeros(&model), false, Some(&mut a));
+    let g_plain = grads_of(&a);
+    let mut sacts = SftActivations::default();
+    let (sum2, _) = model.sft_pass(&ids, 2, 40, &targets, count, &mut sacts, Some(&mut a), true).unwrap();
+    assert!((sum - sum2).abs() <= 1e-5 * sum.abs(), "loss {sum} vs {sum2}");
+    assert_close("chunked", &grads_of(&a), &g_plain);
+}
+
+#[test]
+fn bad_targets_are_refused() {
+    let model = smol_like(4, 300);
+    let ids = vec![1u16; 10];
+    let mut acts = SftActivations::default();
+    let err = model.sft_pass(&ids, 1, 10, &[Some(300); 10], 10, &mut acts, None, false).unwrap_err();
+    assert!(err.to_string().contains("outside the vocabulary"), "{err}");
+    let err = model.sft_pass(&ids, 1, 10, &[None; 9], 10, &mut acts, None, false).unwrap_err();
+    assert!(err.to_string().contains("9 targets for 10"), "{err}");
+}
