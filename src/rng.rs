@@ -15,6 +15,7 @@ pub enum Stream {
     Replay = 6,
     LmInit = 7,
     Sample = 8,
+    Demo = 9,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

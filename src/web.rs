@@ -7,7 +7,7 @@ use wasm_bindgen::prelude::*;
 use crate::bench;
 use crate::error::LabError;
 use crate::lab::{
-    AdapterSettings, BaseForm, BaseSettings, CheckpointInfo, GenerateRequest, Lab, LmAdapterSettings, LmBaseSettings,
+    AdapterSettings, BaseForm, BaseSettings, CheckpointInfo, GenerateRequest, Lab, LlmAdapterSettings, LlmData, LmAdapterSettings, LmBaseSettings,
     QuantizeSettings,
 };
 use crate::lm::Sampling;
@@ -459,7 +459,7 @@ impl LabHandle {
 
     /// → `{ vocab, logits: Float32Array (ids.length × vocab, row-major) }`.
     #[wasm_bindgen(js_name = llmLogits)]
-    pub fn llm_logits(&self, ids: Vec<u32>, adapted: bool) -> JsResult<JsValue> {
+    pub fn llm_logits(&mut self, ids: Vec<u32>, adapted: bool) -> JsResult<JsValue> {
         let l = self.lab.llm_logits(&ids, adapted).map_err(err)?;
         let out = js_sys::Object::new();
         let logits = js_sys::Float32Array::from(&l.logits[..]);
@@ -472,12 +472,71 @@ impl LabHandle {
     /// A GenerateRequest → Generated; `on_text(piece)` is called with the text as it grows, and a
     /// returned `false` (or a throw) stops the generation.
     #[wasm_bindgen(js_name = llmGenerate)]
-    pub fn llm_generate(&self, request: JsValue, on_text: &js_sys::Function) -> JsResult<JsValue> {
+    pub fn llm_generate(&mut self, request: JsValue, on_text: &js_sys::Function) -> JsResult<JsValue> {
         let req: GenerateRequest = from_js("llm.generate request", request)?;
         let mut call = |piece: &str| {
             on_text.call1(&JsValue::NULL, &JsValue::from_str(piece)).is_ok_and(|v| v.as_bool() != Some(false))
         };
         to_js(&self.lab.llm_generate(&req, &mut call).map_err(err)?)
+    }
+    /// The demo task's rows from the corpora's bytes → `[trainJsonl, testJsonl]` (kept for `data: 'demo'`).
+    #[wasm_bindgen(js_name = llmDemoData)]
+    pub fn llm_demo_data(&mut self, words_json: &[u8], names_txt: &[u8]) -> JsResult<Vec<String>> {
+        let (train, test) = self.lab.llm_demo_data(words_json, names_txt).map_err(err)?;
+        Ok(vec![train, test])
+    }
+
+    /// LlmAdapterSettings → SftStart; nothing changes when a setting or the data is bad.
+    #[wasm_bindgen(js_name = llmStartAdapter)]
+    pub fn llm_start_adapter(&mut self, settings: JsValue) -> JsResult<JsValue> {
+        let s: LlmAdapterSettings = from_js("llm.trainAdapter settings", settings)?;
+        to_js(&self.lab.llm_start_adapter(&s).map_err(err)?)
+    }
+
+    /// Up to `n` optimizer steps → SftProgress (the first call measures the held-out loss instead).
+    #[wasm_bindgen(js_name = llmTrainStep)]
+    pub fn llm_train_step(&mut self, n: usize) -> JsResult<JsValue> {
+        to_js(&self.lab.llm_train_step(n).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = llmFinish)]
+    pub fn llm_finish(&mut self, cancelled: bool) -> JsResult<JsValue> {
+        to_js(&self.lab.llm_finish(cancelled).map_err(err)?)
+    }
+
+    /// `data`: undefined (the active adapter's data, else the demo) or LlmData → SftEvaluation.
+    #[wasm_bindgen(js_name = llmEvaluate)]
+    pub fn llm_evaluate(&mut self, data: JsValue) -> JsResult<JsValue> {
+        let data: Option<LlmData> =
+            if data.is_undefined() || data.is_null() { None } else { Some(from_js("llm.evaluate data", data)?) };
+        to_js(&self.lab.llm_evaluate(data.as_ref()).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = llmAdapters)]
+    pub fn llm_adapters(&self) -> JsResult<JsValue> {
+        to_js(&self.lab.llm_adapters())
+    }
+
+    #[wasm_bindgen(js_name = llmSetAdapter)]
+    pub fn llm_set_adapter(&mut self, name: Option<String>) -> JsResult<JsValue> {
+        to_js(&self.lab.llm_set_active(name.as_deref()).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = llmDeleteAdapter)]
+    pub fn llm_delete_adapter(&mut self, name: &str) -> JsResult<JsValue> {
+        to_js(&self.lab.llm_delete_adapter(name).map_err(err)?)
+    }
+
+    /// PEFT's folder → `{ config: object, safetensors: Uint8Array }`.
+    #[wasm_bindgen(js_name = llmExportAdapter)]
+    pub fn llm_export_adapter(&self, name: &str) -> JsResult<JsValue> {
+        let f = self.lab.llm_export_adapter(name).map_err(err)?;
+        files_object(&f.config.to_json_pretty(), &f.safetensors).map(Into::into)
+    }
+
+    #[wasm_bindgen(js_name = llmImportAdapter)]
+    pub fn llm_import_adapter(&mut self, name: &str, safetensors: &[u8], config_json: &str) -> JsResult<JsValue> {
+        to_js(&self.lab.llm_import_adapter(name, safetensors, config_json).map_err(err)?)
     }
 }
 

@@ -139,6 +139,34 @@ export function createLlm(app) {
         running.delete(gen);
       }
     },
+    /** The demo task's rows: { train, test } as TRL's prompt-completion JSONL (400 and 100 rows). */
+    demoData: () => ask(Request.LLM_DEMO_DATA),
+    /**
+     * Fine-tunes an adapter as TRL's SFTTrainer does: `{ preset: 'seed', name, data }` or `{ name, data,
+     * targetModules, layersToTransform, r, loraAlpha, loraDropout, useRslora, lr, epochs, batchSize,
+     * gradientAccumulationSteps, maxSeqLength, packing, assistantOnlyLoss, weightDecay, warmupSteps,
+     * schedule, seed, limit }` with `data` = 'demo' or `{ jsonl, testJsonl? }` → { name, trainableParams,
+     * totalParams, trainablePercent, report, evalLossBefore, evalLoss, steps, seconds, tokensPerSec,
+     * cancelled, lossHash, start }. Progress comes as the worker's events (phase 'llmAdapter').
+     */
+    trainAdapter: async (settings = {}) => {
+      if (!settings || typeof settings !== 'object') throw new Error('invalid llm.trainAdapter settings: expected an object');
+      return ask(Request.LLM_TRAIN_ADAPTER, Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined)));
+    },
+    /** `{ data? }` → { base: { loss, exactMatch, answers }, adapted: … | null, expected }. */
+    evaluate: async ({ data } = {}) => ask(Request.LLM_EVALUATE, data === undefined ? {} : { data }),
+    adapters: () => ask(Request.LLM_ADAPTERS),
+    setAdapter: async (name) => ask(Request.LLM_SET_ADAPTER, { name: name ?? null }),
+    deleteAdapter: async (name) => ask(Request.LLM_DELETE_ADAPTER, { name }),
+    /** `(name, { format: 'peft' })` → { config, safetensors }. */
+    exportAdapter: async (name, { format = 'peft' } = {}) => {
+      if (format !== 'peft') throw new Error(`invalid format ${JSON.stringify(format)}: 'peft'`);
+      return ask(Request.LLM_EXPORT_ADAPTER, { name });
+    },
+    importAdapter: async ({ name, config, safetensors }) => ask(Request.LLM_IMPORT_ADAPTER, { name, config, safetensors }),
+    pause: () => ask(Request.PAUSE),
+    resume: () => ask(Request.RESUME),
+    cancel: () => ask(Request.CANCEL),
     /**
      * Stops the generations in flight at their next piece of text (their promises resolve with finish
      * 'stopped'); → whether there was one to stop. A page that is not cross-origin isolated has no shared

@@ -108,6 +108,20 @@
 //                 piece (the worker is inside wasm until it ends, so no message can reach it). Without
 //                 SharedArrayBuffer (a page that is not cross-origin isolated) nothing can stop a generation
 //                 once it has started: it runs to EOS or maxNewTokens.
+//   llmDemoData   {}  → { train, test }: the demo task's JSONL (400 and 100 rows), made from the corpora
+//   llmTrainAdapter { preset: 'seed', name, data } | { name, data: 'demo' | { jsonl, testJsonl? }, targetModules,
+//                 layersToTransform, r, loraAlpha, loraDropout, useRslora, lr, epochs, batchSize,
+//                 gradientAccumulationSteps, maxSeqLength, packing, assistantOnlyLoss, weightDecay, warmupSteps,
+//                 schedule, seed, limit }  → { name, trainableParams, totalParams, trainablePercent, report,
+//                 evalLossBefore, evalLoss: [per epoch], steps, seconds, tokensPerSec, cancelled, lossHash,
+//                 start }; posts LLM_START { … the data and the run as resolved: trainRows, heldOutRows,
+//                 heldOutLines, truncated, steps, warmupSteps, … } first, then PROGRESS (phase 'llmAdapter',
+//                 with tokensPerSec, evalLossBefore on the first, activationBytes) and EPOCH { evalLoss }
+//   llmEvaluate   { data? }  → { base: S, adapted: S | null, expected: [held-out completions] },
+//                 S = { loss, exactMatch (fraction, null without prompt-completion rows), answers }
+//   llmAdapters | llmSetAdapter { name|null } | llmDeleteAdapter { name }  → { active, list }
+//   llmExportAdapter { name }  → { config, safetensors }   (PEFT's folder)
+//   llmImportAdapter { name, config, safetensors }  → adapter summary
 //
 //   bench         { kind: 'gemm', layout, reps } → { gflops, peak, ofPeak } | { kind: 'peak'|'peakAllThreads', iters } → { gflops } |
 //                 { kind: 'train', limit } → run summary | { kind: 'inference' } → { us }   (bench.html)
@@ -122,7 +136,9 @@
 //             evalLoss: held-out nats per token (the adapter on); baseEvalLoss: an adapter run's with the
 //             adapter off (null for a base run); samples: null, or { base: [n], adapted: [n] | null } as
 //             the run's `samples` asked (or { error })
+//             { phase: 'llmAdapter', epoch, epochs, evalLoss }
 //   sweepRow  { row, index, total }
+//   llmStart  SftStart: a fine-tuning run's data and schedule as the lab resolved them (see llmTrainAdapter)
 //   fatal     { message }   the worker cannot go on (panic, out of memory); the page offers a restart.
 
 export const Request = Object.freeze({
@@ -184,12 +200,21 @@ export const Request = Object.freeze({
   LLM_APPLY_CHAT_TEMPLATE: 'llmApplyChatTemplate',
   LLM_LOGITS: 'llmLogits',
   LLM_GENERATE: 'llmGenerate',
+  LLM_DEMO_DATA: 'llmDemoData',
+  LLM_TRAIN_ADAPTER: 'llmTrainAdapter',
+  LLM_EVALUATE: 'llmEvaluate',
+  LLM_ADAPTERS: 'llmAdapters',
+  LLM_SET_ADAPTER: 'llmSetAdapter',
+  LLM_DELETE_ADAPTER: 'llmDeleteAdapter',
+  LLM_EXPORT_ADAPTER: 'llmExportAdapter',
+  LLM_IMPORT_ADAPTER: 'llmImportAdapter',
 });
 
 export const Event = Object.freeze({
   PROGRESS: 'progress',
   EPOCH: 'epoch',
   SWEEP_ROW: 'sweepRow',
+  LLM_START: 'llmStart',
   FATAL: 'fatal',
 });
 

@@ -491,6 +491,41 @@ function llmGenerate({ stopFlag = null, ...request }, { partial }) {
   return { value: requireLab().llmGenerate(req, onText) };
 }
 
+/** The demo task's rows ({ train, test } JSONL), made once from the corpora part 2 fetches. */
+let llmDemo = null;
+function llmDemoData() {
+  llmDemo ??= (async () => {
+    const [words, , names] = await Promise.all(LM_DATA_FILES.map(fetchGunzip));
+    const [train, test] = requireLab().llmDemoData(words, names);
+    return { train, test };
+  })().catch((e) => {
+    llmDemo = null;
+    throw e;
+  });
+  return llmDemo;
+}
+
+/** A fine-tuning run: the lab measures the held-out loss before training and after each epoch. */
+const llmRun = () => ({
+  step: (n) => lab.llmTrainStep(n),
+  finish: (cancelled) => lab.llmFinish(cancelled),
+  onEpoch: (phase, p) => self.postMessage({ type: Event.EPOCH, phase, epoch: p.epoch, epochs: p.epochs, evalLoss: p.evalLoss }),
+});
+
+async function llmTrainAdapter(settings = {}) {
+  const data = settings.data ?? 'demo';
+  if (data === 'demo') await llmDemoData();
+  const start = requireLab().llmStartAdapter(settings);
+  self.postMessage({ type: Event.LLM_START, ...start });
+  const summary = await driveRun('llmAdapter', llmRun());
+  return { value: { ...summary, start } };
+}
+
+async function llmEvaluate({ data } = {}) {
+  if (data === undefined || data === 'demo') await llmDemoData();
+  return { value: requireLab().llmEvaluate(data) };
+}
+
 const llmSimple = {
   [Request.LLM_STATUS]: () => {
     const info = requireLab().llmStatus();
@@ -503,6 +538,12 @@ const llmSimple = {
   [Request.LLM_DETOKENIZE]: ({ ids }) => requireLab().llmDetokenize(llmIds(ids)),
   [Request.LLM_APPLY_CHAT_TEMPLATE]: ({ messages, addGenerationPrompt = false }) =>
     requireLab().llmApplyChatTemplate(messages, Boolean(addGenerationPrompt)),
+  [Request.LLM_ADAPTERS]: () => requireLab().llmAdapters(),
+  [Request.LLM_SET_ADAPTER]: ({ name }) => requireLab().llmSetAdapter(name ?? undefined),
+  [Request.LLM_DELETE_ADAPTER]: ({ name }) => requireLab().llmDeleteAdapter(String(name)),
+  [Request.LLM_EXPORT_ADAPTER]: ({ name }) => requireLab().llmExportAdapter(String(name)),
+  [Request.LLM_IMPORT_ADAPTER]: ({ name, config, safetensors }) =>
+    requireLab().llmImportAdapter(String(name), bytesOf(safetensors, 'adapter_model.safetensors'), configText(config)),
 };
 
 function classify({ pixels }) {
@@ -660,5 +701,8 @@ serveRequests(guard({
   [Request.LLM_LOAD]: llmLoad,
   [Request.LLM_LOGITS]: llmLogits,
   [Request.LLM_GENERATE]: llmGenerate,
+  [Request.LLM_DEMO_DATA]: async () => ({ value: await llmDemoData() }),
+  [Request.LLM_TRAIN_ADAPTER]: llmTrainAdapter,
+  [Request.LLM_EVALUATE]: llmEvaluate,
   ...Object.fromEntries(Object.entries({ ...simple, ...lmSimple, ...llmSimple }).map(([k, f]) => [k, (args) => ({ value: f(args) })])),
 }));

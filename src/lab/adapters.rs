@@ -18,6 +18,27 @@ pub struct AdapterInfo {
     pub merged: bool,
 }
 
+impl AdapterInfo {
+    /// The list entry of `a` on a base whose parameters, with the adapter's, are `all_params`.
+    pub fn of(a: &Adapter, all_params: usize, merged: bool) -> Self {
+        AdapterInfo {
+            name: a.name.clone(),
+            config: AdapterConfigView {
+                targets: a.target_names(),
+                rank: a.config.rank,
+                alpha: a.config.alpha,
+                scaling: a.config.scaling,
+                init: a.config.init,
+                dropout: a.config.dropout,
+                bias: a.config.bias,
+            },
+            trainable_params: a.trainable_params(),
+            report: a.trainable_report(all_params),
+            merged,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdapterConfigView {
@@ -110,21 +131,10 @@ impl<M: Adaptable + Clone> AdaptedModel<M> {
             list: self
                 .adapters
                 .iter()
-                .map(|a| AdapterInfo {
-                    name: a.name.clone(),
-                    config: AdapterConfigView {
-                        targets: a.target_names(),
-                        rank: a.config.rank,
-                        alpha: a.config.alpha,
-                        scaling: a.config.scaling,
-                        init: a.config.init,
-                        dropout: a.config.dropout,
-                        bias: a.config.bias,
-                    },
-                    trainable_params: a.trainable_params(),
-                    report: a
-                        .trainable_report(self.base.as_ref().map_or(0, |b| b.all_params_with(a.trainable_params()))),
-                    merged: self.merged.is_some() && self.active.as_deref() == Some(a.name.as_str()),
+                .map(|a| {
+                    let all = self.base.as_ref().map_or(0, |b| b.all_params_with(a.trainable_params()));
+                    let merged = self.merged.is_some() && self.active.as_deref() == Some(a.name.as_str());
+                    AdapterInfo::of(a, all, merged)
                 })
                 .collect(),
         }

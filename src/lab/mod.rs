@@ -18,7 +18,10 @@ mod settings;
 mod svd;
 
 pub use adapters::{AdapterConfigView, AdapterInfo, AdapterList};
-pub use llm::{GenerateRequest, Generated, LlmInfo, Logits, Pretrained};
+pub use llm::{
+    GenerateRequest, Generated, LlmAdapterSettings, LlmData, LlmInfo, Logits, Pretrained, Scores, SftEvaluation,
+    SftProgress, SftStart, SftSummary,
+};
 pub use lm::{
     CheckpointInfo, DataChoice, LmAdapterSettings, LmBaseSettings, LmEvaluation, LmProgress, LmRunSummary, Score,
 };
@@ -73,7 +76,7 @@ impl Lab {
     }
 
     pub fn is_training(&self) -> bool {
-        self.mlp.is_training() || self.lm.is_training()
+        self.mlp.is_training() || self.lm.is_training() || self.llm.is_training()
     }
 
     /// One run at a time, whichever model it trains: the two cores are the run's.

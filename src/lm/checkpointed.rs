@@ -181,7 +181,7 @@ impl Llama {
             self.layer_forward(l, &acts.xs[l], &mut acts.spare, la, &mut acts.scratch, rope, b, t, Keys::Own, &mut delta);
             self.layer_backward(l, &acts.xs[l], la, rope, b, t, s, None, l > lowest, &mut delta);
         }
-        if let (Some(d), Some(draws)) = (delta.as_deref_mut(), acts.draws[c.layers].clone()) {
+        if let (Some(d), Some(draws)) = (delta, acts.draws[c.layers].clone()) {
             d.replay_draws(draws);
         }
         Ok((sum, m))

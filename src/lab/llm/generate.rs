@@ -26,6 +26,7 @@ pub struct GenerateRequest {
     pub top_k: Option<f64>,
     pub top_p: Option<f64>,
     pub seed: Option<f64>,
+    /// With the active adapter.
     #[serde(default)]
     pub adapted: bool,
 }
@@ -81,6 +82,7 @@ pub(super) fn run(
     m: &Pretrained,
     req: &GenerateRequest,
     clock: &dyn Fn() -> f64,
+    delta: Option<&mut dyn crate::nn::LayerDelta>,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Generated> {
     let cfg = &m.model.cfg;
@@ -111,7 +113,7 @@ pub(super) fn run(
     let mut shown = 0;
     let mut stopped = false;
     let mut rng = Rng::new(seed, Stream::Sample);
-    m.model.generate_with(&[prompt], limits, sampling, &mut rng, None, &mut |_, tok| {
+    m.model.generate_with(&[prompt], limits, sampling, &mut rng, delta, &mut |_, tok| {
         first.get_or_insert_with(clock);
         new.push(tok as u32);
         if tok == cfg.eos {

@@ -1,15 +1,27 @@
 //! Part 3: a real pretrained LLM (SmolLM2-135M-Instruct, or the user's own Llama-family GGUF) with its
-//! own tokenizer and chat template — loaded, tokenised, templated, scored and sampled. Operations are
-//! the lab's `llm_*` methods; what a model is made of is in `pretrained.rs`, generation requests in
-//! `generate.rs`.
+//! own tokenizer and chat template — loaded, tokenised, templated, scored, sampled and fine-tuned.
+//! Operations are the lab's `llm_*` methods; what a model is made of is in `pretrained.rs`, generation
+//! requests in `generate.rs`, fine-tuning in `train.rs` (settings in `settings.rs`, the demo task in
+//! `demo.rs`), adapter files in `files.rs`.
 //!
 //! A load that fails leaves the model loaded before as it was.
 
+mod demo;
+mod files;
 mod generate;
 mod pretrained;
+mod settings;
+mod train;
 
 pub use generate::{GenerateRequest, Generated};
 pub use pretrained::{LlmInfo, Pretrained};
+pub use settings::{LlmAdapterSettings, LlmData};
+pub use train::{Scores, SftEvaluation, SftProgress, SftStart, SftSummary};
+
+use super::adapters::{AdapterInfo, AdapterList};
+use crate::lora::{Adaptable, Adapter};
+use crate::nn::LayerDelta;
+use train::{AdapterMeta, LlmRun};
 
 use super::Lab;
 use crate::error::{LabError, Result};
@@ -24,6 +36,59 @@ const MAX_LOGITS: usize = 64 << 20;
 #[derive(Default)]
 pub(super) struct LlmRoom {
     model: Option<Pretrained>,
+    /// The demo task's (train, held-out) JSONL, once made.
+    demo: Option<(String, String)>,
+    /// Adapters trained or loaded for the model, in the order made.
+    adapters: Vec<(Adapter, AdapterMeta)>,
+    active: Option<String>,
+    run: Option<LlmRun>,
+}
+
+impl LlmRoom {
+    /// Keeps `adapter` (replacing one of its name) and makes it active.
+    fn install(&mut self, adapter: Adapter, meta: AdapterMeta) {
+        let name = adapter.name.clone();
+        self.adapters.retain(|(a, _)| a.name != name);
+        self.adapters.push((adapter, meta));
+        self.active = Some(name);
+    }
+
+    /// A new model: the adapters of the old one cannot run on it.
+    fn set_model(&mut self, model: Pretrained) {
+        self.model = Some(model);
+        self.adapters.clear();
+        self.active = None;
+    }
+
+    fn list(&self) -> AdapterList {
+        let base = self.model.as_ref().map(|m| &m.model);
+        AdapterList {
+            active: self.active.clone(),
+            list: self
+                .adapters
+                .iter()
+                .map(|(a, _)| AdapterInfo::of(a, base.map_or(0, |b| b.all_params_with(a.trainable_params())), false))
+                .collect(),
+        }
+    }
+
+    fn find(&self, name: &str) -> Result<&(Adapter, AdapterMeta)> {
+        self.adapters.iter().find(|(a, _)| a.name == name).ok_or_else(|| {
+            LabError::setting("adapter", format!("there is no adapter \"{name}\" on the pretrained model"))
+        })
+    }
+
+    /// The model and the active adapter (in evaluation mode), when `adapted` asks for it: an error
+    /// when no adapter is on.
+    fn with_delta(&mut self, adapted: bool) -> Result<(&Pretrained, Option<&mut dyn LayerDelta>)> {
+        let m = self.model.as_ref().ok_or_else(|| LabError::state("no pretrained model is loaded: load one first"))?;
+        if !adapted {
+            return Ok((m, None));
+        }
+        let name = self.active.as_deref().ok_or_else(|| LabError::state("no adapter is on: train or choose one first"))?;
+        let (a, _) = self.adapters.iter_mut().find(|(a, _)| a.name == name).expect("the active adapter is kept");
+        Ok((m, Some(a as &mut dyn LayerDelta)))
+    }
 }
 
 /// Logits of a sequence: `rows × vocab`, row-major.
@@ -40,7 +105,7 @@ impl Lab {
         self.ensure_idle()?;
         let model = Pretrained::from_gguf(bytes, file, name)?;
         let info = model.info();
-        self.llm.model = Some(model);
+        self.llm.set_model(model);
         Ok(info)
     }
 
@@ -50,7 +115,7 @@ impl Lab {
         self.ensure_idle()?;
         let model = Pretrained::from_hf(folder, name)?;
         let info = model.info();
-        self.llm.model = Some(model);
+        self.llm.set_model(model);
         Ok(info)
     }
 
@@ -80,14 +145,11 @@ impl Lab {
         self.llm_require()?.apply_chat_template(messages, add_generation_prompt)
     }
 
-    /// The logits after every token of `ids` (ids.len() × vocab). `adapted` asks for the model with the
-    /// active adapter, which part 3 does not have yet.
-    pub fn llm_logits(&self, ids: &[u32], adapted: bool) -> Result<Logits> {
+    /// The logits after every token of `ids` (ids.len() × vocab), with the active adapter when
+    /// `adapted`.
+    pub fn llm_logits(&mut self, ids: &[u32], adapted: bool) -> Result<Logits> {
         self.ensure_idle()?;
-        let m = self.llm_require()?;
-        if adapted {
-            return Err(LabError::state("no adapter is trained on this model yet: ask for the base's logits"));
-        }
+        let (m, delta) = self.llm.with_delta(adapted)?;
         let ids = m.model_ids(ids)?;
         let vocab = m.model.cfg.vocab;
         if ids.len() * vocab > MAX_LOGITS {
@@ -102,18 +164,41 @@ impl Lab {
             ));
         }
         let mut acts = LmActivations::for_inference();
-        m.model.forward(&ids, 1, ids.len(), &mut acts, None)?;
+        m.model.forward(&ids, 1, ids.len(), &mut acts, delta)?;
         Ok(Logits { vocab: m.model.cfg.vocab, logits: acts.logits })
     }
 
     /// Samples a continuation of a prompt or a conversation; `on_text(piece)` receives the text as it
     /// grows (whole characters only) and stops the generation by returning false.
-    pub fn llm_generate(&self, req: &GenerateRequest, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Generated> {
+    pub fn llm_generate(&mut self, req: &GenerateRequest, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Generated> {
         self.ensure_idle()?;
-        let m = self.llm_require()?;
-        if req.adapted {
-            return Err(LabError::state("no adapter is trained on this model yet: generate with the base"));
+        let clock = self.clock.clone();
+        let (m, delta) = self.llm.with_delta(req.adapted)?;
+        generate::run(m, req, &*clock, delta, on_text)
+    }
+
+    /// The adapters of the pretrained model.
+    pub fn llm_adapters(&self) -> AdapterList {
+        self.llm.list()
+    }
+
+    /// Turns adapter `name` on, or every adapter off with `None`.
+    pub fn llm_set_active(&mut self, name: Option<&str>) -> Result<AdapterList> {
+        self.ensure_idle()?;
+        if let Some(n) = name {
+            self.llm.find(n)?;
         }
-        generate::run(m, req, &*self.clock, on_text)
+        self.llm.active = name.map(String::from);
+        Ok(self.llm.list())
+    }
+
+    pub fn llm_delete_adapter(&mut self, name: &str) -> Result<AdapterList> {
+        self.ensure_idle()?;
+        self.llm.find(name)?;
+        self.llm.adapters.retain(|(a, _)| a.name != name);
+        if self.llm.active.as_deref() == Some(name) {
+            self.llm.active = None;
+        }
+        Ok(self.llm.list())
     }
 }

