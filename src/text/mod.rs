@@ -17,6 +17,7 @@ mod eval;
 mod letters;
 mod packing;
 mod pretokenize;
+mod sft;
 mod tokenizer;
 mod tokenizer_json;
 
@@ -26,6 +27,10 @@ pub use corpus::{parse_json_strings, parse_lines, user_lines, Corpus, USER_FILE,
 pub use eval::eval_sequences;
 pub use packing::{pack, Blocks};
 pub use pretokenize::PreTokenizer;
+pub use sft::{
+    encode_sft, pack_sft, parse_sft_jsonl, Content, SftExample, SftKind, SftRow, SftTokenizer,
+    MAX_ASSISTANT_ONLY_MESSAGES, MAX_SFT_BYTES, MAX_SFT_LINE_BYTES, MAX_SFT_ROWS, PACK_MAP_BATCH,
+};
 pub use tokenizer::{decode, encode_line, Token, BOS, EOS, PAD, VOCAB};
 
 /// Tokens per training block and per evaluated sequence: the model's `max_position_embeddings`
