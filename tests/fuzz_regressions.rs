@@ -27,7 +27,7 @@ enum Expect {
 }
 use Expect::{Err as Rejected, Ok as Accepted};
 
-const TARGETS: [&str; 7] = ["idx", "safetensors", "adapter", "lm_model", "nf4", "gguf", "hf_tokenizer"];
+const TARGETS: [&str; 8] = ["idx", "safetensors", "adapter", "lm_model", "nf4", "gguf", "hf_tokenizer", "sft_jsonl"];
 
 fn dir(kind: &str, target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz").join(kind).join(target)
@@ -57,6 +57,7 @@ fn run(target: &str, bytes: &[u8]) -> Result<String> {
         "nf4" => harness::nf4(bytes),
         "gguf" => harness::gguf(bytes),
         "hf_tokenizer" => harness::hf_tokenizer(bytes),
+        "sft_jsonl" => harness::sft_jsonl(bytes),
         _ => unreachable!(),
     }
 }
@@ -282,6 +283,38 @@ const SEEDS: &[(&str, &str, Expect)] = &[
         "bad-template-raises",
         Rejected(&["tokenizer_config.json: chat template: System role not supported"]),
     ),
+    ("sft_jsonl", "ok-demo-prompt-completion", Accepted),
+    ("sft_jsonl", "ok-plain-prompt-completion", Accepted),
+    ("sft_jsonl", "ok-text", Accepted),
+    ("sft_jsonl", "ok-messages", Accepted),
+    ("sft_jsonl", "ok-many-rows", Accepted),
+    ("sft_jsonl", "bad-completion-missing", Rejected(&["fuzz.jsonl: line 2: \"completion\" is missing"])),
+    ("sft_jsonl", "bad-not-json", Rejected(&["fuzz.jsonl: line 1: not JSON (EOF while parsing an object at column"])),
+    (
+        "sft_jsonl",
+        "bad-array-row",
+        Rejected(&[
+            "fuzz.jsonl: line 1: a row has \"text\", \"messages\" or \"prompt\"+\"completion\", as a JSON object",
+        ]),
+    ),
+    ("sft_jsonl", "bad-not-utf8", Rejected(&["fuzz.jsonl: line 2: not UTF-8 (byte 11 of the line)"])),
+    (
+        "sft_jsonl",
+        "bad-mixed-forms",
+        Rejected(&["fuzz.jsonl: line 3: a {\"text\": \"...\"} row, but line 1 is a {\"messages\": [...]} row"]),
+    ),
+    (
+        "sft_jsonl",
+        "bad-prompt-string-completion-list",
+        Rejected(&["fuzz.jsonl: line 1: the prompt is a string and the completion a message list"]),
+    ),
+    (
+        "sft_jsonl",
+        "bad-role-not-string",
+        Rejected(&["fuzz.jsonl: line 1: message 2 of \"messages\": \"role\" must be a string, not null"]),
+    ),
+    ("sft_jsonl", "bad-no-rows", Rejected(&["fuzz.jsonl: no rows"])),
+    ("sft_jsonl", "bad-one-token", Rejected(&["line 2: 1 token: nothing to train on"])),
 ];
 
 /// Every input a fuzzer crashed on (minimised), with the error it must now give.
@@ -843,6 +876,73 @@ fn hf_tokenizer_seeds(add: &mut dyn FnMut(&'static str, &'static str, Vec<u8>)) 
     add("hf_tokenizer", "bad-template-raises", input(&raises, &handful()));
 }
 
+/// The `sft_jsonl` seeds: TRL's four row forms (the demo task's conversational prompt-completion rows,
+/// strings, text, multi-turn conversations with one opening on the assistant and a byte the fuzz
+/// tokenizer lacks), 1,001 rows (two packing batches), and bad files.
+fn sft_jsonl_seeds(add: &mut dyn FnMut(&'static str, &'static str, Vec<u8>)) {
+    let lines = |rows: &[Value]| rows.iter().map(|r| format!("{r}\n")).collect::<String>().into_bytes();
+    let demo = |word: &str, answer: &str| {
+        json!({"prompt": [{"role": "user", "content": format!(
+                   "Is \"{word}\" a woman's first name or an English word? Answer with one word: name or word.")}],
+               "completion": [{"role": "assistant", "content": answer}]})
+    };
+    add(
+        "sft_jsonl",
+        "ok-demo-prompt-completion",
+        lines(&[demo("Ginelle", "name"), demo("Bab", "word"), demo("Kettle", "word")]),
+    );
+    add(
+        "sft_jsonl",
+        "ok-plain-prompt-completion",
+        lines(&[
+            json!({"prompt": "The capital of France is", "completion": " Paris."}),
+            json!({"prompt": "Hel", "completion": "lo world", "id": 2}),
+            json!({"prompt": "2+2=", "completion": "4<|im_end|>"}),
+        ]),
+    );
+    let mut text = lines(&[json!({"text": "Hello world"}), json!({"text": "ends with EOS<|im_end|>"})]);
+    text.extend_from_slice(b"\n  \t\r\n{\"text\": \"caf\\u00e9 \\ud83e\\udd80 12345\\n\\u0004x\"}\r\n");
+    add("sft_jsonl", "ok-text", text);
+    let m = |role: &str, content: &str| json!({"role": role, "content": content});
+    add(
+        "sft_jsonl",
+        "ok-messages",
+        lines(&[
+            json!({"messages": [m("user", "Hi!"), m("assistant", "Hello! How can I help?")]}),
+            json!({"messages": [m("system", "Be terse."), m("user", "Capital of France?"), m("assistant", "Paris."),
+                                m("user", "And Japan?"), m("assistant", "\n\nTokyo.")]}),
+            json!({"messages": [m("assistant", "Welcome\u{4}!"), m("user", "Why?"), m("assistant", "Because.")]}),
+        ]),
+    );
+    let many: Vec<Value> = (0..1_001).map(|i| json!({"text": format!("row {i}")})).collect();
+    add("sft_jsonl", "ok-many-rows", lines(&many));
+    add(
+        "sft_jsonl",
+        "bad-completion-missing",
+        lines(&[json!({"prompt": "a", "completion": "b"}), json!({"prompt": "a"})]),
+    );
+    add("sft_jsonl", "bad-not-json", b"{\"text\": \"a\"\n".to_vec());
+    add("sft_jsonl", "bad-array-row", b"[{\"text\": \"a\"}]\n".to_vec());
+    add("sft_jsonl", "bad-not-utf8", b"{\"text\": \"a\"}\n{\"text\": \"\xff\"}\n".to_vec());
+    add(
+        "sft_jsonl",
+        "bad-mixed-forms",
+        lines(&[json!({"messages": [m("user", "a")]}), json!({"messages": [m("user", "b")]}), json!({"text": "c"})]),
+    );
+    add(
+        "sft_jsonl",
+        "bad-prompt-string-completion-list",
+        lines(&[json!({"prompt": "a", "completion": [m("assistant", "b")]})]),
+    );
+    add(
+        "sft_jsonl",
+        "bad-role-not-string",
+        lines(&[json!({"messages": [m("user", "a"), {"role": null, "content": "b"}]})]),
+    );
+    add("sft_jsonl", "bad-no-rows", b"\n \n\r\n".to_vec());
+    add("sft_jsonl", "bad-one-token", lines(&[json!({"text": "ab"}), json!({"text": ""})]));
+}
+
 fn seed_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut out = Vec::new();
     let mut add = |target, name, bytes| out.push((target, name, bytes));
@@ -958,6 +1058,7 @@ fn seed_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     nf4_seeds(&mut add);
     gguf_seeds(&mut add);
     hf_tokenizer_seeds(&mut add);
+    sft_jsonl_seeds(&mut add);
     out
 }
 

@@ -20,6 +20,8 @@
 //! - `hf_tokenizer`: bytes 0–1 little-endian = k, the length of a chat-template part (UTF-8, lossily;
 //!   skipped when empty); the rest is a `tokenizer.json` (UTF-8, lossily), the text side of a Hugging
 //!   Face folder as `io::hf_pretrained` reads it.
+//! - `sft_jsonl`: the whole input is one JSONL file of TRL SFT rows; the maximum length, the packing
+//!   block and whether assistant-only loss is tried come from a hash of the input.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -31,7 +33,10 @@ use lora_lab::lm::Llama;
 use lora_lab::lora::{Adaptable, Module};
 use lora_lab::nn::{Mlp, LAYER_NAMES, LAYER_SHAPES};
 use lora_lab::rng::{Rng, Stream};
-use lora_lab::text::{Bpe, ChatTemplate, Message};
+use lora_lab::text::{
+    encode_sft, pack_sft, parse_sft_jsonl, Bpe, ChatTemplate, Content, Message, SftExample, SftKind, SftRow,
+    SftTokenizer, MAX_SFT_ROWS, PACK_MAP_BATCH,
+};
 use lora_lab::{LabError, Result};
 
 /// Every file error must name the file it is about and give a reason.
@@ -659,4 +664,205 @@ pub fn hf_tokenizer(data: &[u8]) -> Result<String> {
         }
     }
     Ok(summary)
+}
+
+// ---------- sft_jsonl ----------
+
+const SFT_FILE: &str = "fuzz.jsonl";
+
+/// SmolLM2-135M-Instruct's chat template (its GGUF's `tokenizer.chat_template`).
+pub const SMOLLM2_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// Conversations of at most this many messages in all are also encoded with assistant-only loss, which
+/// renders each conversation up to every assistant message (n² steps).
+const SFT_ASSISTANT_ONLY_MESSAGES: usize = 64;
+
+/// A byte-level BPE with SmolLM2's pre-tokenizer, a few merges and ChatML's special tokens, and no
+/// token for byte 0x04 (dropped from the text, as SmolLM2 drops it: token offsets then do not add up).
+pub fn sft_bpe() -> Bpe {
+    let chars = lora_lab::text::byte_chars();
+    let mut tokens: Vec<String> = (0..256).filter(|&b| b != 4).map(|b| chars[b].to_string()).collect();
+    let merges = ["Ġ t", "h e", "Ġt he", "i n", "a n", "Ċ Ċ", "e r", "o n", "Ġ Ġ", "ĠĠ ĠĠ"];
+    tokens.extend(merges.iter().map(|m| m.replace(' ', "")));
+    let mut types = vec![1; tokens.len()];
+    for special in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] {
+        tokens.push(special.to_string());
+        types.push(3);
+    }
+    let merges: Vec<String> = merges.iter().map(|m| m.to_string()).collect();
+    Bpe::from_vocab(&tokens, &merges, &types, "smollm", "fuzz.gguf").expect("the fuzz tokenizer builds")
+}
+
+struct SftTools {
+    bpe: Bpe,
+    template: ChatTemplate,
+}
+
+thread_local! {
+    static SFT_TOOLS: SftTools = SftTools {
+        bpe: sft_bpe(),
+        template: ChatTemplate::new(SMOLLM2_TEMPLATE, "", "<|im_end|>", "tokenizer.chat_template")
+            .expect("SmolLM2's template compiles")
+            .with_fuel(HF_FUEL),
+    };
+}
+
+fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+fn conversational(row: &SftRow) -> bool {
+    matches!(row.kind, SftKind::Messages(_) | SftKind::PromptCompletion { prompt: Content::Messages(_), .. })
+}
+
+/// What a row holds, as a tag that differs between forms.
+fn form(row: &SftRow) -> u8 {
+    match &row.kind {
+        SftKind::Messages(_) => 0,
+        SftKind::PromptCompletion { prompt: Content::Text(_), completion: Content::Text(_) } => 1,
+        SftKind::PromptCompletion { prompt: Content::Messages(_), completion: Content::Messages(_) } => 2,
+        SftKind::PromptCompletion { .. } => panic!("line {}: a prompt and a completion of different forms", row.line),
+        SftKind::Text(_) => 3,
+    }
+}
+
+fn message_count(row: &SftRow) -> usize {
+    match &row.kind {
+        SftKind::Messages(m) => m.len(),
+        SftKind::PromptCompletion { prompt: Content::Messages(p), completion: Content::Messages(c) } => {
+            p.len() + c.len()
+        }
+        _ => 0,
+    }
+}
+
+/// An encoding error names the line of a row (`line N: ...`), as a state error.
+fn check_encode_error<T>(r: &Result<T>, rows: &[SftRow]) {
+    if let Err(e) = r {
+        let LabError::State(msg) = e else { panic!("encode_sft: expected a state error, got {e:?}") };
+        let line: Option<usize> =
+            msg.strip_prefix("line ").and_then(|m| m.split(':').next()).and_then(|n| n.parse().ok());
+        let line = line.unwrap_or_else(|| panic!("encode_sft's error names no line: {msg}"));
+        assert!(rows.iter().any(|r| r.line == line), "encode_sft's error names line {line}, no row's: {msg}");
+    }
+}
+
+/// The checks of one encoding: an example per row, in order, with its line; ids and mask of the same
+/// length, 2 to `max_len` tokens, ids in the vocabulary, `trained[0]` false and some token trained.
+fn check_examples(examples: &[SftExample], rows: &[SftRow], max_len: usize, vocab: usize) {
+    assert_eq!(examples.len(), rows.len());
+    for (e, r) in examples.iter().zip(rows) {
+        assert_eq!(e.line, r.line);
+        assert_eq!(e.ids.len(), e.trained.len());
+        assert!(e.ids.len() >= 2 && e.ids.len() <= max_len, "line {}: {} tokens", e.line, e.ids.len());
+        assert!(e.ids.iter().all(|&id| (id as usize) < vocab), "line {}: an id past the vocabulary", e.line);
+        assert!(!e.trained[0] && e.trained.contains(&true), "line {}: mask {:?}", e.line, e.trained);
+    }
+}
+
+/// `pack_sft`: each map batch's tokens and masks, in order, cut into rows of `block` (the last of a
+/// batch shorter), `trained[0]` false, the line of the row's first token, `truncated` if one of its
+/// examples was.
+fn check_packing(examples: &[SftExample], block: usize) -> usize {
+    let packed = pack_sft(examples, block);
+    let mut rows = packed.iter();
+    for batch in examples.chunks(PACK_MAP_BATCH) {
+        let ids: Vec<u32> = batch.iter().flat_map(|e| e.ids.iter().copied()).collect();
+        let trained: Vec<bool> = batch.iter().flat_map(|e| e.trained.iter().copied()).collect();
+        let mut owner = Vec::with_capacity(ids.len());
+        for (k, e) in batch.iter().enumerate() {
+            owner.extend(std::iter::repeat(k).take(e.ids.len()));
+        }
+        for from in (0..ids.len()).step_by(block) {
+            let to = (from + block).min(ids.len());
+            let row = rows.next().expect("a packed row for every block of a batch");
+            assert_eq!(row.ids, ids[from..to]);
+            assert!(!row.trained[0]);
+            assert_eq!(row.trained[1..], trained[from + 1..to]);
+            assert_eq!(row.line, batch[owner[from]].line);
+            assert_eq!(row.truncated, (owner[from]..=owner[to - 1]).any(|k| batch[k].truncated));
+        }
+    }
+    assert!(rows.next().is_none(), "more packed rows than blocks");
+    packed.len()
+}
+
+/// The `sft_jsonl` target. `parse_sft_jsonl` on the input: errors name `fuzz.jsonl`; on success the rows
+/// are in order of their lines, of one form, each message list not empty. Then `encode_sft` with a tiny
+/// tokenizer ([`sft_bpe`]) and SmolLM2's chat template, at no limit and at a maximum length of 2 to 97
+/// tokens: errors name a row's line; the truncated encoding is the first `max_len` tokens of the full
+/// one (an error only where a truncated example has nothing left to train on), `truncated` where it was
+/// longer. Conversations of up to 64 messages are also encoded with assistant-only loss: the same ids,
+/// and a mask within the full one's. `pack_sft` at a block of 1 to 48 (see [`check_packing`]).
+/// Returns the parse or the untruncated encoding's error (the others are only checked).
+pub fn sft_jsonl(data: &[u8]) -> Result<String> {
+    let rows = parse_sft_jsonl(data, SFT_FILE);
+    check_file_error(&rows, SFT_FILE);
+    let rows = rows?;
+    assert!(!rows.is_empty() && rows.len() <= MAX_SFT_ROWS);
+    let lines = data.split(|&b| b == b'\n').count();
+    assert!(rows[0].line >= 1 && rows.windows(2).all(|w| w[0].line < w[1].line) && rows.last().unwrap().line <= lines);
+    let first = form(&rows[0]);
+    for r in &rows {
+        assert_eq!(form(r), first, "line {}: another form than line {}'s", r.line, rows[0].line);
+        if let SftKind::PromptCompletion { prompt: Content::Messages(p), completion: Content::Messages(c) } = &r.kind {
+            assert!(!p.is_empty() && !c.is_empty());
+        }
+        if let SftKind::Messages(m) = &r.kind {
+            assert!(!m.is_empty());
+        }
+    }
+    let h = fnv(data);
+    let max_len = 2 + (h % 96) as usize;
+    let block = 1 + ((h >> 8) % 48) as usize;
+    SFT_TOOLS.with(|t| {
+        let eos = t.bpe.id_of("<|im_end|>").expect("the fuzz tokenizer has <|im_end|>");
+        let tok = SftTokenizer { bpe: &t.bpe, template: Some(&t.template), bos: None, eos, eos_text: "<|im_end|>" };
+        let vocab = t.bpe.vocab_size();
+        let full = encode_sft(&rows, &tok, usize::MAX, false);
+        check_encode_error(&full, &rows);
+        let cut = encode_sft(&rows, &tok, max_len, false);
+        check_encode_error(&cut, &rows);
+        match (&full, &cut) {
+            (Ok(full), Ok(cut)) => {
+                check_examples(full, &rows, usize::MAX, vocab);
+                check_examples(cut, &rows, max_len, vocab);
+                for (f, c) in full.iter().zip(cut) {
+                    let n = f.ids.len().min(max_len);
+                    assert_eq!(c.ids, f.ids[..n]);
+                    assert_eq!(c.trained, f.trained[..n]);
+                    assert_eq!(c.truncated, f.ids.len() > max_len);
+                    assert!(!f.truncated);
+                }
+            }
+            (Ok(full), Err(_)) => {
+                assert!(
+                    full.iter().any(|f| f.ids.len() > max_len && !f.trained[..max_len].contains(&true)),
+                    "truncation to {max_len} failed, but no example loses all it trains: {cut:?}"
+                );
+            }
+            (Err(_), Ok(_)) => panic!("rows that fail untruncated encode truncated: {full:?}"),
+            (Err(_), Err(_)) => {}
+        }
+        let all_messages: usize = rows.iter().map(message_count).sum();
+        if conversational(&rows[0]) && all_messages <= SFT_ASSISTANT_ONLY_MESSAGES {
+            let assistant = encode_sft(&rows, &tok, usize::MAX, true);
+            check_encode_error(&assistant, &rows);
+            if let (Ok(a), Ok(f)) = (&assistant, &full) {
+                check_examples(a, &rows, usize::MAX, vocab);
+                for (a, f) in a.iter().zip(f) {
+                    assert_eq!(a.ids, f.ids, "line {}: assistant-only loss changed the ids", a.line);
+                    assert!(a.trained.iter().zip(&f.trained).all(|(a, f)| !a || *f), "line {}", a.line);
+                }
+            }
+        }
+        let full = full?;
+        let packed = check_packing(&full, block);
+        let tokens: usize = full.iter().map(|e| e.ids.len()).sum();
+        let cut = match cut {
+            Ok(c) => format!("{} truncated to {max_len}", c.iter().filter(|e| e.truncated).count()),
+            Err(e) => format!("truncation to {max_len}: {e}"),
+        };
+        Ok(format!("{} rows, {tokens} tokens, {packed} packed rows of {block}; {cut}", rows.len()))
+    })
 }
