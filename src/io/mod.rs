@@ -12,6 +12,7 @@ pub mod adapter_config;
 pub mod adapter_file;
 pub mod gguf;
 pub mod gguf_llama;
+pub mod gguf_lora;
 pub mod hf_pretrained;
 mod header;
 pub mod lm_config;
@@ -25,6 +26,7 @@ pub use adapter_config::{from_peft, parse_adapter_config, peft_alpha, AdapterCon
 pub use adapter_file::{export_adapter, import_adapter, AdapterFiles, ADAPTER_FILE, CONFIG_FILE};
 pub use hf_pretrained::{hf_pretrained, HfFolder};
 pub use gguf_llama::{gguf_adds_bos, gguf_chat_template, gguf_llama, gguf_llama_config, gguf_llama_shared, gguf_tokenizer};
+pub use gguf_lora::{export_gguf_lora, gguf_base_tensor, llama_cpp_alpha, GGUF_LORA_MODULES};
 pub use gguf::{read_gguf, write_gguf, Gguf, GgufArray, GgufTensorData, GgufTensorInfo, GgufType, GgufValue};
 pub use lm_config::{parse_lm_config, write_lm_config, LM_CONFIG_FILE};
 pub use lm_file::{export_lm, import_lm, lm_tensors};
