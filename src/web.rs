@@ -534,6 +534,28 @@ impl LabHandle {
         files_object(&f.config.to_json_pretty(), &f.safetensors).map(Into::into)
     }
 
+    #[wasm_bindgen(js_name = llmCheckpoints)]
+    pub fn llm_checkpoints(&self) -> JsResult<JsValue> {
+        to_js(&self.lab.llm_checkpoints())
+    }
+
+    #[wasm_bindgen(js_name = llmRestoreCheckpoint)]
+    pub fn llm_restore_checkpoint(&mut self, id: usize) -> JsResult<JsValue> {
+        to_js(&self.lab.llm_restore_checkpoint(id).map_err(err)?)
+    }
+
+    /// → `{ trainPy, datasetJsonl, testJsonl }`.
+    #[wasm_bindgen(js_name = llmExportTrainingScript)]
+    pub fn llm_export_training_script(&self, name: &str) -> JsResult<JsValue> {
+        to_js(&self.lab.llm_export_training_script(name).map_err(err)?)
+    }
+
+    /// llama.cpp's LoRA GGUF → its bytes.
+    #[wasm_bindgen(js_name = llmExportGgufAdapter)]
+    pub fn llm_export_gguf_adapter(&self, name: &str) -> JsResult<Vec<u8>> {
+        self.lab.llm_export_gguf_adapter(name).map_err(err)
+    }
+
     #[wasm_bindgen(js_name = llmImportAdapter)]
     pub fn llm_import_adapter(&mut self, name: &str, safetensors: &[u8], config_json: &str) -> JsResult<JsValue> {
         to_js(&self.lab.llm_import_adapter(name, safetensors, config_json).map_err(err)?)

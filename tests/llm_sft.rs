@@ -118,6 +118,36 @@ fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
     assert_eq!(ev.base.exact_match, Some(0.0), "the base answers in sentences: {:?}", ev.base.answers);
     assert!(adapted.answers.iter().all(|a| a == "name" || a == "word"), "{:?}", adapted.answers);
 
+    // A checkpoint each epoch (save_total_limit 2), the best marked; restoring one makes it the adapter.
+    let cps = lab.llm_checkpoints();
+    assert_eq!(cps.iter().map(|c| (c.epoch, c.step)).collect::<Vec<_>>(), [(1, 3), (2, 6)]);
+    assert_eq!(cps.iter().map(|c| c.eval_loss).collect::<Vec<_>>(), summary.eval_loss);
+    assert_eq!(cps.iter().filter(|c| c.best).count(), 1);
+
+    // train.py: TRL with the same LoraConfig and SFTConfig, resuming from ./adapter, and the rows.
+    let script = lab.llm_export_training_script("short").unwrap();
+    for line in [
+        "BASE = \"HuggingFaceTB/SmolLM2-135M-Instruct\"",
+        "r=32,",
+        "lora_alpha=32,",
+        "lora_dropout=0.05,",
+        "target_modules=[\"q_proj\", \"v_proj\", \"k_proj\"],",
+        "use_rslora=False,",
+        "per_device_train_batch_size=3,",
+        "num_train_epochs=2,",
+        "learning_rate=0.002,",
+        "weight_decay=0.1,",
+        "lr_scheduler_type=\"cosine\",",
+        "warmup_steps=0.03,",
+        "seed=1311,",
+        "max_length=256,",
+        "save_total_limit=2,",
+        "PeftModel.from_pretrained(model, adapter, is_trainable=True)",
+    ] {
+        assert!(script.train_py.contains(line), "train.py lacks {line:?}:\n{}", script.train_py);
+    }
+    assert_eq!((script.dataset_jsonl.lines().count(), script.test_jsonl.lines().count()), (9, 4));
+
     // PEFT's folder: its keys and config, and back under another name with the same evaluation.
     let files = lab.llm_export_adapter("short").unwrap();
     assert_eq!(files.config.base_model_name_or_path.as_deref(), Some("HuggingFaceTB/SmolLM2-135M-Instruct"));
@@ -129,10 +159,18 @@ fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
     let a = &tensors["base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight"];
     assert_eq!(a.shape, vec![32, 576]);
     assert_eq!(tensors["base_model.model.model.layers.29.self_attn.k_proj.lora_B.weight"].shape, vec![192, 32]);
+    // llama.cpp's LoRA GGUF of the same adapter (its layout is tests/gguf_lora.rs's).
+    let gguf = lab.llm_export_gguf_adapter("short").unwrap();
+    let g = lora_lab::io::read_gguf(&gguf, "short.gguf").unwrap();
+    assert_eq!(g.get_str("general.type").unwrap(), "adapter");
+    assert_eq!(g.tensors.len(), 180);
     lab.llm_import_adapter("again", &files.safetensors, &files.config.to_json_pretty()).unwrap();
     let ev2 = lab.llm_evaluate(Some(&data)).unwrap();
     assert_eq!(ev2.adapted.unwrap().loss.to_bits(), adapted.loss.to_bits());
     assert_eq!(lab.llm_adapters().active.as_deref(), Some("again"));
+    let list = lab.llm_restore_checkpoint(cps[0].id).unwrap();
+    assert_eq!(list.active.as_deref(), Some("short"));
+    assert_eq!(lab.llm_evaluate(Some(&data)).unwrap().adapted.unwrap().loss.to_bits(), cps[0].eval_loss.to_bits());
 }
 
 #[test]

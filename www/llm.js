@@ -158,12 +158,16 @@ export function createLlm(app) {
     adapters: () => ask(Request.LLM_ADAPTERS),
     setAdapter: async (name) => ask(Request.LLM_SET_ADAPTER, { name: name ?? null }),
     deleteAdapter: async (name) => ask(Request.LLM_DELETE_ADAPTER, { name }),
-    /** `(name, { format: 'peft' })` → { config, safetensors }. */
+    /** `(name, { format: 'peft' | 'gguf' })` → { config, safetensors } (PEFT's folder) | { gguf } (llama.cpp's). */
     exportAdapter: async (name, { format = 'peft' } = {}) => {
-      if (format !== 'peft') throw new Error(`invalid format ${JSON.stringify(format)}: 'peft'`);
-      return ask(Request.LLM_EXPORT_ADAPTER, { name });
+      if (format !== 'peft' && format !== 'gguf') throw new Error(`invalid format ${JSON.stringify(format)}: 'peft' or 'gguf'`);
+      return ask(Request.LLM_EXPORT_ADAPTER, { name, format });
     },
+    /** → { trainPy, datasetJsonl, testJsonl }: the script to go on with TRL on a GPU, and its data. */
+    exportTrainingScript: async (name) => ask(Request.LLM_EXPORT_TRAINING_SCRIPT, { name }),
     importAdapter: async ({ name, config, safetensors }) => ask(Request.LLM_IMPORT_ADAPTER, { name, config, safetensors }),
+    checkpoints: () => ask(Request.LLM_CHECKPOINTS),
+    restoreCheckpoint: async (id) => ask(Request.LLM_RESTORE_CHECKPOINT, { id }),
     pause: () => ask(Request.PAUSE),
     resume: () => ask(Request.RESUME),
     cancel: () => ask(Request.CANCEL),

@@ -120,7 +120,12 @@
 //   llmEvaluate   { data? }  → { base: S, adapted: S | null, expected: [held-out completions] },
 //                 S = { loss, exactMatch (fraction, null without prompt-completion rows), answers }
 //   llmAdapters | llmSetAdapter { name|null } | llmDeleteAdapter { name }  → { active, list }
-//   llmExportAdapter { name }  → { config, safetensors }   (PEFT's folder)
+//   llmExportAdapter { name, format: 'peft'|'gguf' }  → { config, safetensors } (PEFT's folder) | { gguf }
+//                 (llama.cpp's LoRA GGUF: llama-cli --lora, Ollama's ADAPTER)
+//   llmCheckpoints {}  → [{ id, adapter, epoch, step, evalLoss, best }]   the last run's, kept each epoch (2 at most)
+//   llmRestoreCheckpoint { id }  → adapters   the checkpoint becomes its adapter, active
+//   llmExportTrainingScript { name }  → { trainPy, datasetJsonl, testJsonl }: TRL's SFTTrainer with the run's
+//                 LoraConfig and SFTConfig, going on from ./adapter (the PEFT folder) when it is there
 //   llmImportAdapter { name, config, safetensors }  → adapter summary
 //
 //   bench         { kind: 'gemm', layout, reps } → { gflops, peak, ofPeak } | { kind: 'peak'|'peakAllThreads', iters } → { gflops } |
@@ -136,7 +141,7 @@
 //             evalLoss: held-out nats per token (the adapter on); baseEvalLoss: an adapter run's with the
 //             adapter off (null for a base run); samples: null, or { base: [n], adapted: [n] | null } as
 //             the run's `samples` asked (or { error })
-//             { phase: 'llmAdapter', epoch, epochs, evalLoss }
+//             { phase: 'llmAdapter', epoch, epochs, evalLoss, checkpoint }
 //   sweepRow  { row, index, total }
 //   llmStart  SftStart: a fine-tuning run's data and schedule as the lab resolved them (see llmTrainAdapter)
 //   fatal     { message }   the worker cannot go on (panic, out of memory); the page offers a restart.
@@ -207,6 +212,9 @@ export const Request = Object.freeze({
   LLM_SET_ADAPTER: 'llmSetAdapter',
   LLM_DELETE_ADAPTER: 'llmDeleteAdapter',
   LLM_EXPORT_ADAPTER: 'llmExportAdapter',
+  LLM_EXPORT_TRAINING_SCRIPT: 'llmExportTrainingScript',
+  LLM_CHECKPOINTS: 'llmCheckpoints',
+  LLM_RESTORE_CHECKPOINT: 'llmRestoreCheckpoint',
   LLM_IMPORT_ADAPTER: 'llmImportAdapter',
 });
 

@@ -509,7 +509,7 @@ function llmDemoData() {
 const llmRun = () => ({
   step: (n) => lab.llmTrainStep(n),
   finish: (cancelled) => lab.llmFinish(cancelled),
-  onEpoch: (phase, p) => self.postMessage({ type: Event.EPOCH, phase, epoch: p.epoch, epochs: p.epochs, evalLoss: p.evalLoss }),
+  onEpoch: (phase, p) => self.postMessage({ type: Event.EPOCH, phase, epoch: p.epoch, epochs: p.epochs, evalLoss: p.evalLoss, checkpoint: p.checkpoint }),
 });
 
 async function llmTrainAdapter(settings = {}) {
@@ -541,7 +541,14 @@ const llmSimple = {
   [Request.LLM_ADAPTERS]: () => requireLab().llmAdapters(),
   [Request.LLM_SET_ADAPTER]: ({ name }) => requireLab().llmSetAdapter(name ?? undefined),
   [Request.LLM_DELETE_ADAPTER]: ({ name }) => requireLab().llmDeleteAdapter(String(name)),
-  [Request.LLM_EXPORT_ADAPTER]: ({ name }) => requireLab().llmExportAdapter(String(name)),
+  [Request.LLM_EXPORT_ADAPTER]: ({ name, format = 'peft' }) => {
+    if (format === 'gguf') return { gguf: requireLab().llmExportGgufAdapter(String(name)) };
+    if (format !== 'peft') throw new Error(`invalid format ${JSON.stringify(String(format))}: 'peft' or 'gguf'`);
+    return requireLab().llmExportAdapter(String(name));
+  },
+  [Request.LLM_CHECKPOINTS]: () => requireLab().llmCheckpoints(),
+  [Request.LLM_RESTORE_CHECKPOINT]: ({ id }) => requireLab().llmRestoreCheckpoint(Number(id)),
+  [Request.LLM_EXPORT_TRAINING_SCRIPT]: ({ name }) => requireLab().llmExportTrainingScript(String(name)),
   [Request.LLM_IMPORT_ADAPTER]: ({ name, config, safetensors }) =>
     requireLab().llmImportAdapter(String(name), bytesOf(safetensors, 'adapter_model.safetensors'), configText(config)),
 };

@@ -9,6 +9,7 @@
 //! training run at a time.
 
 mod adapters;
+mod checkpoints;
 mod heap;
 mod llm;
 mod lm;
@@ -20,7 +21,7 @@ mod svd;
 pub use adapters::{AdapterConfigView, AdapterInfo, AdapterList};
 pub use llm::{
     GenerateRequest, Generated, LlmAdapterSettings, LlmData, LlmInfo, Logits, Pretrained, Scores, SftEvaluation,
-    SftProgress, SftStart, SftSummary,
+    SftProgress, SftStart, SftSummary, TrainingScript,
 };
 pub use lm::{
     CheckpointInfo, DataChoice, LmAdapterSettings, LmBaseSettings, LmEvaluation, LmProgress, LmRunSummary, Score,

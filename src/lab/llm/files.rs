@@ -1,6 +1,7 @@
 //! The pretrained model's adapters as files: PEFT's folder (`adapter_config.json` with
 //! `base_model_name_or_path` naming the Hub model and `task_type: "CAUSAL_LM"`,
-//! `adapter_model.safetensors` with PEFT's keys), and back. On any error while loading, nothing changes.
+//! `adapter_model.safetensors` with PEFT's keys), and back; llama.cpp's LoRA GGUF. On any error while
+//! loading, nothing changes.
 
 use super::settings::LlmAdapterSettings;
 use super::train::AdapterMeta;
@@ -39,6 +40,13 @@ impl Lab {
         Ok(files)
     }
 
+    /// Adapter `name` as llama.cpp's LoRA GGUF (`llama-cli --lora`, Ollama's `ADAPTER`).
+    pub fn llm_export_gguf_adapter(&self, name: &str) -> Result<Vec<u8>> {
+        let (adapter, _) = self.llm.find(name)?;
+        let m = self.llm_require()?;
+        io::export_gguf_lora(adapter, &m.model.cfg, &format!("{} {name} LoRA", m.name))
+    }
+
     /// Loads a PEFT adapter folder for the current model under `name` and makes it active; its shapes
     /// and modules are checked against the model.
     pub fn llm_import_adapter(&mut self, name: &str, safetensors: &[u8], config_json: &str) -> Result<AdapterSummary> {
@@ -51,7 +59,7 @@ impl Lab {
         plan.name = name;
         plan.target_modules = TargetModules::Names(adapter.target_names());
         plan.lora = adapter.config.clone();
-        self.llm.install(adapter, AdapterMeta { plan, eval_loss: Vec::new() });
+        self.llm.install(adapter, AdapterMeta { plan, held_out_lines: Vec::new() });
         Ok(summary)
     }
 }

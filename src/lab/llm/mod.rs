@@ -2,7 +2,7 @@
 //! own tokenizer and chat template — loaded, tokenised, templated, scored, sampled and fine-tuned.
 //! Operations are the lab's `llm_*` methods; what a model is made of is in `pretrained.rs`, generation
 //! requests in `generate.rs`, fine-tuning in `train.rs` (settings in `settings.rs`, the demo task in
-//! `demo.rs`), adapter files in `files.rs`.
+//! `demo.rs`), adapter files in `files.rs`, the script to go on with TRL in `script.rs`.
 //!
 //! A load that fails leaves the model loaded before as it was.
 
@@ -10,15 +10,18 @@ mod demo;
 mod files;
 mod generate;
 mod pretrained;
+mod script;
 mod settings;
 mod train;
 
 pub use generate::{GenerateRequest, Generated};
 pub use pretrained::{LlmInfo, Pretrained};
+pub use script::TrainingScript;
 pub use settings::{LlmAdapterSettings, LlmData};
 pub use train::{Scores, SftEvaluation, SftProgress, SftStart, SftSummary};
 
 use super::adapters::{AdapterInfo, AdapterList};
+use super::checkpoints::Checkpoints;
 use crate::lora::{Adaptable, Adapter};
 use crate::nn::LayerDelta;
 use train::{AdapterMeta, LlmRun};
@@ -42,6 +45,7 @@ pub(super) struct LlmRoom {
     adapters: Vec<(Adapter, AdapterMeta)>,
     active: Option<String>,
     run: Option<LlmRun>,
+    checkpoints: Checkpoints,
 }
 
 impl LlmRoom {
@@ -58,6 +62,7 @@ impl LlmRoom {
         self.model = Some(model);
         self.adapters.clear();
         self.active = None;
+        self.checkpoints.clear();
     }
 
     fn list(&self) -> AdapterList {

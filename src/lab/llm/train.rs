@@ -9,6 +9,7 @@ use super::pretrained::Pretrained;
 use super::settings::{LlmAdapterPlan, LlmAdapterSettings, LlmData};
 use super::LlmRoom;
 use crate::error::{LabError, Result};
+use crate::lab::checkpoints::{CheckpointInfo, Saved};
 use crate::lab::settings::loss_hash;
 use crate::lab::Lab;
 use crate::lm::{GenerateLimits, Sampling, SftActivations};
@@ -46,7 +47,8 @@ pub(super) struct Prepared {
 #[derive(Clone, Debug)]
 pub(super) struct AdapterMeta {
     pub plan: LlmAdapterPlan,
-    pub eval_loss: Vec<f64>,
+    /// 1-based lines of the training file it held out (empty when a held-out file was given).
+    pub held_out_lines: Vec<usize>,
 }
 
 pub(super) struct LlmRun {
@@ -93,6 +95,8 @@ pub struct SftProgress {
     pub eval_loss: Option<f64>,
     /// Bytes of the activations the run keeps.
     pub activation_bytes: usize,
+    /// The adapter kept when an epoch closed (TrainingArguments' save each epoch, save_total_limit 2).
+    pub checkpoint: Option<CheckpointInfo>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -177,10 +181,15 @@ impl Pretrained {
         }
         let tok = self.sft_tokenizer();
         let max = plan.max_seq_length.min(self.model.cfg.context);
-        let train_ex = encode_sft(&train, &tok, max, plan.assistant_only_loss)?;
+        // TRL packs whole examples and cuts the stream into blocks: no truncation before packing.
+        let train_max = if plan.packing { usize::MAX } else { max };
+        let train_ex = encode_sft(&train, &tok, train_max, plan.assistant_only_loss)?;
         let test_ex = encode_sft(&test, &tok, max, plan.assistant_only_loss)?;
         let truncated = train_ex.iter().chain(&test_ex).filter(|e| e.truncated).count();
         let train_ex = if plan.packing { pack_sft(&train_ex, max) } else { train_ex };
+        if let Some(e) = train_ex.iter().chain(&test_ex).find(|e| e.ids.len() > self.model.cfg.context) {
+            return Err(LabError::setting("data", format!("line {}: {} tokens is longer than the context of {}", e.line, e.ids.len(), self.model.cfg.context)));
+        }
         let vocab = self.model.cfg.vocab;
         let sft = |ex: &[crate::text::SftExample]| SftData::new(ex.iter().map(|e| (&e.ids[..], &e.trained[..])), vocab);
         let questions = test.iter().filter_map(|r| self.question(r).transpose()).collect::<Result<Vec<_>>>()?;
@@ -312,6 +321,7 @@ impl Lab {
         let state = Box::new(SftState::new(&adapter, plan.weight_decay, plan.micro_batch));
         let indices = (0..data.train.len() as u32).collect();
         let trainer = Trainer::new(train, indices, Stream::AdapterShuffle, self.trainer_clock())?;
+        self.llm.checkpoints.clear();
         self.llm.run = Some(LlmRun {
             trainer,
             adapter: Box::new(adapter),
@@ -332,6 +342,7 @@ impl Lab {
         let m = room.model.as_ref().ok_or_else(|| LabError::state("the pretrained model is gone"))?;
         let run = room.run.as_mut().ok_or_else(|| LabError::state("no fine-tuning run in progress"))?;
         let LlmRun { trainer, adapter, state, data, eval_before, eval_loss, .. } = run;
+        let checkpoints = &mut room.checkpoints;
         let tokens_per_sec = |t: &Trainer, s: &SftState| if t.seconds() > 0.0 { s.tokens as f64 / t.seconds() } else { 0.0 };
         if eval_before.is_none() {
             let loss = held_out_loss(m, &data.held_out, None)?;
@@ -342,6 +353,7 @@ impl Lab {
                 eval_loss_before: Some(loss),
                 eval_loss: None,
                 activation_bytes: state.activation_bytes(),
+                checkpoint: None,
                 progress,
             });
         }
@@ -356,11 +368,13 @@ impl Lab {
                 None
             };
             eval_loss.extend(eval);
+            let checkpoint = eval.map(|loss| checkpoints.add_adapter(p.epoch, p.step, loss, adapter, false));
             Ok(SftProgress {
                 tokens_per_sec: tokens_per_sec(trainer, state),
                 eval_loss_before: None,
                 eval_loss: eval,
                 activation_bytes: state.activation_bytes(),
+                checkpoint,
                 progress: p,
             })
         });
@@ -374,7 +388,7 @@ impl Lab {
     /// under its name, active.
     pub fn llm_finish(&mut self, cancelled: bool) -> Result<SftSummary> {
         let run = self.llm.run.take().ok_or_else(|| LabError::state("no fine-tuning run in progress"))?;
-        let LlmRun { trainer, mut adapter, state, plan, eval_before, eval_loss, .. } = run;
+        let LlmRun { trainer, mut adapter, state, plan, eval_before, eval_loss, data } = run;
         adapter.set_training(None);
         let m = self.llm_require()?;
         let trainable = adapter.trainable_params();
@@ -386,15 +400,40 @@ impl Lab {
             trainable_percent: 100.0 * trainable as f64 / total as f64,
             report: adapter.trainable_report(total),
             eval_loss_before: eval_before,
-            eval_loss: eval_loss.clone(),
+            eval_loss,
             steps: trainer.losses().len(),
             seconds: trainer.seconds(),
             tokens_per_sec: if trainer.seconds() > 0.0 { state.tokens as f64 / trainer.seconds() } else { 0.0 },
             cancelled,
             loss_hash: loss_hash(trainer.losses()),
         };
-        self.llm.install(*adapter, AdapterMeta { plan, eval_loss });
+        self.llm.install(*adapter, AdapterMeta { plan, held_out_lines: data.held_out_lines });
         Ok(summary)
+    }
+
+    /// The adapters kept at each epoch's end of the last run (two at most).
+    pub fn llm_checkpoints(&self) -> Vec<CheckpointInfo> {
+        self.llm.checkpoints.list()
+    }
+
+    /// Makes a kept checkpoint the adapter of its name, active (its run's settings kept with it).
+    pub fn llm_restore_checkpoint(&mut self, id: usize) -> Result<super::AdapterList> {
+        self.ensure_idle()?;
+        let Saved::Adapter(a) = self.llm.checkpoints.get(id)? else {
+            return Err(LabError::state(format!("checkpoint {id} is not an adapter's")));
+        };
+        let meta = match self.llm.find(&a.name) {
+            Ok((_, meta)) => meta.clone(),
+            Err(_) => {
+                let m = self.llm_require()?;
+                let mut plan = LlmAdapterSettings::default().resolve(&m.model.modules(), m.model.cfg.layers)?;
+                plan.name = a.name.clone();
+                plan.lora = a.config.clone();
+                AdapterMeta { plan, held_out_lines: Vec::new() }
+            }
+        };
+        self.llm.install(*a, meta);
+        Ok(self.llm.list())
     }
 
     /// Held-out loss and greedy exact match of the base and of the active adapter, on `data` (the

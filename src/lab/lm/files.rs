@@ -4,7 +4,7 @@
 //! same folders (so the page can keep them across a reload). On any error while loading, nothing
 //! changes.
 
-use super::checkpoints::{CheckpointInfo, Saved};
+use crate::lab::checkpoints::{CheckpointInfo, Saved};
 use super::{AdapterMeta, DataChoice};
 use crate::error::Result;
 use crate::io::{self, AdapterFiles};

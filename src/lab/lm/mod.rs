@@ -1,13 +1,12 @@
 //! The language model, part 2 (the article's last section): a tiny Llama trained on English words,
 //! adapted with LoRA to Pokémon names, first names or a person's own lines, evaluated on held-out
-//! lines, sampled, scored byte by byte. Settings are in `settings.rs`, files in `files.rs`, the
-//! per-epoch checkpoints in `checkpoints.rs`. Operations are the lab's `lm_*` methods.
+//! lines, sampled, scored byte by byte. Settings are in `settings.rs`, files in `files.rs`; the
+//! per-epoch checkpoints are the lab's `checkpoints.rs`. Operations are the lab's `lm_*` methods.
 
-mod checkpoints;
 mod files;
 mod settings;
 
-pub use checkpoints::CheckpointInfo;
+pub use super::checkpoints::CheckpointInfo;
 pub use settings::{DataChoice, LmAdapterSettings, LmBaseSettings};
 
 use std::borrow::Cow;
@@ -26,7 +25,7 @@ use crate::nn::LayerDelta;
 use crate::rng::{Rng, Stream};
 use crate::text::{self, Blocks, Corpus};
 use crate::train::{LmAdapterObjective, LmAdapterState, LmBaseObjective, LmBaseState, Progress, Trainer};
-use checkpoints::Checkpoints;
+use super::checkpoints::Checkpoints;
 
 /// What the lab remembers of an adapter beyond its weights.
 #[derive(Clone, Debug)]

@@ -9,9 +9,6 @@ use crate::lora::targets::TargetModules;
 use crate::lora::{Bias, Init, LoraConfig, Module, Scaling};
 use crate::train::{Schedule, TrainConfig};
 
-/// TrainingArguments' `save_total_limit` in the article's recipe.
-pub const SAVE_TOTAL_LIMIT: usize = 2;
-
 /// Which held-out set an adapter learns and is scored on.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]

@@ -1,12 +1,15 @@
 //! A checkpoint each epoch, as `TrainingArguments(save_strategy="epoch", save_total_limit=2)` keeps
-//! them: the last two, plus the best by held-out loss when `load_best_model_at_end` protects it.
+//! them: the last two, plus the best by held-out loss when `load_best_model_at_end` protects it. The
+//! language model's runs (part 2) and the pretrained model's (part 3) keep theirs here.
 
 use serde::{Deserialize, Serialize};
 
-use super::settings::SAVE_TOTAL_LIMIT;
 use crate::error::{LabError, Result};
 use crate::lm::Llama;
 use crate::lora::Adapter;
+
+/// TrainingArguments' `save_total_limit` in the article's recipe.
+pub const SAVE_TOTAL_LIMIT: usize = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -24,13 +27,13 @@ pub struct CheckpointInfo {
 }
 
 #[derive(Clone)]
-pub(super) enum Saved {
+pub(in crate::lab) enum Saved {
     Base(Box<Llama>),
     Adapter(Box<Adapter>),
 }
 
 #[derive(Default)]
-pub(super) struct Checkpoints {
+pub(in crate::lab) struct Checkpoints {
     next_id: usize,
     kept: Vec<(CheckpointInfo, Saved)>,
     /// Every epoch's held-out loss this run, kept or rotated out.
