@@ -252,6 +252,52 @@ describe('window.lab.llm in Chromium', () => {
     assert.equal(r.finish, 'length');
   });
 
+  test('fine-tuning: a short seed run on the demo rows, its files, and bad data refused', { timeout: 300_000 }, async () => {
+    const r = await page.evaluate(async () => {
+      const L = window.lab.llm;
+      const demo = await L.demoData();
+      const lines = (t, n) => t.split('\n').filter((l) => l.trim()).slice(0, n).join('\n');
+      const data = { jsonl: lines(demo.train, 6), testJsonl: lines(demo.test, 3) };
+      const bad = await L.trainAdapter({ name: 'bad', data: { jsonl: `${lines(demo.train, 2)}\n{"prompt": "x"}` } })
+        .then(() => 'accepted', (e) => e.message);
+      const summary = await L.trainAdapter({ preset: 'seed', name: 'e2e', data, epochs: 1 });
+      const peft = await L.exportAdapter('e2e');
+      const gguf = await L.exportAdapter('e2e', { format: 'gguf' });
+      const script = await L.exportTrainingScript('e2e');
+      const answer = await L.generate({ messages: [{ role: 'user', content: JSON.parse(data.testJsonl.split('\n')[0]).prompt[0].content }], maxNewTokens: 4, adapted: true });
+      return {
+        bad,
+        demo: [demo.train.trim().split('\n').length, demo.test.trim().split('\n').length],
+        summary,
+        adapters: await L.adapters(),
+        checkpoints: await L.checkpoints(),
+        peft: { config: peft.config, bytes: peft.safetensors.length },
+        gguf: Array.from(gguf.gguf.slice(0, 4)),
+        script: script.trainPy.includes('PeftModel.from_pretrained(model, adapter, is_trainable=True)'),
+        rows: script.datasetJsonl.trim().split('\n').length,
+        answer: answer.ids.length,
+      };
+    });
+    assert.match(r.bad, /line 3: "completion" is missing/);
+    assert.deepEqual(r.demo, [400, 100]);
+    const s = r.summary;
+    assert.equal(s.report, 'trainable params: 2,580,480 || all params: 137,095,488 || trainable%: 1.8823');
+    assert.equal(s.steps, 2);
+    assert.equal(s.cancelled, false);
+    assert.ok(s.evalLossBefore > 1 && s.evalLossBefore < 8, `loss before ${s.evalLossBefore}`);
+    assert.equal(s.evalLoss.length, 1);
+    assert.ok(s.tokensPerSec > 0);
+    assert.equal(r.adapters.active, 'e2e');
+    assert.equal(r.checkpoints.length, 1);
+    assert.equal(r.peft.config.base_model_name_or_path, 'HuggingFaceTB/SmolLM2-135M-Instruct');
+    assert.equal(r.peft.config.task_type, 'CAUSAL_LM');
+    assert.ok(r.peft.bytes > 10_000_000, `${r.peft.bytes} bytes of adapter`);
+    assert.deepEqual(r.gguf, [71, 71, 85, 70], 'GGUF magic');
+    assert.ok(r.script);
+    assert.equal(r.rows, 6);
+    assert.ok(r.answer >= 1);
+  });
+
   test('generation is refused while the lab trains', { timeout: 180_000 }, async () => {
     const r = await page.evaluate(async () => {
       const run = window.lab.lm.trainBase({ limit: 20000 });

@@ -3,7 +3,7 @@
 //
 //   node tests/support/bench.mjs [--rounds 5] [--lm-rounds 1] [--only mlp|lm|llm] [--quality]
 //   (--quality: also the language model's presets on the real corpora, ~15 minutes, into results.json)
-//   (--only llm: part 3's SmolLM2 only — load, prefill, greedy decoding on 2 threads — written as the `llm`
+//   (--only llm: part 3's SmolLM2 only — load, prefill, greedy decoding, seed LoRA training on 2 threads — written as the `llm`
 //   object of the bench/results.json already there, the rest of it kept)
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
@@ -182,6 +182,8 @@ results.llm = llm
       load_seconds: pick('llm_threads_2', (s) => s.llm.load_seconds),
       prefill_tokens_per_s: pick('llm_threads_2', (s) => s.llm.prefill_tokens_per_s),
       generate_tokens_per_s: pick('llm_threads_2', (s) => s.llm.generate_tokens_per_s),
+      lora_seed_b3_t256_tokens_per_s: pick('llm_threads_2', (s) => s.llm.lora_seed_b3_t256_tokens_per_s),
+      lora_seed_b3_t256_gflops: pick('llm_threads_2', (s) => s.llm.lora_seed_b3_t256_gflops),
       prompt_tokens: llm.prompt_tokens,
       new_tokens: llm.new_tokens,
       finish: llm.finish,
@@ -230,6 +232,8 @@ const rows = [
   ]),
   ['SmolLM2-135M-Instruct, 2 threads: load s (fetch to ready) / prefill tokens/s / greedy decoding tokens/s',
     [f(results.llm?.load_seconds, 2), f(results.llm?.prefill_tokens_per_s, 1), f(results.llm?.generate_tokens_per_s, 1)].join(' / ')],
+  ['SmolLM2 seed LoRA training, batch 3 × 256, loss on every token, checkpointing, 2 threads: tokens/s (GFLOP/s)',
+    `${f(results.llm?.lora_seed_b3_t256_tokens_per_s, 1)} (${f(results.llm?.lora_seed_b3_t256_gflops, 1)})`],
   ['inference µs per digit (threads / SIMD-only)', `${f(results.inference_us, 1)} / ${f(results.inference_us_simd_only, 1)}`],
   ['wasm bytes threads / SIMD-only', `${results.wasm_bytes.threads} / ${results.wasm_bytes.simd_only}`],
   ['wasm gzip bytes threads / SIMD-only', `${results.wasm_gzip_bytes.threads} / ${results.wasm_gzip_bytes.simd_only}`],
