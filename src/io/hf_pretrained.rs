@@ -1,11 +1,19 @@
 //! A pretrained model as a Hugging Face folder (what `save_pretrained` writes, and what
 //! `../shared/peers/smol_to_hf.py` makes of SmolLM2's GGUF): `config.json` and `model.safetensors` (read by
-//! `lm_file`, f32), `tokenizer.json` (byte-level BPE, read by `text`), and the chat template from
-//! `chat_template.jinja` (transformers 5) or `tokenizer_config.json`'s `chat_template` (older).
+//! `lm_file`: F32, F16 or BF16 tensors, held as f32), `tokenizer.json` (byte-level BPE, read by `text`),
+//! and the chat template from `chat_template.jinja` (transformers 5) or `tokenizer_config.json`'s
+//! `chat_template` (older).
+//!
+//! A folder saved in half precision says so in `config.json` (`dtype` or `torch_dtype` "float16" or
+//! "bfloat16"): that is the dtype transformers would compute in with `dtype="auto"`; this lab computes in
+//! f32 on the values widened exactly, as `from_pretrained(folder, dtype=torch.float32)` does, so the field
+//! is read as float32. Any other dtype is refused as `lm_config` refuses it.
+
+use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::lm_file::import_lm;
+use super::lm_file::import_lm_floats;
 use crate::error::{LabError, Result};
 use crate::lm::Llama;
 use crate::text::{Bpe, ChatTemplate};
@@ -26,7 +34,7 @@ pub struct HfFolder<'a> {
 /// The model, its tokenizer, its chat template (if the folder has one) and whether its tokenizer adds
 /// BOS (`tokenizer_config.json`'s `add_bos_token`, false when absent).
 pub fn hf_pretrained(f: &HfFolder) -> Result<(Llama, Bpe, Option<ChatTemplate>, bool)> {
-    let model = import_lm(f.config_json, f.safetensors)?;
+    let model = import_lm_floats(&computed_in_f32(f.config_json), f.safetensors)?;
     let tokenizer = Bpe::from_tokenizer_json(f.tokenizer_json, TOKENIZER_FILE)?;
     if tokenizer.vocab_size() > model.cfg.vocab {
         return Err(LabError::file(
@@ -64,4 +72,26 @@ pub fn hf_pretrained(f: &HfFolder) -> Result<(Llama, Bpe, Option<ChatTemplate>, 
         None => None,
     };
     Ok((model, tokenizer, template, add_bos))
+}
+
+/// `config.json` with a `dtype`/`torch_dtype` of float16 or bfloat16 read as float32 (see the module's
+/// notes); anything else, valid or not, as it is, for `lm_config` to judge and to name.
+fn computed_in_f32(config_json: &str) -> Cow<'_, str> {
+    let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(config_json) else {
+        return Cow::Borrowed(config_json);
+    };
+    let mut changed = false;
+    for key in ["dtype", "torch_dtype"] {
+        if let Some(v) = obj.get_mut(key).filter(|v| *v == "float16" || *v == "bfloat16") {
+            *v = Value::String("float32".into());
+            changed = true;
+        }
+    }
+    if !changed {
+        return Cow::Borrowed(config_json);
+    }
+    match serde_json::to_string(&obj) {
+        Ok(text) => Cow::Owned(text),
+        Err(_) => Cow::Borrowed(config_json),
+    }
 }

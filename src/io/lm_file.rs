@@ -6,16 +6,19 @@
 //! other tensor is an error naming it (nothing is ignored silently: a leftover `rotary_emb.inv_freq`
 //! buffer, or a layer the config does not count, means the two files disagree). `lm_head.weight` is
 //! required unless `tie_word_embeddings` (then the file has none, as `save_pretrained` writes it). On any error nothing is created.
+//!
+//! [`export_lm_f16`] writes a model, an adapter merged in or not, with its weights in F16 (half the
+//! bytes), tensor by tensor; [`import_lm_floats`] reads F16 and BF16 weights as well as F32.
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::lm_config::{parse_lm_config_file, write_lm_config_with, LM_CONFIG_FILE};
+use super::lm_config::{parse_lm_config_file, write_lm_config, write_lm_config_with, LM_CONFIG_FILE};
 use super::model_file::MODEL_FILE;
 use super::nf4_file::{read_nf4_safetensors, write_nf4_safetensors};
-use super::tensors::{read_safetensors, write_safetensors, Tensor};
+use super::tensors::{read_float_safetensors, read_safetensors, write_f16_safetensors, write_safetensors, Tensor};
 use crate::error::{LabError, Result};
 use crate::lm::{config::LAYER_MODULES, Llama, LmConfig};
-use crate::lora::{Adaptable, Module};
+use crate::lora::{Adaptable, Adapter, LoraLayer, Module};
 use crate::nn::Linear;
 use crate::quant::QuantizedWeight;
 
@@ -78,6 +81,101 @@ pub fn export_lm(model: &Llama) -> Result<(String, Vec<u8>)> {
     Ok((config, weights))
 }
 
+/// `model` with `adapter` merged in, if one is given — W + ΔW on every Linear it adapts, PEFT's
+/// `merge_and_unload` — as (`config.json` text, `model.safetensors` bytes with every tensor in F16),
+/// under HF's state-dict keys by [`export_lm`]'s rules: a tied output layer is the one matrix, written
+/// as `model.embed_tokens.weight` only. An adapter that changes a tied `lm_head` unties it: the
+/// embedding stays the base's, `lm_head.weight` is written apart and `tie_word_embeddings` is false,
+/// so the file computes what the adapted model computes. Linears held quantised (GGUF blocks, NF4) are
+/// written as the dequantised weights they compute with; `config.json` is the f32 model's (no
+/// `quantization_config`; `dtype` float32, so `from_pretrained`'s `dtype="auto"` computes in f32 as
+/// this lab does, the f16 weights widened exactly).
+///
+/// Memory: the file is written into one buffer of its final size, a Linear row by row (dequantised,
+/// plus its ΔW row, rounded to f16), so no f32 copy of the model exists beside the file; the one
+/// extra is ΔW of the Linear being written. A value that is not finite, or beyond f16's range, is
+/// refused naming the tensor and the index. Refused too: an adapter with bias shifts (a Llama's
+/// Linears have no bias to merge them into) or whose layers do not fit the model's Linears.
+pub fn export_lm_f16(model: &Llama, adapter: Option<&Adapter>) -> Result<(String, Vec<u8>)> {
+    let lm_head = model.cfg.lm_head();
+    let mut deltas: Vec<Option<&LoraLayer>> = vec![None; model.linears.len()];
+    if let Some(a) = adapter {
+        if let Some(i) = a.bias_shift.iter().position(Option::is_some) {
+            let name = a.modules.get(i).map_or("a module", |m| m.name.as_str());
+            return Err(LabError::state(format!(
+                "adapter \"{}\" shifts the bias of {name}, but the model's Linears have no bias to merge it into",
+                a.name
+            )));
+        }
+        for l in &a.layers {
+            match model.linears.get(l.layer) {
+                Some(lin) if (lin.in_features, lin.out_features) == (l.in_features, l.out_features) => {}
+                _ => {
+                    return Err(LabError::state(format!(
+                        "adapter \"{}\": its layer on Linear {} ({} → {}) is not one of the model's",
+                        a.name, l.layer, l.in_features, l.out_features
+                    )))
+                }
+            }
+            deltas[l.layer] = Some(l);
+        }
+    }
+    let mut cfg = model.cfg.clone();
+    if cfg.tie_embeddings && deltas[lm_head].is_some() {
+        cfg.tie_embeddings = false;
+    }
+    let config = write_lm_config(&cfg)?;
+
+    /// What a key's values are: a Linear's weight (with the delta to add, if any), or f32 values.
+    enum Source<'a> {
+        Linear(usize, Option<&'a LoraLayer>),
+        Values(&'a [f32]),
+    }
+    let mut sources: HashMap<String, Source> = HashMap::new();
+    for (m, (name, _, _)) in cfg.linear_modules().into_iter().enumerate() {
+        sources.insert(format!("{name}.weight"), Source::Linear(m, deltas[m]));
+    }
+    let embed = if model.cfg.tie_embeddings { Source::Linear(lm_head, None) } else { Source::Values(&model.embed) };
+    sources.insert("model.embed_tokens.weight".into(), embed);
+    for (name, data) in model.params() {
+        sources.entry(name).or_insert(Source::Values(data));
+    }
+    let layout = lm_tensors(&cfg);
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let weights = write_f16_safetensors(&layout, Some(metadata), |i, sink| {
+        let (key, shape) = &layout[i];
+        match &sources[key] {
+            Source::Values(v) => {
+                if v.len() != shape.iter().product::<usize>() {
+                    return Err(LabError::state(format!("{key} holds {} values, not {shape:?}", v.len())));
+                }
+                sink.push(v)
+            }
+            Source::Linear(m, delta) => {
+                let lin = &model.linears[*m];
+                let k = lin.in_features;
+                let dw = delta.map(LoraLayer::delta_weight);
+                let mut row = vec![0.0f32; k];
+                for r in 0..lin.out_features {
+                    lin.weight_row(r, &mut row);
+                    if let Some(dw) = &dw {
+                        row.iter_mut().zip(&dw[r * k..(r + 1) * k]).for_each(|(w, d)| *w += d);
+                    }
+                    sink.push(&row)?;
+                }
+                Ok(())
+            }
+        }
+    })?;
+    Ok((config, weights))
+}
+
+/// [`import_lm`] for a Hugging Face folder saved in half precision: F16 and BF16 tensors are read too,
+/// as f32 (exactly). The config is read as `import_lm` reads it (its `dtype` must say float32).
+pub fn import_lm_floats(config_json: &str, safetensors: &[u8]) -> Result<Llama> {
+    import_lm_with(config_json, safetensors, read_float_safetensors)
+}
+
 /// Reads a base model from its two files. Errors name `config.json` or `model.safetensors` and say
 /// what is wrong: the config's field and value; a missing, unexpected or misshapen tensor by key
 /// (with the expected and the found shape); a non-finite value by tensor and index.
@@ -86,9 +184,17 @@ pub fn export_lm(model: &Llama) -> Result<(String, Vec<u8>)> {
 /// `lm_head` in bitsandbytes' 4-bit layout (read strictly by `nf4_file`), double-quantised exactly when
 /// the config says so; the model is then a 4-bit base.
 pub fn import_lm(config_json: &str, safetensors: &[u8]) -> Result<Llama> {
+    import_lm_with(config_json, safetensors, read_safetensors)
+}
+
+/// A reader of an unquantised `model.safetensors` (bytes, file name for errors).
+type Reader = fn(&[u8], &str) -> Result<BTreeMap<String, Tensor>>;
+
+/// [`import_lm`], reading an unquantised `model.safetensors` with `read`.
+fn import_lm_with(config_json: &str, safetensors: &[u8], read: Reader) -> Result<Llama> {
     let (cfg, quant) = parse_lm_config_file(config_json)?;
     let (mut map, mut quantized) = match quant {
-        None => (read_safetensors(safetensors, MODEL_FILE)?, BTreeMap::new()),
+        None => (read(safetensors, MODEL_FILE)?, BTreeMap::new()),
         Some(double_quant) => {
             let modules = quantized_modules(&cfg);
             let read = read_nf4_safetensors(safetensors, MODEL_FILE, &modules)?;

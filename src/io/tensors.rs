@@ -1,14 +1,17 @@
 //! safetensors in and out: `model.safetensors` (the base MLP) and `adapter_model.safetensors`
 //! (PEFT's adapter file). Always F32, little-endian, row-major, which is what PyTorch's
 //! `load_state_dict` and PEFT read for an f32 model; a 4-bit base (`nf4_file.rs`) adds U8 tensors,
-//! read and written by [`read_tensors`] and [`write_tensors`].
+//! read and written by [`read_tensors`] and [`write_tensors`]. A pretrained model's Hugging Face folder
+//! may hold F16 or BF16 tensors: [`read_float_safetensors`] reads them as f32 (exactly: both widen
+//! without rounding), and [`write_f16_safetensors`] writes a merged model in F16, tensor by tensor.
 //!
 //! Reading goes through the `safetensors` crate, after our own header check (`header.rs`) has
 //! turned every way a file can be malformed into a message that names the tensor and the numbers.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use safetensors::tensor::TensorView;
+use half::{bf16, f16};
+use safetensors::tensor::{Metadata, TensorInfo, TensorView};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use super::header;
@@ -119,6 +122,145 @@ pub fn read_safetensors(bytes: &[u8], file: &str) -> Result<BTreeMap<String, Ten
         let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         out.insert(name.to_string(), Tensor { shape: view.shape().to_vec(), data });
     }
+    Ok(out)
+}
+
+/// Parses a safetensors file of F32, F16 and BF16 tensors (`file` names it in errors), every value as
+/// f32: f16 → f32 and bf16 → f32 are exact. What a Hugging Face folder saved in half precision holds
+/// (`model.half().save_pretrained(..)`, the Hub's bf16 checkpoints); the header is checked as
+/// [`read_safetensors`] checks it, with two bytes a value for the half types.
+pub fn read_float_safetensors(bytes: &[u8], file: &str) -> Result<BTreeMap<String, Tensor>> {
+    const FLOATS: header::Dtypes = header::Dtypes {
+        allowed: &[("F32", 4), ("F16", 2), ("BF16", 2)],
+        refusal: "only F32, F16 and BF16 are read (convert it with tensor.float() before saving)",
+    };
+    header::check_with(bytes, &FLOATS).map_err(|reason| LabError::file(file, reason))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| LabError::file(file, crate_reason(e)))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in st.iter() {
+        let b = view.data();
+        let data = match view.dtype() {
+            Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F16 => b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::BF16 => b.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            other => return Err(LabError::file(file, format!("tensor {name} has dtype {other:?}"))),
+        };
+        out.insert(name.to_string(), Tensor { shape: view.shape().to_vec(), data });
+    }
+    Ok(out)
+}
+
+/// Where [`write_f16_safetensors`] asks for one tensor's values: append them, in row-major order, in as
+/// many pieces as suits (a row at a time keeps no f32 copy of a whole matrix).
+pub struct F16Sink<'a> {
+    out: &'a mut Vec<u8>,
+    name: &'a str,
+    written: usize,
+    count: usize,
+}
+
+impl F16Sink<'_> {
+    /// The tensor's key, for the caller's own messages.
+    pub fn name(&self) -> &str {
+        self.name
+    }
+
+    /// Appends `values` rounded to f16 (to nearest, ties to even, as PyTorch's `.half()`). A non-finite
+    /// value, or one beyond f16's range (|x| ≥ 65520 rounds to infinity), is refused naming the
+    /// tensor and the index; so is a value past the tensor's count.
+    pub fn push(&mut self, values: &[f32]) -> Result<()> {
+        if values.len() > self.count - self.written {
+            return Err(LabError::state(format!(
+                "{}: {} values given past the {} its shape holds",
+                self.name,
+                self.written + values.len(),
+                self.count
+            )));
+        }
+        for (i, &v) in values.iter().enumerate() {
+            let h = f16::from_f32(v);
+            if !h.is_finite() {
+                let at = self.written + i;
+                return Err(LabError::state(if v.is_finite() {
+                    format!("{} holds {v} at index {at}, beyond f16's range (±65504)", self.name)
+                } else {
+                    format!("{} holds a non-finite value ({v}) at index {at}", self.name)
+                }));
+            }
+            self.out.extend_from_slice(&h.to_le_bytes());
+        }
+        self.written += values.len();
+        Ok(())
+    }
+}
+
+/// An F16 safetensors file of `tensors` (key, shape), each tensor's values given by
+/// `fill(index into tensors, sink)` when its turn comes, written straight into one buffer of the
+/// file's final size: a model is never held whole in f32, and nothing is copied. The layout is the
+/// `safetensors` crate's (and so PyTorch's `save_file`'s): tensors in key order, offsets from the start
+/// of the data, the header (`__metadata__` first, as the crate writes it) padded with spaces to a
+/// multiple of 8.
+///
+/// Why not the crate's `serialize`: it needs every tensor's bytes alive at once and then copies them
+/// into its buffer — a whole second file in memory (SmolLM2 in F16: 269 MB more), which a browser tab
+/// should not pay. The header still comes from the crate's own `Metadata`, so it is the crate's JSON.
+pub fn write_f16_safetensors(
+    tensors: &[(String, Vec<usize>)],
+    metadata: Option<HashMap<String, String>>,
+    mut fill: impl FnMut(usize, &mut F16Sink) -> Result<()>,
+) -> Result<Vec<u8>> {
+    let mut seen = HashSet::new();
+    let mut counts = Vec::with_capacity(tensors.len());
+    for (name, shape) in tensors {
+        if name == "__metadata__" {
+            return Err(LabError::setting(name, "is reserved for the header's metadata"));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(LabError::setting(name, "appears twice in one safetensors file"));
+        }
+        let count = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .filter(|n| n.checked_mul(2).is_some())
+            .ok_or_else(|| LabError::setting(name, format!("shape {shape:?} is too large")))?;
+        counts.push(count);
+    }
+    // The crate's order for tensors of one dtype: by key.
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    order.sort_by(|&a, &b| tensors[a].0.cmp(&tensors[b].0));
+    let mut infos = Vec::with_capacity(tensors.len());
+    let mut offset = 0usize;
+    for &i in &order {
+        let end = offset
+            .checked_add(2 * counts[i])
+            .ok_or_else(|| LabError::setting("safetensors export", "the tensors are too large for one file"))?;
+        let info = TensorInfo { dtype: Dtype::F16, shape: tensors[i].1.clone(), data_offsets: (offset, end) };
+        infos.push((tensors[i].0.clone(), info));
+        offset = end;
+    }
+    let header = Metadata::new(metadata, infos).map_err(|e| LabError::setting("safetensors export", e.to_string()))?;
+    let mut header = serde_json::to_vec(&header).map_err(|e| LabError::setting("safetensors export", e.to_string()))?;
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let total = 8 + header.len() + offset;
+    let mut out = Vec::new();
+    out.try_reserve_exact(total).map_err(|_| {
+        LabError::state(format!("not enough memory for the {:.0} MB safetensors file", total as f64 / 1e6))
+    })?;
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    drop(header);
+    for &i in &order {
+        let (name, _) = &tensors[i];
+        let mut sink = F16Sink { out: &mut out, name, written: 0, count: counts[i] };
+        fill(i, &mut sink)?;
+        if sink.written != sink.count {
+            return Err(LabError::state(format!(
+                "{name}: {} values given for the {} its shape holds",
+                sink.written, sink.count
+            )));
+        }
+    }
+    debug_assert_eq!(out.len(), total);
     Ok(out)
 }
 
