@@ -9,6 +9,7 @@
 mod demo;
 mod files;
 mod generate;
+mod merged;
 mod pretrained;
 mod script;
 mod settings;
