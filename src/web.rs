@@ -550,6 +550,14 @@ impl LabHandle {
         to_js(&self.lab.llm_export_training_script(name).map_err(err)?)
     }
 
+    /// The model with adapter `name` merged in, as a Hugging Face folder → `{ config: object,
+    /// safetensors: Uint8Array }` (F16 weights).
+    #[wasm_bindgen(js_name = llmExportMerged)]
+    pub fn llm_export_merged(&self, name: &str) -> JsResult<JsValue> {
+        let (config, safetensors) = self.lab.llm_export_merged(name).map_err(err)?;
+        files_object(&config, &safetensors).map(Into::into)
+    }
+
     /// llama.cpp's LoRA GGUF → its bytes.
     #[wasm_bindgen(js_name = llmExportGgufAdapter)]
     pub fn llm_export_gguf_adapter(&self, name: &str) -> JsResult<Vec<u8>> {

@@ -163,6 +163,8 @@ export function createLlm(app) {
       if (format !== 'peft' && format !== 'gguf') throw new Error(`invalid format ${JSON.stringify(format)}: 'peft' or 'gguf'`);
       return ask(Request.LLM_EXPORT_ADAPTER, { name, format });
     },
+    /** → { config, safetensors }: the merged model as a Hugging Face folder (F16; the tokenizer is the Hub model's). */
+    exportMerged: async (name) => ask(Request.LLM_EXPORT_MERGED, { name }),
     /** → { trainPy, datasetJsonl, testJsonl }: the script to go on with TRL on a GPU, and its data. */
     exportTrainingScript: async (name) => ask(Request.LLM_EXPORT_TRAINING_SCRIPT, { name }),
     importAdapter: async ({ name, config, safetensors }) => ask(Request.LLM_IMPORT_ADAPTER, { name, config, safetensors }),

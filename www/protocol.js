@@ -122,6 +122,8 @@
 //   llmAdapters | llmSetAdapter { name|null } | llmDeleteAdapter { name }  → { active, list }
 //   llmExportAdapter { name, format: 'peft'|'gguf' }  → { config, safetensors } (PEFT's folder) | { gguf }
 //                 (llama.cpp's LoRA GGUF: llama-cli --lora, Ollama's ADAPTER)
+//   llmExportMerged { name }  → { config, safetensors }: the model with the adapter merged in, as a Hugging
+//                 Face folder (F16 weights, 269 MB for SmolLM2; its tokenizer is the Hub model's)
 //   llmCheckpoints {}  → [{ id, adapter, epoch, step, evalLoss, best }]   the last run's, kept each epoch (2 at most)
 //   llmRestoreCheckpoint { id }  → adapters   the checkpoint becomes its adapter, active
 //   llmExportTrainingScript { name }  → { trainPy, datasetJsonl, testJsonl }: TRL's SFTTrainer with the run's
@@ -213,6 +215,7 @@ export const Request = Object.freeze({
   LLM_DELETE_ADAPTER: 'llmDeleteAdapter',
   LLM_EXPORT_ADAPTER: 'llmExportAdapter',
   LLM_EXPORT_TRAINING_SCRIPT: 'llmExportTrainingScript',
+  LLM_EXPORT_MERGED: 'llmExportMerged',
   LLM_CHECKPOINTS: 'llmCheckpoints',
   LLM_RESTORE_CHECKPOINT: 'llmRestoreCheckpoint',
   LLM_IMPORT_ADAPTER: 'llmImportAdapter',

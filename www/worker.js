@@ -546,6 +546,7 @@ const llmSimple = {
     if (format !== 'peft') throw new Error(`invalid format ${JSON.stringify(String(format))}: 'peft' or 'gguf'`);
     return requireLab().llmExportAdapter(String(name));
   },
+  [Request.LLM_EXPORT_MERGED]: ({ name }) => requireLab().llmExportMerged(String(name)),
   [Request.LLM_CHECKPOINTS]: () => requireLab().llmCheckpoints(),
   [Request.LLM_RESTORE_CHECKPOINT]: ({ id }) => requireLab().llmRestoreCheckpoint(Number(id)),
   [Request.LLM_EXPORT_TRAINING_SCRIPT]: ({ name }) => requireLab().llmExportTrainingScript(String(name)),

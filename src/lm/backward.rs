@@ -38,6 +38,11 @@ pub(super) struct Scratch {
 }
 
 impl LmGrads {
+    /// What a backward pass over a frozen base needs: its scratch buffers, no parameter gradients.
+    pub fn frozen() -> Self {
+        Self::default()
+    }
+
     pub fn zeros(model: &Llama) -> Self {
         Self {
             embed: vec![0.0; model.embed.len()],
@@ -195,7 +200,7 @@ impl Llama {
             dlogits,
             need_below.then_some(&mut s.dn[..]),
             false,
-            weights.then_some((&mut g_lin[head][..], accumulate)),
+            weights.then(|| (&mut g_lin[head][..], accumulate)),
             n,
             &mut delta,
         );
@@ -207,7 +212,7 @@ impl Llama {
             &acts.rstd_f,
             &s.dn,
             &mut s.dx,
-            weights.then_some((&mut g_final[..], accumulate)),
+            weights.then(|| (&mut g_final[..], accumulate)),
         );
 
         for l in (lowest..c.layers).rev() {

@@ -125,12 +125,13 @@ pub struct LmAdapterState {
 impl LmAdapterState {
     /// AdamW over the adapter's tensors: LoRA's matrices decay, trained bias shifts do not (as
     /// TrainingArguments leaves biases undecayed).
-    pub fn new(base: &Llama, adapter: &Adapter, weight_decay: f32) -> Self {
+    pub fn new(adapter: &Adapter, weight_decay: f32) -> Self {
         let sizes = adapter.param_sizes();
         let decays: Vec<bool> = (0..sizes.len()).map(|i| i < 2 * adapter.layers.len()).collect();
         Self {
             adam: Adam::with_weight_decay(&sizes, weight_decay, &decays),
-            grads: LmGrads::zeros(base),
+            // The base is frozen: no gradient buffers for its weights, only the backward's scratch.
+            grads: LmGrads::frozen(),
             buf: Buffers::default(),
         }
     }

@@ -264,6 +264,7 @@ describe('window.lab.llm in Chromium', () => {
       const peft = await L.exportAdapter('e2e');
       const gguf = await L.exportAdapter('e2e', { format: 'gguf' });
       const script = await L.exportTrainingScript('e2e');
+      const merged = await L.exportMerged('e2e');
       const answer = await L.generate({ messages: [{ role: 'user', content: JSON.parse(data.testJsonl.split('\n')[0]).prompt[0].content }], maxNewTokens: 4, adapted: true });
       return {
         bad,
@@ -275,6 +276,7 @@ describe('window.lab.llm in Chromium', () => {
         gguf: Array.from(gguf.gguf.slice(0, 4)),
         script: script.trainPy.includes('PeftModel.from_pretrained(model, adapter, is_trainable=True)'),
         rows: script.datasetJsonl.trim().split('\n').length,
+        merged: { bytes: merged.safetensors.length, layers: merged.config.num_hidden_layers },
         answer: answer.ids.length,
       };
     });
@@ -295,6 +297,7 @@ describe('window.lab.llm in Chromium', () => {
     assert.deepEqual(r.gguf, [71, 71, 85, 70], 'GGUF magic');
     assert.ok(r.script);
     assert.equal(r.rows, 6);
+    assert.deepEqual(r.merged, { bytes: 269_060_280, layers: 30 }, 'the merged folder: F16 weights');
     assert.ok(r.answer >= 1);
   });
 

@@ -4,12 +4,16 @@
 // with whatever garbage V8 has not collected yet, and the wasm memory) and by the wasm memory alone
 // (it never shrinks: its size is the high-water mark). Adds `page_memory` to bench/results.json.
 //
-//   node tests/support/memory.mjs [--words 6000]
+// Then part 3: SmolLM2-135M-Instruct loaded, and during and after a seed fine-tuning run at batch 3 × 256
+// tokens (issue 21's memory target: the page ≤ 600 MB during it). `--llm` measures only part 3.
+//
+//   node tests/support/memory.mjs [--words 6000] [--llm]
 import { readFileSync, writeFileSync } from 'node:fs';
 import { launchBrowser, openLab, waitReady } from './browser.mjs';
 
 const args = process.argv.slice(2);
 const words = Number(args.includes('--words') ? args[args.indexOf('--words') + 1] : 6000);
+const llmOnly = args.includes('--llm');
 const ROOT = new URL('../../', import.meta.url);
 
 const browser = await launchBrowser();
@@ -37,14 +41,32 @@ try {
     console.log(`${''.padEnd(40)} ${Object.entries(parts).map(([k, b]) => `${k} ${b}`).join(', ')}`);
   };
   await measure('ready');
-  await page.evaluate(() => window.lab.trainBase({ epochs: 1 }));
-  await page.evaluate(() => window.lab.trainAdapter({}));
-  await measure('MLP base and adapter');
-  await page.evaluate((limit) => window.lab.lm.trainBase({ limit }), words);
-  for (const [preset, name, data] of [['seed', 'seed', 'pokemon'], ['new-tokens', 'new-tokens', 'pokemon'], ['seed', 'names', 'names']]) {
-    await page.evaluate((s) => window.lab.lm.trainAdapter(s), { preset, name, data, epochs: 1 });
+  if (!llmOnly) {
+    await page.evaluate(() => window.lab.trainBase({ epochs: 1 }));
+    await page.evaluate(() => window.lab.trainAdapter({}));
+    await measure('MLP base and adapter');
+    await page.evaluate((limit) => window.lab.lm.trainBase({ limit }), words);
+    for (const [preset, name, data] of [['seed', 'seed', 'pokemon'], ['new-tokens', 'new-tokens', 'pokemon'], ['seed', 'names', 'names']]) {
+      await page.evaluate((s) => window.lab.lm.trainAdapter(s), { preset, name, data, epochs: 1 });
+    }
+    await measure(`+ LM base (${words} words) and 3 adapters`);
   }
-  await measure(`+ LM base (${words} words) and 3 adapters`);
+  await page.evaluate(() => window.lab.llm.load({ builtin: 'SmolLM2-135M-Instruct' }));
+  await measure('+ SmolLM2-135M-Instruct loaded');
+  // Text rows of 400 words cut to 256 tokens: every step a batch of 3 × 256 with the loss on every token.
+  await page.evaluate(() => {
+    const words = 'the of and to in is was for on with as by at from that this which it are be an or have has'.split(' ');
+    const row = (i) => JSON.stringify({ text: Array.from({ length: 400 }, (_, j) => words[(i * 7 + j * 13) % words.length]).join(' ') });
+    const jsonl = Array.from({ length: 15 }, (_, i) => row(i)).join('\n');
+    window.memoryRun = window.lab.llm.trainAdapter({
+      preset: 'seed', name: 'memory', data: { jsonl, testJsonl: row(99) }, epochs: 1, maxSeqLength: 256,
+    });
+  });
+  // Past the held-out loss before and the first steps (~15 s each): the activations are at their largest.
+  await new Promise((r) => setTimeout(r, 40_000));
+  await measure('+ during a seed run, batch 3 × 256');
+  await page.evaluate(() => window.memoryRun);
+  await measure('+ after it (its adapter kept)');
   if (lab.errors.length) throw new Error(lab.errors.join('; '));
 } finally {
   await lab.close();

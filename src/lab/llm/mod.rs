@@ -115,7 +115,7 @@ impl Lab {
         Ok(info)
     }
 
-    /// Loads a Hugging Face folder (`config.json`, `model.safetensors` in f32, `tokenizer.json`, and the
+    /// Loads a Hugging Face folder (`config.json`, `model.safetensors` in f32, f16 or bf16, `tokenizer.json`, and the
     /// chat template if any) as the pretrained model, replacing the one before only when it loads.
     pub fn llm_load_hf(&mut self, folder: &HfFolder, name: &str) -> Result<LlmInfo> {
         self.ensure_idle()?;

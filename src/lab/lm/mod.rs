@@ -226,7 +226,7 @@ impl Lab {
         let seed = plan.train.train.seed;
         let mut adapter = Adapter::new(&plan.name, plan.lora, base, seed)?;
         adapter.set_training(Some(seed));
-        let state = Box::new(LmAdapterState::new(base, &adapter, plan.train.weight_decay));
+        let state = Box::new(LmAdapterState::new(&adapter, plan.train.weight_decay));
         let indices = (0..blocks.len() as u32).collect();
         let trainer = Trainer::new(plan.train.train.clone(), indices, Stream::AdapterShuffle, self.trainer_clock())?;
         let meta = AdapterMeta { data: plan.data, target_modules: plan.target_modules };
