@@ -332,6 +332,15 @@ pub fn lm_model(data: &[u8]) -> Result<usize> {
         (Ok(_), Err(_)) => check_file_error(&model, io::MODEL_FILE),
         (Ok(cfg), Ok(m)) => assert_eq!(&m.cfg, cfg, "import_lm read another config"),
     }
+    // The half-precision reader (Hugging Face folders in F16/BF16) takes every f32 file `import_lm`
+    // takes, to the same model; whatever it refuses, it refuses with a file's name.
+    let floats = io::lm_file::import_lm_floats(&config, weights);
+    match (&model, &floats) {
+        (Ok(m), Ok(f)) => assert_eq!(lm_bits(f), lm_bits(m), "import_lm_floats read another model"),
+        (Ok(m), Err(e)) => assert!(m.quantization().is_some(), "import_lm_floats refused an f32 file import_lm took: {e}"),
+        (_, Err(LabError::BadFile { .. })) | (Err(_), Ok(_)) => {}
+        (_, Err(e)) => panic!("import_lm_floats: expected a file error, got {e:?}"),
+    }
     let model = model?;
     let cfg = &model.cfg;
     cfg.validate("fuzz").expect("an imported config is valid");
