@@ -19,8 +19,12 @@ fn main() {
     let epochs: f64 = std::env::args().nth(2).map_or(3.0, |a| a.parse().expect("a number of epochs"));
     let t0 = Instant::now();
     let mut lab = Lab::new(move || t0.elapsed().as_secs_f64());
-    lab.llm_load_gguf(read("www/data/SmolLM2-135M-Instruct.Q4_1.gguf"), "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct")
-        .unwrap();
+    lab.llm_load_gguf(
+        read("www/data/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "SmolLM2-135M-Instruct",
+    )
+    .unwrap();
     let (train, test) = lab
         .llm_demo_data(
             &read("node_modules/an-array-of-english-words/index.json"),

@@ -21,10 +21,17 @@ fn main() {
     let model = gguf_llama(&g, &bytes).unwrap();
     drop(bytes);
     let names = model.cfg.linear_modules();
-    let targets: Vec<usize> = (0..names.len())
-        .filter(|&i| ["q_proj", "k_proj", "v_proj"].iter().any(|p| names[i].0.ends_with(p)))
-        .collect();
-    let cfg = LoraConfig { targets, rank: 32, alpha: 32.0, scaling: Scaling::Peft, dropout: 0.05, bias: Bias::None, init: Init::Default };
+    let targets: Vec<usize> =
+        (0..names.len()).filter(|&i| ["q_proj", "k_proj", "v_proj"].iter().any(|p| names[i].0.ends_with(p))).collect();
+    let cfg = LoraConfig {
+        targets,
+        rank: 32,
+        alpha: 32.0,
+        scaling: Scaling::Peft,
+        dropout: 0.05,
+        bias: Bias::None,
+        init: Init::Default,
+    };
     let (b, t) = (3usize, 256usize);
     let mut r = Rng::new(1, Stream::Replay);
     let seqs: Vec<Vec<u32>> = (0..b).map(|_| (0..t).map(|_| r.below(49152)).collect()).collect();

@@ -10,35 +10,9 @@ use lora_lab::io::{export_lm, gguf_llama, read_gguf, read_tensors, Data, HfFolde
 use lora_lab::lab::GenerateRequest;
 use lora_lab::lm::{Llama, LmActivations, LmConfig};
 use lora_lab::text::Message;
-use serde_json::{json, Value};
 
 const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
-/// SmolLM2's tokenizer.json and tokenizer_config.json, written from the GGUF's vocabulary as transformers
-/// writes them (byte-level BPE, the Digits + ByteLevel pre-tokenizer, the 17 special tokens).
-fn tokenizer_files() -> (String, String) {
-    let g = read_gguf(common::smol_gguf(), FILE).unwrap();
-    let tokens = g.get_array_str("tokenizer.ggml.tokens").unwrap();
-    let types = g.get_array_i32("tokenizer.ggml.token_type").unwrap();
-    let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
-    let added: Vec<Value> = (0..tokens.len())
-        .filter(|&i| types[i] == 3)
-        .map(|i| json!({"id": i, "content": tokens[i], "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
-        .collect();
-    let tokenizer = json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Digits", "individual_digits": true},
-            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]},
-        "post_processor": null,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
-            "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-            "vocab": vocab, "merges": g.get_array_str("tokenizer.ggml.merges").unwrap()}
-    });
-    let config = json!({"add_bos_token": false, "chat_template": g.get_str("tokenizer.chat_template").unwrap()});
-    (tokenizer.to_string(), config.to_string())
-}
 
 #[test]
 fn a_folder_with_grouped_query_attention_and_tied_embeddings_loads_and_runs() {
@@ -60,7 +34,7 @@ fn a_folder_with_grouped_query_attention_and_tied_embeddings_loads_and_runs() {
     let model = Llama::new(cfg, 5);
     let (config_json, safetensors) = export_lm(&model).unwrap();
     assert!(config_json.contains("\"num_key_value_heads\": 2") && config_json.contains("\"tie_word_embeddings\": true"));
-    let (tokenizer_json, tokenizer_config) = tokenizer_files();
+    let (tokenizer_json, tokenizer_config) = common::smol_tokenizer_files();
     let folder = HfFolder {
         config_json: &config_json,
         safetensors: &safetensors,

@@ -14,7 +14,7 @@ use std::time::Instant;
 use half::{bf16, f16};
 use lora_lab::io::lm_file::{export_lm_f16, import_lm_floats};
 use lora_lab::io::tensors::{read_float_safetensors, write_f16_safetensors};
-use lora_lab::io::{export_adapter, export_lm, import_lm, lm_tensors, read_gguf, read_safetensors, HfFolder};
+use lora_lab::io::{export_adapter, export_lm, import_lm, lm_tensors, read_safetensors, HfFolder};
 use lora_lab::lab::{Lab, Pretrained};
 use lora_lab::lm::{Llama, LmActivations, LmConfig};
 use lora_lab::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
@@ -27,31 +27,6 @@ use serde_json::{json, Value};
 
 const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
-/// SmolLM2's tokenizer.json and tokenizer_config.json, written from the GGUF's vocabulary as transformers
-/// writes them (as tests/llm_hf.rs does: CI has no Hugging Face folder).
-fn tokenizer_files() -> (String, String) {
-    let g = read_gguf(common::smol_gguf(), FILE).unwrap();
-    let tokens = g.get_array_str("tokenizer.ggml.tokens").unwrap();
-    let types = g.get_array_i32("tokenizer.ggml.token_type").unwrap();
-    let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
-    let added: Vec<Value> = (0..tokens.len())
-        .filter(|&i| types[i] == 3)
-        .map(|i| json!({"id": i, "content": tokens[i], "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
-        .collect();
-    let tokenizer = json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Digits", "individual_digits": true},
-            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]},
-        "post_processor": null,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
-            "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-            "vocab": vocab, "merges": g.get_array_str("tokenizer.ggml.merges").unwrap()}
-    });
-    let config = json!({"add_bos_token": false, "chat_template": g.get_str("tokenizer.chat_template").unwrap()});
-    (tokenizer.to_string(), config.to_string())
-}
 
 /// A kB figure of /proc/self/status (`VmRSS`, `VmHWM`), where there is one.
 fn vm_kb(key: &str) -> Option<u64> {
@@ -214,7 +189,7 @@ fn smollm2_merged_in_f16_is_the_base_plus_each_delta_and_loads_as_a_folder() {
     assert!(config2 == config && st2 == st, "the lab's export is io's");
 
     // Loaded as a folder, it computes the adapted model's log-probabilities, up to f16 rounding.
-    let (tokenizer_json, tokenizer_config) = tokenizer_files();
+    let (tokenizer_json, tokenizer_config) = common::smol_tokenizer_files();
     let folder = HfFolder {
         config_json: &config,
         safetensors: &st,
@@ -461,7 +436,7 @@ fn small_smol_vocab() -> Llama {
 }
 
 fn load(lab: &mut Lab, config: &str, st: &[u8]) -> lora_lab::Result<Llama> {
-    let (tokenizer_json, tokenizer_config) = tokenizer_files();
+    let (tokenizer_json, tokenizer_config) = common::smol_tokenizer_files();
     let folder = HfFolder {
         config_json: config,
         safetensors: st,

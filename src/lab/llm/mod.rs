@@ -19,7 +19,7 @@ pub use generate::{GenerateRequest, Generated};
 pub use pretrained::{LlmInfo, Pretrained};
 pub use script::TrainingScript;
 pub use settings::{LlmAdapterSettings, LlmData};
-pub use train::{Scores, SftEvaluation, SftProgress, SftStart, SftSummary};
+pub use train::{ParamCount, Scores, SftEvaluation, SftProgress, SftStart, SftSummary};
 
 use super::adapters::{AdapterInfo, AdapterList};
 use super::checkpoints::Checkpoints;

@@ -28,7 +28,11 @@ fn py_str(s: &str) -> String {
 }
 
 fn py_bool(b: bool) -> &'static str {
-    if b { "True" } else { "False" }
+    if b {
+        "True"
+    } else {
+        "False"
+    }
 }
 
 /// The `target_modules` argument as given: a list of names, or one regular expression.
@@ -42,11 +46,13 @@ fn py_targets(t: &TargetModules) -> String {
 /// `train.py` for `plan`'s run on `base` (a Hub model name).
 pub(super) fn train_py(plan: &LlmAdapterPlan, base: &str) -> String {
     let l = &plan.lora;
-    let layers = plan
-        .layers_to_transform
-        .as_ref()
-        .map_or(String::new(), |v| format!("\n    layers_to_transform={v:?},"));
-    let warmup = if plan.warmup_steps < 1.0 { format!("{}", plan.warmup_steps) } else { format!("{}", plan.warmup_steps as u64) };
+    let layers =
+        plan.layers_to_transform.as_ref().map_or(String::new(), |v| format!("\n    layers_to_transform={v:?},"));
+    let warmup = if plan.warmup_steps < 1.0 {
+        format!("{}", plan.warmup_steps)
+    } else {
+        format!("{}", plan.warmup_steps as u64)
+    };
     let schedule = match plan.train.schedule {
         crate::train::Schedule::LinearWithWarmup { .. } => "linear",
         crate::train::Schedule::ConstantWithWarmup { .. } => "constant_with_warmup",
@@ -166,7 +172,8 @@ impl Lab {
         let plan = &meta.plan;
         let (train, test) = match &plan.data {
             LlmData::Named(_) => {
-                let (a, b) = self.llm.demo.as_ref().ok_or_else(|| LabError::state("the demo data is not loaded yet"))?;
+                let (a, b) =
+                    self.llm.demo.as_ref().ok_or_else(|| LabError::state("the demo data is not loaded yet"))?;
                 (a.clone(), b.clone())
             }
             LlmData::Jsonl { jsonl, test_jsonl: Some(t) } => (jsonl.clone(), t.clone()),

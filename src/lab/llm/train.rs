@@ -61,16 +61,38 @@ pub(super) struct LlmRun {
     eval_loss: Vec<f64>,
 }
 
+/// An adapter's parameters as PEFT's `print_trainable_parameters` counts them.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParamCount {
+    pub trainable_params: usize,
+    /// The base's and the adapter's.
+    pub total_params: usize,
+    pub trainable_percent: f64,
+    /// PEFT's line.
+    pub report: String,
+}
+
+impl ParamCount {
+    fn of(adapter: &Adapter, base: &crate::lm::Llama) -> Self {
+        let trainable = adapter.trainable_params();
+        let total = base.all_params_with(trainable);
+        Self {
+            trainable_params: trainable,
+            total_params: total,
+            trainable_percent: 100.0 * trainable as f64 / total as f64,
+            report: adapter.trainable_report(total),
+        }
+    }
+}
+
 /// What `trainAdapter` learns before the first step.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SftStart {
     pub name: String,
-    pub trainable_params: usize,
-    pub total_params: usize,
-    pub trainable_percent: f64,
-    /// PEFT's `print_trainable_parameters` line.
-    pub report: String,
+    #[serde(flatten)]
+    pub params: ParamCount,
     pub train_rows: usize,
     /// Training sequences (rows, or packed blocks).
     pub train_sequences: usize,
@@ -103,10 +125,8 @@ pub struct SftProgress {
 #[serde(rename_all = "camelCase")]
 pub struct SftSummary {
     pub name: String,
-    pub trainable_params: usize,
-    pub total_params: usize,
-    pub trainable_percent: f64,
-    pub report: String,
+    #[serde(flatten)]
+    pub params: ParamCount,
     pub eval_loss_before: Option<f64>,
     pub eval_loss: Vec<f64>,
     pub steps: usize,
@@ -147,13 +167,20 @@ impl Pretrained {
     }
 
     /// The run's data: rows parsed and encoded as TRL does, the held-out rows apart.
-    pub(super) fn prepare(&self, data: &LlmData, demo: Option<&(String, String)>, plan: &LlmAdapterPlan) -> Result<Prepared> {
+    pub(super) fn prepare(
+        &self,
+        data: &LlmData,
+        demo: Option<&(String, String)>,
+        plan: &LlmAdapterPlan,
+    ) -> Result<Prepared> {
         let (train_text, test_text) = match data {
             LlmData::Named(n) if n == "demo" => {
                 let (a, b) = demo.ok_or_else(|| LabError::state("the demo data is not loaded yet"))?;
                 (a.as_str(), Some(b.as_str()))
             }
-            LlmData::Named(n) => return Err(LabError::setting("data", format!("\"{n}\" is not \"demo\" or {{ jsonl }}"))),
+            LlmData::Named(n) => {
+                return Err(LabError::setting("data", format!("\"{n}\" is not \"demo\" or {{ jsonl }}")))
+            }
             LlmData::Jsonl { jsonl, test_jsonl } => (jsonl.as_str(), test_jsonl.as_deref()),
         };
         let mut rows = parse_sft_jsonl(train_text.as_bytes(), "train.jsonl")?;
@@ -167,7 +194,11 @@ impl Pretrained {
                 let mut test = Vec::new();
                 let mut kept = Vec::new();
                 for (i, r) in rows.drain(..).enumerate() {
-                    if i % 10 == 9 { test.push(r) } else { kept.push(r) }
+                    if i % 10 == 9 {
+                        test.push(r)
+                    } else {
+                        kept.push(r)
+                    }
                 }
                 if test.is_empty() {
                     test.push(kept.pop().expect("two rows at least"));
@@ -188,7 +219,15 @@ impl Pretrained {
         let truncated = train_ex.iter().chain(&test_ex).filter(|e| e.truncated).count();
         let train_ex = if plan.packing { pack_sft(&train_ex, max) } else { train_ex };
         if let Some(e) = train_ex.iter().chain(&test_ex).find(|e| e.ids.len() > self.model.cfg.context) {
-            return Err(LabError::setting("data", format!("line {}: {} tokens is longer than the context of {}", e.line, e.ids.len(), self.model.cfg.context)));
+            return Err(LabError::setting(
+                "data",
+                format!(
+                    "line {}: {} tokens is longer than the context of {}",
+                    e.line,
+                    e.ids.len(),
+                    self.model.cfg.context
+                ),
+            ));
         }
         let vocab = self.model.cfg.vocab;
         let sft = |ex: &[crate::text::SftExample]| SftData::new(ex.iter().map(|e| (&e.ids[..], &e.trained[..])), vocab);
@@ -224,7 +263,11 @@ impl Pretrained {
 
     /// Greedy answers to `questions` (at most `ANSWER_TOKENS` each, special tokens left out, trimmed)
     /// and the fraction equal to the expected completion.
-    pub(super) fn exact_match(&self, questions: &[Question], mut delta: Option<&mut dyn LayerDelta>) -> Result<(Option<f64>, Vec<String>)> {
+    pub(super) fn exact_match(
+        &self,
+        questions: &[Question],
+        mut delta: Option<&mut dyn LayerDelta>,
+    ) -> Result<(Option<f64>, Vec<String>)> {
         if questions.is_empty() {
             return Ok((None, Vec::new()));
         }
@@ -238,7 +281,8 @@ impl Pretrained {
                 let limits = GenerateLimits { max_new: ANSWER_TOKENS, stop: &[eos] };
                 let d = delta.as_mut().map(|d| &mut **d as &mut dyn LayerDelta);
                 let mut rng = Rng::new(0, Stream::Sample);
-                let seqs = self.model.generate_with(&prompts, limits, Sampling::GREEDY, &mut rng, d, &mut |_, _| true)?;
+                let seqs =
+                    self.model.generate_with(&prompts, limits, Sampling::GREEDY, &mut rng, d, &mut |_, _| true)?;
                 for (&i, seq) in part.iter().zip(seqs) {
                     let new = &seq[questions[i].prompt.len()..];
                     let end = new.iter().position(|&t| t == eos).unwrap_or(new.len());
@@ -301,14 +345,9 @@ impl Lab {
         train.schedule = plan.schedule_for(steps)?;
         let mut adapter = Adapter::new(&plan.name, plan.lora.clone(), &m.model, train.seed)?;
         adapter.set_training(Some(train.seed));
-        let trainable = adapter.trainable_params();
-        let total = m.model.all_params_with(trainable);
         let start = SftStart {
             name: plan.name.clone(),
-            trainable_params: trainable,
-            total_params: total,
-            trainable_percent: 100.0 * trainable as f64 / total as f64,
-            report: adapter.trainable_report(total),
+            params: ParamCount::of(&adapter, &m.model),
             train_rows: data.train_rows,
             train_sequences: data.train.len(),
             train_tokens: data.train.total_tokens(),
@@ -343,7 +382,8 @@ impl Lab {
         let run = room.run.as_mut().ok_or_else(|| LabError::state("no fine-tuning run in progress"))?;
         let LlmRun { trainer, adapter, state, data, eval_before, eval_loss, .. } = run;
         let checkpoints = &mut room.checkpoints;
-        let tokens_per_sec = |t: &Trainer, s: &SftState| if t.seconds() > 0.0 { s.tokens as f64 / t.seconds() } else { 0.0 };
+        let tokens_per_sec =
+            |t: &Trainer, s: &SftState| if t.seconds() > 0.0 { s.tokens as f64 / t.seconds() } else { 0.0 };
         if eval_before.is_none() {
             let loss = held_out_loss(m, &data.held_out, None)?;
             *eval_before = Some(loss);
@@ -391,14 +431,9 @@ impl Lab {
         let LlmRun { trainer, mut adapter, state, plan, eval_before, eval_loss, data } = run;
         adapter.set_training(None);
         let m = self.llm_require()?;
-        let trainable = adapter.trainable_params();
-        let total = m.model.all_params_with(trainable);
         let summary = SftSummary {
             name: adapter.name.clone(),
-            trainable_params: trainable,
-            total_params: total,
-            trainable_percent: 100.0 * trainable as f64 / total as f64,
-            report: adapter.trainable_report(total),
+            params: ParamCount::of(&adapter, &m.model),
             eval_loss_before: eval_before,
             eval_loss,
             steps: trainer.losses().len(),
