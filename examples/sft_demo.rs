@@ -46,7 +46,7 @@ fn main() {
     );
     let s = LlmAdapterSettings { preset: Some("seed".into()), epochs: Some(epochs), ..Default::default() };
     let start = lab.llm_start_adapter(&s).unwrap();
-    println!("{} — {} steps, {} training tokens an epoch", start.report, start.steps, start.train_tokens);
+    println!("{} — {} steps, {} training tokens an epoch", start.params.report, start.steps, start.train_tokens);
     let t = Instant::now();
     loop {
         let p = lab.llm_train_step(20).unwrap();

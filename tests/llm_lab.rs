@@ -50,7 +50,7 @@ fn the_model_card() {
 
 #[test]
 fn the_chat_prompt_and_answer_are_transformers() {
-    let lab = lab();
+    let mut lab = lab();
     let case = fixture_case("chat prompt");
     let text = lab.llm_apply_chat_template(&chat(QUESTION), true).unwrap();
     assert_eq!(text, case["text"].as_str().unwrap());
@@ -75,7 +75,7 @@ fn the_chat_prompt_and_answer_are_transformers() {
 
 #[test]
 fn sampling_is_seeded_and_can_be_stopped() {
-    let lab = lab();
+    let mut lab = lab();
     let req = GenerateRequest {
         prompt: Some("Once upon a time".into()),
         max_new_tokens: Some(12.0),
@@ -104,7 +104,7 @@ fn sampling_is_seeded_and_can_be_stopped() {
 
 #[test]
 fn logits_are_those_of_the_forward_pass() {
-    let lab = lab();
+    let mut lab = lab();
     let ids = lab.llm_tokenize("The capital of France is").unwrap();
     let l = lab.llm_logits(&ids, false).unwrap();
     assert_eq!((l.vocab, l.logits.len()), (49152, ids.len() * 49152));
@@ -115,8 +115,8 @@ fn logits_are_those_of_the_forward_pass() {
 
 #[test]
 fn bad_requests_are_refused_by_field() {
-    let lab = lab();
-    let refuse = |req: GenerateRequest| lab.llm_generate(&req, &mut |_| true).unwrap_err().to_string();
+    let mut lab = lab();
+    let mut refuse = |req: GenerateRequest| lab.llm_generate(&req, &mut |_| true).unwrap_err().to_string();
     let both = GenerateRequest { messages: Some(chat("hi")), prompt: Some("hi".into()), ..Default::default() };
     assert_eq!(refuse(both), "invalid prompt: give either messages or a prompt");
     let req = |f: fn(&mut GenerateRequest)| {
@@ -164,7 +164,7 @@ fn a_file_that_cannot_be_used_is_refused_and_the_loaded_model_kept() {
 
 #[test]
 fn requests_too_big_for_memory_are_refused_before_allocating() {
-    let lab = lab();
+    let mut lab = lab();
     let ids = vec![5u32; 2000];
     let msg = lab.llm_logits(&ids, false).unwrap_err().to_string();
     assert_eq!(msg, "invalid ids: 2000 tokens' logits would take 393 MB; ask for at most 1365 tokens at a time");

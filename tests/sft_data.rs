@@ -145,12 +145,12 @@ fn check_packed(name: &str, rows: &[SftRow], tok: &SftTokenizer, ao: bool, block
         let (ids, labels) = (ids_of(&e["ids"]), labels_of(&e["labels"]));
         assert_eq!(g.ids, ids, "{name}, row {r}: ids");
         assert!(!g.trained[0]);
-        for i in 1..ids.len() {
+        for (i, &label) in labels.iter().enumerate().skip(1) {
             if seams.contains(&(r, i)) {
-                seam_labels += usize::from(labels[i]);
+                seam_labels += usize::from(label);
                 assert!(!g.trained[i], "{name}, row {r}: a seam at {i} is trained");
             } else {
-                assert_eq!(g.trained[i], labels[i], "{name}, row {r}, token {i}: loss mask");
+                assert_eq!(g.trained[i], label, "{name}, row {r}, token {i}: loss mask");
             }
         }
     }

@@ -780,7 +780,7 @@ fn check_packing(examples: &[SftExample], block: usize) -> usize {
         let trained: Vec<bool> = batch.iter().flat_map(|e| e.trained.iter().copied()).collect();
         let mut owner = Vec::with_capacity(ids.len());
         for (k, e) in batch.iter().enumerate() {
-            owner.extend(std::iter::repeat(k).take(e.ids.len()));
+            owner.extend(std::iter::repeat_n(k, e.ids.len()));
         }
         for from in (0..ids.len()).step_by(block) {
             let to = (from + block).min(ids.len());
