@@ -132,7 +132,7 @@ fn bad_requests_are_refused_by_field() {
         "invalid maxNewTokens: 0 is not a whole number from 1 to 8192"
     );
     assert_eq!(refuse(req(|r| r.prompt = Some(String::new()))), "invalid prompt: the prompt is empty");
-    assert!(refuse(req(|r| r.adapted = true)).contains("no adapter is trained on this model yet"));
+    assert!(refuse(req(|r| r.adapted = true)).contains("no adapter is on: train or choose one first"));
     let msg = lab.llm_detokenize(&[5, 49152]).unwrap_err().to_string();
     assert_eq!(msg, "invalid ids: id 49152 at position 1 is outside the vocabulary of 49152");
     assert!(lab.llm_apply_chat_template(&[], true).unwrap_err().to_string().contains("at least one message"));
