@@ -222,4 +222,17 @@ fn bad_settings_and_data_are_refused_and_nothing_changes() {
         assert_eq!(lab.llm_info(), info);
     }
     assert!(lab.llm_adapters().list.is_empty());
+
+    // An adapter made for another base (part 2's tiny Llama: the same module names, other shapes).
+    let tiny = lora_lab::lm::Llama::new(lora_lab::lm::LmConfig::tiny(), 1);
+    let names = tiny.cfg.linear_modules();
+    let targets = (0..names.len()).filter(|&i| names[i].0.ends_with("q_proj")).collect();
+    let cfg = lora_lab::lora::LoraConfig { targets, ..lora_lab::lora::LoraConfig::article() };
+    let cfg = lora_lab::lora::LoraConfig { init: lora_lab::lora::Init::Default, ..cfg };
+    let other = lora_lab::lora::Adapter::new("tiny", cfg, &tiny, 1).unwrap();
+    let files = lora_lab::io::export_adapter(&other, &tiny).unwrap();
+    let err = lab.llm_import_adapter("tiny", &files.safetensors, &files.config.to_json_pretty()).unwrap_err().to_string();
+    assert!(err.contains("adapter_model.safetensors") && err.contains("shape"), "{err}");
+    assert!(lab.llm_adapters().list.is_empty());
+    assert_eq!(lab.llm_info(), info);
 }
