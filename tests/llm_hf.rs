@@ -8,7 +8,7 @@ mod common;
 
 use lora_lab::io::{export_lm, gguf_llama, read_gguf, read_tensors, Data, HfFolder};
 use lora_lab::lab::GenerateRequest;
-use lora_lab::lm::{Llama, LmActivations, LmConfig};
+use lora_lab::lm::LmActivations;
 use lora_lab::text::Message;
 
 const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -16,22 +16,7 @@ const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 #[test]
 fn a_folder_with_grouped_query_attention_and_tied_embeddings_loads_and_runs() {
-    let cfg = LmConfig {
-        vocab: 49152,
-        hidden: 32,
-        intermediate: 48,
-        layers: 2,
-        heads: 4,
-        kv_group: 2,
-        head_dim: 8,
-        context: 256,
-        bos: 1,
-        eos: 2,
-        pad: 2,
-        tie_embeddings: true,
-        ..LmConfig::tiny()
-    };
-    let model = Llama::new(cfg, 5);
+    let model = common::small_smol_vocab();
     let (config_json, safetensors) = export_lm(&model).unwrap();
     assert!(config_json.contains("\"num_key_value_heads\": 2") && config_json.contains("\"tie_word_embeddings\": true"));
     let (tokenizer_json, tokenizer_config) = common::smol_tokenizer_files();

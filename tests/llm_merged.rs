@@ -415,25 +415,6 @@ fn f16_and_bf16_safetensors_read_exactly() {
     assert!(msg.contains("tensor h: shape [3] needs 6 bytes of F16 but data_offsets [0, 4] hold 4"), "{msg}");
 }
 
-/// A small model with SmolLM2's vocabulary (so the GGUF's tokenizer fits), grouped-query, tied.
-fn small_smol_vocab() -> Llama {
-    let cfg = LmConfig {
-        vocab: 49152,
-        hidden: 32,
-        intermediate: 48,
-        layers: 2,
-        heads: 4,
-        kv_group: 2,
-        head_dim: 8,
-        context: 256,
-        bos: 1,
-        eos: 2,
-        pad: 2,
-        tie_embeddings: true,
-        ..LmConfig::tiny()
-    };
-    Llama::new(cfg, 5)
-}
 
 fn load(lab: &mut Lab, config: &str, st: &[u8]) -> lora_lab::Result<Llama> {
     let (tokenizer_json, tokenizer_config) = common::smol_tokenizer_files();
@@ -451,7 +432,7 @@ fn load(lab: &mut Lab, config: &str, st: &[u8]) -> lora_lab::Result<Llama> {
 
 #[test]
 fn folders_saved_in_f16_or_bf16_load() {
-    let model = small_smol_vocab();
+    let model = common::small_smol_vocab();
     let (config32, _) = export_lm(&model).unwrap();
     let params: Vec<(String, Vec<usize>, Vec<f32>)> =
         model.params().into_iter().zip(lm_tensors(&model.cfg)).map(|((n, v), (_, s))| (n, s, v.to_vec())).collect();

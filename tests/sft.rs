@@ -166,3 +166,34 @@ fn bad_targets_are_refused() {
     let err = model.sft_pass(&ids, 1, 10, &[None; 9], 10, &mut acts, None, false).unwrap_err();
     assert!(err.to_string().contains("9 targets for 10"), "{err}");
 }
+
+#[test]
+fn gradient_accumulation_gives_the_whole_batchs_step() {
+    use lora_lab::train::{Objective, SftData, SftObjective, SftState};
+    let model = smol_like(5, 300);
+    let (ids, targets) = batch(300);
+    let seqs: Vec<Vec<u32>> = ids.chunks(20).map(|s| s.iter().map(|&t| t as u32).collect()).collect();
+    // trained[i]: the loss predicts ids[i], i.e. targets[i - 1] is set.
+    let masks: Vec<Vec<bool>> =
+        targets.chunks(20).map(|t| (0..20).map(|i| i > 0 && t[i - 1].is_some()).collect()).collect();
+    let data = SftData::new(seqs.iter().zip(&masks).map(|(s, m)| (&s[..], &m[..])), 300).unwrap();
+    let step = |micro: usize| {
+        let mut a = adapter(&model, 0.0);
+        let mut state = SftState::new(&a, 0.1, micro);
+        let loss = SftObjective { base: &model, adapter: &mut a, state: &mut state }
+            .train_batch(&data, &[0, 1], 1e-3)
+            .unwrap();
+        (loss, a.layers.iter().flat_map(|l| [l.lora_a.clone(), l.lora_b.clone()]).collect::<Vec<_>>())
+    };
+    let (whole, w) = step(2);
+    let (accumulated, a) = step(1);
+    assert!((whole - accumulated).abs() <= 1e-6 * whole.abs(), "loss {whole} vs {accumulated}");
+    let moved = w
+        .iter()
+        .flatten()
+        .zip(adapter(&model, 0.0).layers.iter().flat_map(|l| [l.lora_a.clone(), l.lora_b.clone()]).flatten())
+        .any(|(x, y)| x != &y);
+    assert!(moved, "the step changed the adapter");
+    let worst = w.iter().flatten().zip(a.iter().flatten()).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(worst <= 1e-6, "accumulated step differs by {worst}");
+}

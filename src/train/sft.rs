@@ -181,7 +181,12 @@ impl Objective<SftData> for SftObjective<'_> {
             if parts > 1 {
                 let (_, grads) = self.adapter.params_and_grads();
                 if k == 0 {
-                    s.sum = grads.iter().map(|g| g.to_vec()).collect();
+                    // The sums' buffers are kept from step to step: written over, not reallocated.
+                    s.sum.resize_with(grads.len(), Vec::new);
+                    for (acc, g) in s.sum.iter_mut().zip(&grads) {
+                        acc.clear();
+                        acc.extend_from_slice(g);
+                    }
                 } else {
                     for (acc, g) in s.sum.iter_mut().zip(grads) {
                         acc.iter_mut().zip(g).for_each(|(a, g)| *a += g);

@@ -79,3 +79,24 @@ pub fn smol_tokenizer_files() -> (String, String) {
         serde_json::json!({"add_bos_token": false, "chat_template": g.get_str("tokenizer.chat_template").unwrap()});
     (tokenizer.to_string(), config.to_string())
 }
+
+/// A small Llama with SmolLM2's vocabulary (so the GGUF's tokenizer fits), grouped-query attention and
+/// tied embeddings: a Hugging Face folder of SmolLM2's shape in a few MB.
+pub fn small_smol_vocab() -> lora_lab::lm::Llama {
+    let cfg = lora_lab::lm::LmConfig {
+        vocab: 49152,
+        hidden: 32,
+        intermediate: 48,
+        layers: 2,
+        heads: 4,
+        kv_group: 2,
+        head_dim: 8,
+        context: 256,
+        bos: 1,
+        eos: 2,
+        pad: 2,
+        tie_embeddings: true,
+        ..lora_lab::lm::LmConfig::tiny()
+    };
+    lora_lab::lm::Llama::new(cfg, 5)
+}
