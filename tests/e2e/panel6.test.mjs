@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile } from 'node:fs/promises';
 import { unzipSync, zipSync, strToU8 } from 'fflate';
 import { clearVerdict, launchBrowser, offMachine, openLab, verdict, waitReady } from '../support/browser.mjs';
+import { longTasksBetween, pageNow, watchLongTasks } from '../support/longtasks.mjs';
 
 const SEED_LINE = 'trainable params: 98,304 || all params: 969,856 || trainable%: 10.1359';
 const NEW_TOKENS_LINE = 'trainable params: 143,616 || all params: 1,015,168 || trainable%: 14.1470';
@@ -20,19 +21,7 @@ before(async () => {
   lab = await openLab(browser, { isolation: true });
   page = lab.page;
   await waitReady(page);
-  await page.evaluate(() => {
-    window.__longTasks = [];
-    new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) window.__longTasks.push({ start: e.startTime, duration: e.duration });
-    }).observe({ type: 'longtask' });
-    // What ran in a long frame (Chromium's long-animation-frame entries), for the messages below.
-    window.__frames = [];
-    new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) {
-        window.__frames.push({ start: e.startTime, duration: e.duration, scripts: e.scripts.map((x) => `${x.invoker} ${x.sourceURL.split('/').pop()}:${x.sourceFunctionName} ${Math.round(x.duration)} ms`) });
-      }
-    }).observe({ type: 'long-animation-frame' });
-  });
+  await watchLongTasks(page);
 });
 
 after(async () => {
@@ -56,12 +45,12 @@ async function typeInto(sel, text) {
   if (text) await field.pressSequentially(text);
 }
 
-/** Long tasks that started between two performance.now() readings. */
-const longTasksBetween = (start, end) =>
-  page.evaluate(({ start, end }) => window.__longTasks.filter((t) => t.start >= start && t.start < end).map((t) => ({
-    ...t, frame: window.__frames.find((f) => f.start <= t.start + 1 && t.start < f.start + f.duration)?.scripts ?? [],
-  })), { start, end });
-const now = () => page.evaluate(() => performance.now());
+const now = () => pageNow(page);
+/** Asserts that nothing the page ran between two now() readings blocked its main thread (tests/support/longtasks.mjs). */
+async function noLongTask(start, end, what) {
+  const { blocking, all } = await longTasksBetween(page, start, end);
+  assert.deepEqual(blocking, [], `no long task while ${what} (all seen: ${JSON.stringify(all)})`);
+}
 
 const text = (sel) => page.textContent(sel);
 const lm = (fn, arg) => page.evaluate(fn, arg);
@@ -177,7 +166,7 @@ test('a short base run from the form: progress, tokens/s, a loss plot, held-out 
   assert.match(await text('#lm-samples-caption'), /After epoch 1 of 1 of the base model; temperature 0\.8/);
   assert.equal(await page.$$eval('#lm-checkpoints tbody tr', (r) => r.length), 1);
   assert.equal(await page.isEnabled('#lm-base-download'), true);
-  assert.deepEqual(await longTasksBetween(start, end), [], 'no long task while the base trained');
+  await noLongTask(start, end, 'the base trained');
 });
 
 test('own data that is empty, not UTF-8 or over 1 MB is refused with the lab\'s message; good lines say what is held out; cancel', async () => {
@@ -288,7 +277,7 @@ test('the seed preset and then new-tokens, trained from the UI: the trainable li
   t.diagnostic(whyText);
   assert.match(whyText, /"seed" \(q_proj, v_proj, k_proj\) moved the held-out Pokémon loss by -0\.\d{3}/);
   assert.match(whyText, /"new-tokens", which also adapts lm_head, reached \d\.\d{3}/);
-  assert.deepEqual(await longTasksBetween(start, end), [], 'no long task while the adapters trained');
+  await noLongTask(start, end, 'the adapters trained');
 });
 
 test('samples on demand: 20 from each model side by side, the same seed the same samples; no long task', async () => {
@@ -306,7 +295,7 @@ test('samples on demand: 20 from each model side by side, the same seed the same
   assert.equal(shown[0].length, 40);
   assert.deepEqual(shown[1], shown[0], 'the same seed gives the same samples');
   assert.match(await text('#lm-samples-adapted-title'), /"new-tokens"/);
-  assert.deepEqual(await longTasksBetween(start, end), [], 'no long task while sampling');
+  await noLongTask(start, end, 'sampling');
   // A bad setting is refused before anything is asked of the worker.
   await typeInto('#lm-samples-form [name="topK"]', 'many');
   await page.click('#lm-generate');
