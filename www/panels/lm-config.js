@@ -2,19 +2,9 @@
 // projection and per layer, the presets of LANGUAGE_MODEL.md, and PEFT's trainable-parameter line,
 // counted here from the base's config.json the way the lab counts it (r·(in + out) per adapted Linear;
 // the model's Linears have no bias, so `bias` adds nothing; "all params" includes the adapter).
-import { $, $$, el, int, writeValue } from '../ui.js';
+import { $, int, writeValue } from '../ui.js';
 import { numberFields } from '../fields.js';
-
-/** A decoder layer's seven Linears, in Hugging Face's order: [short name, module path in the layer]. */
-export const LAYER_MODULES = Object.freeze([
-  ['q_proj', 'self_attn.q_proj'],
-  ['k_proj', 'self_attn.k_proj'],
-  ['v_proj', 'self_attn.v_proj'],
-  ['o_proj', 'self_attn.o_proj'],
-  ['gate_proj', 'mlp.gate_proj'],
-  ['up_proj', 'mlp.up_proj'],
-  ['down_proj', 'mlp.down_proj'],
-]);
+import { LAYER_MODULES, names, targetGrid } from './target-grid.js';
 
 /** The lab's model (LANGUAGE_MODEL.md), until a base with another config.json is loaded. */
 export const TINY_CONFIG = Object.freeze({
@@ -57,9 +47,6 @@ export function baseParams(cfg = TINY_CONFIG) {
   return layers * (4 * h * h + 3 * h * i + 2 * h) + 2 * v * h + h;
 }
 
-/** PEFT's rule for a list entry: the module's full name, or a suffix of it after a dot. */
-export const names = (target, module) => module === target || module.endsWith(`.${target}`);
-
 /** Trainable parameters of LoRA rank `r` on the modules `targets` names (PEFT's list rule). */
 export function countTrainable(targets, r, cfg = TINY_CONFIG) {
   let n = 0;
@@ -81,113 +68,10 @@ export const pyList = (xs) => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`
  */
 export function loraConfigForm(root, baseConfig, onChange = () => {}) {
   const fields = numberFields(root, ADAPTER_NUMBERS);
-  const grid = $('#lm-targets', root);
   const targetsText = $('#lm-targets-text', root);
   const countEl = $('#lm-trainable', root.closest('section') || document);
-  /** Short names in the order the snippet writes them (a preset's, then the rest in HF's order). */
-  let order = PRESETS.seed.targetModules.slice();
-  let layers = 0;
-
-  const boxes = () => $$('input[data-module]', grid);
-  const typeBoxes = () => $$('input[data-type]', grid);
-  const layerBoxes = () => $$('input[data-layer]', grid);
-
-  /** (Re)builds the grid for a base of `cfg.num_hidden_layers` layers, keeping what can be kept. */
-  function build(cfg) {
-    if (cfg.num_hidden_layers === layers && grid.querySelector('table')) return;
-    const keep = grid.querySelector('table') ? targetModules() : PRESETS.seed.targetModules;
-    layers = cfg.num_hidden_layers;
-    const table = el('table', { className: 'lm-target-grid' });
-    const head = el('tr', {}, el('th', { scope: 'col' }, 'layer'));
-    const allRow = el('tr', {}, el('th', { scope: 'row' }, 'every layer'));
-    for (const [short] of LAYER_MODULES) {
-      head.append(el('th', { scope: 'col' }, short));
-      const box = el('input', { type: 'checkbox' });
-      box.dataset.type = short;
-      box.setAttribute('aria-label', `${short} in every layer`);
-      allRow.append(el('td', {}, box));
-    }
-    table.append(el('thead', {}, head));
-    const body = el('tbody', {}, allRow);
-    for (let l = 0; l < layers; l++) {
-      const layerBox = el('input', { type: 'checkbox' });
-      layerBox.dataset.layer = String(l);
-      layerBox.setAttribute('aria-label', `every projection of layer ${l}`);
-      const tr = el('tr', {}, el('th', { scope: 'row' }, el('label', {}, layerBox, ` ${l}`)));
-      for (const [short, path] of LAYER_MODULES) {
-        const box = el('input', { type: 'checkbox' });
-        box.dataset.module = `model.layers.${l}.${path}`;
-        box.dataset.short = short;
-        box.dataset.layerIndex = String(l);
-        box.setAttribute('aria-label', `${short} of layer ${l}`);
-        tr.append(el('td', {}, box));
-      }
-      body.append(tr);
-    }
-    const head2 = el('tr', {}, el('th', { scope: 'row' }, 'output'));
-    const lmHead = el('input', { type: 'checkbox' });
-    lmHead.dataset.module = 'lm_head';
-    lmHead.dataset.short = 'lm_head';
-    lmHead.setAttribute('aria-label', 'lm_head (the output layer)');
-    head2.append(el('td', { colSpan: LAYER_MODULES.length, className: 'lm-head-cell' }, el('label', {}, lmHead, ` lm_head (${cfg.hidden_size} → ${cfg.vocab_size}, the output layer)`)));
-    body.append(head2);
-    table.append(body);
-    grid.replaceChildren(table);
-    setTargets(keep);
-  }
-
-  /** Ticks the modules a list names (short names, full names, lm_head). */
-  function setTargets(list) {
-    for (const b of boxes()) b.checked = list.some((t) => names(t, b.dataset.module));
-    syncHeads();
-  }
-
-  /** The column and row boxes follow their cells: ticked when all are, mixed when some are. */
-  function syncHeads() {
-    for (const t of typeBoxes()) {
-      const cells = boxes().filter((b) => b.dataset.short === t.dataset.type);
-      const on = cells.filter((b) => b.checked).length;
-      t.checked = on === cells.length && on > 0;
-      t.indeterminate = on > 0 && on < cells.length;
-    }
-    for (const r of layerBoxes()) {
-      const cells = boxes().filter((b) => b.dataset.layerIndex === r.dataset.layer);
-      const on = cells.filter((b) => b.checked).length;
-      r.checked = on === cells.length;
-      r.indeterminate = on > 0 && on < cells.length;
-    }
-  }
-
-  /**
-   * target_modules for the ticked boxes: a projection ticked in every layer is its short name (as the
-   * article writes "q_proj"), one ticked in some layers is those layers' full names; lm_head last.
-   */
-  function targetModules() {
-    const ticked = boxes().filter((b) => b.checked);
-    const byType = new Map();
-    for (const b of ticked) {
-      if (b.dataset.short === 'lm_head') continue;
-      if (!byType.has(b.dataset.short)) byType.set(b.dataset.short, []);
-      byType.get(b.dataset.short).push(b.dataset.module);
-    }
-    const shorts = [...order.filter((s) => byType.has(s)), ...LAYER_MODULES.map(([s]) => s).filter((s) => byType.has(s) && !order.includes(s))];
-    const out = [];
-    for (const s of shorts) {
-      const mods = byType.get(s);
-      if (mods.length === layers) out.push(s);
-      else out.push(...mods);
-    }
-    if (ticked.some((b) => b.dataset.short === 'lm_head')) out.push('lm_head');
-    return out;
-  }
-
-  grid.addEventListener('change', (e) => {
-    const t = e.target;
-    if (t.dataset.type) for (const b of boxes().filter((x) => x.dataset.short === t.dataset.type)) b.checked = t.checked;
-    if (t.dataset.layer) for (const b of boxes().filter((x) => x.dataset.layerIndex === t.dataset.layer)) b.checked = t.checked;
-    syncHeads();
-    update();
-  });
+  const grid = targetGrid($('#lm-targets', root), PRESETS.seed.targetModules, () => update());
+  const targetModules = () => grid.targetModules();
 
   /** The settings as the lab takes them; throws a FieldError (fields marked) for a bad number. */
   function read() {
@@ -208,17 +92,14 @@ export function loraConfigForm(root, baseConfig, onChange = () => {}) {
     const f = root.elements;
     for (const key of ['name', 'bias', 'schedule']) writeValue(f[key], opts[key]);
     if (opts.loadBest !== undefined) f.loadBest.value = opts.loadBest ? 'true' : 'false';
-    if (Array.isArray(opts.targetModules)) {
-      order = opts.targetModules.filter((t) => LAYER_MODULES.some(([s]) => s === t));
-      setTargets(opts.targetModules);
-    }
+    if (Array.isArray(opts.targetModules)) grid.setTargets(opts.targetModules);
     update();
   }
 
   /** The snippet's target_modules and PEFT's line for the current settings, before any training. */
   function update() {
     const cfg = baseConfig();
-    build(cfg);
+    grid.build({ layers: cfg.num_hidden_layers, lmHead: `lm_head (${cfg.hidden_size} → ${cfg.vocab_size}, the output layer)` });
     const targets = targetModules();
     targetsText.textContent = pyList(targets);
     const r = fields.peek('r');

@@ -2,7 +2,7 @@
 // and the checkpoints the last run kept (save_total_limit), the best marked, each restorable. Rendering
 // only: what a button does is the panel's (`actions`).
 import { el, int, num } from '../ui.js';
-import { LAYER_MODULES } from './lm-config.js';
+import { LAYER_MODULES } from './target-grid.js';
 
 /** Full module names as short ones where a projection is adapted in every layer ("q_proj"). */
 export function shortTargets(names, layers) {
@@ -18,23 +18,27 @@ export function shortTargets(names, layers) {
   return [...out, ...names.filter((n) => rest.has(n))];
 }
 
-/** { active, list } → the adapter table; actions: { setActive(name|null), merge(name), unmerge(name), download(name), remove(name) }. */
-export function renderAdapters(container, { active, list }, layers, actions) {
+/**
+ * { active, list } → the adapter table; actions: { setActive(name|null), download(name), remove(name) },
+ * and merge(name)/unmerge(name) where the panel merges (panel 6); `group` names the radio buttons.
+ */
+export function renderAdapters(container, { active, list }, layers, actions, group = 'lm-active-adapter') {
   if (!list.length) {
     container.replaceChildren(el('p', { className: 'muted' }, 'No adapters yet.'));
     return;
   }
+  const merges = typeof actions.merge === 'function';
+  const heads = ['on', 'name', 'target_modules', 'r', 'lora_alpha', 'trainable params', ...(merges ? ['merged'] : []), ''];
   const table = el('table', { className: 'adapters' });
-  table.append(el('thead', {}, el('tr', {}, ...['on', 'name', 'target_modules', 'r', 'lora_alpha', 'trainable params', 'merged', '']
-    .map((h) => el('th', { scope: 'col' }, h)))));
+  table.append(el('thead', {}, el('tr', {}, ...heads.map((h) => el('th', { scope: 'col' }, h)))));
   const tbody = el('tbody');
   const radio = (value, checked, label) => {
-    const r = el('input', { type: 'radio', name: 'lm-active-adapter', value, checked });
+    const r = el('input', { type: 'radio', name: group, value, checked });
     r.setAttribute('aria-label', label);
     r.addEventListener('change', () => actions.setActive(value === '' ? null : value));
     return r;
   };
-  tbody.append(el('tr', {}, el('td', {}, radio('', active == null, 'No adapter (the base model only)')), el('td', { colSpan: 7 }, 'off — the base model only')));
+  tbody.append(el('tr', {}, el('td', {}, radio('', active == null, 'No adapter (the base model only)')), el('td', { colSpan: heads.length - 1 }, 'off — the base model only')));
   for (const a of list) {
     const button = (text, fn, cls = '') => {
       const b = el('button', { type: 'button', textContent: text, className: cls });
@@ -48,9 +52,9 @@ export function renderAdapters(container, { active, list }, layers, actions) {
       el('td', { className: 'numeric' }, String(a.config.rank)),
       el('td', { className: 'numeric' }, String(a.config.alpha)),
       el('td', { className: 'numeric' }, int(a.trainableParams)),
-      el('td', {}, a.merged ? 'yes' : 'no'),
+      merges ? el('td', {}, a.merged ? 'yes' : 'no') : null,
       el('td', { className: 'actions' },
-        button(a.merged ? 'Unmerge' : 'Merge', () => (a.merged ? actions.unmerge(a.name) : actions.merge(a.name))),
+        merges ? button(a.merged ? 'Unmerge' : 'Merge', () => (a.merged ? actions.unmerge(a.name) : actions.merge(a.name))) : null,
         button('Download zip', () => actions.download(a.name)),
         button('Delete', () => actions.remove(a.name), 'danger')));
     row.dataset.adapter = a.name;
