@@ -1,7 +1,7 @@
 //! A named adapter over the frozen base: LoRA layers on the targeted Linears, plus the bias shifts
 //! PEFT's `bias` option trains. It plugs into the base model through `nn::LayerDelta`.
 
-use super::config::{Bias, Init, LoraConfig};
+use super::config::{Init, LoraConfig};
 use super::layer::LoraLayer;
 use super::modules::{Adaptable, Module};
 use crate::error::Result;
@@ -66,13 +66,8 @@ impl Adapter {
             };
             layers.push(layer);
         }
-        let trains_bias = |i: usize| match config.bias {
-            Bias::None => false,
-            Bias::All => true,
-            Bias::LoraOnly => config.targets.contains(&i),
-        };
         let bias_shift: Vec<Option<Vec<f32>>> = (0..modules.len())
-            .map(|i| (trains_bias(i) && modules[i].has_bias).then(|| vec![0.0; modules[i].out_features]))
+            .map(|i| (config.trains_bias(i) && modules[i].has_bias).then(|| vec![0.0; modules[i].out_features]))
             .collect();
         let bias_grad = bias_shift.clone();
         Ok(Self { name: name.to_string(), config, modules, layers, bias_shift, bias_grad, dropout_rng: None })
@@ -105,13 +100,7 @@ impl Adapter {
     /// PEFT's `print_trainable_parameters` line, with the base model's parameters as "all params"
     /// (the article's convention: 1,064 of 535,818).
     pub fn trainable_report(&self, base_params: usize) -> String {
-        let t = self.trainable_params();
-        format!(
-            "trainable params: {} || all params: {} || trainable%: {:.4}",
-            group(t),
-            group(base_params),
-            100.0 * t as f64 / base_params as f64
-        )
+        trainable_report(self.trainable_params(), base_params)
     }
 
     /// The trainable tensors and their gradients, in a fixed order (for Adam): each layer's lora_A
@@ -206,6 +195,16 @@ impl LayerDelta for Adapter {
             self.dropout_rng = Some(draws);
         }
     }
+}
+
+/// PEFT's `print_trainable_parameters` line for `trainable` of `all` parameters.
+pub fn trainable_report(trainable: usize, all: usize) -> String {
+    format!(
+        "trainable params: {} || all params: {} || trainable%: {:.4}",
+        group(trainable),
+        group(all),
+        100.0 * trainable as f64 / all as f64
+    )
 }
 
 /// 535818 → "535,818".

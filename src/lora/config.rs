@@ -91,6 +91,30 @@ impl LoraConfig {
         self.targets.iter().filter_map(|&i| modules.get(i)).map(|m| m.name.clone()).collect()
     }
 
+    /// Whether PEFT's `bias` option trains the bias of module `i` (where it has one).
+    pub fn trains_bias(&self, i: usize) -> bool {
+        match self.bias {
+            Bias::None => false,
+            Bias::All => true,
+            Bias::LoraOnly => self.targets.contains(&i),
+        }
+    }
+
+    /// The parameters an adapter of this config trains on a model of `modules` (lora_A and lora_B of
+    /// each target, the biases it trains), counted without making it: what `Adapter::trainable_params`
+    /// gives for `Adapter::new(config)`. `modules` must be the ones the config was validated against.
+    pub fn trainable_params(&self, modules: &[Module]) -> usize {
+        let lora: usize =
+            self.targets.iter().map(|&t| self.rank * (modules[t].in_features + modules[t].out_features)).sum();
+        let bias: usize = modules
+            .iter()
+            .enumerate()
+            .filter(|&(i, m)| m.has_bias && self.trains_bias(i))
+            .map(|(_, m)| m.out_features)
+            .sum();
+        lora + bias
+    }
+
     /// Checks the settings against the model's `modules`: targets distinct, ascending and among them,
     /// the rank within every target's shape.
     pub fn validate(&self, modules: &[Module]) -> Result<()> {

@@ -9,7 +9,7 @@ mod layer;
 mod modules;
 pub mod targets;
 
-pub use adapter::Adapter;
+pub use adapter::{trainable_report, Adapter};
 pub use config::{scaling_value, Bias, Init, LoraConfig, Scaling};
 pub use layer::LoraLayer;
 pub use modules::{mlp_modules, Adaptable, Module};
