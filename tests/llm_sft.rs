@@ -128,6 +128,12 @@ fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
     let adapted = ev.adapted.unwrap();
     assert!((adapted.loss - after).abs() < 1e-9);
     assert_eq!(ev.expected.len(), 4);
+    assert_eq!(ev.prompts.len(), 4);
+    assert_eq!(
+        ev.prompts[0],
+        rows(test[0])[0]["prompt"][0]["content"].as_str().unwrap(),
+        "the prompts are the rows' own"
+    );
     assert_eq!(ev.base.exact_match, Some(0.0), "the base answers in sentences: {:?}", ev.base.answers);
     assert!(adapted.answers.iter().all(|a| a == "name" || a == "word"), "{:?}", adapted.answers);
 

@@ -20,8 +20,9 @@ mod svd;
 
 pub use adapters::{AdapterConfigView, AdapterInfo, AdapterList};
 pub use llm::{
-    GenerateRequest, Generated, LlmAdapterSettings, LlmData, LlmInfo, Logits, ParamCount, Pretrained, Scores, SftEvaluation,
-    SftProgress, SftStart, SftSummary, TrainingScript,
+    GenerateRequest, Generated, LlmAdapterSettings, LlmData, LlmInfo, LlmPlanInfo, Logits, ParamCount, Pretrained,
+    Scores, SftDataInfo, SftEvaluation, SftExampleView, SftFormat, SftPiece, SftProgress, SftStart, SftSummary,
+    TrainingScript,
 };
 pub use lm::{
     CheckpointInfo, DataChoice, LmAdapterSettings, LmBaseSettings, LmEvaluation, LmProgress, LmRunSummary, Score,

@@ -62,6 +62,19 @@ impl SftData {
         self.examples.iter().map(|(ids, _)| ids.len()).sum()
     }
 
+    /// Every example's trained tokens.
+    pub fn total_targets(&self) -> usize {
+        self.examples.iter().map(|(_, t)| t.iter().flatten().count()).sum()
+    }
+
+    /// Example `i`'s ids and, per id, whether the loss trains on it (`trained[i]` of `new`; the first
+    /// never is), or `None` past the end.
+    pub fn example(&self, i: usize) -> Option<(&[u16], Vec<bool>)> {
+        let (ids, targets) = self.examples.get(i)?;
+        let trained = std::iter::once(false).chain(targets[..ids.len() - 1].iter().map(Option::is_some)).collect();
+        Some((ids, trained))
+    }
+
     /// Trained tokens of the examples `batch` names.
     pub fn targets_in(&self, batch: &[u32]) -> usize {
         batch.iter().map(|&i| self.examples[i as usize].1.iter().flatten().count()).sum()

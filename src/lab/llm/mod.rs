@@ -19,7 +19,10 @@ pub use generate::{GenerateRequest, Generated};
 pub use pretrained::{LlmInfo, Pretrained};
 pub use script::TrainingScript;
 pub use settings::{LlmAdapterSettings, LlmData};
-pub use train::{ParamCount, Scores, SftEvaluation, SftProgress, SftStart, SftSummary};
+pub use train::{
+    LlmPlanInfo, ParamCount, Scores, SftDataInfo, SftEvaluation, SftExampleView, SftFormat, SftPiece, SftProgress,
+    SftStart, SftSummary,
+};
 
 use super::adapters::{AdapterInfo, AdapterList};
 use super::checkpoints::Checkpoints;

@@ -30,17 +30,45 @@ const ANSWER_BATCH: usize = 16;
 #[derive(Clone, Debug)]
 pub(super) struct Question {
     pub prompt: Vec<u16>,
+    /// The prompt as a person reads it: its text, or a conversation's last user message.
+    pub prompt_text: String,
     pub expected: String,
 }
 
 /// A data set made ready for one model.
 pub(super) struct Prepared {
     pub train: SftData,
+    /// The 1-based line of the training file each training sequence starts at.
+    pub train_lines: Vec<usize>,
     pub held_out: SftData,
     pub questions: Vec<Question>,
     pub held_out_lines: Vec<usize>,
     pub truncated: usize,
     pub train_rows: usize,
+    /// The training rows' form.
+    pub format: SftFormat,
+}
+
+/// A data set's form, as TRL names its dataset types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SftFormat {
+    /// `{"prompt", "completion"}`: strings, or message lists.
+    PromptCompletion,
+    /// `{"messages"}`.
+    Messages,
+    /// `{"text"}`.
+    Text,
+}
+
+impl SftFormat {
+    fn of(kind: &SftKind) -> Self {
+        match kind {
+            SftKind::PromptCompletion { .. } => Self::PromptCompletion,
+            SftKind::Messages(_) => Self::Messages,
+            SftKind::Text(_) => Self::Text,
+        }
+    }
 }
 
 /// What an adapter remembers besides its weights.
@@ -75,15 +103,74 @@ pub struct ParamCount {
 
 impl ParamCount {
     fn of(adapter: &Adapter, base: &crate::lm::Llama) -> Self {
-        let trainable = adapter.trainable_params();
+        Self::new(adapter.trainable_params(), base)
+    }
+
+    /// `trainable` parameters on `base`.
+    fn new(trainable: usize, base: &crate::lm::Llama) -> Self {
         let total = base.all_params_with(trainable);
         Self {
             trainable_params: trainable,
             total_params: total,
             trainable_percent: 100.0 * trainable as f64 / total as f64,
-            report: adapter.trainable_report(total),
+            report: crate::lora::trainable_report(trainable, total),
         }
     }
+}
+
+/// What `llm.plan` tells of a setting before anything trains: PEFT's count of the adapter it makes.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LlmPlanInfo {
+    #[serde(flatten)]
+    pub params: ParamCount,
+    /// The full names of the modules that get a LoRA layer (`model.layers.0.self_attn.q_proj`), in the
+    /// model's order.
+    pub target_modules: Vec<String>,
+}
+
+/// What `llm.inspectData` tells of a data set as a run would take it: its counts as `llm_start_adapter`
+/// resolves them, and one training sequence token by token.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SftDataInfo {
+    pub train_rows: usize,
+    pub held_out_rows: usize,
+    /// 1-based lines of the training file held out when no held-out file was given.
+    pub held_out_lines: Vec<usize>,
+    /// Training sequences (rows, or packed blocks).
+    pub train_sequences: usize,
+    pub train_tokens: usize,
+    /// Training tokens with a loss target (TRL's labels other than -100).
+    pub trained_tokens: usize,
+    /// Rows cut to `max_seq_length` (training and held-out).
+    pub truncated: usize,
+    pub format: SftFormat,
+    pub example: SftExampleView,
+}
+
+/// One training sequence as the model sees it in training: the chat template applied, cut to
+/// `max_seq_length` as training cuts it (or, with packing, one packed block of that length).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SftExampleView {
+    /// Its index among the training sequences (0-based).
+    pub index: usize,
+    /// The 1-based line of the training file it starts at.
+    pub line: usize,
+    pub tokens: usize,
+    /// Its tokens with a loss target.
+    pub trained_tokens: usize,
+    /// Its text in runs of tokens that the loss trains on (`trained`) or not, in order.
+    pub pieces: Vec<SftPiece>,
+}
+
+/// A run of consecutive tokens with the same `trained`, decoded together (so a character split
+/// between two tokens of one run stays whole; one split between two runs shows as U+FFFD).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SftPiece {
+    pub text: String,
+    pub trained: bool,
 }
 
 /// What `trainAdapter` learns before the first step.
@@ -151,10 +238,19 @@ pub struct Scores {
 pub struct SftEvaluation {
     pub base: Scores,
     pub adapted: Option<Scores>,
+    /// Per held-out prompt-completion row that fits the context: the completion it should get.
     pub expected: Vec<String>,
+    /// The same rows' prompts as a person reads them (the prompt's text, or a conversation's last user
+    /// message), in the order of `expected`.
+    pub prompts: Vec<String>,
 }
 
 impl Pretrained {
+    /// `settings` resolved against this model; nothing is made yet.
+    fn resolve(&self, settings: &LlmAdapterSettings) -> Result<LlmAdapterPlan> {
+        settings.resolve(&self.model.modules(), self.model.cfg.layers)
+    }
+
     fn sft_tokenizer(&self) -> SftTokenizer<'_> {
         let c = &self.model.cfg;
         SftTokenizer {
@@ -210,6 +306,7 @@ impl Pretrained {
         if let Some(l) = plan.limit {
             train.truncate(l);
         }
+        let format = train.first().or(test.first()).map_or(SftFormat::Text, |r| SftFormat::of(&r.kind));
         let tok = self.sft_tokenizer();
         let max = plan.max_seq_length.min(self.model.cfg.context);
         // TRL packs whole examples and cuts the stream into blocks: no truncation before packing.
@@ -234,11 +331,13 @@ impl Pretrained {
         let questions = test.iter().filter_map(|r| self.question(r).transpose()).collect::<Result<Vec<_>>>()?;
         Ok(Prepared {
             train: sft(&train_ex)?,
+            train_lines: train_ex.iter().map(|e| e.line).collect(),
             held_out: sft(&test_ex)?,
             questions,
             held_out_lines,
             truncated,
             train_rows: train.len(),
+            format,
         })
     }
 
@@ -246,9 +345,12 @@ impl Pretrained {
     /// the completion's text); `None` for other rows.
     fn question(&self, row: &SftRow) -> Result<Option<Question>> {
         let SftKind::PromptCompletion { prompt, completion } = &row.kind else { return Ok(None) };
-        let text = match prompt {
-            Content::Text(t) => t.clone(),
-            Content::Messages(m) => self.apply_chat_template(m, true)?,
+        let (text, prompt_text) = match prompt {
+            Content::Text(t) => (t.clone(), t.clone()),
+            Content::Messages(m) => {
+                let last = m.iter().rev().find(|m| m.role == "user").or(m.last());
+                (self.apply_chat_template(m, true)?, last.map_or(String::new(), |m| m.content.clone()))
+            }
         };
         let expected = match completion {
             Content::Text(t) => t.clone(),
@@ -258,7 +360,7 @@ impl Pretrained {
         if ids.is_empty() || ids.len() + ANSWER_TOKENS > self.model.cfg.context {
             return Ok(None);
         }
-        Ok(Some(Question { prompt: self.model_ids(&ids)?, expected: expected.trim().to_string() }))
+        Ok(Some(Question { prompt: self.model_ids(&ids)?, prompt_text, expected: expected.trim().to_string() }))
     }
 
     /// Greedy answers to `questions` (at most `ANSWER_TOKENS` each, special tokens left out, trimmed)
@@ -327,11 +429,10 @@ impl Lab {
         Ok(demo)
     }
 
-    /// Starts fine-tuning an adapter on the loaded model. Nothing changes if a setting or the data is bad.
-    pub fn llm_start_adapter(&mut self, settings: &LlmAdapterSettings) -> Result<SftStart> {
-        self.ensure_idle()?;
+    /// A run's plan and data as `llm_start_adapter` makes them, refused as it refuses them.
+    fn llm_prepare_run(&self, settings: &LlmAdapterSettings) -> Result<(&Pretrained, LlmAdapterPlan, Prepared)> {
         let m = self.llm_require()?;
-        let plan = settings.resolve(&m.model.modules(), m.model.cfg.layers)?;
+        let plan = m.resolve(settings)?;
         let data = m.prepare(&plan.data, self.llm.demo.as_ref(), &plan)?;
         if data.train.is_empty() {
             return Err(LabError::setting("data", "no training rows"));
@@ -339,6 +440,67 @@ impl Lab {
         if data.held_out.is_empty() {
             return Err(LabError::setting("data", "no held-out rows"));
         }
+        Ok((m, plan, data))
+    }
+
+    /// PEFT's count of the adapter `settings` make on the loaded model (what `llm_start_adapter` then
+    /// reports) and the modules it adapts, counted without making it or reading the data. Refused as
+    /// `llm_start_adapter` refuses a bad setting; nothing changes.
+    pub fn llm_plan(&self, settings: &LlmAdapterSettings) -> Result<LlmPlanInfo> {
+        let m = self.llm_require()?;
+        let plan = m.resolve(settings)?;
+        let modules = m.model.modules();
+        plan.lora.validate(&modules)?;
+        Ok(LlmPlanInfo {
+            params: ParamCount::new(plan.lora.trainable_params(&modules), &m.model),
+            target_modules: plan.lora.target_names(&modules),
+        })
+    }
+
+    /// The data of `settings` as a run would take them (`llm_start_adapter`'s preparation, refused with
+    /// its messages), and training sequence `example` (0-based) token by token as training sees it:
+    /// templated, then cut to `max_seq_length` (with packing, a packed block). Nothing changes.
+    pub fn llm_inspect_data(&self, settings: &LlmAdapterSettings, example: usize) -> Result<SftDataInfo> {
+        let (m, _, data) = self.llm_prepare_run(settings)?;
+        let n = data.train.len();
+        let Some((ids, trained)) = data.train.example(example) else {
+            return Err(LabError::setting(
+                "example",
+                format!("{example} is past the last training sequence: there are {n}, numbered 0 to {}", n - 1),
+            ));
+        };
+        let mut at = 0;
+        let pieces = trained
+            .chunk_by(|a, b| a == b)
+            .map(|run| {
+                let ids: Vec<u32> = ids[at..at + run.len()].iter().map(|&id| id as u32).collect();
+                at += run.len();
+                SftPiece { text: m.tokenizer.decode(&ids), trained: run[0] }
+            })
+            .collect();
+        Ok(SftDataInfo {
+            train_rows: data.train_rows,
+            held_out_rows: data.held_out.len(),
+            held_out_lines: data.held_out_lines,
+            train_sequences: n,
+            train_tokens: data.train.total_tokens(),
+            trained_tokens: data.train.total_targets(),
+            truncated: data.truncated,
+            format: data.format,
+            example: SftExampleView {
+                index: example,
+                line: data.train_lines[example],
+                tokens: ids.len(),
+                trained_tokens: trained.iter().filter(|&&t| t).count(),
+                pieces,
+            },
+        })
+    }
+
+    /// Starts fine-tuning an adapter on the loaded model. Nothing changes if a setting or the data is bad.
+    pub fn llm_start_adapter(&mut self, settings: &LlmAdapterSettings) -> Result<SftStart> {
+        self.ensure_idle()?;
+        let (m, plan, data) = self.llm_prepare_run(settings)?;
         let mut train = plan.train.clone();
         train.batch_size = train.batch_size.min(data.train.len());
         let steps = data.train.len().div_ceil(train.batch_size) * train.epochs;
@@ -461,7 +623,7 @@ impl Lab {
             Ok((_, meta)) => meta.clone(),
             Err(_) => {
                 let m = self.llm_require()?;
-                let mut plan = LlmAdapterSettings::default().resolve(&m.model.modules(), m.model.cfg.layers)?;
+                let mut plan = m.resolve(&LlmAdapterSettings::default())?;
                 plan.name = a.name.clone();
                 plan.lora = a.config.clone();
                 AdapterMeta { plan, held_out_lines: Vec::new() }
@@ -480,7 +642,7 @@ impl Lab {
         let active = room.active.as_deref().and_then(|n| room.adapters.iter_mut().find(|(a, _)| a.name == n));
         let plan = match active.as_ref() {
             Some((_, meta)) => meta.plan.clone(),
-            None => LlmAdapterSettings::default().resolve(&m.model.modules(), m.model.cfg.layers)?,
+            None => m.resolve(&LlmAdapterSettings::default())?,
         };
         let data = data.cloned().unwrap_or_else(|| plan.data.clone());
         let prepared = m.prepare(&data, room.demo.as_ref(), &plan)?;
@@ -495,6 +657,7 @@ impl Lab {
             Some((a, _)) => Some(score(Some(a))?),
             None => None,
         };
-        Ok(SftEvaluation { base, adapted, expected: prepared.questions.iter().map(|q| q.expected.clone()).collect() })
+        let (expected, prompts) = prepared.questions.into_iter().map(|q| (q.expected, q.prompt_text)).unzip();
+        Ok(SftEvaluation { base, adapted, expected, prompts })
     }
 }
