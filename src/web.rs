@@ -6,6 +6,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::bench;
 use crate::error::LabError;
+use crate::io::HfFolder;
 use crate::lab::{
     AdapterSettings, BaseForm, BaseSettings, CheckpointInfo, GenerateRequest, Lab, LlmAdapterSettings, LlmData, LmAdapterSettings, LmBaseSettings,
     QuantizeSettings,
@@ -434,6 +435,29 @@ impl LabHandle {
         to_js(&self.lab.llm_load_gguf(bytes, file, name).map_err(err)?)
     }
 
+    /// Loads a Hugging Face folder's files (config.json's text, model.safetensors's bytes in f32, f16 or
+    /// bf16, tokenizer.json's text, tokenizer_config.json's and chat_template.jinja's text where the folder
+    /// has them; an empty `name` is "Hugging Face model") → LlmInfo; on error the model loaded before stays.
+    #[wasm_bindgen(js_name = llmLoadHf)]
+    pub fn llm_load_hf(
+        &mut self,
+        config_json: &str,
+        safetensors: &[u8],
+        tokenizer_json: &str,
+        tokenizer_config_json: Option<String>,
+        chat_template: Option<String>,
+        name: &str,
+    ) -> JsResult<JsValue> {
+        let folder = HfFolder {
+            config_json,
+            safetensors,
+            tokenizer_json,
+            tokenizer_config_json: tokenizer_config_json.as_deref(),
+            chat_template: chat_template.as_deref(),
+        };
+        to_js(&self.lab.llm_load_hf(&folder, name).map_err(err)?)
+    }
+
     /// → LlmInfo, or null when no model is loaded.
     #[wasm_bindgen(js_name = llmStatus)]
     pub fn llm_status(&self) -> JsResult<JsValue> {
@@ -491,6 +515,20 @@ impl LabHandle {
     pub fn llm_start_adapter(&mut self, settings: JsValue) -> JsResult<JsValue> {
         let s: LlmAdapterSettings = from_js("llm.trainAdapter settings", settings)?;
         to_js(&self.lab.llm_start_adapter(&s).map_err(err)?)
+    }
+
+    /// LlmAdapterSettings (`data` not read) → LlmPlanInfo: PEFT's count of the adapter they make.
+    #[wasm_bindgen(js_name = llmPlan)]
+    pub fn llm_plan(&self, settings: JsValue) -> JsResult<JsValue> {
+        let s: LlmAdapterSettings = from_js("llm.plan settings", settings)?;
+        to_js(&self.lab.llm_plan(&s).map_err(err)?)
+    }
+
+    /// LlmAdapterSettings and a training sequence's index → SftDataInfo: the data as a run takes them.
+    #[wasm_bindgen(js_name = llmInspectData)]
+    pub fn llm_inspect_data(&self, settings: JsValue, example: usize) -> JsResult<JsValue> {
+        let s: LlmAdapterSettings = from_js("llm.inspectData settings", settings)?;
+        to_js(&self.lab.llm_inspect_data(&s, example).map_err(err)?)
     }
 
     /// Up to `n` optimizer steps → SftProgress (the first call measures the held-out loss instead).

@@ -62,11 +62,48 @@ function checkGenerate(opts) {
   return out;
 }
 
-/** The bytes of a GGUF given as an ArrayBuffer or a typed array (copied to the worker, never detached). */
-function ggufBytes(gguf) {
-  if (gguf instanceof ArrayBuffer) return new Uint8Array(gguf);
-  if (ArrayBuffer.isView(gguf)) return new Uint8Array(gguf.buffer, gguf.byteOffset, gguf.byteLength);
-  throw new Error("invalid gguf: expected the file's bytes (an ArrayBuffer or Uint8Array)");
+/** A file's bytes given as an ArrayBuffer or a typed array (copied to the worker, never detached). */
+function fileBytes(what, b) {
+  if (b instanceof ArrayBuffer) return new Uint8Array(b);
+  if (ArrayBuffer.isView(b)) return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  throw new Error(`invalid ${what}: expected the file's bytes (an ArrayBuffer or Uint8Array)`);
+}
+
+/** The files of `load({ hf })` and what each may be: text, or (JSON files) its parsed object. */
+const HF_FILES = {
+  config: { file: 'config.json', json: true, required: true },
+  safetensors: { file: 'model.safetensors', bytes: true, required: true },
+  tokenizer: { file: 'tokenizer.json', json: true, required: true },
+  tokenizerConfig: { file: 'tokenizer_config.json', json: true },
+  chatTemplate: { file: 'chat_template.jinja' },
+};
+
+/** `load`'s `hf` as the worker takes it, or a refusal naming the file. */
+function checkHf(hf) {
+  const usage = `expected { ${Object.entries(HF_FILES).map(([k, f]) => `${k}${f.required ? '' : '?'}`).join(', ')} }`;
+  if (typeof hf !== 'object' || Array.isArray(hf)) throw new Error(`invalid hf: ${usage}`);
+  const unknown = Object.keys(hf).find((k) => !(k in HF_FILES));
+  if (unknown !== undefined) throw new Error(`invalid hf: unknown field \`${unknown}\`, ${usage}`);
+  const out = {};
+  for (const [key, { file, json, bytes, required }] of Object.entries(HF_FILES)) {
+    const v = hf[key];
+    if (v === undefined || v === null) {
+      if (required) throw new Error(`invalid hf: ${key} (${file}) is missing`);
+    } else if (bytes) {
+      out[key] = fileBytes(`hf.${key} (${file})`, v);
+    } else if (typeof v === 'string' || (json && typeof v === 'object' && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer))) {
+      out[key] = v;
+    } else {
+      throw new Error(`invalid hf: ${key} (${file}) is not ${json ? 'text or a JSON object' : 'text'}`);
+    }
+  }
+  return out;
+}
+
+/** trainAdapter's settings as the worker takes them (fields left undefined left out), or a refusal. */
+function checkSettings(what, settings) {
+  if (!settings || typeof settings !== 'object') throw new Error(`invalid ${what} settings: expected an object`);
+  return Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined));
 }
 
 export function createLlm(app) {
@@ -83,20 +120,27 @@ export function createLlm(app) {
 
   return {
     /**
-     * `{ builtin: 'SmolLM2-135M-Instruct' }` (the page's own file) or `{ gguf: ArrayBuffer | Uint8Array,
-     * name?, file? }` → the model's info. `onProgress({ phase: 'fetch', loaded, total } | { phase: 'load' })`.
-     * A load that fails rejects with the lab's reason and keeps the model loaded before.
+     * One of `{ builtin: 'SmolLM2-135M-Instruct' }` (the page's own file), `{ gguf: ArrayBuffer | Uint8Array,
+     * name?, file? }` or `{ hf: { config, safetensors, tokenizer, tokenizerConfig?, chatTemplate? }, name? }`
+     * (a Hugging Face folder: config.json as text or its parsed object, model.safetensors's bytes in f32,
+     * f16 or bf16, tokenizer.json and tokenizer_config.json as text or objects, chat_template.jinja's text;
+     * what `exportMerged` gives, with the base's tokenizer files) → the model's info.
+     * `onProgress({ phase: 'fetch', loaded, total } | { phase: 'load' })`. A load that fails rejects with the
+     * lab's reason and keeps the model loaded before.
      */
     load: async (src = {}) => {
-      const { builtin, gguf, name, file, onProgress } = src ?? {};
+      const { builtin, gguf, hf, name, file, onProgress } = src ?? {};
       if (onProgress !== undefined && typeof onProgress !== 'function') throw new Error('invalid onProgress: expected a function');
       const has = (v) => v !== undefined && v !== null;
-      if (has(builtin) === has(gguf)) throw new Error("invalid llm.load: give { builtin: 'SmolLM2-135M-Instruct' } or { gguf: the file's bytes }");
+      if ([builtin, gguf, hf].filter(has).length !== 1) {
+        throw new Error("invalid llm.load: give one of { builtin: 'SmolLM2-135M-Instruct' }, { gguf: the file's bytes } or { hf: the folder's files }");
+      }
       if (has(builtin) && typeof builtin !== 'string') throw new Error('invalid builtin: expected a model name');
       for (const [k, v] of [['name', name], ['file', file]]) {
         if (has(v) && typeof v !== 'string') throw new Error(`invalid ${k}: expected a string`);
       }
-      const args = has(builtin) ? { builtin, name } : { gguf: ggufBytes(gguf), name, file };
+      if (has(file) && !has(gguf)) throw new Error('invalid file: it names a gguf file; give it with { gguf } only');
+      const args = has(builtin) ? { builtin, name } : has(gguf) ? { gguf: fileBytes('gguf', gguf), name, file } : { hf: checkHf(hf), name };
       return client().request(Request.LLM_LOAD, args, [], { onPartial: onProgress });
     },
     /** → { loaded, info | null, training }. */
@@ -149,11 +193,31 @@ export function createLlm(app) {
      * totalParams, trainablePercent, report, evalLossBefore, evalLoss, steps, seconds, tokensPerSec,
      * cancelled, lossHash, start }. Progress comes as the worker's events (phase 'llmAdapter').
      */
-    trainAdapter: async (settings = {}) => {
-      if (!settings || typeof settings !== 'object') throw new Error('invalid llm.trainAdapter settings: expected an object');
-      return ask(Request.LLM_TRAIN_ADAPTER, Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined)));
+    trainAdapter: async (settings = {}) => ask(Request.LLM_TRAIN_ADAPTER, checkSettings('llm.trainAdapter', settings)),
+    /**
+     * What `trainAdapter(settings)` would train, without training or changing anything (`data` is not
+     * read) → { trainableParams, totalParams, trainablePercent, report, targetModules }: PEFT's count of
+     * the adapter on the loaded model — the numbers trainAdapter then reports — and the full names of the
+     * modules it adapts ('model.layers.0.self_attn.q_proj', …). Bad settings reject as trainAdapter's do.
+     */
+    plan: async (settings = {}) => ask(Request.LLM_PLAN, checkSettings('llm.plan', settings)),
+    /**
+     * `trainAdapter`'s settings' data as a run would prepare them, without training or changing anything
+     * (`data`: 'demo' when left out, or `{ jsonl, testJsonl? }`; maxSeqLength, packing, assistantOnlyLoss
+     * and limit apply), and training sequence `example` (0-based) → { trainRows, heldOutRows, heldOutLines,
+     * trainSequences, trainTokens, trainedTokens, truncated, format: 'prompt-completion' | 'messages' |
+     * 'text', example: { index, line, tokens, trainedTokens, pieces: [{ text, trained }] } }.
+     * trainedTokens: tokens with a loss target (TRL's completion-only / assistant-only loss). The example is
+     * as training sees it: the chat template applied, cut to maxSeqLength (with packing, a packed block);
+     * its pieces are runs of its tokens with the same `trained`, which join to its text; line is the
+     * 1-based line of the training file it starts at. Bad data rejects with trainAdapter's message
+     * ('train.jsonl: line 3: …'); an example past the last sequence is refused.
+     */
+    inspectData: async (settings = {}, { example = 0 } = {}) => {
+      if (!Number.isInteger(example) || example < 0) throw new Error(`invalid example ${JSON.stringify(example)}: expected a whole number from 0`);
+      return ask(Request.LLM_INSPECT_DATA, { settings: checkSettings('llm.inspectData', settings), example });
     },
-    /** `{ data? }` → { base: { loss, exactMatch, answers }, adapted: … | null, expected }. */
+    /** `{ data? }` → { base: { loss, exactMatch, answers }, adapted: … | null, expected, prompts }. */
     evaluate: async ({ data } = {}) => ask(Request.LLM_EVALUATE, data === undefined ? {} : { data }),
     adapters: () => ask(Request.LLM_ADAPTERS),
     setAdapter: async (name) => ask(Request.LLM_SET_ADAPTER, { name: name ?? null }),

@@ -88,12 +88,17 @@
 //
 // The pretrained LLM of part 3 (window.lab.llm; ../shared/PRETRAINED.md). One model at a time; a load that
 // fails leaves the model loaded before. Refused while a training run is in progress (the lab's message).
-//   llmLoad       { builtin: 'SmolLM2-135M-Instruct' } | { gguf: ArrayBuffer|Uint8Array, name?, file? }  → I,
+//   llmLoad       { builtin: 'SmolLM2-135M-Instruct' } | { gguf: ArrayBuffer|Uint8Array, name?, file? } |
+//                 { hf: { config, safetensors, tokenizer, tokenizerConfig?, chatTemplate? }, name? }  → I,
 //                 I = { name, architecture, params, layers, hidden, heads, kvHeads, vocab, context,
-//                 tensorTypes: { F32: n, Q4_1: n, … }, bytes, chatTemplate }; the builtin is fetched from
-//                 www/data/SmolLM2-135M-Instruct.Q4_1.gguf (./build.sh setup puts it there), streaming
-//                 partials { phase: 'fetch', loaded, total } (bytes; total null when the server does not
-//                 say) and then { phase: 'load' } while the lab reads it
+//                 tensorTypes: { F32: n, Q4_1: n, … }, bytes, chatTemplate }; exactly one of the three.
+//                 The builtin is fetched from www/data/SmolLM2-135M-Instruct.Q4_1.gguf (./build.sh setup puts
+//                 it there), streaming partials { phase: 'fetch', loaded, total } (bytes; total null when the
+//                 server does not say) and then { phase: 'load' } while the lab reads it. hf: a Hugging Face
+//                 folder's files — config.json (text or its parsed object), model.safetensors (Uint8Array |
+//                 ArrayBuffer; f32, f16 or bf16), tokenizer.json (text or object), tokenizer_config.json (text
+//                 or object; its chat_template and add_bos_token are read) and chat_template.jinja (text) where
+//                 the folder has them; name defaults to 'Hugging Face model'; one partial { phase: 'load' }
 //   llmStatus     {}  → { loaded, info: I|null, training }
 //   llmTokenize   { text }  → [ids]   (the model's BPE; a BOS first only if the model asks for one)
 //   llmDetokenize { ids }  → text
@@ -117,8 +122,23 @@
 //                 start }; posts LLM_START { … the data and the run as resolved: trainRows, heldOutRows,
 //                 heldOutLines, truncated, steps, warmupSteps, … } first, then PROGRESS (phase 'llmAdapter',
 //                 with tokensPerSec, evalLossBefore on the first, activationBytes) and EPOCH { evalLoss }
-//   llmEvaluate   { data? }  → { base: S, adapted: S | null, expected: [held-out completions] },
-//                 S = { loss, exactMatch (fraction, null without prompt-completion rows), answers }
+//   llmPlan       { … llmTrainAdapter's settings (data not read) }  → { trainableParams, totalParams,
+//                 trainablePercent, report, targetModules: [full names, 'model.layers.0.self_attn.q_proj', …] }:
+//                 PEFT's count of the adapter the settings make on the loaded model (the numbers llmTrainAdapter
+//                 then reports), counted without making it; bad settings are refused as llmTrainAdapter refuses
+//                 them; changes nothing
+//   llmInspectData { settings: llmTrainAdapter's (data 'demo' when left out), example=0 }  → { trainRows,
+//                 heldOutRows, heldOutLines, trainSequences, trainTokens, trainedTokens, truncated, format:
+//                 'prompt-completion'|'messages'|'text', example: { index, line, tokens, trainedTokens, pieces:
+//                 [{ text, trained }] } }: the data prepared as llmTrainAdapter prepares them (its refusals,
+//                 'train.jsonl: line 3: …'), trainedTokens counting the tokens the loss trains on (TRL's labels
+//                 ≠ -100); example: training sequence `example` (0-based, refused past the last) as the model
+//                 sees it in training — chat template applied, cut to maxSeqLength (with packing: a packed
+//                 block) — in runs of tokens with the same `trained` (the loss's targets: completion-only or
+//                 assistant-only loss), line its first token's 1-based line in the training file; changes nothing
+//   llmEvaluate   { data? }  → { base: S, adapted: S | null, expected: [held-out completions], prompts },
+//                 S = { loss, exactMatch (fraction, null without prompt-completion rows), answers }; prompts:
+//                 the same rows' prompts as a person reads them (a conversation's last user message)
 //   llmAdapters | llmSetAdapter { name|null } | llmDeleteAdapter { name }  → { active, list }
 //   llmExportAdapter { name, format: 'peft'|'gguf' }  → { config, safetensors } (PEFT's folder) | { gguf }
 //                 (llama.cpp's LoRA GGUF: llama-cli --lora, Ollama's ADAPTER)
@@ -209,6 +229,8 @@ export const Request = Object.freeze({
   LLM_GENERATE: 'llmGenerate',
   LLM_DEMO_DATA: 'llmDemoData',
   LLM_TRAIN_ADAPTER: 'llmTrainAdapter',
+  LLM_PLAN: 'llmPlan',
+  LLM_INSPECT_DATA: 'llmInspectData',
   LLM_EVALUATE: 'llmEvaluate',
   LLM_ADAPTERS: 'llmAdapters',
   LLM_SET_ADAPTER: 'llmSetAdapter',

@@ -443,22 +443,45 @@ async function fetchWithProgress(file, partial) {
   return out;
 }
 
-async function llmLoad({ builtin, gguf, name, file }, { partial }) {
+/** A Hugging Face folder's text file given as text or as its parsed JSON; `undefined` when absent. */
+function hfText(value, file, { json = true, optional = false } = {}) {
+  if (value === undefined || value === null) {
+    if (optional) return undefined;
+    throw new Error(`invalid hf: ${file} is missing`);
+  }
+  if (typeof value === 'string') return value;
+  if (json && typeof value === 'object') return JSON.stringify(value);
+  throw new Error(`invalid hf: ${file} is not ${json ? 'text or a JSON object' : 'text'}`);
+}
+
+async function llmLoad({ builtin, gguf, hf, name, file }, { partial }) {
   const l = requireLab();
+  const has = (v) => v !== undefined && v !== null;
+  if ([builtin, gguf, hf].filter(has).length !== 1) {
+    throw new Error("invalid llm.load: give one of { builtin: 'SmolLM2-135M-Instruct' }, { gguf: the file's bytes } or { hf: the folder's files }");
+  }
+  if (has(builtin)) name ??= builtin;
+  name = has(name) ? String(name) : '';
+  if (has(hf)) {
+    if (typeof hf !== 'object') throw new Error('invalid hf: expected { config, safetensors, tokenizer, tokenizerConfig?, chatTemplate? }');
+    const config = hfText(hf.config, 'config.json');
+    const weights = bytesOf(hf.safetensors, 'model.safetensors');
+    const tokenizer = hfText(hf.tokenizer, 'tokenizer.json');
+    const tokenizerConfig = hfText(hf.tokenizerConfig, 'tokenizer_config.json', { optional: true });
+    const chatTemplate = hfText(hf.chatTemplate, 'chat_template.jinja', { json: false, optional: true });
+    partial({ phase: 'load' });
+    return { value: l.llmLoadHf(config, weights, tokenizer, tokenizerConfig, chatTemplate, name) };
+  }
   let bytes;
-  if (builtin !== undefined && builtin !== null) {
-    if (gguf !== undefined && gguf !== null) throw new Error('invalid llm.load: give builtin or gguf, not both');
+  if (has(builtin)) {
     file = LLM_BUILTINS[builtin];
     if (!file) throw new Error(`unknown builtin model ${JSON.stringify(String(builtin))}: the page has ${Object.keys(LLM_BUILTINS).join(', ')}`);
-    name ??= builtin;
     bytes = await fetchWithProgress(file, partial);
-  } else if (gguf !== undefined && gguf !== null) {
-    bytes = bytesOf(gguf, 'GGUF file');
   } else {
-    throw new Error("invalid llm.load: give { builtin: 'SmolLM2-135M-Instruct' } or { gguf: the file's bytes }");
+    bytes = bytesOf(gguf, 'GGUF file');
   }
   partial({ phase: 'load' });
-  return { value: l.llmLoadGguf(bytes, String(file ?? 'the GGUF file'), name === undefined || name === null ? '' : String(name)) };
+  return { value: l.llmLoadGguf(bytes, String(file ?? 'the GGUF file'), name) };
 }
 
 /** Token ids as the lab takes them (whole numbers 0 to 2³²−1), or a refusal. */
@@ -521,12 +544,22 @@ async function llmTrainAdapter(settings = {}) {
   return { value: { ...summary, start } };
 }
 
+/** The data of trainAdapter's settings as llmInspectData takes them, and training sequence `example`. */
+async function llmInspectData({ settings = {}, example = 0 } = {}) {
+  if (!Number.isInteger(example) || example < 0 || example > 0xffffffff) {
+    throw new Error(`invalid example ${JSON.stringify(example)}: expected a whole number from 0`);
+  }
+  if ((settings?.data ?? 'demo') === 'demo') await llmDemoData();
+  return { value: requireLab().llmInspectData(settings, example) };
+}
+
 async function llmEvaluate({ data } = {}) {
   if (data === undefined || data === 'demo') await llmDemoData();
   return { value: requireLab().llmEvaluate(data) };
 }
 
 const llmSimple = {
+  [Request.LLM_PLAN]: (settings) => requireLab().llmPlan(settings),
   [Request.LLM_STATUS]: () => {
     const info = requireLab().llmStatus();
     return { loaded: info !== null, info, training: run.state };
@@ -712,5 +745,6 @@ serveRequests(guard({
   [Request.LLM_DEMO_DATA]: async () => ({ value: await llmDemoData() }),
   [Request.LLM_TRAIN_ADAPTER]: llmTrainAdapter,
   [Request.LLM_EVALUATE]: llmEvaluate,
+  [Request.LLM_INSPECT_DATA]: llmInspectData,
   ...Object.fromEntries(Object.entries({ ...simple, ...lmSimple, ...llmSimple }).map(([k, f]) => [k, (args) => ({ value: f(args) })])),
 }));
