@@ -147,6 +147,9 @@ export class App {
       case Event.EPOCH:
         this.emit('epoch', ev);
         break;
+      case Event.LLM_START:
+        this.emit('llmStart', ev);
+        break;
       case Event.SWEEP_ROW:
         this.emit('sweepRow', ev);
         break;

@@ -2,7 +2,6 @@
 // code as the buttons, so the page shows what a script did exactly as if a person had clicked.
 import { Request } from './protocol.js';
 import { parseNumber } from './fields.js';
-import { createLlm } from './llm.js';
 
 const bytesOf = (b) => (b instanceof Uint8Array ? b : new Uint8Array(b));
 
@@ -116,7 +115,7 @@ export function createLab(app, panels) {
     /** What the banner's Restart button does: a fresh worker, with the stored models loaded again. */
     restart: () => app.restart(),
     lm: createLm(app, control, panels.lm),
-    /** The pretrained LLM of part 3 (www/llm.js). */
-    llm: createLlm(app),
+    /** The pretrained LLM of part 3: www/llm.js's calls, those that change what panel 7 shows through it. */
+    llm: panels.llm.api,
   };
 }

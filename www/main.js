@@ -11,6 +11,8 @@ import { adapterPanel } from './panels/adapter.js';
 import { drawPanel } from './panels/draw.js';
 import { sweepPanel } from './panels/sweep.js';
 import { lmPanel } from './panels/lm.js';
+import { llmPanel } from './panels/llm.js';
+import { createLlm } from './llm.js';
 
 const statusEl = document.getElementById('status');
 
@@ -56,6 +58,7 @@ async function start() {
   panels.draw = drawPanel(app);
   panels.sweep = sweepPanel(app, panels.adapter);
   panels.lm = lmPanel(app);
+  panels.llm = llmPanel(app, createLlm(app));
 
   const storageMsg = $('#storage-msg');
   app.on('storage', ({ kind, text }) => say(storageMsg, text, kind));
@@ -83,6 +86,7 @@ async function start() {
       const restored = app.restart();
       if (window.lab) window.lab.restored = restored;
       await restored;
+      panels.llm.restore().catch(() => {});
       setStatus('ready', readyText(app.info, reason));
       panels.svd.compute().catch(() => {});
     } catch (e) {
@@ -101,6 +105,8 @@ async function start() {
     setStatus('ready', readyText(info, reason));
     lab.restored = app.restore();
     panels.lm.restoreAfter(lab.restored);
+    // The pretrained LLM chosen before a reload loads after the other panels' models.
+    lab.llm.restored = lab.restored.catch(() => {}).then(() => panels.llm.restore()).catch((e) => ({ model: null, adapters: 0, error: e.message }));
     panels.svd.compute().catch(() => {});
   } catch (e) {
     setStatus('error', `Could not start: ${e.message}`);

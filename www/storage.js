@@ -15,10 +15,17 @@
 //   lmAdapters     { name, schema, config, safetensors, stats, savedAt }     from lmExportAdapter; stats: the
 //                  run's numbers the panel shows (held-out losses, capitals), or null
 //   lmCheckpoints  { slot (auto), schema, info, config, safetensors, savedAt }  from lmExportCheckpoint
+// The pretrained LLM (panel 7), since IndexedDB version 3:
+//   llmModels      { key: 'model', schema, source: { builtin } | { file, kind: 'gguf' | 'hf' }, name, files, savedAt }
+//                  the chosen model; files (the GGUF's bytes, or the folder's files) only when the person
+//                  asked to keep a model loaded from disk, else null (a reload asks for the file again)
+//                  { key: 'state', schema, active }                          which adapter is on
+//   llmAdapters    { name, schema, model, config, safetensors, run, savedAt }  from llmExportAdapter; model: the
+//                  name of the model it was trained on; run: what the panel shows of its run, or null
 // A database written by a newer page (higher version, or another schema) is left untouched and reported.
 
 export const DB_NAME = 'lora-lab';
-export const DB_VERSION = 2;
+export const DB_VERSION = 3;
 export const SCHEMA = 1;
 
 export class StorageError extends Error {}
@@ -53,6 +60,9 @@ export async function openStorage() {
         if (!d.objectStoreNames.contains('lmModels')) d.createObjectStore('lmModels', { keyPath: 'key' });
         if (!d.objectStoreNames.contains('lmAdapters')) d.createObjectStore('lmAdapters', { keyPath: 'name' });
         if (!d.objectStoreNames.contains('lmCheckpoints')) d.createObjectStore('lmCheckpoints', { keyPath: 'slot', autoIncrement: true });
+        // Version 3 adds the pretrained LLM's.
+        if (!d.objectStoreNames.contains('llmModels')) d.createObjectStore('llmModels', { keyPath: 'key' });
+        if (!d.objectStoreNames.contains('llmAdapters')) d.createObjectStore('llmAdapters', { keyPath: 'name' });
         req.transaction.objectStore('meta').put({ key: 'schema', version: SCHEMA });
       };
       req.onsuccess = () => resolve(req.result);
@@ -236,9 +246,40 @@ export class Storage {
     return all.filter((r) => r.schema === SCHEMA).sort((a, b) => a.slot - b.slot);
   }
 
+  // ── the pretrained LLM ──────────────────────────────────────────────────────────────────────────
+
+  /** A record of the llmModels store ({ key: 'model' | 'state', … }). */
+  async putLlmRecord(rec) {
+    this.#check();
+    await this.#tx('llmModels', 'readwrite', (s) => s.put({ ...rec, schema: SCHEMA, savedAt: Date.now() }));
+  }
+
+  async getLlmRecord(key) {
+    this.#check();
+    const rec = await this.#get('llmModels', key);
+    return rec && rec.schema === SCHEMA ? rec : null;
+  }
+
+  async saveLlmAdapter(name, { model, config, safetensors, run = null }) {
+    this.#check();
+    await this.#tx('llmAdapters', 'readwrite', (s) => s.put({ name, schema: SCHEMA, model, config, safetensors, run, savedAt: Date.now() }));
+  }
+
+  async deleteLlmAdapter(name) {
+    this.#check();
+    await this.#tx('llmAdapters', 'readwrite', (s) => s.delete(name));
+  }
+
+  /** The stored adapters of the model called `model`, in the order they were saved. */
+  async loadLlmAdapters(model) {
+    this.#check();
+    const all = await this.#tx('llmAdapters', 'readonly', (s) => s.getAll());
+    return all.filter((r) => r.schema === SCHEMA && r.model === model).sort((a, b) => a.savedAt - b.savedAt);
+  }
+
   /** Empties every store and writes the current schema again. */
   async clear() {
-    for (const store of ['models', 'adapters', 'lmModels', 'lmAdapters', 'lmCheckpoints', 'meta']) await this.#tx(store, 'readwrite', (s) => s.clear());
+    for (const store of ['models', 'adapters', 'lmModels', 'lmAdapters', 'lmCheckpoints', 'llmModels', 'llmAdapters', 'meta']) await this.#tx(store, 'readwrite', (s) => s.clear());
     await this.#tx('meta', 'readwrite', (s) => s.put({ key: 'schema', version: SCHEMA }));
     this.schemaProblem = null;
   }
