@@ -75,9 +75,10 @@ async function spyRequests() {
 
 test('panel 6 follows the sweeps in the page and its table of contents; the article\'s snippet and PEFT\'s line before training', async () => {
   const ids = await page.$$eval('main > section.panel', (s) => s.map((e) => e.id));
-  assert.equal(ids.at(-1), 'lm');
-  assert.equal(ids.at(-2), 'sweep');
-  assert.equal(await page.$eval('.toc li:last-child a', (a) => a.getAttribute('href')), '#lm');
+  assert.equal(ids.at(-2), 'lm');
+  assert.equal(ids.at(-3), 'sweep');
+  assert.equal(ids.at(-1), 'llm', 'panel 7 after it');
+  assert.equal(await page.$eval('.toc li:nth-last-child(2) a', (a) => a.getAttribute('href')), '#lm');
   await page.locator('#lm').scrollIntoViewIfNeeded();
   assert.equal(await text('#lm-trainable'), SEED_LINE);
   assert.equal(await text('#lm-targets-text'), '["q_proj", "v_proj", "k_proj"]');

@@ -52,6 +52,7 @@ function driver(page, kind) {
 const spyDownloads = (page) => page.evaluate(() => {
   if (window.__downloads) return;
   window.__downloads = [];
+  window.__downloadBytes = {};
   const blobs = new Map();
   const create = URL.createObjectURL.bind(URL);
   URL.createObjectURL = (b) => {
@@ -64,7 +65,7 @@ const spyDownloads = (page) => page.evaluate(() => {
     const blob = blobs.get(this.href);
     if (this.download && blob) {
       window.__downloads.push({ name: this.download, bytes: blob.size });
-      blob.arrayBuffer().then((b) => (window.__lastDownload = new Uint8Array(b)));
+      if (blob.size < 50_000_000) blob.arrayBuffer().then((b) => (window.__downloadBytes[this.download] = Array.from(new Uint8Array(b))));
       return undefined;
     }
     return click.call(this);
@@ -227,6 +228,23 @@ describe('panel 7 in Chromium', () => {
     await page.locator('#llm').screenshot({ path: 'test-results/panel7-390.png' });
     assert.deepEqual(wide, [], 'elements wider than 390 px');
     await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  test('the PEFT zip loads back as an adapter, and can be deleted', async () => {
+    const zip = await page.evaluate(() => window.__downloadBytes['seed.zip']);
+    assert.ok(zip?.length > 10_000_000, 'the PEFT zip was kept by the spy');
+    const d = driver(page, 'playwright');
+    await page.setInputFiles('#llm-upload', { name: 'seed.zip', mimeType: 'application/zip', buffer: Buffer.from(zip) });
+    await d.typeOver('#llm-upload-name', 'back');
+    await d.clear('#llm-files-msg');
+    await page.click('#llm-upload-go');
+    const v = await d.verdict('#llm-files-msg');
+    assert.equal(v.kind, 'ok', v.text);
+    assert.deepEqual(await page.$$eval('#llm-adapter-list tr[data-adapter]', (rs) => rs.map((r) => r.dataset.adapter)), ['seed', 'back']);
+    await d.clear('#llm-files-msg');
+    await page.click('#llm-adapter-list tr[data-adapter="back"] button.danger');
+    assert.equal((await d.verdict('#llm-files-msg')).kind, 'ok');
+    assert.deepEqual(await page.$$eval('#llm-adapter-list tr[data-adapter]', (rs) => rs.map((r) => r.dataset.adapter)), ['seed']);
   });
 
   test('a reload keeps the model chosen and the adapter, on', { timeout: LOAD_TIMEOUT }, async () => {

@@ -97,6 +97,8 @@ export function llmConfigForm(app, root, model, msg) {
     read,
     write,
     update,
+    /** Whether `key` is one of the form's settings. */
+    holds: (key) => key in NUMBERS || FLAGS.includes(key) || ['name', 'schedule', 'targetModules'].includes(key),
     /** The article's settings in the form (the adapter name too). */
     applyPreset() {
       try {

@@ -222,8 +222,12 @@ export function llmPanel(app, raw) {
   async function train(opts = {}) {
     if (app.busy) throw busyError();
     if (!state.info) throw new Error('load a model first');
-    const { data: given, preset, ...fields } = opts;
+    const { data: given, preset, ...rest } = opts;
     if (preset !== undefined && preset !== 'seed') throw new Error(`unknown preset ${JSON.stringify(preset)}; the preset is "seed"`);
+    // What the form holds is written into it (and shown); the rest (layersToTransform, or a name the lab
+    // refuses) goes to the lab as given.
+    const fields = Object.fromEntries(Object.entries(rest).filter(([k]) => config.holds(k)));
+    const extra = Object.fromEntries(Object.entries(rest).filter(([k]) => !config.holds(k)));
     if (preset === 'seed') config.applyPreset();
     if (Object.keys(fields).length) config.write(fields);
     if (given !== undefined && given !== 'demo') data.setJsonl(given.jsonl ?? '', given.testJsonl ?? '');
@@ -237,7 +241,7 @@ export function llmPanel(app, raw) {
     planLine.textContent = '';
     say(runMsg, `Fine-tuning "${settings.name}"…`, 'busy');
     try {
-      const result = await raw.trainAdapter({ ...settings, data: source });
+      const result = await raw.trainAdapter({ ...settings, ...extra, data: source });
       view.finish(result);
       const run = { evalLossBefore: result.evalLossBefore, evalLoss: result.evalLoss, steps: result.steps, seconds: result.seconds, tokensPerSec: result.tokensPerSec, cancelled: result.cancelled };
       state.runs.set(result.name, run);
