@@ -84,6 +84,8 @@ export function lossChart(canvas, { minIntervalMs = 200 } = {}) {
     },
     add(points) {
       for (const p of points) {
+        // Step 0 took no step (panel 7's first event measures the held-out loss before training).
+        if (!(p.step >= 1)) continue;
         // A progress event may carry every batch's loss since the last one (`losses`), or just the last.
         if (Array.isArray(p.losses) && p.losses.length) {
           const first = p.step - p.losses.length + 1;

@@ -145,7 +145,7 @@ async function story(d, { longTasks = false } = {}) {
   });
   const epochs = await page.$$eval('#llm-training table.epochs tbody tr', (rs) => rs.map((r) => r.cells[0].textContent));
   assert.deepEqual(epochs, ['before', '1/1']);
-  assert.match(await text('#llm-run-plan'), /6 training rows → 6 sequences .* 3 held out; 2 optimizer steps .*Memory: the model \d+ MB, the run's activations \d+ MB/);
+  assert.match(await text('#llm-run-plan'), /6 training rows → 6 sequences .* 3 held out; 2 optimizer steps .*Memory: the model \d+ MB, the run's activations \d+ MB/s);
   assert.match(await text('#llm-training .progress-text'), /^Done after 2 steps/);
   assert.equal(await page.$$eval('#llm-checkpoints tbody tr', (r) => r.length), 1);
   assert.equal(await text('#llm-active-name'), 'seed');

@@ -77,7 +77,7 @@ export function llmPanel(app, raw) {
   app.on('llmStart', (s) => {
     plan = `${int(s.trainRows)} training rows → ${int(s.trainSequences)} sequences of ${int(s.trainTokens)} tokens, `
       + `${int(s.heldOutRows)} held out; ${int(s.steps)} optimizer steps (${int(s.warmupSteps)} of warmup)`
-      + `${s.truncated ? `; ${int(s.truncated)} cut at max_length` : ''}. ${s.report}`;
+      + `${s.truncated ? `; ${int(s.truncated)} cut at max_length` : ''}.\n${s.report}`;
     planLine.textContent = plan;
   });
   app.on('progress', (batch) => {
@@ -89,7 +89,7 @@ export function llmPanel(app, raw) {
         epochs.prepend(tr);
       }
       if (p.activationBytes) {
-        planLine.textContent = `${plan} Memory: the model ${mb(state.info?.bytes ?? 0)}, the run's activations ${mb(p.activationBytes)}.`;
+        planLine.textContent = `${plan}\nMemory: the model ${mb(state.info?.bytes ?? 0)}, the run's activations ${mb(p.activationBytes)}.`;
       }
     }
   });
