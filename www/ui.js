@@ -47,3 +47,19 @@ export function matrixTable(rows, { digits = 4, caption = '' } = {}) {
   }
   return table;
 }
+
+/** Makes `zone` take dropped files: marked with the class `dropping` while files are over it, `onFiles(FileList)`. */
+export function dropZone(zone, onFiles) {
+  for (const type of ['dragenter', 'dragover']) {
+    zone.addEventListener(type, (e) => {
+      e.preventDefault();
+      zone.classList.add('dropping');
+    });
+  }
+  zone.addEventListener('dragleave', () => zone.classList.remove('dropping'));
+  zone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    zone.classList.remove('dropping');
+    if (e.dataTransfer?.files?.length) onFiles(e.dataTransfer.files);
+  });
+}

@@ -3,7 +3,7 @@
 // selected in its box with the lab's message under it — and one example shown as the model sees it, the
 // tokens the loss trains on highlighted (completion_only_loss, seen).
 import { Request } from '../protocol.js';
-import { $, el, int, say } from '../ui.js';
+import { $, dropZone, el, int, say } from '../ui.js';
 
 /** How long typing may pause before the data is checked again. */
 const CHECK_AFTER_MS = 400;
@@ -119,17 +119,7 @@ export function dataView(app, root, settings) {
       input.value = '';
       if (f) readInto(box, f).catch((e) => say(msg, `Your data: ${e.message}.`, 'error'));
     });
-    zone.addEventListener('dragover', (e) => {
-      e.preventDefault();
-      zone.classList.add('over');
-    });
-    zone.addEventListener('dragleave', () => zone.classList.remove('over'));
-    zone.addEventListener('drop', (e) => {
-      e.preventDefault();
-      zone.classList.remove('over');
-      const f = e.dataTransfer?.files?.[0];
-      if (f) readInto(box, f).catch((err) => say(msg, `Your data: ${err.message}.`, 'error'));
-    });
+    dropZone(zone, (files) => readInto(box, files[0]).catch((err) => say(msg, `Your data: ${err.message}.`, 'error')));
   }
 
   for (const b of preview.querySelectorAll('button[data-step]')) {

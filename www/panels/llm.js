@@ -6,7 +6,7 @@
 // through window.lab.llm's raw calls, www/llm.js), and window.lab.llm's loading, training and adapter
 // calls run through this panel's functions, so the page shows what a script did as if a person had clicked.
 import { Request } from '../protocol.js';
-import { $, el, int, num, say, duration } from '../ui.js';
+import { $, dropZone, el, int, num, say, duration } from '../ui.js';
 import { showRefusal } from '../fields.js';
 import { llmKeeper } from '../llm-keep.js';
 import { trainingView } from './training.js';
@@ -192,17 +192,7 @@ export function llmPanel(app, raw) {
     e.target.value = '';
     loadFiles(files);
   });
-  const drop = $('#llm-load-drop', root);
-  drop.addEventListener('dragover', (e) => {
-    e.preventDefault();
-    drop.classList.add('over');
-  });
-  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-  drop.addEventListener('drop', (e) => {
-    e.preventDefault();
-    drop.classList.remove('over');
-    loadFiles(e.dataTransfer?.files);
-  });
+  dropZone($('#llm-load-drop', root), loadFiles);
 
   // ── data, training, evaluation ───────────────────────────────────────────────────────────────────
   demoButton.addEventListener('click', async () => {

@@ -6,7 +6,7 @@
 // snippet's form and the trainable count), lm-training.js (a run's view), lm-samples.js (samples, scores,
 // the q/k/v lesson), lm-lists.js (adapters, checkpoints), lm-files.js (zips), ../lm-keep.js (IndexedDB).
 import { Request } from '../protocol.js';
-import { $, say, int, num, duration } from '../ui.js';
+import { $, say, int, num, duration, dropZone } from '../ui.js';
 import { numberFields, showRefusal } from '../fields.js';
 import { lmKeeper } from '../lm-keep.js';
 import { lmTrainingView } from './lm-training.js';
@@ -175,18 +175,7 @@ export function lmPanel(app) {
     await checkUserData().catch(() => {});
   }
   userFile.addEventListener('change', () => useFile(userFile.files[0]).finally(() => (userFile.value = '')));
-  for (const type of ['dragenter', 'dragover']) {
-    userBox.addEventListener(type, (e) => {
-      e.preventDefault();
-      userBox.classList.add('dropping');
-    });
-  }
-  userBox.addEventListener('dragleave', () => userBox.classList.remove('dropping'));
-  userBox.addEventListener('drop', (e) => {
-    e.preventDefault();
-    userBox.classList.remove('dropping');
-    useFile(e.dataTransfer?.files?.[0]).catch(() => {});
-  });
+  dropZone(userBox, (files) => useFile(files[0]).catch(() => {}));
   adapterForm.addEventListener('change', (e) => {
     if (e.target.name === 'lmData') {
       describeData();
