@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
-import { launchBrowser, openLab, waitReady } from '../support/browser.mjs';
+import { startLab } from '../support/browser.mjs';
 
 const BAD = ['0.01x', 'abc', '1e999', 'NaN', 'Infinity', '0,5'];
 /** What each bad text must be called. */
@@ -17,10 +17,7 @@ let lab;
 let page;
 
 before(async () => {
-  browser = await launchBrowser();
-  lab = await openLab(browser, { isolation: true });
-  page = lab.page;
-  await waitReady(page);
+  ({ browser, lab, page } = await startLab());
   // The panels must have something to start from: a (tiny) base model, so adapters and sweeps could run.
   await page.evaluate(() => window.lab.trainBase({ epochs: 1, limit: 640 }));
   await page.waitForSelector('#svd-approx td');

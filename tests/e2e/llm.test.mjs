@@ -6,7 +6,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, openSync, readSync, closeSync, readFileSync } from 'node:fs';
-import { launchBrowser, openLab, waitReady } from '../support/browser.mjs';
+import { startLab } from '../support/browser.mjs';
 import { launchFirefox, openLabFirefox, waitReadyFirefox } from '../support/firefox.mjs';
 
 const MODEL = new URL('../../www/data/SmolLM2-135M-Instruct.Q4_1.gguf', import.meta.url);
@@ -86,10 +86,7 @@ describe('window.lab.llm in Chromium', () => {
   let page;
 
   before(async () => {
-    browser = await launchBrowser();
-    lab = await openLab(browser, { isolation: true });
-    page = lab.page;
-    await waitReady(page);
+    ({ browser, lab, page } = await startLab());
   });
 
   after(async () => {

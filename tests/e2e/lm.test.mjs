@@ -3,7 +3,7 @@
 // files refused with nothing changed; the same losses bit for bit on 1 and 2 threads.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, openLab, waitReady } from '../support/browser.mjs';
+import { startLab } from '../support/browser.mjs';
 import { startServer } from '../support/server.mjs';
 
 let browser;
@@ -11,10 +11,7 @@ let lab;
 let page;
 
 before(async () => {
-  browser = await launchBrowser();
-  lab = await openLab(browser, { isolation: true });
-  page = lab.page;
-  await waitReady(page);
+  ({ browser, lab, page } = await startLab());
 });
 
 after(async () => {

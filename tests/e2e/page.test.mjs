@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
-import { launchBrowser, offMachine, openLab, waitReady } from '../support/browser.mjs';
+import { offMachine, openLab, startLab, waitReady } from '../support/browser.mjs';
 import { longTasksBetween, watchLongTasks } from '../support/longtasks.mjs';
 
 const ARTICLE_W2 = [
@@ -19,10 +19,7 @@ let lab;
 let page;
 
 before(async () => {
-  browser = await launchBrowser();
-  lab = await openLab(browser, { isolation: true });
-  page = lab.page;
-  await waitReady(page);
+  ({ browser, lab, page } = await startLab());
 });
 
 after(async () => {

@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readFile } from 'node:fs/promises';
 import { unzipSync, zipSync, strToU8 } from 'fflate';
-import { clearVerdict, launchBrowser, offMachine, openLab, verdict, waitReady } from '../support/browser.mjs';
+import { clearVerdict, offMachine, startLab, verdict, waitReady } from '../support/browser.mjs';
 import { longTasksBetween, pageNow, watchLongTasks } from '../support/longtasks.mjs';
 
 const SEED_LINE = 'trainable params: 98,304 || all params: 969,856 || trainable%: 10.1359';
@@ -17,10 +17,7 @@ let lab;
 let page;
 
 before(async () => {
-  browser = await launchBrowser();
-  lab = await openLab(browser, { isolation: true });
-  page = lab.page;
-  await waitReady(page);
+  ({ browser, lab, page } = await startLab());
   await watchLongTasks(page);
 });
 

@@ -7,12 +7,14 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
-import { launchBrowser, offMachine, openLab, waitReady } from '../support/browser.mjs';
+import { fileURLToPath } from 'node:url';
+import { offMachine, startLab, waitReady } from '../support/browser.mjs';
 import { launchFirefox, openLabFirefox, waitReadyFirefox } from '../support/firefox.mjs';
 import { longTasksBetween, pageNow, watchLongTasks } from '../support/longtasks.mjs';
 
 const SEED_LINE = 'trainable params: 2,580,480 || all params: 137,095,488 || trainable%: 1.8823';
 const LOAD_TIMEOUT = 240_000;
+const MODEL = new URL('../../www/data/SmolLM2-135M-Instruct.Q4_1.gguf', import.meta.url);
 
 /**
  * The calls the story needs, over Playwright's page (Chromium) or Puppeteer's (Firefox): the two differ in
@@ -194,10 +196,7 @@ describe('panel 7 in Chromium', () => {
   let page;
   let steps;
   before(async () => {
-    browser = await launchBrowser();
-    lab = await openLab(browser, { isolation: true });
-    page = lab.page;
-    await waitReady(page);
+    ({ browser, lab, page } = await startLab());
     await watchLongTasks(page);
   });
   after(async () => {
@@ -249,6 +248,21 @@ describe('panel 7 in Chromium', () => {
 
   test('a reload keeps the model chosen and the adapter, on', { timeout: LOAD_TIMEOUT }, async () => {
     await afterReload(driver(page, 'playwright'), waitReady);
+  });
+
+  test('a model picked from disk is asked for again after a reload, not kept unasked', { timeout: LOAD_TIMEOUT }, async () => {
+    const d = driver(page, 'playwright');
+    await d.clear('#llm-load-msg');
+    await page.setInputFiles('#llm-load-file', fileURLToPath(MODEL));
+    const v = await d.verdict('#llm-load-msg', LOAD_TIMEOUT);
+    assert.equal(v.kind, 'ok', v.text);
+    assert.match(v.text, /not kept in this browser: a reload asks for it again/);
+    await page.reload();
+    await waitReady(page);
+    assert.deepEqual(await page.evaluate(() => window.lab.llm.restored), { model: null, adapters: 0 });
+    assert.match(await d.text('#llm-load-msg'), /^You were using Smollm2 135M 8k Lc100K Mix1 Ep2, loaded from SmolLM2-135M-Instruct\.Q4_1\.gguf: choose it again/);
+    assert.equal((await page.evaluate(() => window.lab.llm.status())).loaded, false);
+    // (The name is the file's own general.name: the built-in model goes by its Hub name, a file by what it says.)
   });
 });
 

@@ -6,17 +6,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
-import { clearVerdict, launchBrowser, openLab, verdict, waitReady } from '../support/browser.mjs';
+import { clearVerdict, startLab, verdict, waitReady } from '../support/browser.mjs';
 
 let browser;
 let lab;
 let page;
 
 before(async () => {
-  browser = await launchBrowser();
-  lab = await openLab(browser, { isolation: true });
-  page = lab.page;
-  await waitReady(page);
+  ({ browser, lab, page } = await startLab());
 });
 
 after(async () => {

@@ -81,3 +81,19 @@ export async function verdict(page, sel, timeout = 180_000) {
   await page.waitForFunction((s) => ['ok', 'error'].includes(document.querySelector(s)?.dataset.kind), sel, { timeout });
   return page.$eval(sel, (e) => ({ kind: e.dataset.kind, text: e.textContent }));
 }
+
+/**
+ * The setup every Chromium e2e file starts with: a browser, the lab served and opened (isolated unless
+ * asked), ready → { browser, lab, page }. A start that fails closes the browser.
+ */
+export async function startLab({ isolation = true } = {}) {
+  const browser = await launchBrowser();
+  try {
+    const lab = await openLab(browser, { isolation });
+    await waitReady(lab.page);
+    return { browser, lab, page: lab.page };
+  } catch (e) {
+    await browser.close();
+    throw e;
+  }
+}
