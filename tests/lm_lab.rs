@@ -146,6 +146,41 @@ fn files_round_trip_and_bad_ones_change_nothing() {
     assert_eq!(other.lm_adapters().list.len(), 1);
 }
 
+/// The data an adapter was trained on travels in its file (our safetensors metadata): uploaded again it
+/// is scored on that data — first names, a person's lines — and one from a file that does not say
+/// (PEFT's own) on the English words alone, never on Pokémon by default.
+#[test]
+fn an_uploaded_adapter_is_scored_on_the_data_it_was_trained_on() {
+    let mut lab = lab();
+    run_base(&mut lab, &LmBaseSettings { limit: Some(400.0), ..short_base() });
+    let lines: Vec<String> = (0..60).map(|i| format!("Zorblax{i}")).collect();
+    for (name, data) in [("on-names", DataChoice::Named("names".into())), ("on-lines", DataChoice::Lines { lines })] {
+        let s =
+            LmAdapterSettings { name: Some(name.into()), data: Some(data), epochs: Some(1.0), ..Default::default() };
+        run_adapter(&mut lab, &s);
+    }
+    let (config, st) = lab.lm_export_base().unwrap();
+    let mut other = crate::lab();
+    other.lm_import_base(&config, &st).unwrap();
+    let keys = |lab: &mut Lab| lab.lm_evaluate().unwrap().adapted.unwrap().into_keys().collect::<Vec<_>>();
+    for (name, key) in [("on-names", "names"), ("on-lines", "user")] {
+        lab.lm_set_active(Some(name)).unwrap();
+        let want = lab.lm_evaluate().unwrap();
+        let files = lab.lm_export_adapter(name).unwrap();
+        let cfg = files.config.to_json_pretty();
+        other.lm_import_adapter(name, &files.safetensors, &cfg).unwrap();
+        let got = other.lm_evaluate().unwrap();
+        assert_eq!(keys(&mut other), [key, "words"], "{name}: scored on its own data (keys in order)");
+        assert_eq!(got.adapted, want.adapted, "{name}: the same held-out losses as where it was trained");
+
+        // The same tensors without our metadata, as PEFT writes them: the data is unknown.
+        let t = safetensors::SafeTensors::deserialize(&files.safetensors).unwrap();
+        let plain = safetensors::serialize(t.tensors(), None).unwrap();
+        other.lm_import_adapter("plain", &plain, &cfg).unwrap();
+        assert_eq!(keys(&mut other), ["words".to_string()], "{name} without its metadata");
+    }
+}
+
 /// QLoRA on the language model: every Linear of the layers in NF4 (lm_head stays f32), the held-out
 /// loss barely moves, base training is refused, the output-layer preset still adapts it, the folder
 /// goes out with its quantization_config and comes back the same, and dequantising restores the f32

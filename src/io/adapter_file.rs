@@ -24,6 +24,9 @@ struct LabMeta {
     scaling: Scaling,
     alpha: f64,
     init: Init,
+    /// What the adapter was trained on, as the lab names it (the language model's data), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
 }
 
 /// What a person downloads for one adapter.
@@ -63,6 +66,16 @@ fn bias_layers(bias: Bias, targets: &[usize], base: &impl Adaptable) -> Vec<usiz
 }
 
 pub fn export_adapter<M: Adaptable + BaseFile + Clone>(adapter: &Adapter, base: &M) -> Result<AdapterFiles> {
+    export_adapter_with_data(adapter, base, None)
+}
+
+/// [`export_adapter`], with what the adapter was trained on kept in the file (our metadata, which PEFT
+/// ignores), for [`adapter_data`] to read back.
+pub fn export_adapter_with_data<M: Adaptable + BaseFile + Clone>(
+    adapter: &Adapter,
+    base: &M,
+    data: Option<serde_json::Value>,
+) -> Result<AdapterFiles> {
     let c = &adapter.config;
     let names = &adapter.modules;
     let mut owned: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
@@ -79,7 +92,7 @@ pub fn export_adapter<M: Adaptable + BaseFile + Clone>(adapter: &Adapter, base: 
     }
     let tensors: Vec<(String, Vec<usize>, &[f32])> =
         owned.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
-    let meta = serde_json::to_string(&LabMeta { scaling: c.scaling, alpha: c.alpha, init: c.init })
+    let meta = serde_json::to_string(&LabMeta { scaling: c.scaling, alpha: c.alpha, init: c.init, data })
         .map_err(|e| LabError::state(format!("cannot describe the adapter: {e}")))?;
     // One key only: safetensors writes the metadata map in hash order, and a second key would make
     // two exports of the same adapter differ byte for byte. PEFT's loader reads no metadata.
@@ -111,6 +124,19 @@ pub fn export_adapter<M: Adaptable + BaseFile + Clone>(adapter: &Adapter, base: 
     Ok(AdapterFiles { safetensors, config, base_model })
 }
 
+/// What an adapter file says it was trained on ([`export_adapter_with_data`]); `None` for a file that does
+/// not say (PEFT's own, or ours from before it kept the data).
+pub fn adapter_data(safetensors: &[u8]) -> Option<serde_json::Value> {
+    lab_meta(safetensors).and_then(|m| m.data)
+}
+
+fn lab_meta(safetensors: &[u8]) -> Option<LabMeta> {
+    safetensors::SafeTensors::read_metadata(safetensors)
+        .ok()
+        .and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get(META_KEY).cloned()))
+        .and_then(|m| serde_json::from_str::<LabMeta>(&m).ok())
+}
+
 /// Reads an adapter for `base`. On any error — a config naming an unknown layer, a rank too large,
 /// a tensor missing, misshapen or non-finite — nothing is created.
 pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &impl Adaptable) -> Result<Adapter> {
@@ -126,11 +152,7 @@ pub fn import_adapter(name: &str, safetensors: &[u8], config_json: &str, base: &
     let map = read_safetensors(safetensors, ADAPTER_FILE)?;
     let mut init = Init::Default;
     // Our own description, when the file is ours and agrees with the config's scaling.
-    if let Some(meta) = safetensors::SafeTensors::read_metadata(safetensors)
-        .ok()
-        .and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get(META_KEY).cloned()))
-        .and_then(|m| serde_json::from_str::<LabMeta>(&m).ok())
-    {
+    if let Some(meta) = lab_meta(safetensors) {
         let ours = scaling_value(meta.scaling, meta.alpha, cfg.r);
         let peft = scaling_value(scaling, alpha, cfg.r);
         if meta.alpha.is_finite() && (ours - peft).abs() <= 1e-12 * peft.abs().max(1.0) {

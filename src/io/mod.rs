@@ -13,8 +13,8 @@ pub mod adapter_file;
 pub mod gguf;
 pub mod gguf_llama;
 pub mod gguf_lora;
-pub mod hf_pretrained;
 mod header;
+pub mod hf_pretrained;
 pub mod lm_config;
 pub mod lm_file;
 pub mod model_file;
@@ -23,11 +23,15 @@ pub mod quant_config;
 pub mod tensors;
 
 pub use adapter_config::{from_peft, parse_adapter_config, peft_alpha, AdapterConfig};
-pub use adapter_file::{export_adapter, import_adapter, AdapterFiles, ADAPTER_FILE, CONFIG_FILE};
-pub use hf_pretrained::{hf_pretrained, HfFolder};
-pub use gguf_llama::{gguf_adds_bos, gguf_chat_template, gguf_llama, gguf_llama_config, gguf_llama_shared, gguf_tokenizer};
-pub use gguf_lora::{export_gguf_lora, gguf_base_tensor, llama_cpp_alpha, GGUF_LORA_MODULES};
+pub use adapter_file::{
+    adapter_data, export_adapter, export_adapter_with_data, import_adapter, AdapterFiles, ADAPTER_FILE, CONFIG_FILE,
+};
 pub use gguf::{read_gguf, write_gguf, Gguf, GgufArray, GgufTensorData, GgufTensorInfo, GgufType, GgufValue};
+pub use gguf_llama::{
+    gguf_adds_bos, gguf_chat_template, gguf_llama, gguf_llama_config, gguf_llama_shared, gguf_tokenizer,
+};
+pub use gguf_lora::{export_gguf_lora, gguf_base_tensor, llama_cpp_alpha, GGUF_LORA_MODULES};
+pub use hf_pretrained::{hf_pretrained, HfFolder};
 pub use lm_config::{parse_lm_config, write_lm_config, LM_CONFIG_FILE};
 pub use lm_file::{export_lm, import_lm, lm_tensors};
 pub use model_file::{export_model, import_model, MODEL_FILE};

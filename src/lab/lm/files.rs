@@ -4,11 +4,11 @@
 //! same folders (so the page can keep them across a reload). On any error while loading, nothing
 //! changes.
 
-use crate::lab::checkpoints::{CheckpointInfo, Saved};
 use super::{AdapterMeta, DataChoice};
 use crate::error::Result;
 use crate::io::{self, AdapterFiles};
 use crate::lab::adapters::AdapterList;
+use crate::lab::checkpoints::{CheckpointInfo, Saved};
 use crate::lab::mlp::AdapterSummary;
 use crate::lab::settings::valid_name;
 use crate::lab::Lab;
@@ -39,7 +39,9 @@ impl Lab {
     /// The adapter's PEFT folder, with `target_modules` as it was given and `task_type: "CAUSAL_LM"`.
     pub fn lm_export_adapter(&self, name: &str) -> Result<AdapterFiles> {
         let adapter = self.lm.models.get(name)?;
-        let mut files = io::export_adapter(adapter, self.lm_require_base()?)?;
+        // What it was trained on goes with it (our metadata in the safetensors header; PEFT ignores it).
+        let data = self.lm.meta.get(name).and_then(|m| serde_json::to_value(&m.data).ok());
+        let mut files = io::export_adapter_with_data(adapter, self.lm_require_base()?, data)?;
         // A list as it was given; a regex as the modules it chose, since PEFT would also match
         // modules that are not Linears (".*" names `model` itself) and refuse them.
         if let Some(TargetModules::Names(given)) = self.lm.meta.get(name).map(|m| &m.target_modules) {
@@ -50,7 +52,9 @@ impl Lab {
         Ok(files)
     }
 
-    /// Loads a PEFT adapter folder for the current base under `name`, and makes it active.
+    /// Loads a PEFT adapter folder for the current base under `name`, and makes it active. The data it
+    /// was trained on is what its file says ([`io::adapter_data`]), or unknown (`DataChoice::unknown()`:
+    /// evaluated on the English words only) for a file that does not say.
     pub fn lm_import_adapter(&mut self, name: &str, safetensors: &[u8], config_json: &str) -> Result<AdapterSummary> {
         self.ensure_idle()?;
         let name = valid_name(name)?;
@@ -58,7 +62,11 @@ impl Lab {
         let adapter = io::import_adapter(&name, safetensors, config_json, base)?;
         let summary = AdapterSummary::new(&adapter, base.all_params_with(adapter.trainable_params()), None);
         let target_modules = TargetModules::Names(adapter.target_names());
-        self.lm.meta.insert(name, AdapterMeta { data: DataChoice::Named("pokemon".into()), target_modules });
+        let data = io::adapter_data(safetensors)
+            .and_then(|v| serde_json::from_value::<DataChoice>(v).ok())
+            .filter(DataChoice::is_known)
+            .unwrap_or_else(DataChoice::unknown);
+        self.lm.meta.insert(name, AdapterMeta { data, target_modules });
         self.lm.models.install(adapter);
         Ok(summary)
     }

@@ -340,7 +340,8 @@ impl Lab {
     }
 
     /// Held-out loss of the base and of the active adapter, on the English words and on the active
-    /// adapter's data (Pokémon names when no adapter is on).
+    /// adapter's data (Pokémon names when no adapter is on; the words alone for an adapter whose data
+    /// is unknown).
     pub fn lm_evaluate(&mut self) -> Result<LmEvaluation> {
         self.ensure_idle()?;
         let context = self.lm_require_base()?.cfg.context;
@@ -354,10 +355,10 @@ impl Lab {
             DataChoice::Named(n) => n.clone(),
             DataChoice::Lines { .. } => "user".to_string(),
         };
-        let sets = [
-            ("words".to_string(), text::eval_sequences(&self.lm_words()?.held_out, context)),
-            (data_name, text::eval_sequences(&self.lm_corpus(&data)?.held_out, context)),
-        ];
+        let mut sets = vec![("words".to_string(), text::eval_sequences(&self.lm_words()?.held_out, context))];
+        if data != DataChoice::unknown() {
+            sets.push((data_name, text::eval_sequences(&self.lm_corpus(&data)?.held_out, context)));
+        }
         let base = self.lm_require_base()?;
         let mut base_losses = BTreeMap::new();
         for (name, seqs) in &sets {

@@ -13,10 +13,25 @@ use crate::train::{Schedule, TrainConfig};
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum DataChoice {
-    /// `"pokemon"` or `"names"`.
+    /// `"pokemon"` or `"names"` (or `"unknown"`: an adapter loaded from a file that does not say).
     Named(String),
     /// A person's own lines.
     Lines { lines: Vec<String> },
+}
+
+impl DataChoice {
+    /// What an adapter loaded from a file that does not name its data was trained on.
+    pub fn unknown() -> Self {
+        DataChoice::Named("unknown".into())
+    }
+
+    /// One of the lab's data sets (a file may name anything).
+    pub fn is_known(&self) -> bool {
+        match self {
+            DataChoice::Named(n) => n == "pokemon" || n == "names",
+            DataChoice::Lines { lines } => !lines.is_empty(),
+        }
+    }
 }
 
 /// Settings of `lab.lm.trainBase`; missing ones take the base preset's values.
