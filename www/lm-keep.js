@@ -18,6 +18,9 @@ export function lmKeeper(app, report) {
     return false;
   };
 
+  /** The last saveCheckpoints (they run in turn). */
+  let checkpointsSaved = Promise.resolve(true);
+
   /** What the storage keeps of a 4-bit base: its setting and its folder as held (null when it is f32). */
   const heldIn4Bits = async (q) => (q.quantized ? { doubleQuant: q.doubleQuant, ...(await app.request(Request.LM_EXPORT_BASE)) } : null);
 
@@ -72,19 +75,25 @@ export function lmKeeper(app, report) {
       }
     },
 
-    /** Replaces the stored checkpoints by the worker's kept ones. */
-    async saveCheckpoints() {
-      const s = await storage();
-      if (!s) return false;
-      try {
-        const list = await app.request(Request.LM_CHECKPOINTS);
-        const files = [];
-        for (const c of list) files.push(await app.request(Request.LM_EXPORT_CHECKPOINT, { id: c.id }));
-        await s.saveLmCheckpoints(files);
-        return true;
-      } catch (e) {
-        return fail('the checkpoints', e);
-      }
+    /**
+     * Replaces the stored checkpoints by the worker's kept ones (also during a run, as each is made); calls
+     * run one after the other, so the last one's list is what stays.
+     */
+    saveCheckpoints() {
+      checkpointsSaved = checkpointsSaved.then(async () => {
+        const s = await storage();
+        if (!s) return false;
+        try {
+          const list = await app.request(Request.LM_CHECKPOINTS);
+          const files = [];
+          for (const c of list) files.push(await app.request(Request.LM_EXPORT_CHECKPOINT, { id: c.id }));
+          await s.saveLmCheckpoints(files);
+          return true;
+        } catch (e) {
+          return fail('the checkpoints', e);
+        }
+      });
+      return checkpointsSaved;
     },
 
     /** Remembers which adapter is on ({ active, merged }) for the next visit. */

@@ -484,6 +484,45 @@ test('uploads: a malformed config.json or adapter gets a clear message and the l
   assert.deepEqual(lab.errors, []);
 });
 
+test('a reload in the middle of an adapter run offers the checkpoints it made before it', async () => {
+  await page.locator('#lm').scrollIntoViewIfNeeded();
+  await page.click('#lm-preset-seed');
+  await page.check('input[name="lmData"][value="pokemon"]');
+  await typeInto('#lm-adapter-form [name="name"]', 'mid');
+  await typeInto('#lm-adapter-form [name="epochs"]', '50');
+  await clearMsg('#lm-adapter-msg');
+  await page.click('#lm-adapter-train');
+  await page.waitForFunction(() => /tokens\/s/.test(document.querySelector('#lm-adapter-training .progress-text').textContent));
+  // The first epoch's checkpoint, in this browser's storage while the run goes on.
+  const storedMid = () => page.evaluate(() => new Promise((res) => {
+    const r = indexedDB.open('lora-lab');
+    r.onerror = () => res(false);
+    r.onsuccess = () => {
+      const db = r.result;
+      const q = db.transaction('lmCheckpoints').objectStore('lmCheckpoints').getAll();
+      q.onsuccess = () => {
+        db.close();
+        res(q.result.some((c) => c.info?.adapter === 'mid'));
+      };
+      q.onerror = () => res(false);
+    };
+  }));
+  const deadline = Date.now() + 180_000;
+  while (!(await storedMid())) {
+    assert.ok(Date.now() < deadline, 'no checkpoint of "mid" stored within 180 s');
+    await page.waitForTimeout(250);
+  }
+  assert.equal((await lm(() => window.lab.lm.status())).training, 'running', 'the run is still going');
+  await page.reload();
+  await waitReady(page);
+  const restored = await lm(() => window.lab.lm.restored);
+  assert.ok(restored.checkpoints >= 1, JSON.stringify(restored));
+  const cps = await lm(() => window.lab.lm.checkpoints());
+  assert.ok(cps.some((c) => c.adapter === 'mid' && c.epoch === 1), JSON.stringify(cps));
+  const rows = await page.$$eval('#lm-checkpoints tbody tr', (rs) => rs.map((r) => r.textContent));
+  assert.ok(rows.some((r) => r.includes('adapter "mid"')), JSON.stringify(rows));
+});
+
 test('the whole session made no request off 127.0.0.1', async () => {
   const off = offMachine(lab.requests);
   assert.deepEqual(off, [], 'requests left 127.0.0.1');

@@ -314,6 +314,8 @@ export function lmPanel(app) {
   app.on('epoch', (ev) => {
     if (ev.phase !== 'lmBase' && ev.phase !== 'lmAdapter') return;
     epochs.push(ev);
+    // Each checkpoint is kept as it is made, so a reload in the middle of a run offers it.
+    if (ev.checkpoint) keeper.saveCheckpoints();
     if (ev.samples?.base) {
       samples.show(ev.samples, {
         adapter: ev.phase === 'lmAdapter' ? running : null,
