@@ -55,9 +55,9 @@ async function drawSeven() {
   await page.mouse.up();
 }
 
-test('the page loads: six panels in order, window.lab, touch-ready canvas, no console errors', async () => {
+test('the page loads: seven panels in order, window.lab, touch-ready canvas, no console errors', async () => {
   const ids = await page.$$eval('main > section.panel', (s) => s.map((e) => e.id));
-  assert.deepEqual(ids, ['svd', 'base', 'adapter', 'draw-panel', 'sweep', 'lm']);
+  assert.deepEqual(ids, ['svd', 'base', 'adapter', 'draw-panel', 'sweep', 'lm', 'llm']);
   const methods = await page.evaluate(() => Object.entries(window.lab)
     .filter(([, v]) => typeof v === 'function').map(([k]) => k));
   for (const m of ['trainBase', 'trainAdapter', 'evaluate', 'classify', 'classifyCanvas', 'svd', 'exportModel',
