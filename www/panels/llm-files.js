@@ -4,10 +4,9 @@
 // a GPU. All are made by the lab; the zips by the worker (fflate).
 import { Request } from '../protocol.js';
 import { download } from '../download.js';
-import { folderName } from './lm-files.js';
+import { folderName, jsonText } from './lm-files.js';
 
 const HUB = 'HuggingFaceTB/SmolLM2-135M-Instruct';
-const jsonText = (config) => (typeof config === 'string' ? config : `${JSON.stringify(config, null, 2)}\n`);
 
 /** The lines that use each file, for adapter `name` of the model called `model`. */
 export function usage(name, model = HUB) {

@@ -17,8 +17,8 @@ export function pythonSnippet(adapter = 'seed') {
     + `model = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained("${BASE_FOLDER}"), "${folderName(adapter)}")`;
 }
 
-/** config.json as the lab wrote it (the object the export gives), as text. */
-const jsonText = (config) => `${JSON.stringify(config, null, 2)}\n`;
+/** A folder's JSON file as text: the object an export gives, written out (text passes as it is). */
+export const jsonText = (config) => (typeof config === 'string' ? config : `${JSON.stringify(config, null, 2)}\n`);
 
 export async function downloadBase(app) {
   const { config, safetensors } = await app.request(Request.LM_EXPORT_BASE);
