@@ -21,6 +21,8 @@ after(async () => {
 for (const width of [390, 375]) {
   test(`at ${width} px the page is no wider than the screen, panel by panel`, async () => {
     await page.setViewportSize({ width, height: 844 });
+    // the charts resize from a ResizeObserver: let two frames pass, as a person turning a phone would
+    await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
     const r = await page.evaluate(() => {
       const screen = document.documentElement.clientWidth;
       const wide = (root) => [...root.querySelectorAll('*')]
