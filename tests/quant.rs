@@ -372,22 +372,17 @@ fn torch_sum_order() {
 // ---------- layout helpers ----------
 
 #[test]
-fn rows_and_tiles_dequantise_like_the_whole() {
+fn dequantised_elements_are_code_values_times_block_scales_and_sizes_count_every_tensor() {
     let (rows, cols) = (9, 70);
     let w = normal_weights(rows * cols, 77);
     for double_quant in [false, true] {
         let q = QuantizedWeight::quantize(&w, rows, cols, double_quant).unwrap();
         let all = q.dequantize();
-        assert_eq!(q.dequantize_rows(2..5), all[2 * cols..5 * cols]);
-        assert!(q.dequantize_rows(4..4).is_empty());
-        let mut tile = vec![0.0; 3 * 10];
-        q.dequantize_tile(5..8, 60..70, &mut tile);
-        for r in 0..3 {
-            assert_eq!(tile[r * 10..r * 10 + 10], all[(5 + r) * cols + 60..(5 + r) * cols + 70]);
-        }
+        assert_eq!(all.len(), rows * cols);
         for r in 0..rows {
             for c in 0..cols {
-                assert_eq!(q.value(r, c), all[r * cols + c]);
+                let i = r * cols + c;
+                assert_eq!(all[i], q.quant_map()[q.code(r, c) as usize] * q.scales()[i / 64], "element ({r}, {c})");
             }
         }
         assert_eq!(q.f32_byte_size(), rows * cols * 4);
@@ -543,7 +538,7 @@ mod fixture {
         assert_eq!(bits(&weights[1].dequantize()), bits(&expected["layers.3.weight"].data));
         let l5 = &weights[2];
         assert_eq!(bits(l5.scales()), bits(&expected["layers.5.absmax"].data), "dequantize_blockwise + offset");
-        assert_eq!(bits(&l5.dequantize_rows(0..2)), bits(&expected["layers.5.rows"].data));
+        assert_eq!(bits(&l5.dequantize()[..2 * l5.cols()]), bits(&expected["layers.5.rows"].data));
         let Absmax::Double(d) = l5.absmax() else { panic!() };
         assert_eq!(d.offset.to_bits(), expected["layers.5.offset"].data[0].to_bits(), "torch's f32 mean");
     }

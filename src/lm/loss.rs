@@ -22,18 +22,6 @@ pub fn log_probs(logits: &[f32], vocab: usize, targets: &[Option<u16>]) -> Vec<f
     })
 }
 
-/// Mean cross-entropy over the rows that have a target, and `dlogits` = its gradient
-/// ((softmax − onehot) / count on those rows, 0 on the others). Returns (loss, count); a batch with
-/// no target has loss 0.
-pub fn cross_entropy(logits: &[f32], vocab: usize, targets: &[Option<u16>], dlogits: &mut [f32]) -> (f32, usize) {
-    let count = targets.iter().flatten().count();
-    let total = cross_entropy_part(logits, vocab, targets, dlogits, count);
-    if count == 0 {
-        return (0.0, 0);
-    }
-    ((total / count as f64) as f32, count)
-}
-
 /// One part of a batch whose mean runs over `denom` targets in all: `dlogits` = (softmax − onehot) /
 /// denom on the rows that have a target, 0 on the others; returns the part's summed cross-entropy.
 pub fn cross_entropy_part(

@@ -7,7 +7,6 @@
 //! scale is [`QuantizedWeight::scales`]`[i / 64]`, the block's absmax already dequantised. Blocks run
 //! over the flat index, so they cross row ends when `cols` is not a multiple of 64.
 
-use std::ops::Range;
 
 use super::blockwise::quantize_blockwise;
 use super::double_quant::{DoubleQuant, NESTED_BLOCK};
@@ -139,11 +138,6 @@ impl QuantizedWeight {
     pub fn code(&self, r: usize, c: usize) -> u8 {
         code_at(&self.packed, r * self.cols + c)
     }
-    /// Element (r, c), dequantised.
-    pub fn value(&self, r: usize, c: usize) -> f32 {
-        let i = r * self.cols + c;
-        NF4[code_at(&self.packed, i) as usize] * self.scales[i / BLOCK]
-    }
 
     /// Bytes of the tensors bitsandbytes stores for it (packed codes, absmax, quant_map, and with double
     /// quantisation nested_absmax, nested_quant_map and the offset), without the JSON quant state.
@@ -163,39 +157,7 @@ impl QuantizedWeight {
 
     /// The whole weight dequantised (rows × cols, row-major), as `dequantize_4bit` gives it.
     pub fn dequantize(&self) -> Vec<f32> {
-        let mut out = vec![0.0; self.len()];
-        self.dequantize_flat(0, &mut out);
-        out
-    }
-
-    /// Flat elements `start .. start + out.len()` dequantised into `out`.
-    pub fn dequantize_flat(&self, start: usize, out: &mut [f32]) {
-        assert!(start + out.len() <= self.len(), "range past the end of the weight");
-        for (k, o) in out.iter_mut().enumerate() {
-            let i = start + k;
-            *o = NF4[code_at(&self.packed, i) as usize] * self.scales[i / BLOCK];
-        }
-    }
-
-    /// Rows `rows` dequantised (rows.len() × cols, row-major).
-    pub fn dequantize_rows(&self, rows: Range<usize>) -> Vec<f32> {
-        assert!(rows.start <= rows.end && rows.end <= self.rows, "rows {rows:?} of {}", self.rows);
-        let mut out = vec![0.0; rows.len() * self.cols];
-        self.dequantize_flat(rows.start * self.cols, &mut out);
-        out
-    }
-
-    /// The tile rows × cols dequantised into `out` (rows.len() × cols.len(), row-major).
-    pub fn dequantize_tile(&self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) {
-        assert!(rows.start <= rows.end && rows.end <= self.rows, "rows {rows:?} of {}", self.rows);
-        assert!(cols.start <= cols.end && cols.end <= self.cols, "columns {cols:?} of {}", self.cols);
-        assert_eq!(out.len(), rows.len() * cols.len(), "a tile of {} × {}", rows.len(), cols.len());
-        if cols.is_empty() {
-            return;
-        }
-        for (r, line) in rows.zip(out.chunks_exact_mut(cols.len())) {
-            self.dequantize_flat(r * self.cols + cols.start, line);
-        }
+        (0..self.len()).map(|i| NF4[code_at(&self.packed, i) as usize] * self.scales[i / BLOCK]).collect()
     }
 
     /// How many 256-block nested absmax a double-quantised weight of this size has.
