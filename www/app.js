@@ -2,7 +2,8 @@
 // worker events out to the panels, batches progress events per animation frame, and keeps the trained
 // models in IndexedDB. Panels talk to the worker only through `app.request`.
 import { Request, Event, WorkerClient } from './protocol.js';
-import { openStorage, sameBytes } from './storage.js';
+import { openStorage } from './storage.js';
+import { MLP_BASE, heldIn4Bits, restore4Bits } from './keep-4bit.js';
 
 /** How long a worker may take to start before a fresh one is tried, and how many tries in all. */
 const START_TIMEOUT_MS = 15_000;
@@ -190,7 +191,7 @@ export class App {
       // The f32 weights, and whether they are held in 4 bits: a reload quantises them again.
       const bytes = await this.request(Request.EXPORT_MODEL, { original: true });
       const { quantization: q } = await this.request(Request.STATUS);
-      await storage.saveModel(bytes, await this.#heldIn4Bits(q));
+      await storage.saveModel(bytes, await heldIn4Bits(this, MLP_BASE, q));
       // A new base model drops the worker's adapters (they were trained for the old one): drop the
       // stored ones too, or a reload would bring them back onto a model they do not fit.
       await storage.clearAdapters();
@@ -207,23 +208,19 @@ export class App {
     const storage = await this.getStorage();
     if (!storage) return;
     try {
-      await storage.setModelQuantization(await this.#heldIn4Bits(q));
+      await storage.setModelQuantization(await heldIn4Bits(this, MLP_BASE, q));
     } catch (e) {
       this.emit('storage', { kind: 'error', text: `Could not keep the 4-bit setting in this browser: ${e.message}.` });
     }
   }
 
-  /** What the storage keeps of a 4-bit base: its setting and its file as held (null when it is f32). */
-  async #heldIn4Bits(q) {
-    return q.quantized ? { doubleQuant: q.doubleQuant, bytes: await this.request(Request.EXPORT_MODEL) } : null;
-  }
-
-  async saveAdapter(name) {
+  /** Saves adapter `name`; `on4Bits`: what it reached when trained on the 4-bit base (panel 3's QLoRA list). */
+  async saveAdapter(name, on4Bits = null) {
     const storage = await this.getStorage();
     if (!storage) return false;
     try {
       const { safetensors, config, baseModel } = await this.request(Request.EXPORT_ADAPTER, { name });
-      await storage.saveAdapter(name, { safetensors, config, baseModel: baseModel ?? null });
+      await storage.saveAdapter(name, { safetensors, config, baseModel: baseModel ?? null, on4Bits });
       this.emit('storage', { kind: 'ok', text: `Adapter "${name}" saved in this browser.` });
       return true;
     } catch (e) {
@@ -244,10 +241,10 @@ export class App {
 
   /**
    * Loads the stored base model and adapters into the worker. Never throws: what went wrong is shown.
-   * Resolves to { model: bool, adapters: n }.
+   * Resolves to { model: bool, adapters: n, on4Bits: { name: what it reached on the 4-bit base } }.
    */
   async restore() {
-    const done = { model: false, adapters: 0 };
+    const done = { model: false, adapters: 0, on4Bits: {} };
     const storage = await this.getStorage();
     if (!storage || storage.schemaProblem) return done;
     const problems = [];
@@ -258,12 +255,7 @@ export class App {
         done.model = true;
         if (rec.quant) {
           try {
-            // Quantising the f32 weights again gives the 4-bit base back, except for one that came as a
-            // double-quantised 4-bit file: that one is loaded as it was held.
-            await this.request(Request.QUANTIZE_BASE, { type: 'nf4', doubleQuant: rec.quant.doubleQuant });
-            if (rec.quant.bytes && !sameBytes(await this.request(Request.EXPORT_MODEL), rec.quant.bytes)) {
-              await this.request(Request.IMPORT_MODEL, { bytes: rec.quant.bytes });
-            }
+            await restore4Bits(this, MLP_BASE, rec.quant);
           } catch (e) {
             problems.push(`the 4-bit base (${e.message})`);
           }
@@ -284,6 +276,7 @@ export class App {
         try {
           await this.request(Request.IMPORT_ADAPTER, { safetensors: rec.safetensors, config: rec.config, name: rec.name, baseModel: rec.baseModel ?? null });
           done.adapters++;
+          if (rec.on4Bits) done.on4Bits[rec.name] = rec.on4Bits;
         } catch (e) {
           problems.push(`adapter "${rec.name}" (${e.message})`);
         }

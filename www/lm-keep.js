@@ -3,7 +3,7 @@
 // storage.js (stores lmModels, lmAdapters, lmCheckpoints). Nothing here throws: a failure is reported
 // through `report(kind, text)` and the models in the worker keep working.
 import { Request } from './protocol.js';
-import { sameBytes } from './storage.js';
+import { LM_BASE, heldIn4Bits, restore4Bits } from './keep-4bit.js';
 
 /** The lmModels record that says which adapter is on, and whether it is merged. */
 const STATE_KEY = 'state';
@@ -21,9 +21,6 @@ export function lmKeeper(app, report) {
   /** The last saveCheckpoints (they run in turn). */
   let checkpointsSaved = Promise.resolve(true);
 
-  /** What the storage keeps of a 4-bit base: its setting and its folder as held (null when it is f32). */
-  const heldIn4Bits = async (q) => (q.quantized ? { doubleQuant: q.doubleQuant, ...(await app.request(Request.LM_EXPORT_BASE)) } : null);
-
   return {
     /** Saves the worker's base (and forgets the stored adapters and checkpoints of the old one). */
     async saveBase() {
@@ -33,7 +30,7 @@ export function lmKeeper(app, report) {
         // The f32 weights, and whether they are held in 4 bits: a reload quantises them again.
         const { config, safetensors } = await app.request(Request.LM_EXPORT_BASE, { original: true });
         const { quantization: q } = await app.request(Request.LM_STATUS);
-        await s.saveLmBase({ config, safetensors, quant: await heldIn4Bits(q) });
+        await s.saveLmBase({ config, safetensors, quant: await heldIn4Bits(app, LM_BASE, q) });
         report('ok', `Language model saved in this browser (${(safetensors.byteLength / 1e6).toFixed(1)} MB).`);
         return true;
       } catch (e) {
@@ -46,7 +43,7 @@ export function lmKeeper(app, report) {
       const s = await storage();
       if (!s) return;
       try {
-        await s.setLmQuantization(await heldIn4Bits(q));
+        await s.setLmQuantization(await heldIn4Bits(app, LM_BASE, q));
       } catch (e) {
         fail('the 4-bit setting', e);
       }
@@ -113,7 +110,7 @@ export function lmKeeper(app, report) {
      * on. Resolves to { base, adapters, checkpoints, stats: { name: stats } } (what was restored).
      */
     async restore() {
-      const done = { base: false, adapters: 0, checkpoints: 0, stats: {}, config: null, quantization: null };
+      const done = { base: false, adapters: 0, checkpoints: 0, stats: {}, config: null };
       const s = await storage();
       if (!s) return done;
       const problems = [];
@@ -124,12 +121,7 @@ export function lmKeeper(app, report) {
           done.base = true;
           if (rec.quant) {
             try {
-              // As for the MLP (app.js): quantised again, or loaded as it was held where that differs.
-              done.quantization = await app.request(Request.LM_QUANTIZE_BASE, { type: 'nf4', doubleQuant: rec.quant.doubleQuant });
-              const held = rec.quant.safetensors;
-              if (held && !sameBytes((await app.request(Request.LM_EXPORT_BASE)).safetensors, held)) {
-                await app.request(Request.LM_IMPORT_BASE, { config: rec.quant.config, safetensors: held });
-              }
+              await restore4Bits(app, LM_BASE, rec.quant);
             } catch (e) {
               problems.push(`the 4-bit base (${e.message})`);
             }

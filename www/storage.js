@@ -7,7 +7,8 @@
 //             { doubleQuant, bytes } when the base is held in 4 bits (QLoRA), bytes its 4-bit file: a reload
 //             quantises the f32 weights again, and loads that file instead where they do not give it back
 //             (a base that came as a double-quantised 4-bit file has no f32 weights of its own)
-//   adapters  { name, schema, safetensors, config, baseModel, savedAt }   from exportAdapter
+//   adapters  { name, schema, safetensors, config, baseModel, on4Bits, savedAt }   from exportAdapter; on4Bits:
+//             what it reached when trained on the 4-bit base (panel 3's QLoRA list), or null
 // The language model (panel 6), since IndexedDB version 2:
 //   lmModels       { key: 'base', schema, config, safetensors, quant, savedAt }  from lmExportBase
 //                  ({ original: true }); quant: null or { doubleQuant, config, safetensors }, as for the MLP's
@@ -148,10 +149,10 @@ export class Storage {
     return rec;
   }
 
-  async saveAdapter(name, { safetensors, config, baseModel = null }) {
+  async saveAdapter(name, { safetensors, config, baseModel = null, on4Bits = null }) {
     this.#check();
     await this.#tx('adapters', 'readwrite', (s) =>
-      s.put({ name, schema: SCHEMA, safetensors, config, baseModel, savedAt: Date.now() }));
+      s.put({ name, schema: SCHEMA, safetensors, config, baseModel, on4Bits, savedAt: Date.now() }));
   }
 
   /** Removes every stored adapter: they were trained for a base model that has been replaced. */
@@ -288,11 +289,4 @@ export class Storage {
 /** For tests and the "forget" button: deletes the database outright. */
 export function deleteDatabase() {
   return promisify(indexedDB.deleteDatabase(DB_NAME));
-}
-
-/** Whether two byte arrays hold the same bytes. */
-export function sameBytes(a, b) {
-  if (!a || !b || a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

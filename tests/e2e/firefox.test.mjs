@@ -106,7 +106,7 @@ test('Firefox: a reload restores both models from IndexedDB', async () => {
   await page.reload();
   await waitReadyFirefox(page);
   const restored = await page.evaluate(() => window.lab.restored);
-  assert.deepEqual(restored, { model: true, adapters: 1 });
+  assert.deepEqual(restored, { model: true, adapters: 1, on4Bits: {} });
   const names = await page.evaluate(async () => (await window.lab.adapters()).list.map((a) => a.name));
   assert.deepEqual(names, [trained.adapter.name]);
   // The restored models are the trained ones: the drawn digit gets the same answer.

@@ -101,6 +101,9 @@ test('panel 3: a reload keeps the 4-bit base; the click back gives the f32 resul
   await page.waitForFunction(() => document.querySelector('#adapter-qlora-toggle')?.checked, null, { timeout: 60_000 });
   assert.equal((await page.evaluate(() => window.lab.status())).quantization.quantized, true);
   assert.deepEqual(await evaluation(), before, 'the same 4-bit base and adapter after the reload');
+  await page.waitForFunction(() => /article: digits 8–9 \d+\.\d\d %/.test(document.querySelector('#adapter-qlora [data-role="adapters"]')?.textContent),
+    null, { timeout: 30_000 }).catch(() => {});
+  assert.match((await shown('#adapter-qlora')).adapters, /article: digits 8–9 \d+\.\d\d %/, 'the adapters trained on the 4-bit base are listed after the reload');
 
   await page.evaluate(() => window.lab.setAdapter(null));
   await clearMsg('#adapter-qlora .msg');
@@ -178,6 +181,16 @@ test('panel 6: the language model in 4 bits — numbers, an adapter on top, its 
   const config = typeof folder.config === 'string' ? JSON.parse(folder.config) : folder.config;
   assert.equal(config.quantization_config.bnb_4bit_quant_type, 'nf4');
   assert.ok(headerKeys(folder.safetensors).includes('model.layers.0.self_attn.q_proj.weight.quant_state.bitsandbytes__nf4'));
+
+  // A reload keeps the 4-bit base and its list of adapters trained on it
+  const listed = (await shown('#lm-qlora')).adapters;
+  const adaptedLogits = await mew(true);
+  await page.reload();
+  await waitReady(page);
+  await page.evaluate(() => window.lab.lm.restored);
+  assert.equal(await page.$eval('#lm-qlora-toggle', (c) => c.checked), true, 'the toggle is on after the reload');
+  assert.equal((await shown('#lm-qlora')).adapters, listed, 'the adapters trained on the 4-bit base are listed after the reload');
+  assert.deepEqual(await mew(true), adaptedLogits, 'the same 4-bit base and adapter after the reload');
 
   await page.evaluate(() => window.lab.lm.setAdapter(null));
   await clearMsg('#lm-qlora .msg');

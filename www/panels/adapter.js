@@ -74,6 +74,10 @@ export function adapterPanel(app) {
   const showQuantization = () => app.request(Request.STATUS).then((st) => qlora.show(st.quantization), () => {});
   app.on('model', showQuantization);
   app.on('restart', () => qlora.clear());
+  // A restored base: its quantisation shown, then the adapters it had trained in 4 bits
+  app.on('restored', ({ on4Bits }) => showQuantization().then(() => {
+    for (const [name, text] of Object.entries(on4Bits ?? {})) qlora.noteAdapter(name, text);
+  }));
 
   /** The numeric settings, with what an empty field means. */
   const fields = numberFields(form, { rank: 4, alpha: 1, dropout: 0, lr: 5e-3, epochs: 3, batchSize: 64, replay: 0, seed: 13 });
@@ -148,11 +152,13 @@ export function adapterPanel(app) {
       await app.refreshAdapters();
       say(msg, `Adapter "${result.name}" ${result.cancelled ? 'cancelled (kept as far as it got)' : 'trained'} in ${duration(result.seconds)}. Evaluating…`, 'busy');
       const ev = await app.evaluate();
-      if (qlora.quantized && ev.adapted) {
-        qlora.noteAdapter(result.name, `digits 8–9 ${pct(ev.adapted.acc_8_9)}, 0–7 ${pct(ev.adapted.acc_0_7)} with it on (base alone: 0–7 ${pct(ev.base.acc_0_7)})`);
-      }
+      // What an adapter trained on the 4-bit base reached, listed in the QLoRA box and kept with it
+      const on4Bits = qlora.quantized && ev.adapted
+        ? `digits 8–9 ${pct(ev.adapted.acc_8_9)}, 0–7 ${pct(ev.adapted.acc_0_7)} with it on (base alone: 0–7 ${pct(ev.base.acc_0_7)})`
+        : null;
+      if (on4Bits) qlora.noteAdapter(result.name, on4Bits);
       say(msg, `Adapter "${result.name}" ${result.cancelled ? 'cancelled (kept as far as it got)' : 'trained'} in ${duration(result.seconds)} and evaluated.`, 'ok');
-      app.saveAdapter(result.name);
+      app.saveAdapter(result.name, on4Bits);
       bumpName(result.name);
       return result;
     } catch (e) {

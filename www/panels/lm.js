@@ -360,7 +360,9 @@ export function lmPanel(app) {
       python.textContent = pythonSnippet(result.name);
       const last = result.evalLoss.at(-1);
       if (qlora.quantized) {
-        qlora.noteAdapter(result.name, `held-out ${typeof data === 'string' ? DATA_NAMES[data] ?? data : 'lines'}: ${num(stats.lossOff, 3)} → ${num(last, 3)} nats per token`);
+        // listed in the QLoRA box, and kept with the adapter's numbers
+        stats.on4Bits = `held-out ${typeof data === 'string' ? DATA_NAMES[data] ?? data : 'lines'}: ${num(stats.lossOff, 3)} → ${num(last, 3)} nats per token`;
+        qlora.noteAdapter(result.name, stats.on4Bits);
       }
       say(adapterMsg, `Adapter "${result.name}" ${result.cancelled ? 'cancelled (kept as far as it got)' : 'trained'} in ${duration(result.seconds)} `
         + `(${int(result.tokensPerSec)} tokens/s)${Number.isFinite(last) ? `: held-out ${num(stats.lossOff, 3)} → ${num(last, 3)} nats per token` : ''}.`, 'ok');
@@ -559,6 +561,7 @@ export function lmPanel(app) {
       for (const [name, s] of Object.entries(done.stats)) why.set(name, s);
       await refresh().catch(() => {});
       await showQuantization();
+      for (const [name, s] of Object.entries(done.stats)) if (s.on4Bits) qlora.noteAdapter(name, s.on4Bits);
       if (state.adapters.active) python.textContent = pythonSnippet(state.adapters.active);
     }
     return { base: done.base, adapters: done.adapters, checkpoints: done.checkpoints };
