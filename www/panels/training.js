@@ -19,7 +19,30 @@ const MLP = {
   markPaused: false,
 };
 
+/**
+ * Builds the controls every run shares into `root` (index.html's `.training` div, which says what its
+ * progress bar and chart show in `data-progress-label` and `data-chart-label`): pause / resume / cancel, the
+ * progress bar and its line at the top, the loss chart before the epochs table.
+ */
+function buildControls(root) {
+  const button = (action, label) => {
+    const b = el('button', { type: 'button', disabled: true }, label);
+    b.dataset.action = action;
+    return b;
+  };
+  const bar = el('progress', { max: 1, value: 0 });
+  bar.setAttribute('aria-label', root.dataset.progressLabel);
+  const text = el('p', { className: 'progress-text' });
+  text.setAttribute('aria-live', 'off');
+  root.prepend(el('div', { className: 'row controls' }, button('pause', 'Pause'), button('resume', 'Resume'), button('cancel', 'Cancel')), bar, text);
+  const canvas = el('canvas', { className: 'loss-chart' });
+  canvas.setAttribute('role', 'img');
+  canvas.setAttribute('aria-label', root.dataset.chartLabel);
+  root.insertBefore(el('div', { className: 'chart' }, canvas), $('table.epochs', root));
+}
+
 export function trainingView(app, root, phase, onError, show = MLP) {
+  buildControls(root);
   const bar = $('progress', root);
   const text = $('.progress-text', root);
   const tbody = $('table.epochs tbody', root);
