@@ -71,7 +71,7 @@ fn the_demo_task_follows_the_reference_rule() {
 
 #[test]
 fn the_seed_preset_is_the_articles_config_counted_as_peft_counts_it() {
-    let (mut lab, _, _) = lab_with_demo();
+    let (mut lab, train, test) = lab_with_demo();
     let start = lab.llm_start_adapter(&settings(serde_json::json!({ "preset": "seed", "data": "demo" }))).unwrap();
     assert_eq!(start.params.report, "trainable params: 2,580,480 || all params: 137,095,488 || trainable%: 1.8823");
     assert_eq!((start.train_rows, start.held_out_rows, start.truncated), (400, 100, 0));
@@ -82,6 +82,28 @@ fn the_seed_preset_is_the_articles_config_counted_as_peft_counts_it() {
     let summary = lab.llm_finish(true).unwrap();
     assert!(summary.cancelled && summary.steps == 0);
     assert_eq!(lab.llm_adapters().list.len(), 1);
+
+    // exactMatchEachEpoch: false leaves the greedy answers out of the epochs (the loss stays)
+    let (train, test) = (rows_of(&train, 3), rows_of(&test, 2));
+    let s = serde_json::json!({ "name": "quiet", "epochs": 1, "exactMatchEachEpoch": false,
+        "data": { "jsonl": train, "testJsonl": test } });
+    lab.llm_start_adapter(&settings(s)).unwrap();
+    let mut epoch_ends = 0;
+    loop {
+        let p = lab.llm_train_step(4).unwrap();
+        assert_eq!(p.exact_match, None);
+        epoch_ends += p.eval_loss.iter().count();
+        if p.progress.done {
+            break;
+        }
+    }
+    let summary = lab.llm_finish(false).unwrap();
+    assert_eq!((epoch_ends, summary.eval_loss.len(), summary.exact_match.len()), (1, 1, 0));
+}
+
+/// The first `n` lines of a JSONL text.
+fn rows_of(jsonl: &str, n: usize) -> String {
+    jsonl.lines().take(n).collect::<Vec<_>>().join("\n")
 }
 
 #[test]
@@ -103,10 +125,14 @@ fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
     let before = first.eval_loss_before.unwrap();
     assert_eq!(first.progress.step, 0, "the first call measures the loss before training");
     assert!(before > 1.0 && before < 8.0, "held-out loss before: {before}");
+    assert_eq!(first.exact_match, None);
     let mut evals = Vec::new();
+    let mut matches = Vec::new();
     loop {
         let p = lab.llm_train_step(2).unwrap();
+        assert_eq!(p.exact_match.is_some(), p.eval_loss.is_some(), "the exact match comes with each epoch's loss");
         evals.extend(p.eval_loss);
+        matches.extend(p.exact_match);
         assert!(p.activation_bytes < 64 << 20, "{} bytes of activations", p.activation_bytes);
         if p.progress.done {
             break;
@@ -114,7 +140,8 @@ fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
     }
     let summary = lab.llm_finish(false).unwrap();
     assert_eq!(summary.eval_loss, evals);
-    assert_eq!((summary.steps, summary.eval_loss.len()), (6, 2));
+    assert_eq!(summary.exact_match, matches);
+    assert_eq!((summary.steps, summary.eval_loss.len(), summary.exact_match.len()), (6, 2, 2));
     let after = *summary.eval_loss.last().unwrap();
     assert!(after < 0.5 * before, "held-out loss {before} → {after}");
     assert!(summary.tokens_per_sec > 0.0);
@@ -136,6 +163,7 @@ fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
     );
     assert_eq!(ev.base.exact_match, Some(0.0), "the base answers in sentences: {:?}", ev.base.answers);
     assert!(adapted.answers.iter().all(|a| a == "name" || a == "word"), "{:?}", adapted.answers);
+    assert_eq!(adapted.exact_match, matches.last().copied(), "the last epoch's exact match is the evaluation's");
 
     // A checkpoint each epoch (save_total_limit 2), the best marked; restoring one makes it the adapter.
     let cps = lab.llm_checkpoints();

@@ -8,6 +8,10 @@ import { Request } from './protocol.js';
 const MODEL_KEY = 'model';
 const STATE_KEY = 'state';
 
+/** The key the adapters of a loaded model are kept under: its file's SHA-256 (the worker's card, `sha256`),
+ *  so the same file built in or picked from disk finds the same adapters; its name where there is none. */
+export const modelKey = (info) => info.sha256 ?? info.name;
+
 export function llmKeeper(app, report) {
   const storage = async () => {
     const s = await app.getStorage();
@@ -35,7 +39,7 @@ export function llmKeeper(app, report) {
     /** { name, source, files } or null. */
     loadModel: () => attempt('the model', (s) => s.getLlmRecord(MODEL_KEY)),
 
-    /** Saves an adapter of the loaded model (`model`: its name) as its PEFT folder, with its run. */
+    /** Saves an adapter of the loaded model (`model`: its key, modelKey(info)) as its PEFT folder, with its run. */
     saveAdapter: (model, name, run = null) =>
       attempt(`adapter "${name}"`, async (s) => {
         const { config, safetensors } = await app.request(Request.LLM_EXPORT_ADAPTER, { name, format: 'peft' });
@@ -48,13 +52,13 @@ export function llmKeeper(app, report) {
     saveActive: (active) => attempt('which adapter is on', (s) => s.putLlmRecord({ key: STATE_KEY, active: active ?? null })),
 
     /**
-     * Loads the stored adapters of `model` into the worker and turns the kept one on → [{ name, run }]
-     * (those that load); one that is refused is reported and left out.
+     * Loads the stored adapters of the model `info` (the worker's card) into the worker and turns the kept
+     * one on → [{ name, run }] (those that load); one that is refused is reported and left out.
      */
-    restoreAdapters: async (model) =>
+    restoreAdapters: async (info) =>
       (await attempt('the adapters', async (s) => {
         const out = [];
-        for (const rec of await s.loadLlmAdapters(model)) {
+        for (const rec of await s.loadLlmAdapters([modelKey(info), info.name])) {
           try {
             const config = typeof rec.config === 'string' ? rec.config : JSON.stringify(rec.config);
             await app.request(Request.LLM_IMPORT_ADAPTER, { name: rec.name, config, safetensors: rec.safetensors });

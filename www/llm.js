@@ -189,9 +189,10 @@ export function createLlm(app) {
      * Fine-tunes an adapter as TRL's SFTTrainer does: `{ preset: 'seed', name, data }` or `{ name, data,
      * targetModules, layersToTransform, r, loraAlpha, loraDropout, useRslora, lr, epochs, batchSize,
      * gradientAccumulationSteps, maxSeqLength, packing, assistantOnlyLoss, weightDecay, warmupSteps,
-     * schedule, seed, limit }` with `data` = 'demo' or `{ jsonl, testJsonl? }` → { name, trainableParams,
-     * totalParams, trainablePercent, report, evalLossBefore, evalLoss, steps, seconds, tokensPerSec,
-     * cancelled, lossHash, start }. Progress comes as the worker's events (phase 'llmAdapter').
+     * schedule, seed, limit, exactMatchEachEpoch }` with `data` = 'demo' or `{ jsonl, testJsonl? }` →
+     * { name, trainableParams, totalParams, trainablePercent, report, evalLossBefore, evalLoss, exactMatch,
+     * steps, seconds, tokensPerSec, cancelled, lossHash, start }. Progress comes as the worker's events
+     * (phase 'llmAdapter').
      */
     trainAdapter: async (settings = {}) => ask(Request.LLM_TRAIN_ADAPTER, checkSettings('llm.trainAdapter', settings)),
     /**

@@ -91,7 +91,8 @@
 //   llmLoad       { builtin: 'SmolLM2-135M-Instruct' } | { gguf: ArrayBuffer|Uint8Array, name?, file? } |
 //                 { hf: { config, safetensors, tokenizer, tokenizerConfig?, chatTemplate? }, name? }  → I,
 //                 I = { name, architecture, params, layers, hidden, heads, kvHeads, vocab, context,
-//                 tensorTypes: { F32: n, Q4_1: n, … }, bytes, chatTemplate }; exactly one of the three.
+//                 tensorTypes: { F32: n, Q4_1: n, … }, bytes, chatTemplate, sha256 }; exactly one of the three.
+//                 sha256: the weights file's (the GGUF, or model.safetensors), hex, null without SubtleCrypto.
 //                 The builtin is fetched from www/data/SmolLM2-135M-Instruct.Q4_1.gguf (./build.sh setup puts
 //                 it there), streaming partials { phase: 'fetch', loaded, total } (bytes; total null when the
 //                 server does not say) and then { phase: 'load' } while the lab reads it. hf: a Hugging Face
@@ -117,11 +118,12 @@
 //   llmTrainAdapter { preset: 'seed', name, data } | { name, data: 'demo' | { jsonl, testJsonl? }, targetModules,
 //                 layersToTransform, r, loraAlpha, loraDropout, useRslora, lr, epochs, batchSize,
 //                 gradientAccumulationSteps, maxSeqLength, packing, assistantOnlyLoss, weightDecay, warmupSteps,
-//                 schedule, seed, limit }  → { name, trainableParams, totalParams, trainablePercent, report,
-//                 evalLossBefore, evalLoss: [per epoch], steps, seconds, tokensPerSec, cancelled, lossHash,
-//                 start }; posts LLM_START { … the data and the run as resolved: trainRows, heldOutRows,
-//                 heldOutLines, truncated, steps, warmupSteps, … } first, then PROGRESS (phase 'llmAdapter',
-//                 with tokensPerSec, evalLossBefore on the first, activationBytes) and EPOCH { evalLoss }
+//                 schedule, seed, limit, exactMatchEachEpoch }  → { name, trainableParams, totalParams,
+//                 trainablePercent, report, evalLossBefore, evalLoss: [per epoch], exactMatch: [per epoch, where
+//                 measured], steps, seconds, tokensPerSec, cancelled, lossHash, start }; posts LLM_START { … the
+//                 data and the run as resolved: trainRows, heldOutRows, heldOutLines, truncated, steps,
+//                 warmupSteps, … } first, then PROGRESS (phase 'llmAdapter', with tokensPerSec, evalLossBefore
+//                 on the first, activationBytes) and EPOCH { evalLoss, exactMatch, checkpoint }
 //   llmPlan       { … llmTrainAdapter's settings (data not read) }  → { trainableParams, totalParams,
 //                 trainablePercent, report, targetModules: [full names, 'model.layers.0.self_attn.q_proj', …] }:
 //                 PEFT's count of the adapter the settings make on the loaded model (the numbers llmTrainAdapter

@@ -22,7 +22,9 @@
 //                  asked to keep a model loaded from disk, else null (a reload asks for the file again)
 //                  { key: 'state', schema, active }                          which adapter is on
 //   llmAdapters    { name, schema, model, config, safetensors, run, savedAt }  from llmExportAdapter; model: the
-//                  name of the model it was trained on; run: what the panel shows of its run, or null
+//                  SHA-256 of the file of the model it was trained on (the same file built in or picked from
+//                  disk is the same model; records of before 2026-12-07 hold the model's name, still matched);
+//                  run: what the panel shows of its run (numbers, loss curve, epochs, plan), or null
 // A database written by a newer page (higher version, or another schema) is left untouched and reported.
 
 export const DB_NAME = 'lora-lab';
@@ -271,11 +273,12 @@ export class Storage {
     await this.#tx('llmAdapters', 'readwrite', (s) => s.delete(name));
   }
 
-  /** The stored adapters of the model called `model`, in the order they were saved. */
-  async loadLlmAdapters(model) {
+  /** The stored adapters of the model known by any of the keys `models` (its file's SHA-256, its name), in
+   *  the order they were saved. */
+  async loadLlmAdapters(models) {
     this.#check();
     const all = await this.#tx('llmAdapters', 'readonly', (s) => s.getAll());
-    return all.filter((r) => r.schema === SCHEMA && r.model === model).sort((a, b) => a.savedAt - b.savedAt);
+    return all.filter((r) => r.schema === SCHEMA && models.includes(r.model)).sort((a, b) => a.savedAt - b.savedAt);
   }
 
   /** Empties every store and writes the current schema again. */

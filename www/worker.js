@@ -470,7 +470,10 @@ async function llmLoad({ builtin, gguf, hf, name, file }, { partial }) {
     const tokenizerConfig = hfText(hf.tokenizerConfig, 'tokenizer_config.json', { optional: true });
     const chatTemplate = hfText(hf.chatTemplate, 'chat_template.jinja', { json: false, optional: true });
     partial({ phase: 'load' });
-    return { value: l.llmLoadHf(config, weights, tokenizer, tokenizerConfig, chatTemplate, name) };
+    const sha256 = sha256Hex(weights);
+    const info = l.llmLoadHf(config, weights, tokenizer, tokenizerConfig, chatTemplate, name);
+    llmSha256 = await sha256;
+    return { value: { ...info, sha256: llmSha256 } };
   }
   let bytes;
   if (has(builtin)) {
@@ -481,7 +484,24 @@ async function llmLoad({ builtin, gguf, hf, name, file }, { partial }) {
     bytes = bytesOf(gguf, 'GGUF file');
   }
   partial({ phase: 'load' });
-  return { value: l.llmLoadGguf(bytes, String(file ?? 'the GGUF file'), name) };
+  const sha256 = sha256Hex(bytes);
+  const info = l.llmLoadGguf(bytes, String(file ?? 'the GGUF file'), name);
+  llmSha256 = await sha256;
+  return { value: { ...info, sha256: llmSha256 } };
+}
+
+/** The loaded model's file's SHA-256 (sha256Hex), given with its card by load and status. */
+let llmSha256 = null;
+
+/** The SHA-256 of a model's weights file in hex — the model's identity for the adapters kept with it (the
+ *  page's llm-keep.js) — or null where the browser cannot compute it (no SubtleCrypto: an insecure origin). */
+async function sha256Hex(bytes) {
+  try {
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+  } catch {
+    return null;
+  }
 }
 
 /** Token ids as the lab takes them (whole numbers 0 to 2³²−1), or a refusal. */
@@ -532,7 +552,8 @@ function llmDemoData() {
 const llmRun = () => ({
   step: (n) => lab.llmTrainStep(n),
   finish: (cancelled) => lab.llmFinish(cancelled),
-  onEpoch: (phase, p) => self.postMessage({ type: Event.EPOCH, phase, epoch: p.epoch, epochs: p.epochs, evalLoss: p.evalLoss, checkpoint: p.checkpoint }),
+  onEpoch: (phase, p) => self.postMessage({ type: Event.EPOCH, phase, epoch: p.epoch, epochs: p.epochs, evalLoss: p.evalLoss,
+    exactMatch: p.exactMatch, checkpoint: p.checkpoint }),
 });
 
 async function llmTrainAdapter(settings = {}) {
@@ -562,7 +583,7 @@ const llmSimple = {
   [Request.LLM_PLAN]: (settings) => requireLab().llmPlan(settings),
   [Request.LLM_STATUS]: () => {
     const info = requireLab().llmStatus();
-    return { loaded: info !== null, info, training: run.state };
+    return { loaded: info !== null, info: info && { ...info, sha256: llmSha256 }, training: run.state };
   },
   [Request.LLM_TOKENIZE]: ({ text }) => {
     if (typeof text !== 'string') throw new Error('invalid text: expected a string');

@@ -59,6 +59,8 @@ function checkLoad(r) {
   assert.equal(r.info.name, 'SmolLM2-135M-Instruct');
   assert.equal(r.info.architecture, 'llama');
   assert.equal(r.info.chatTemplate, true);
+  // the file's SHA-256 as the worker computed it (build.sh checks the same file against it): the key its adapters are kept under
+  assert.equal(r.info.sha256, 'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53');
   assert.equal(r.status.loaded, true);
   assert.deepEqual(r.status.info, r.info);
   assert.ok(r.count >= 3, `${r.count} progress partials`);

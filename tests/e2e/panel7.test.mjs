@@ -145,8 +145,9 @@ async function story(d, { longTasks = false } = {}) {
     assert.equal(v.kind, 'ok', v.text);
     assert.match(v.text, /^Adapter "seed" trained: 2 steps in .* tokens\/s; held-out loss \d\.\d{4} → \d\.\d{4}\.$/);
   });
-  const epochs = await page.$$eval('#llm-training table.epochs tbody tr', (rs) => rs.map((r) => r.cells[0].textContent));
-  assert.deepEqual(epochs, ['before', '1/1']);
+  const epochs = await page.$$eval('#llm-training table.epochs tbody tr', (rs) => rs.map((r) => [...r.cells].map((c) => c.textContent)));
+  assert.deepEqual(epochs.map((r) => r[0]), ['before', '1/1']);
+  assert.match(epochs[1][2], /^\d\.\d\d$/, "the epoch's exact match");
   assert.match(await text('#llm-run-plan'), /6 training rows → 6 sequences .* 3 held out; 2 optimizer steps .*Memory: the model \d+ MB, the run's activations \d+ MB/s);
   assert.match(await text('#llm-training .progress-text'), /^Done after 2 steps/);
   assert.equal(await page.$$eval('#llm-checkpoints tbody tr', (r) => r.length), 1);
@@ -161,6 +162,7 @@ async function story(d, { longTasks = false } = {}) {
   assert.equal(rows.length, 3);
   assert.ok(rows.every((r) => r[0].length > 0 && /^(name|word)$/.test(r[1])), JSON.stringify(rows));
   assert.match(await text('#llm-eval-summary'), /exact match: base \d\.\d\d, adapted \d\.\d\d/);
+  assert.equal((await text('#llm-eval-summary')).match(/adapted (\d\.\d\d)\.$/)?.[1], epochs[1][2], 'the last epoch measured the adapter the comparison measures');
 
   // The four files.
   await spyDownloads(page);
@@ -187,6 +189,11 @@ async function afterReload(d, ready) {
   assert.deepEqual(restored, { model: 'SmolLM2-135M-Instruct', adapters: 1 });
   await waitFor(() => document.querySelector('#llm-adapter-list tr[data-adapter="seed"]') !== null);
   assert.equal(await text('#llm-active-name'), 'seed');
+  // the run of the adapter on, as it was shown: its last line, the epochs table with the loss before, the plan
+  await waitFor(() => document.querySelector('#llm-training')?.dataset.run === 'seed');
+  assert.match(await text('#llm-training .progress-text'), /^Done after 2 steps/);
+  assert.match(await text('#llm-training table.epochs tbody tr[data-before]'), /^before\d\.\d{4}/);
+  assert.match(await text('#llm-run-plan'), /optimizer steps/);
   assert.equal(await page.$eval('#llm-card', (t) => t.hidden), false);
 }
 
@@ -257,6 +264,8 @@ describe('panel 7 in Chromium', () => {
     const v = await d.verdict('#llm-load-msg', LOAD_TIMEOUT);
     assert.equal(v.kind, 'ok', v.text);
     assert.match(v.text, /not kept in this browser: a reload asks for it again/);
+    // the same file as the built-in model (its SHA-256): the adapter trained on that one is there
+    await d.waitFor(() => document.querySelector('#llm-adapter-list tr[data-adapter="seed"]') !== null);
     await page.reload();
     await waitReady(page);
     assert.deepEqual(await page.evaluate(() => window.lab.llm.restored), { model: null, adapters: 0 });

@@ -40,6 +40,7 @@ export function llmConfigForm(app, root, model, msg) {
     const f = root.elements;
     const out = { name: f.name.value.trim() || 'adapter', targetModules: grid.targetModules(), schedule: f.schedule.value, ...fields.read() };
     for (const k of FLAGS) out[k] = f[k].value === 'true';
+    out.exactMatchEachEpoch = f.exactMatchEachEpoch.checked;
     return out;
   }
 
@@ -49,6 +50,7 @@ export function llmConfigForm(app, root, model, msg) {
     writeValue(f.name, opts.name);
     writeValue(f.schedule, opts.schedule);
     for (const k of FLAGS) if (opts[k] !== undefined) f[k].value = opts[k] ? 'true' : 'false';
+    if (opts.exactMatchEachEpoch !== undefined) f.exactMatchEachEpoch.checked = Boolean(opts.exactMatchEachEpoch);
     if (Array.isArray(opts.targetModules)) grid.setTargets(opts.targetModules);
     update();
   }
@@ -98,7 +100,7 @@ export function llmConfigForm(app, root, model, msg) {
     write,
     update,
     /** Whether `key` is one of the form's settings. */
-    holds: (key) => key in NUMBERS || FLAGS.includes(key) || ['name', 'schedule', 'targetModules'].includes(key),
+    holds: (key) => key in NUMBERS || FLAGS.includes(key) || ['name', 'schedule', 'targetModules', 'exactMatchEachEpoch'].includes(key),
     /** The article's settings in the form (the adapter name too). */
     applyPreset() {
       try {

@@ -11,7 +11,7 @@ const CHECK_AFTER_MS = 400;
 /**
  * `settings()` → the form's settings that change how data is read (maxSeqLength, packing,
  * assistantOnlyLoss, limit), or null while a field is bad. → { data(), useDemo(), setJsonl(), check(),
- * showBase() }.
+ * showBase(), baseExactMatch() }.
  */
 export function dataView(app, root, settings) {
   const train = $('#llm-jsonl', root);
@@ -131,6 +131,9 @@ export function dataView(app, root, settings) {
     });
   }
 
+  /** The base's exact match as last measured, and the boxes' text it was measured on. */
+  let baseMeasured = null;
+
   return {
     data,
     check,
@@ -152,9 +155,12 @@ export function dataView(app, root, settings) {
       demo = false;
       example = 0;
     },
+    /** The base model's exact match shown by showBase, while the boxes hold the data it was measured on. */
+    baseExactMatch: () => (baseMeasured && baseMeasured.train === train.value && baseMeasured.test === test.value ? baseMeasured.em : null),
     /** The base model's exact match on the held-out rows: the task before any training. */
     showBase(ev) {
       const em = ev.base.exactMatch;
+      baseMeasured = { em, train: train.value, test: test.value };
       const right = em === null ? null : Math.round(em * ev.expected.length);
       demoBase.textContent = em === null
         ? `The base model's held-out loss: ${ev.base.loss.toFixed(4)} nats per trained token (no prompt-completion rows to score).`

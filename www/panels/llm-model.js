@@ -54,6 +54,7 @@ export function renderCard(table, info) {
     ['context', `${int(info.context)} tokens`],
     ['tensor types', types || '–'],
     ['bytes in memory', mb(info.bytes)],
+    ['file SHA-256', info.sha256 ? `${info.sha256.slice(0, 16)}…` : '–'],
     ['chat template', info.chatTemplate ? 'its own' : 'none (prompts are sent as plain text)'],
   ];
   $('tbody', table).replaceChildren(...rows.map(([k, v]) => el('tr', {}, el('th', { scope: 'row' }, k), el('td', {}, v))));

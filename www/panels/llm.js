@@ -8,7 +8,7 @@
 import { Request } from '../protocol.js';
 import { $, dropZone, el, int, num, say, duration } from '../ui.js';
 import { showRefusal } from '../fields.js';
-import { llmKeeper } from '../llm-keep.js';
+import { llmKeeper, modelKey } from '../llm-keep.js';
 import { trainingView } from './training.js';
 import { renderAdapters, renderCheckpoints } from './lm-lists.js';
 import { readFolder } from './lm-files.js';
@@ -19,6 +19,8 @@ import { llmConfigForm } from './llm-config.js';
 import { takeAway, usage } from './llm-files.js';
 
 const mb = (bytes) => `${(bytes / 1e6).toFixed(0)} MB`;
+/** An exact match (a fraction of the held-out rows) as the epochs table shows it. */
+const exactMatch = (f) => (Number.isFinite(f) ? f.toFixed(2) : '–');
 
 /** `raw` is window.lab.llm's plain calls (www/llm.js); → the panel, whose `api` becomes window.lab.llm. */
 export function llmPanel(app, raw) {
@@ -67,7 +69,7 @@ export function llmPanel(app, raw) {
     loss: (v) => num(v, 4),
     epochCells: (ev) => {
       const cp = ev.checkpoint;
-      return [el('td', {}, `${ev.epoch}/${ev.epochs}`), el('td', {}, num(ev.evalLoss, 4)),
+      return [el('td', {}, `${ev.epoch}/${ev.epochs}`), el('td', {}, num(ev.evalLoss, 4)), el('td', {}, exactMatch(ev.exactMatch)),
         el('td', {}, cp ? `#${cp.id} (step ${int(cp.step)})${cp.best ? ' ★ best so far' : ''}` : '–')];
     },
     ignoreSweeps: false,
@@ -80,14 +82,27 @@ export function llmPanel(app, raw) {
       + `${s.truncated ? `; ${int(s.truncated)} cut at max_length` : ''}.\n${s.report}`;
     planLine.textContent = plan;
   });
+  /** The epochs table's first row: the held-out loss before training. */
+  const beforeRow = (loss, em) => {
+    if (!Number.isFinite(loss) || epochs.querySelector('tr[data-before]')) return;
+    const tr = el('tr', {}, el('td', {}, 'before'), el('td', {}, num(loss, 4)), el('td', {}, exactMatch(em)), el('td', {}, '–'));
+    tr.dataset.before = '';
+    epochs.prepend(tr);
+  };
+  /** Shows adapter `name`'s run as it was kept with it (after a reload, or when it is turned on again). */
+  const showRun = (name) => {
+    const run = state.runs.get(name);
+    if (!run?.view || app.busy === 'llmAdapter') return;
+    view.show(run.view);
+    beforeRow(run.evalLossBefore, run.exactMatchBefore);
+    planLine.textContent = run.plan ?? '';
+    runRoot.dataset.run = name;
+  };
   app.on('progress', (batch) => {
     for (const p of batch) {
       if (p.phase !== 'llmAdapter') continue;
-      if (Number.isFinite(p.evalLossBefore) && !epochs.querySelector('tr[data-before]')) {
-        const tr = el('tr', {}, el('td', {}, 'before'), el('td', {}, num(p.evalLossBefore, 4)), el('td', {}, '–'));
-        tr.dataset.before = '';
-        epochs.prepend(tr);
-      }
+      // the base's exact match where the data panel measured it on these rows (the demo task's button)
+      beforeRow(p.evalLossBefore, data.baseExactMatch());
       if (p.activationBytes) {
         planLine.textContent = `${plan}\nMemory: the model ${mb(state.info?.bytes ?? 0)}, the run's activations ${mb(p.activationBytes)}.`;
       }
@@ -159,10 +174,11 @@ export function llmPanel(app, raw) {
         const kept = own && keep ? (files.gguf ? { gguf: files.gguf } : { hf: files.hf }) : null;
         await keeper.saveModel(info.name, own ? { file: files.file ?? 'model', kind: files.gguf ? 'gguf' : 'hf' } : { builtin: files.builtin }, kept);
       }
-      const kept = await keeper.restoreAdapters(info.name);
+      const kept = await keeper.restoreAdapters(info);
       for (const a of kept) if (a.run) state.runs.set(a.name, a.run);
       if (kept.length) say(storeMsg, `Kept in this browser: ${kept.map((a) => `“${a.name}”`).join(', ')}.`, 'ok');
       await refresh();
+      if (state.adapters.active) showRun(state.adapters.active);
       data.later();
       return info;
     } catch (e) {
@@ -228,18 +244,23 @@ export function llmPanel(app, raw) {
     if (source !== 'demo' && !source.jsonl.trim()) throw new Error('no examples yet: paste JSONL, drop a file, or use the demo task');
     app.setBusy('llmAdapter');
     view.reset();
+    delete runRoot.dataset.run;
     planLine.textContent = '';
     say(runMsg, `Fine-tuning "${settings.name}"…`, 'busy');
     try {
       const result = await raw.trainAdapter({ ...settings, ...extra, data: source });
       view.finish(result);
-      const run = { evalLossBefore: result.evalLossBefore, evalLoss: result.evalLoss, steps: result.steps, seconds: result.seconds, tokensPerSec: result.tokensPerSec, cancelled: result.cancelled };
+      // what the run showed, kept with the adapter: its numbers, and the view (loss curve, epochs, plan)
+      const run = { evalLossBefore: result.evalLossBefore, evalLoss: result.evalLoss, steps: result.steps, seconds: result.seconds,
+        tokensPerSec: result.tokensPerSec, cancelled: result.cancelled, exactMatch: result.exactMatch, exactMatchBefore: data.baseExactMatch(),
+        view: view.kept(), plan: planLine.textContent };
+      runRoot.dataset.run = result.name;
       state.runs.set(result.name, run);
       say(runMsg, `Adapter "${result.name}" ${result.cancelled ? 'cancelled (kept as far as it got)' : 'trained'}: ${int(result.steps)} steps in ${duration(result.seconds)}, `
         + `${int(result.tokensPerSec)} tokens/s; held-out loss ${num(result.evalLossBefore, 4)} → ${num(result.evalLoss.at(-1) ?? result.evalLossBefore, 4)}.`, 'ok');
       await raw.setAdapter(result.name);
       await refresh();
-      await keeper.saveAdapter(state.info.name, result.name, run);
+      await keeper.saveAdapter(modelKey(state.info), result.name, run);
       await keeper.saveActive(result.name);
       return result;
     } catch (e) {
@@ -307,6 +328,7 @@ export function llmPanel(app, raw) {
   }
   async function setAdapter(name) {
     const v = await act(() => raw.setAdapter(name ?? null), name ? `“${name}” is on.` : 'Adapter off: the base model only.');
+    if (name) showRun(name);
     await keeper.saveActive(name ?? null);
     return v;
   }
@@ -319,12 +341,12 @@ export function llmPanel(app, raw) {
   async function restoreCheckpoint(id) {
     const v = await act(() => raw.restoreCheckpoint(id), `Checkpoint #${id} restored as its adapter.`);
     const name = state.adapters.active;
-    if (name) await keeper.saveAdapter(state.info.name, name, state.runs.get(name) ?? null);
+    if (name) await keeper.saveAdapter(modelKey(state.info), name, state.runs.get(name) ?? null);
     return v;
   }
   async function importAdapter({ name, config: cfg, safetensors }) {
     const v = await act(() => raw.importAdapter({ name, config: cfg, safetensors }), `Adapter “${name}” loaded.`);
-    await keeper.saveAdapter(state.info.name, name, null);
+    await keeper.saveAdapter(modelKey(state.info), name, null);
     return v;
   }
   async function takeFile(kind, name = state.adapters.active) {

@@ -70,6 +70,9 @@ export function trainingView(app, root, phase, onError, show = MLP) {
   }
 
   let lastStep = 0;
+  /** What the view shows of the run since reset(): the loss points and the epoch events, kept with an
+   *  adapter so a reload can show its run again (panel 7). */
+  let record = { points: [], epochs: [] };
   app.on('busy', ({ phase: p, state }) => {
     setButtons(p === phase ? state : 'idle');
     if (show.markPaused) root.dataset.state = p === phase ? state : 'idle';
@@ -85,6 +88,7 @@ export function trainingView(app, root, phase, onError, show = MLP) {
     lastStep = last.step;
     chart.setSteps(last.steps);
     chart.add(mine);
+    for (const p of mine) record.points.push({ step: p.step, loss: p.loss, smoothLoss: p.smoothLoss, ...(p.losses ? { losses: p.losses } : {}) });
     bar.max = last.steps || 1;
     bar.value = last.step;
     const paused = show.markPaused && app.busy === phase && root.dataset.state === 'paused' ? 'Paused — ' : '';
@@ -97,6 +101,7 @@ export function trainingView(app, root, phase, onError, show = MLP) {
   app.on('epoch', (ev) => {
     if ((show.ignoreSweeps && app.busy === 'sweep') || ev.phase !== phase) return;
     tbody.append(el('tr', {}, ...show.epochCells(ev)));
+    record.epochs.push(ev);
   });
 
   return {
@@ -108,6 +113,7 @@ export function trainingView(app, root, phase, onError, show = MLP) {
       text.textContent = 'Starting…';
       root.dataset.points = '0';
       lastStep = 0;
+      record = { points: [], epochs: [] };
     },
     finish(result) {
       app.flushProgress(); // the last progress events come before the summary: show them first
@@ -118,6 +124,22 @@ export function trainingView(app, root, phase, onError, show = MLP) {
     },
     fail(message) {
       text.textContent = message;
+    },
+    /** The run as shown now: { points, epochs, steps, step, text } (plain data, for IndexedDB). */
+    kept() {
+      return { points: record.points, epochs: record.epochs, steps: bar.max, step: bar.value, text: text.textContent };
+    },
+    /** Shows a run kept by kept() again: its loss curve, its epochs and its last line. */
+    show(k) {
+      this.reset();
+      record = { points: [...(k.points ?? [])], epochs: [...(k.epochs ?? [])] };
+      chart.setSteps(k.steps);
+      chart.add(record.points);
+      tbody.replaceChildren(...record.epochs.map((ev) => el('tr', {}, ...show.epochCells(ev))));
+      bar.max = k.steps || 1;
+      bar.value = k.step ?? 0;
+      text.textContent = k.text ?? '';
+      root.dataset.points = String(chart.points);
     },
   };
 }

@@ -59,6 +59,9 @@ pub struct LlmAdapterSettings {
     pub seed: Option<f64>,
     /// Train on the first `limit` training rows only (a short run).
     pub limit: Option<f64>,
+    /// Greedy exact match of the held-out completions after each epoch, beside the held-out loss (default
+    /// on; it answers every held-out prompt-completion row, as `llm_evaluate` does).
+    pub exact_match_each_epoch: Option<bool>,
 }
 
 /// A run, resolved.

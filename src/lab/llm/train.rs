@@ -87,6 +87,9 @@ pub(super) struct LlmRun {
     plan: LlmAdapterPlan,
     eval_before: Option<f64>,
     eval_loss: Vec<f64>,
+    /// Whether each epoch's end also measures the exact match (the setting `exactMatchEachEpoch`).
+    exact_match_each_epoch: bool,
+    exact_match: Vec<f64>,
 }
 
 /// An adapter's parameters as PEFT's `print_trainable_parameters` counts them.
@@ -202,6 +205,9 @@ pub struct SftProgress {
     pub eval_loss_before: Option<f64>,
     /// The held-out loss when an epoch closed.
     pub eval_loss: Option<f64>,
+    /// The greedy exact match of the held-out completions when an epoch closed (where measured and the
+    /// held-out rows have completions).
+    pub exact_match: Option<f64>,
     /// Bytes of the activations the run keeps.
     pub activation_bytes: usize,
     /// The adapter kept when an epoch closed (TrainingArguments' save each epoch, save_total_limit 2).
@@ -216,6 +222,8 @@ pub struct SftSummary {
     pub params: ParamCount,
     pub eval_loss_before: Option<f64>,
     pub eval_loss: Vec<f64>,
+    /// The exact match after each epoch, where measured.
+    pub exact_match: Vec<f64>,
     pub steps: usize,
     pub seconds: f64,
     pub tokens_per_sec: f64,
@@ -531,6 +539,8 @@ impl Lab {
             plan,
             eval_before: None,
             eval_loss: Vec::new(),
+            exact_match_each_epoch: settings.exact_match_each_epoch.unwrap_or(true),
+            exact_match: Vec::new(),
         });
         Ok(start)
     }
@@ -542,7 +552,7 @@ impl Lab {
         let room = &mut self.llm;
         let m = room.model.as_ref().ok_or_else(|| LabError::state("the pretrained model is gone"))?;
         let run = room.run.as_mut().ok_or_else(|| LabError::state("no fine-tuning run in progress"))?;
-        let LlmRun { trainer, adapter, state, data, eval_before, eval_loss, .. } = run;
+        let LlmRun { trainer, adapter, state, data, eval_before, eval_loss, exact_match_each_epoch, exact_match, .. } = run;
         let checkpoints = &mut room.checkpoints;
         let tokens_per_sec =
             |t: &Trainer, s: &SftState| if t.seconds() > 0.0 { s.tokens as f64 / t.seconds() } else { 0.0 };
@@ -554,6 +564,7 @@ impl Lab {
                 tokens_per_sec: 0.0,
                 eval_loss_before: Some(loss),
                 eval_loss: None,
+                exact_match: None,
                 activation_bytes: state.activation_bytes(),
                 checkpoint: None,
                 progress,
@@ -561,20 +572,29 @@ impl Lab {
         }
         let stepped = trainer.step(&mut SftObjective { base: &m.model, adapter, state }, &data.train, n_batches);
         let result = stepped.and_then(|p| {
-            let eval = if p.epoch_finished {
+            let (eval, em) = if p.epoch_finished {
+                // the adapter as evaluation sees it (no dropout), then back to training
                 let rng = adapter.take_training();
                 let loss = held_out_loss(m, &data.held_out, Some(&mut **adapter));
+                let em = match (&loss, *exact_match_each_epoch) {
+                    (Ok(_), true) => {
+                        crate::kernels::on_pool(|| m.exact_match(&data.questions, Some(&mut **adapter))).map(|(em, _)| em)
+                    }
+                    _ => Ok(None),
+                };
                 adapter.restore_training(rng);
-                Some(loss?)
+                (Some(loss?), em?)
             } else {
-                None
+                (None, None)
             };
             eval_loss.extend(eval);
+            exact_match.extend(em);
             let checkpoint = eval.map(|loss| checkpoints.add_adapter(p.epoch, p.step, loss, adapter, false));
             Ok(SftProgress {
                 tokens_per_sec: tokens_per_sec(trainer, state),
                 eval_loss_before: None,
                 eval_loss: eval,
+                exact_match: em,
                 activation_bytes: state.activation_bytes(),
                 checkpoint,
                 progress: p,
@@ -590,7 +610,7 @@ impl Lab {
     /// under its name, active.
     pub fn llm_finish(&mut self, cancelled: bool) -> Result<SftSummary> {
         let run = self.llm.run.take().ok_or_else(|| LabError::state("no fine-tuning run in progress"))?;
-        let LlmRun { trainer, mut adapter, state, plan, eval_before, eval_loss, data } = run;
+        let LlmRun { trainer, mut adapter, state, plan, eval_before, eval_loss, exact_match, data, .. } = run;
         adapter.set_training(None);
         let m = self.llm_require()?;
         let summary = SftSummary {
@@ -598,6 +618,7 @@ impl Lab {
             params: ParamCount::of(&adapter, &m.model),
             eval_loss_before: eval_before,
             eval_loss,
+            exact_match,
             steps: trainer.losses().len(),
             seconds: trainer.seconds(),
             tokens_per_sec: if trainer.seconds() > 0.0 { state.tokens as f64 / trainer.seconds() } else { 0.0 },
