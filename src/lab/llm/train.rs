@@ -552,7 +552,9 @@ impl Lab {
         let room = &mut self.llm;
         let m = room.model.as_ref().ok_or_else(|| LabError::state("the pretrained model is gone"))?;
         let run = room.run.as_mut().ok_or_else(|| LabError::state("no fine-tuning run in progress"))?;
-        let LlmRun { trainer, adapter, state, data, eval_before, eval_loss, exact_match_each_epoch, exact_match, .. } = run;
+        let LlmRun {
+            trainer, adapter, state, data, eval_before, eval_loss, exact_match_each_epoch, exact_match, ..
+        } = run;
         let checkpoints = &mut room.checkpoints;
         let tokens_per_sec =
             |t: &Trainer, s: &SftState| if t.seconds() > 0.0 { s.tokens as f64 / t.seconds() } else { 0.0 };
@@ -577,9 +579,8 @@ impl Lab {
                 let rng = adapter.take_training();
                 let loss = held_out_loss(m, &data.held_out, Some(&mut **adapter));
                 let em = match (&loss, *exact_match_each_epoch) {
-                    (Ok(_), true) => {
-                        crate::kernels::on_pool(|| m.exact_match(&data.questions, Some(&mut **adapter))).map(|(em, _)| em)
-                    }
+                    (Ok(_), true) => crate::kernels::on_pool(|| m.exact_match(&data.questions, Some(&mut **adapter)))
+                        .map(|(em, _)| em),
                     _ => Ok(None),
                 };
                 adapter.restore_training(rng);
