@@ -21,7 +21,7 @@ fn main() {
     println!("load {:.2} s", t0.elapsed().as_secs_f64());
     // "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n
     // <|im_start|>user\nWrite a short poem about the sea.<|im_end|>\n<|im_start|>assistant\n", tokenised.
-    let prompt: Vec<u16> = vec![
+    let prompt: Vec<u32> = vec![
         1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407, 19712, 8182,
         2, 198, 1, 4093, 198, 19161, 253, 1488, 25229, 563, 260, 3502, 30, 2, 198, 1, 520, 9531, 198,
     ];

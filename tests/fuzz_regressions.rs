@@ -142,7 +142,7 @@ const SEEDS: &[(&str, &str, Expect)] = &[
     ("lm_model", "bad-rope-scaling", Rejected(&["config.json: rope_parameters.factor is set (2.0): rope scaling"])),
     // Tied embeddings are read: the file without lm_head.weight is a tied model.
     ("lm_model", "ok-tied", Accepted),
-    ("lm_model", "bad-too-large", Rejected(&["config.json: vocab_size is 70000; this lab handles 1 to 65536"])),
+    ("lm_model", "bad-too-large", Rejected(&["config.json: vocab_size is 300000; this lab handles 1 to 262144"])),
     (
         "lm_model",
         "bad-missing-lm-head",
@@ -498,7 +498,7 @@ fn lm_seeds(add: &mut dyn FnMut(&'static str, &'static str, Vec<u8>)) {
     };
     let untied = rewrite(&|m| drop(m.remove("lm_head.weight")));
     add("lm_model", "ok-tied", input(&edit(&|o| drop(o.insert("tie_word_embeddings".into(), json!(true)))), &untied));
-    add("lm_model", "bad-too-large", input(&edit(&|o| drop(o.insert("vocab_size".into(), json!(70000)))), &weights));
+    add("lm_model", "bad-too-large", input(&edit(&|o| drop(o.insert("vocab_size".into(), json!(300000)))), &weights));
     add("lm_model", "bad-missing-lm-head", input(&config, &untied));
     let inv_freq = io::Tensor { shape: vec![2], data: vec![1.0, 0.01] };
     let extra = rewrite(&|m| drop(m.insert("model.layers.0.self_attn.rotary_emb.inv_freq".into(), inv_freq.clone())));

@@ -41,8 +41,7 @@ fn a_folder_with_grouped_query_attention_and_tied_embeddings_loads_and_runs() {
     let ids = lab.llm_tokenize(&text).unwrap();
     let got = lab.llm_logits(&ids, false).unwrap();
     let mut acts = LmActivations::for_inference();
-    let ids16: Vec<u16> = ids.iter().map(|&i| i as u16).collect();
-    model.forward(&ids16, 1, ids.len(), &mut acts, None).unwrap();
+    model.forward(&ids, 1, ids.len(), &mut acts, None).unwrap();
     assert_eq!(got.logits, acts.logits);
     let req = GenerateRequest { messages: Some(vec![Message::new("user", "Hi")]), max_new_tokens: Some(5.0), ..Default::default() };
     assert!(lab.llm_generate(&req, &mut |_| true).unwrap().ids.len() <= 5);

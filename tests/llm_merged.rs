@@ -229,7 +229,7 @@ fn smollm2_base_alone_in_f16_gives_its_logprobs_within_rounding() {
 
     let back = import_lm_floats(&config, &st).unwrap();
     assert_eq!(back.cfg, base.cfg);
-    let ids: Vec<u16> = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 2, 198, 1, 4093, 198].to_vec();
+    let ids: Vec<u32> = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 2, 198, 1, 4093, 198].to_vec();
     let run = |m: &Llama| {
         let mut acts = LmActivations::for_inference();
         m.forward(&ids, 1, ids.len(), &mut acts, None).unwrap();
@@ -308,7 +308,7 @@ fn an_adapted_tied_lm_head_is_written_untied() {
 
     // The untied file computes what the adapted tied model computes, up to f16 rounding.
     let back = import_lm_floats(&config, &st).unwrap();
-    let ids: Vec<u16> = (0..40).map(|i| (i * 37 % 256) as u16).collect();
+    let ids: Vec<u32> = (0..40).map(|i| (i * 37 % 256) as u32).collect();
     let mut acts = LmActivations::for_inference();
     let mut a = adapter.clone();
     model.forward(&ids, 1, ids.len(), &mut acts, Some(&mut a as &mut dyn LayerDelta)).unwrap();
@@ -437,7 +437,6 @@ fn folders_saved_in_f16_or_bf16_load() {
     let params: Vec<(String, Vec<usize>, Vec<f32>)> =
         model.params().into_iter().zip(lm_tensors(&model.cfg)).map(|((n, v), (_, s))| (n, s, v.to_vec())).collect();
     let ids: Vec<u32> = vec![1, 9690, 198, 2683, 359, 253, 2];
-    let ids16: Vec<u16> = ids.iter().map(|&i| i as u16).collect();
 
     // F16, as `model.half().save_pretrained(..)` writes it (config.json says float16).
     let (_, st16) = export_lm_f16(&model, None).unwrap();
@@ -449,7 +448,7 @@ fn folders_saved_in_f16_or_bf16_load() {
         assert!(p.iter().zip(v).all(|(a, b)| a.to_bits() == f16_round(*b).to_bits()), "{name}");
     }
     let mut acts = LmActivations::for_inference();
-    held.forward(&ids16, 1, ids.len(), &mut acts, None).unwrap();
+    held.forward(&ids, 1, ids.len(), &mut acts, None).unwrap();
     assert_eq!(lab.llm_logits(&ids, false).unwrap().logits, acts.logits, "the lab holds what was read");
 
     // BF16 with the older `torch_dtype` key, as the Hub's checkpoints are.
@@ -470,7 +469,7 @@ fn folders_saved_in_f16_or_bf16_load() {
     for ((name, p), (_, _, v)) in held.params().into_iter().zip(&params) {
         assert!(p.iter().zip(v).all(|(a, b)| a.to_bits() == bf16::from_f32(*b).to_f32().to_bits()), "{name}");
     }
-    held.forward(&ids16, 1, ids.len(), &mut acts, None).unwrap();
+    held.forward(&ids, 1, ids.len(), &mut acts, None).unwrap();
     assert_eq!(lab.llm_logits(&ids, false).unwrap().logits, acts.logits);
 
     // The strict readers stay strict: import_lm refuses a half config and half tensors; any other dtype

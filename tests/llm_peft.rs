@@ -84,7 +84,7 @@ fn texts() -> Vec<(&'static str, String)> {
 }
 
 /// log p(ids[t+1] | ids[..=t]) for t < len − 1, under the base and `adapter`.
-fn our_log_probs(ids: &[u16], adapter: Option<&mut Adapter>) -> Vec<f32> {
+fn our_log_probs(ids: &[u32], adapter: Option<&mut Adapter>) -> Vec<f32> {
     let model = &pretrained().model;
     let t = ids.len();
     let mut acts = LmActivations::for_inference();
@@ -92,7 +92,7 @@ fn our_log_probs(ids: &[u16], adapter: Option<&mut Adapter>) -> Vec<f32> {
         Some(a) => model.forward(ids, 1, t, &mut acts, Some(a)).unwrap(),
         None => model.forward(ids, 1, t, &mut acts, None).unwrap(),
     }
-    let mut lp = log_probs(&acts.logits, model.cfg.vocab, &targets(ids, t, u16::MAX));
+    let mut lp = log_probs(&acts.logits, model.cfg.vocab, &targets(ids, t, u32::MAX));
     assert!(lp.pop().unwrap().is_nan(), "the last position predicts nothing");
     lp
 }
@@ -107,7 +107,7 @@ fn max_diff(ours: &[f32], theirs: &[f64]) -> f64 {
 }
 
 /// The adapter's ids, checked against the fixture's tokenisation and texts.
-fn fixture_ids() -> Vec<Vec<u16>> {
+fn fixture_ids() -> Vec<Vec<u32>> {
     let fx = fixture()["texts"].as_array().unwrap();
     let ours = texts();
     assert_eq!(fx.len(), ours.len());

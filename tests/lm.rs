@@ -33,8 +33,8 @@ fn fixture_model() -> Llama {
     model
 }
 
-fn ids_of(t: &Tensor) -> Vec<u16> {
-    t.data.iter().map(|&v| v as u16).collect()
+fn ids_of(t: &Tensor) -> Vec<u32> {
+    t.data.iter().map(|&v| v as u32).collect()
 }
 
 /// Loss, dlogits and the targets of a batch.
@@ -101,7 +101,7 @@ fn a_batch_in_parts_gives_the_whole_batchs_loss_and_gradients() {
     let model = Llama::new(fixture_config(), 3);
     let (b, t, pad) = (5, 16, model.cfg.pad);
     let mut r = Rng::new(5, Stream::Replay);
-    let mut ids: Vec<u16> = (0..b * t).map(|_| r.below(256) as u16).collect();
+    let mut ids: Vec<u32> = (0..b * t).map(|_| r.below(256) as u32).collect();
     ids[t - 3..t].fill(pad);
     ids[3 * t + 9..4 * t].fill(pad);
     let mut acts = LmActivations::default();
@@ -197,9 +197,9 @@ fn random_model(seed: u64) -> Llama {
 }
 
 /// Two sequences of 8, the second ending in padding (ignored targets).
-fn random_ids() -> Vec<u16> {
+fn random_ids() -> Vec<u32> {
     let mut r = Rng::new(5, Stream::Replay);
-    let mut ids: Vec<u16> = (0..16).map(|_| r.below(256) as u16).collect();
+    let mut ids: Vec<u32> = (0..16).map(|_| r.below(256) as u32).collect();
     ids[0] = 256;
     ids[8] = 256;
     ids[12] = 257;
@@ -207,7 +207,7 @@ fn random_ids() -> Vec<u16> {
     ids
 }
 
-fn loss_of(model: &Llama, ids: &[u16], delta: Option<&mut dyn LayerDelta>) -> f64 {
+fn loss_of(model: &Llama, ids: &[u32], delta: Option<&mut dyn LayerDelta>) -> f64 {
     let mut acts = LmActivations::default();
     model.forward(ids, 2, 8, &mut acts, delta).unwrap();
     loss_and_grad(model, &acts).0 as f64
@@ -313,7 +313,7 @@ fn lora_gradients_match_finite_differences_on_every_module_type() {
 fn forward_and_backward_are_bit_identical_for_any_thread_count() {
     let model = Llama::new(LmConfig::tiny(), 9);
     let mut r = Rng::new(1, Stream::Replay);
-    let ids: Vec<u16> = (0..4 * 64).map(|_| r.below(259) as u16).collect();
+    let ids: Vec<u32> = (0..4 * 64).map(|_| r.below(259) as u32).collect();
     let run = |threads: usize| {
         rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
             let mut acts = LmActivations::default();
@@ -356,7 +356,7 @@ fn cached_steps_agree_with_the_full_forward_with_an_adapter() {
     let model = fixture_model();
     let mut adapter = fixture_adapter(&model, "adapter");
     let s = Sampling { temperature: 0.0, top_k: 0, top_p: 1.0 };
-    let prompts = vec![vec![256, b'P' as u16], vec![256, b'a' as u16], vec![256, 0xc3]];
+    let prompts = vec![vec![256, b'P' as u32], vec![256, b'a' as u32], vec![256, 0xc3]];
     let seqs = model.generate(&prompts, s, &mut Rng::new(1, Stream::Sample), Some(&mut adapter)).unwrap();
     for seq in &seqs {
         // Greedy: each generated token is the argmax of the full forward's logits before it.
@@ -387,4 +387,69 @@ fn sampling_follows_temperature_and_top_k() {
     assert!((2800..3050).contains(&two[1]), "{two:?}");
     let all = draw(Sampling { temperature: 1.0, top_k: 0, top_p: 1.0 }, &mut r);
     assert!(all.iter().all(|&c| c > 0), "every token is possible without top-k: {all:?}");
+}
+
+/// A vocabulary wider than 16 bits (Llama 3's 128,256, Qwen's 151,936): ids past 65,535 are read as
+/// themselves in the embedding, the loss and generation, never cut to 16 bits.
+#[test]
+fn ids_past_65535_are_embedded_scored_and_generated_as_themselves() {
+    let cfg = LmConfig {
+        vocab: 70_000,
+        hidden: 8,
+        intermediate: 8,
+        layers: 1,
+        heads: 1,
+        head_dim: 8,
+        context: 8,
+        bos: 69_990,
+        eos: 69_999,
+        pad: 0,
+        ..LmConfig::tiny()
+    };
+    cfg.validate("wide").unwrap();
+    let mut model = Llama::new(cfg, 4);
+    // lm_head: zero but rows 68,000 and 69,000, opposite, so one of the two is every greedy pick
+    let names: Vec<String> = model.params().into_iter().map(|(n, _)| n).collect();
+    let head = names.iter().position(|n| n == "lm_head.weight").unwrap();
+    let mut params = model.params_mut();
+    let w = &mut params[head];
+    w.fill(0.0);
+    for (c, v) in [0.5f32, -1.0, 2.0, 0.25, -0.75, 1.5, -2.0, 1.0].into_iter().enumerate() {
+        w[69_000 * 8 + c] = v;
+        w[68_000 * 8 + c] = -v;
+    }
+    drop(params);
+
+    // 65,537 is not 1: its own embedding row gives other logits (a 16-bit id would read row 1)
+    let logits = |ids: &[u32]| {
+        let mut acts = LmActivations::for_inference();
+        model.forward(ids, 1, ids.len(), &mut acts, None).unwrap();
+        acts.logits
+    };
+    let (wide, narrow) = (logits(&[69_990, 65_537]), logits(&[69_990, 1]));
+    assert_eq!(wide[..70_000], narrow[..70_000], "the same first position");
+    assert_ne!(wide[70_000..], narrow[70_000..], "row 65,537 read, not row 1");
+
+    // the loss of a target past 65,535 is its own log-probability
+    let targets = loss::targets(&[69_990, 65_537], 2, 0);
+    assert_eq!(targets, [Some(65_537), None]);
+    let lp = loss::log_probs(&wide, 70_000, &targets)[0];
+    let row = &wide[..70_000];
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let want = row[65_537] - max - row.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln() as f32;
+    assert!((lp - want).abs() < 1e-3, "{lp} vs {want} (an f32 sum of 70,000 terms against f64)");
+
+    // generation picks and feeds back ids past 65,535: each new token the full forward's argmax
+    let s = Sampling { temperature: 0.0, top_k: 0, top_p: 1.0 };
+    let seq = &model.generate(&[vec![69_990, 65_537]], s, &mut Rng::new(1, Stream::Sample), None).unwrap()[0];
+    assert_eq!(seq.len(), 8, "no EOS: runs to the context");
+    let all = logits(&seq[..7]);
+    for i in 1..7 {
+        assert!(seq[i + 1] == 68_000 || seq[i + 1] == 69_000, "{seq:?}");
+        assert_eq!(
+            pick(&all[i * 70_000..(i + 1) * 70_000], s, &mut Rng::new(0, Stream::Sample)),
+            seq[i + 1],
+            "{seq:?}"
+        );
+    }
 }

@@ -61,9 +61,9 @@ fn adapter(model: &Llama, dropout: f32) -> Adapter {
 
 /// Two sequences of 20, loss on about half the positions (a completion-only batch), one sequence
 /// padded at its end (no targets there).
-fn batch(vocab: usize) -> (Vec<u16>, Vec<Option<u16>>) {
+fn batch(vocab: usize) -> (Vec<u32>, Vec<Option<u32>>) {
     let mut r = Rng::new(5, Stream::Replay);
-    let ids: Vec<u16> = (0..40).map(|_| r.below(vocab as u32) as u16).collect();
+    let ids: Vec<u32> = (0..40).map(|_| r.below(vocab as u32) as u32).collect();
     let mut targets = vec![None; 40];
     for s in 0..2 {
         let end = if s == 0 { 20 } else { 15 };
@@ -75,7 +75,7 @@ fn batch(vocab: usize) -> (Vec<u16>, Vec<Option<u16>>) {
 }
 
 /// The plain path: every activation, all logits, `backward` → (summed loss, lora grads).
-fn plain(model: &Llama, a: &mut Adapter, ids: &[u16], targets: &[Option<u16>], denom: usize) -> (f64, Vec<Vec<f32>>) {
+fn plain(model: &Llama, a: &mut Adapter, ids: &[u32], targets: &[Option<u32>], denom: usize) -> (f64, Vec<Vec<f32>>) {
     let mut acts = LmActivations::default();
     model.forward(ids, 2, 20, &mut acts, Some(a)).unwrap();
     let mut dlogits = vec![0.0; acts.logits.len()];
@@ -139,8 +139,8 @@ fn a_pass_with_many_target_rows_runs_the_loss_in_chunks() {
     // 2 × 40 tokens, every one a target: more rows than one chunk.
     let model = smol_like(3, 300);
     let mut r = Rng::new(1, Stream::Replay);
-    let ids: Vec<u16> = (0..80).map(|_| r.below(300) as u16).collect();
-    let targets: Vec<Option<u16>> = loss::targets(&ids, 40, u16::MAX);
+    let ids: Vec<u32> = (0..80).map(|_| r.below(300) as u32).collect();
+    let targets: Vec<Option<u32>> = loss::targets(&ids, 40, u32::MAX);
     let count = targets.iter().flatten().count();
     assert!(count > LOSS_ROWS);
     let mut a = adapter(&model, 0.0);
@@ -159,7 +159,7 @@ fn a_pass_with_many_target_rows_runs_the_loss_in_chunks() {
 #[test]
 fn bad_targets_are_refused() {
     let model = smol_like(4, 300);
-    let ids = vec![1u16; 10];
+    let ids = vec![1u32; 10];
     let mut acts = SftActivations::default();
     let err = model.sft_pass(&ids, 1, 10, &[Some(300); 10], 10, &mut acts, None, false).unwrap_err();
     assert!(err.to_string().contains("outside the vocabulary"), "{err}");

@@ -30,8 +30,8 @@ fn fixture() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn ids(v: &Value) -> Vec<u16> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u16).collect()
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
 /// log-softmax of one row in f64.
@@ -117,7 +117,7 @@ fn a_prompt_longer_than_a_prefill_chunk_continues_as_the_forward_pass_predicts()
     let case = fx["cases"].as_array().unwrap().iter().find(|c| c["ids"].as_array().unwrap().len() > 256).unwrap();
     let prompt = ids(&case["ids"]);
     let last = case["positions"].as_array().unwrap().last().unwrap();
-    let want = last["top"][0][0].as_u64().unwrap() as u16;
+    let want = last["top"][0][0].as_u64().unwrap() as u32;
     let limits = GenerateLimits { max_new: 1, stop: &[] };
     let out = model()
         .generate_with(std::slice::from_ref(&prompt), limits, Sampling::GREEDY, &mut Rng::new(1, Stream::Sample), None, &mut |_, _| true)

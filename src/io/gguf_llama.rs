@@ -69,9 +69,15 @@ pub fn gguf_llama_config(g: &Gguf) -> Result<LmConfig> {
             return Err(bad(format!("llama.vocab_size is {v} but tokenizer.ggml.tokens holds {vocab} tokens")));
         }
     }
-    let token = |key: &str| -> Result<Option<u16>> {
+    let token = |key: &str| -> Result<Option<u32>> {
         g.optional(key, Gguf::get_u32)?
-            .map(|id| u16::try_from(id).map_err(|_| bad(format!("{key} {id} is outside the vocabulary of {vocab}"))))
+            .map(|id| {
+                if (id as usize) < vocab {
+                    Ok(id)
+                } else {
+                    Err(bad(format!("{key} {id} is outside the vocabulary of {vocab}")))
+                }
+            })
             .transpose()
     };
     let bos = token("tokenizer.ggml.bos_token_id")?.unwrap_or(0);
@@ -223,7 +229,7 @@ pub fn gguf_tokenizer(g: &Gguf) -> Result<Bpe> {
 /// when the file has none.
 pub fn gguf_chat_template(g: &Gguf, cfg: &LmConfig, tok: &Bpe) -> Result<Option<ChatTemplate>> {
     let Some(source) = g.optional("tokenizer.chat_template", Gguf::get_str)? else { return Ok(None) };
-    let text = |id: u16| tok.token_text(id as u32).unwrap_or("").to_string();
+    let text = |id: u32| tok.token_text(id).unwrap_or("").to_string();
     ChatTemplate::new(source, &text(cfg.bos), &text(cfg.eos), &g.file).map(Some)
 }
 

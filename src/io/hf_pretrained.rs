@@ -66,7 +66,7 @@ pub fn hf_pretrained(f: &HfFolder) -> Result<(Llama, Bpe, Option<ChatTemplate>, 
         }
         (None, None) => (None, TOKENIZER_CONFIG_FILE),
     };
-    let text = |id: u16| tokenizer.token_text(id as u32).unwrap_or("").to_string();
+    let text = |id: u32| tokenizer.token_text(id).unwrap_or("").to_string();
     let template = match source {
         Some(s) => Some(ChatTemplate::new(&s, &text(model.cfg.bos), &text(model.cfg.eos), file)?),
         None => None,

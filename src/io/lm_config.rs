@@ -39,9 +39,9 @@ struct HfLlamaConfig {
     architectures: [&'static str; 1],
     attention_bias: bool,
     attention_dropout: f32,
-    bos_token_id: u16,
+    bos_token_id: u32,
     dtype: &'static str,
-    eos_token_id: u16,
+    eos_token_id: u32,
     head_dim: usize,
     hidden_act: &'static str,
     hidden_size: usize,
@@ -53,7 +53,7 @@ struct HfLlamaConfig {
     num_attention_heads: usize,
     num_hidden_layers: usize,
     num_key_value_heads: usize,
-    pad_token_id: u16,
+    pad_token_id: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     quantization_config: Option<Value>,
     rms_norm_eps: f32,
@@ -333,10 +333,13 @@ fn float(obj: &Map<String, Value>, key: &str) -> Reason<Option<f32>> {
 }
 
 /// A required token id: one integer inside the vocabulary (`LmConfig::validate` checks it too).
-fn token(obj: &Map<String, Value>, key: &str, vocab: usize) -> Reason<u16> {
+fn token(obj: &Map<String, Value>, key: &str, vocab: usize) -> Reason<u32> {
     let v = optional(obj, key).ok_or_else(|| format!("{key} is missing; this lab needs BOS, EOS and PAD ids"))?;
     let id = v.as_u64().ok_or_else(|| format!("{key} must be one non-negative integer, found {v}"))?;
-    u16::try_from(id).map_err(|_| format!("{key} {id} is outside the vocabulary of {vocab}"))
+    u32::try_from(id)
+        .ok()
+        .filter(|&id| (id as usize) < vocab)
+        .ok_or_else(|| format!("{key} {id} is outside the vocabulary of {vocab}"))
 }
 
 fn kind(v: &Value) -> &'static str {

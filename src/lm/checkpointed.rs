@@ -77,10 +77,10 @@ impl Llama {
     #[allow(clippy::too_many_arguments)]
     pub fn sft_pass(
         &self,
-        ids: &[u16],
+        ids: &[u32],
         b: usize,
         t: usize,
-        targets: &[Option<u16>],
+        targets: &[Option<u32>],
         denom: usize,
         acts: &mut SftActivations,
         mut delta: Option<&mut dyn LayerDelta>,
@@ -142,7 +142,7 @@ impl Llama {
         let head = &self.linears[c.lm_head()];
         let v = c.vocab;
         let mut sum = 0.0f64;
-        let mut picked: Vec<Option<u16>> = Vec::with_capacity(LOSS_ROWS);
+        let mut picked: Vec<Option<u32>> = Vec::with_capacity(LOSS_ROWS);
         for (k, rows) in acts.rows.chunks(LOSS_ROWS).enumerate() {
             let r = rows.len();
             resize(&mut acts.logits, r * v);

@@ -38,9 +38,9 @@ pub struct LmConfig {
     pub context: usize,
     pub rms_norm_eps: f32,
     pub rope_theta: f32,
-    pub bos: u16,
-    pub eos: u16,
-    pub pad: u16,
+    pub bos: u32,
+    pub eos: u32,
+    pub pad: u32,
     /// `tie_word_embeddings`: the output layer is the token embedding (`lm_head` holds the one matrix).
     pub tie_embeddings: bool,
     /// HF's `initializer_range`: the std of the normal init of every Linear and the embedding.
@@ -73,7 +73,7 @@ impl LmConfig {
     pub fn validate(&self, file: &str) -> Result<()> {
         let bad = |reason: String| Err(LabError::file(file, reason));
         let limits = [
-            ("vocab_size", self.vocab, 1, 1 << 16),
+            ("vocab_size", self.vocab, 1, 1 << 18),
             ("hidden_size", self.hidden, 1, 4096),
             ("intermediate_size", self.intermediate, 1, 16384),
             ("num_hidden_layers", self.layers, 1, 64),

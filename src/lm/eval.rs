@@ -17,11 +17,20 @@ const EVAL_BATCH: usize = 16;
 /// batch's longest with PAD, whose positions predict nothing). Summed in f64, so the order of
 /// batches does not change the mean beyond f64 rounding.
 /// Runs on the pool, its threads kept awake from one batch to the next (`kernels::on_pool`).
-pub fn held_out_loss(model: &Llama, seqs: &[Vec<u16>], delta: Option<&mut dyn LayerDelta>) -> Result<f64> {
+/// `seqs` in any id width (the byte tokenizer's `u16`, a BPE's `u32`).
+pub fn held_out_loss<T: Copy + Into<u32> + Sync>(
+    model: &Llama,
+    seqs: &[Vec<T>],
+    delta: Option<&mut dyn LayerDelta>,
+) -> Result<f64> {
     kernels::on_pool(|| held_out_loss_here(model, seqs, delta))
 }
 
-fn held_out_loss_here(model: &Llama, seqs: &[Vec<u16>], mut delta: Option<&mut dyn LayerDelta>) -> Result<f64> {
+fn held_out_loss_here<T: Copy + Into<u32>>(
+    model: &Llama,
+    seqs: &[Vec<T>],
+    mut delta: Option<&mut dyn LayerDelta>,
+) -> Result<f64> {
     let pad = model.cfg.pad;
     let mut acts = LmActivations::for_inference();
     let (mut total, mut count) = (0.0f64, 0usize);
@@ -32,7 +41,9 @@ fn held_out_loss_here(model: &Llama, seqs: &[Vec<u16>], mut delta: Option<&mut d
         }
         let mut ids = vec![pad; chunk.len() * t];
         for (row, s) in ids.chunks_exact_mut(t).zip(chunk) {
-            row[..s.len()].copy_from_slice(s);
+            for (id, &x) in row.iter_mut().zip(s) {
+                *id = x.into();
+            }
         }
         model.forward(&ids, chunk.len(), t, &mut acts, delta.as_mut().map(|d| &mut **d as &mut dyn LayerDelta))?;
         let targets = loss::targets(&ids, t, pad);
@@ -48,11 +59,11 @@ fn held_out_loss_here(model: &Llama, seqs: &[Vec<u16>], mut delta: Option<&mut d
 }
 
 /// log p(ids[i + 1] | ids[..=i]) for every position of one sequence (ids.len() − 1 values).
-pub fn token_log_probs(model: &Llama, ids: &[u16], delta: Option<&mut dyn LayerDelta>) -> Result<Vec<f32>> {
+pub fn token_log_probs(model: &Llama, ids: &[u32], delta: Option<&mut dyn LayerDelta>) -> Result<Vec<f32>> {
     let mut acts = LmActivations::for_inference();
     model.forward(ids, 1, ids.len(), &mut acts, delta)?;
     // Every next token counts here, PAD included: the text is the caller's.
-    let targets: Vec<Option<u16>> = (0..ids.len()).map(|i| ids.get(i + 1).copied()).collect();
+    let targets: Vec<Option<u32>> = (0..ids.len()).map(|i| ids.get(i + 1).copied()).collect();
     let mut lp = loss::log_probs(&acts.logits, model.cfg.vocab, &targets);
     lp.pop();
     Ok(lp)

@@ -14,7 +14,7 @@ use crate::nn::LayerDelta;
 pub struct LmActivations {
     pub b: usize,
     pub t: usize,
-    pub(super) ids: Vec<u16>,
+    pub(super) ids: Vec<u32>,
     /// `xs[l]` is layer l's input (n × hidden); `xs[layers]` the last layer's output.
     pub(super) xs: Vec<Vec<f32>>,
     pub(super) layers: Vec<LayerActs>,
@@ -41,7 +41,7 @@ impl LmActivations {
         Self { inference: true, ..Self::default() }
     }
 
-    pub fn ids(&self) -> &[u16] {
+    pub fn ids(&self) -> &[u32] {
         &self.ids
     }
 
@@ -69,7 +69,7 @@ pub(super) fn project(
 impl Llama {
     /// Checks a batch of token ids: `b` sequences of `t` ids, t within the context, every id in the
     /// vocabulary.
-    pub fn check_ids(&self, ids: &[u16], b: usize, t: usize) -> Result<()> {
+    pub fn check_ids(&self, ids: &[u32], b: usize, t: usize) -> Result<()> {
         let c = &self.cfg;
         if b == 0 || t == 0 || ids.len() != b * t {
             return Err(LabError::setting("token ids", format!("{} ids do not make {b} sequences of {t}", ids.len())));
@@ -89,7 +89,7 @@ impl Llama {
     /// Runs the model over `ids` (b × t, each sequence at positions 0..t); logits end in `acts.logits`.
     pub fn forward(
         &self,
-        ids: &[u16],
+        ids: &[u32],
         b: usize,
         t: usize,
         acts: &mut LmActivations,

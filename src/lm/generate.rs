@@ -43,11 +43,11 @@ impl Sampling {
 }
 
 /// Picks a token from one row of logits.
-pub fn pick(logits: &[f32], s: Sampling, rng: &mut Rng) -> u16 {
+pub fn pick(logits: &[f32], s: Sampling, rng: &mut Rng) -> u32 {
     let argmax =
         || logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
     if s.temperature == 0.0 {
-        return argmax() as u16;
+        return argmax() as u32;
     }
     let mut order: Vec<usize> = (0..logits.len()).collect();
     // Descending by logit, ties by id: the candidates do not depend on the sort's stability.
@@ -72,11 +72,11 @@ pub fn pick(logits: &[f32], s: Sampling, rng: &mut Rng) -> u16 {
     let mut u = rng.uniform() as f64 * total;
     for (&i, w) in order.iter().zip(&weights) {
         if u < *w {
-            return i as u16;
+            return i as u32;
         }
         u -= w;
     }
-    order[order.len() - 1] as u16
+    order[order.len() - 1] as u32
 }
 
 /// Positions the prefill runs through the layers at once: bounds its attention weights
@@ -104,7 +104,7 @@ pub struct GenerateLimits<'a> {
     /// New tokens at most (the context is the other bound).
     pub max_new: usize,
     /// Tokens that end a sequence (included in it).
-    pub stop: &'a [u16],
+    pub stop: &'a [u32],
 }
 
 impl Llama {
@@ -112,11 +112,11 @@ impl Llama {
     /// the whole sequences (prompt included, EOS included when met).
     pub fn generate(
         &self,
-        prompts: &[Vec<u16>],
+        prompts: &[Vec<u32>],
         s: Sampling,
         rng: &mut Rng,
         delta: Option<&mut dyn LayerDelta>,
-    ) -> Result<Vec<Vec<u16>>> {
+    ) -> Result<Vec<Vec<u32>>> {
         let limits = GenerateLimits { max_new: self.cfg.context, stop: &[self.cfg.eos] };
         self.generate_with(prompts, limits, s, rng, delta, &mut |_, _| true)
     }
@@ -125,13 +125,13 @@ impl Llama {
     /// token as it is picked and ends the generation by returning false.
     pub fn generate_with(
         &self,
-        prompts: &[Vec<u16>],
+        prompts: &[Vec<u32>],
         limits: GenerateLimits,
         s: Sampling,
         rng: &mut Rng,
         mut delta: Option<&mut dyn LayerDelta>,
-        on_token: &mut dyn FnMut(usize, u16) -> bool,
-    ) -> Result<Vec<Vec<u16>>> {
+        on_token: &mut dyn FnMut(usize, u32) -> bool,
+    ) -> Result<Vec<Vec<u32>>> {
         let c = &self.cfg;
         let n = prompts.len();
         let p = prompts.first().map_or(0, Vec::len);
@@ -139,7 +139,7 @@ impl Llama {
             return Err(LabError::setting("prompts", "give at least one prompt, all of the same non-zero length"));
         }
         s.check()?;
-        let flat: Vec<u16> = prompts.concat();
+        let flat: Vec<u32> = prompts.concat();
         self.check_ids(&flat, n, p)?;
         // The cache holds the prompt and what may follow it, never more than the context.
         let cap = (p + limits.max_new).min(c.context);
@@ -155,14 +155,14 @@ impl Llama {
         let (mut x, mut x_next, mut sc) = (Vec::new(), Vec::new(), Vec::new());
         let (mut last, mut f, mut rstd, mut logits) =
             (vec![0.0; n * h], vec![0.0; n * h], vec![0.0; n], vec![0.0; n * c.vocab]);
-        let mut seqs: Vec<Vec<u16>> = prompts.to_vec();
+        let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
         let mut done = vec![false; n];
         let mut pos = 0;
         while pos < cap && !done.iter().all(|&d| d) {
             // The prompt in chunks, then one new token per step.
             let t = if pos < p { PREFILL_CHUNK.min(p - pos) } else { 1 };
             // A finished sequence goes on being fed its last token (its results are not used).
-            let ids: Vec<u16> = seqs
+            let ids: Vec<u32> = seqs
                 .iter()
                 .flat_map(|q| (pos..pos + t).map(|i| q.get(i).copied().unwrap_or(q[q.len() - 1])))
                 .collect();

@@ -6,12 +6,12 @@ use crate::kernels::{self, par_map, Chunks};
 
 /// The target of each logits row (b·t rows): the next token of the same sequence, `None` for the last
 /// position and wherever the next token is `pad`.
-pub fn targets(ids: &[u16], t: usize, pad: u16) -> Vec<Option<u16>> {
+pub fn targets(ids: &[u32], t: usize, pad: u32) -> Vec<Option<u32>> {
     ids.chunks_exact(t).flat_map(|seq| (0..t).map(move |i| seq.get(i + 1).copied().filter(|&x| x != pad))).collect()
 }
 
 /// log p(target) of each row that has a target (`NaN` elsewhere), from logits (rows × vocab).
-pub fn log_probs(logits: &[f32], vocab: usize, targets: &[Option<u16>]) -> Vec<f32> {
+pub fn log_probs(logits: &[f32], vocab: usize, targets: &[Option<u32>]) -> Vec<f32> {
     par_map((logits.len() / vocab).min(targets.len()), &|i| match targets[i] {
         Some(t) => {
             let row = &logits[i * vocab..][..vocab];
@@ -27,7 +27,7 @@ pub fn log_probs(logits: &[f32], vocab: usize, targets: &[Option<u16>]) -> Vec<f
 pub fn cross_entropy_part(
     logits: &[f32],
     vocab: usize,
-    targets: &[Option<u16>],
+    targets: &[Option<u32>],
     dlogits: &mut [f32],
     denom: usize,
 ) -> f64 {

@@ -46,7 +46,7 @@ impl Llama {
 
     /// Copies the embedding rows of `ids` into `out` (ids.len() × hidden): from `embed`, or from a tied
     /// `lm_head`'s weight (dequantised row by row when it is held quantised).
-    pub(super) fn embed_rows(&self, ids: &[u16], out: &mut [f32]) {
+    pub(super) fn embed_rows(&self, ids: &[u32], out: &mut [f32]) {
         let h = self.cfg.hidden;
         for (x, &id) in out.chunks_exact_mut(h).zip(ids) {
             if self.cfg.tie_embeddings {

@@ -7,8 +7,9 @@
 //! `tokenizer.ggml.*` arrays or read by `tokenizer_json`, cutting words with `pretokenize` (whose
 //! letter class is `letters`); `chat_template` renders its Jinja chat template.
 //!
-//! The byte tokenizer's tokens stay `u16` (264 ids) until the model embeds them: the English words'
-//! 3 M training tokens are 6 MB so, and would be 12 MB as `u32`. BPE ids are `u32`.
+//! The byte tokenizer's tokens stay `u16` (264 ids) in the corpora: the English words' 3 M training
+//! tokens are 6 MB so, and would be 12 MB as `u32`; a batch widens them as it is filled. BPE ids and
+//! the model's ids are `u32` (vocabularies to 262,144: Llama 3's 128,256 and Qwen's 151,936 fit).
 
 mod bpe;
 mod chat_template;

@@ -76,7 +76,7 @@ impl Blocks {
     /// Copies the blocks named by `batch` into `out` (`batch.len() × block_len()`, row-major), the
     /// batch's input ids. A wrong buffer length or an index past the last block is an error, not a
     /// panic, and nothing is written then.
-    pub fn fill(&self, batch: &[u32], out: &mut [Token]) -> Result<()> {
+    pub fn fill(&self, batch: &[u32], out: &mut [u32]) -> Result<()> {
         let b = batch.len();
         if Some(out.len()) != b.checked_mul(self.block) {
             return Err(LabError::state(format!(
@@ -90,7 +90,9 @@ impl Blocks {
             return Err(LabError::state(format!("Blocks::fill: block {i} is past the end of {} blocks", self.len())));
         }
         for (row, &i) in out.chunks_exact_mut(self.block).zip(batch) {
-            row.copy_from_slice(self.block(i as usize));
+            for (id, &t) in row.iter_mut().zip(self.block(i as usize)) {
+                *id = t.into();
+            }
         }
         Ok(())
     }

@@ -27,10 +27,13 @@ pub fn encode_line(line: &str) -> Vec<Token> {
 /// start if there is none) up to the first EOS after it (or the end). Any other id that is not a
 /// byte (a stray BOS, PAD, 259–263, or anything past the vocabulary) is dropped, and bytes that are
 /// not valid UTF-8 show as U+FFFD, as `String::from_utf8_lossy` does.
-pub fn decode(ids: &[Token]) -> String {
-    let start = ids.iter().position(|&t| t == BOS).map_or(0, |i| i + 1);
+/// The ids in any width (the model generates `u32`).
+pub fn decode<T: Copy + Into<u32>>(ids: &[T]) -> String {
+    let ids: Vec<u32> = ids.iter().map(|&t| t.into()).collect();
+    let (bos, eos) = (u32::from(BOS), u32::from(EOS));
+    let start = ids.iter().position(|&t| t == bos).map_or(0, |i| i + 1);
     let body = &ids[start..];
-    let end = body.iter().position(|&t| t == EOS).unwrap_or(body.len());
+    let end = body.iter().position(|&t| t == eos).unwrap_or(body.len());
     let bytes: Vec<u8> = body[..end].iter().filter_map(|&t| u8::try_from(t).ok()).collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }

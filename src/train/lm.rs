@@ -21,7 +21,7 @@ pub const PART: usize = 16;
 /// The per-batch buffers both objectives need.
 #[derive(Default)]
 struct Buffers {
-    ids: Vec<u16>,
+    ids: Vec<u32>,
     acts: LmActivations,
     dlogits: Vec<f32>,
 }

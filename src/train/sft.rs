@@ -16,12 +16,12 @@ use crate::nn::{clip_grad_norm, Adam};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SftData {
     /// Per example: ids, and `targets[i]` = the id position i must predict (None: not in the loss).
-    examples: Vec<(Vec<u16>, Vec<Option<u16>>)>,
+    examples: Vec<(Vec<u32>, Vec<Option<u32>>)>,
 }
 
 impl SftData {
     /// From ids and their loss mask (`trained[i]`: the loss predicts `ids[i]` from position i − 1),
-    /// every id below `vocab` (≤ 65,536).
+    /// every id below `vocab`.
     pub fn new<'a>(examples: impl IntoIterator<Item = (&'a [u32], &'a [bool])>, vocab: usize) -> Result<Self> {
         let mut out = Vec::new();
         for (n, (ids, trained)) in examples.into_iter().enumerate() {
@@ -31,13 +31,13 @@ impl SftData {
                     format!("example {n}: {} ids, {} mask entries", ids.len(), trained.len()),
                 ));
             }
-            if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab || id > u16::MAX as u32) {
+            if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
                 return Err(LabError::setting(
                     "examples",
                     format!("example {n}: id {bad} is outside the vocabulary of {vocab}"),
                 ));
             }
-            let ids: Vec<u16> = ids.iter().map(|&id| id as u16).collect();
+            let ids = ids.to_vec();
             let targets = (0..ids.len()).map(|i| trained.get(i + 1).filter(|&&t| t).map(|_| ids[i + 1])).collect();
             out.push((ids, targets));
         }
@@ -69,7 +69,7 @@ impl SftData {
 
     /// Example `i`'s ids and, per id, whether the loss trains on it (`trained[i]` of `new`; the first
     /// never is), or `None` past the end.
-    pub fn example(&self, i: usize) -> Option<(&[u16], Vec<bool>)> {
+    pub fn example(&self, i: usize) -> Option<(&[u32], Vec<bool>)> {
         let (ids, targets) = self.examples.get(i)?;
         let trained = std::iter::once(false).chain(targets[..ids.len() - 1].iter().map(Option::is_some)).collect();
         Some((ids, trained))
@@ -82,7 +82,7 @@ impl SftData {
 
     /// Fills `ids` and `targets` with the examples of `batch`, each padded on the right with `pad` to
     /// the longest: → its length.
-    fn fill(&self, batch: &[u32], pad: u16, ids: &mut Vec<u16>, targets: &mut Vec<Option<u16>>) -> Result<usize> {
+    fn fill(&self, batch: &[u32], pad: u32, ids: &mut Vec<u32>, targets: &mut Vec<Option<u32>>) -> Result<usize> {
         let get = |i: u32| self.examples.get(i as usize).ok_or_else(|| LabError::state(format!("no example {i}")));
         let mut t = 0;
         for &i in batch {
@@ -133,8 +133,8 @@ pub struct SftState {
     micro: usize,
     /// The adapter's gradients summed over a step's micro-batches.
     sum: Vec<Vec<f32>>,
-    ids: Vec<u16>,
-    targets: Vec<Option<u16>>,
+    ids: Vec<u32>,
+    targets: Vec<Option<u32>>,
     /// Tokens of the examples trained on so far (padding not counted).
     pub tokens: usize,
 }

@@ -145,12 +145,12 @@ impl Pretrained {
     }
 
     /// `ids` as the model takes them: within the vocabulary and the context, at least one.
-    pub fn model_ids(&self, ids: &[u32]) -> Result<Vec<u16>> {
+    pub fn model_ids(&self, ids: &[u32]) -> Result<Vec<u32>> {
         self.check_ids(ids)?;
         let ctx = self.model.cfg.context;
         if ids.is_empty() || ids.len() > ctx {
             return Err(LabError::setting("ids", format!("{} tokens: give 1 to {ctx}", ids.len())));
         }
-        Ok(ids.iter().map(|&id| id as u16).collect())
+        Ok(ids.to_vec())
     }
 }

@@ -29,7 +29,7 @@ const ANSWER_BATCH: usize = 16;
 /// A held-out prompt and the completion it should get, for exact match.
 #[derive(Clone, Debug)]
 pub(super) struct Question {
-    pub prompt: Vec<u16>,
+    pub prompt: Vec<u32>,
     /// The prompt as a person reads it: its text, or a conversation's last user message.
     pub prompt_text: String,
     pub expected: String,
@@ -387,7 +387,7 @@ impl Pretrained {
         order.sort_by_key(|&i| questions[i].prompt.len());
         for group in order.chunk_by(|&a, &b| questions[a].prompt.len() == questions[b].prompt.len()) {
             for part in group.chunks(ANSWER_BATCH) {
-                let prompts: Vec<Vec<u16>> = part.iter().map(|&i| questions[i].prompt.clone()).collect();
+                let prompts: Vec<Vec<u32>> = part.iter().map(|&i| questions[i].prompt.clone()).collect();
                 let limits = GenerateLimits { max_new: ANSWER_TOKENS, stop: &[eos] };
                 let d = delta.as_mut().map(|d| &mut **d as &mut dyn LayerDelta);
                 let mut rng = Rng::new(0, Stream::Sample);

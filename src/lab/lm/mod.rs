@@ -411,7 +411,7 @@ impl Lab {
         if n == 0 || n > 256 {
             return Err(LabError::setting("n", format!("{n} is not a count from 1 to 256")));
         }
-        let decode = |seqs: Vec<Vec<u16>>| seqs.iter().map(|s| text::decode(s)).collect::<Vec<_>>();
+        let decode = |seqs: Vec<Vec<u32>>| seqs.iter().map(|s| text::decode(s)).collect::<Vec<_>>();
         let room = &mut self.lm;
         match room.run.as_mut() {
             None => Err(LabError::state("no language-model run in progress")),
@@ -435,6 +435,7 @@ impl Lab {
 
     /// Logits (ids.len() × vocab) for the ids given, with the active adapter when `adapted`.
     pub fn lm_logits(&mut self, ids: &[u16], adapted: bool) -> Result<Vec<f32>> {
+        let ids: &[u32] = &ids.iter().map(|&t| u32::from(t)).collect::<Vec<_>>();
         let mut acts = crate::lm::LmActivations::for_inference();
         if adapted {
             if let Some(r) = self.lm.models.with_adapted(|m, d| m.forward(ids, 1, ids.len(), &mut acts, d)) {
@@ -450,14 +451,14 @@ impl Lab {
     /// active adapter.
     pub fn lm_score(&mut self, text: &str) -> Result<Score> {
         let base = self.lm_require_base()?;
-        let mut ids = text::encode_line(text);
+        let ids = text::encode_line(text);
         if ids.len() > base.cfg.context {
             return Err(LabError::setting(
                 "text",
                 format!("{} bytes is more than the {} the model reads at once", text.len(), base.cfg.context - 2),
             ));
         }
-        ids.truncate(base.cfg.context);
+        let ids: Vec<u32> = ids.into_iter().map(u32::from).collect();
         let b = eval::token_log_probs(base, &ids, None)?;
         let adapted = self.lm.models.with_adapted(|m, d| eval::token_log_probs(m, &ids, d)).transpose()?;
         Ok(Score { bytes: text.as_bytes().to_vec(), base: b, adapted })
