@@ -606,6 +606,11 @@ impl LabHandle {
     pub fn llm_import_adapter(&mut self, name: &str, safetensors: &[u8], config_json: &str) -> JsResult<JsValue> {
         to_js(&self.lab.llm_import_adapter(name, safetensors, config_json).map_err(err)?)
     }
+
+    #[wasm_bindgen(js_name = llmImportGgufAdapter)]
+    pub fn llm_import_gguf_adapter(&mut self, name: &str, gguf: &[u8], file: &str) -> JsResult<JsValue> {
+        to_js(&self.lab.llm_import_gguf_adapter(name, gguf, file).map_err(err)?)
+    }
 }
 
 /// `{ config: <parsed JSON>, safetensors: Uint8Array }` for a folder's two files.

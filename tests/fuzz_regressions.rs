@@ -211,6 +211,8 @@ const SEEDS: &[(&str, &str, Expect)] = &[
     ("gguf", "ok-alignment-64", Accepted),
     ("gguf", "ok-no-tensors-v2", Accepted),
     ("gguf", "ok-smollm2-miniature", Accepted),
+    ("gguf", "ok-lora-adapter", Accepted),
+    ("gguf", "ok-lora-missing-half", Accepted),
     ("gguf", "bad-version-1", Rejected(&["fuzz.gguf: GGUF version 1 is not read by this lab"])),
     (
         "gguf",
@@ -756,6 +758,23 @@ fn gguf_seeds(add: &mut dyn FnMut(&'static str, &'static str, Vec<u8>)) {
     let at = find(&alignment, b"general.alignment") + 17 + 4;
     alignment[at..at + 4].copy_from_slice(&48u32.to_le_bytes());
     add("gguf", "bad-alignment", alignment);
+
+    // llama.cpp's LoRA adapters for the harness's small Llama: every projection, and one pair cut in half
+    use lora_lab::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
+    let llama = lora_lab::lm::Llama::new(harness::lora_llama_config(), 1);
+    let cfg = &llama.cfg;
+    let targets = (0..cfg.lm_head()).collect();
+    let lora = LoraConfig { targets, rank: 2, alpha: 4.0, scaling: Scaling::Peft, dropout: 0.0, bias: Bias::None, init: Init::Default };
+    let mut adapter = Adapter::new("seed", lora, &llama, 5).unwrap();
+    for (i, l) in adapter.layers.iter_mut().enumerate() {
+        l.lora_b.iter_mut().enumerate().for_each(|(j, v)| *v = ((i * 7 + j) % 11) as f32 / 20.0 - 0.25);
+    }
+    let lora_file = lora_lab::io::export_gguf_lora(&adapter, cfg, "seed").unwrap();
+    add("gguf", "ok-lora-adapter", lora_file.clone());
+    let g = read_gguf(&lora_file, "seed.gguf").unwrap();
+    let half: Vec<GgufTensorData> =
+        g.tensor_data(&lora_file).unwrap().into_iter().filter(|t| t.name != "blk.1.attn_k.weight.lora_b").collect();
+    add("gguf", "ok-lora-missing-half", write_gguf(&g.metadata, &half).unwrap());
 }
 
 /// The `hf_tokenizer` seeds: small tokenizer.json files as Hugging Face writes them (SmolLM2's layout:

@@ -11,9 +11,12 @@
 mod common;
 
 use lora_lab::io::gguf_llama::unpermute_rows;
-use lora_lab::io::{export_gguf_lora, llama_cpp_alpha, read_gguf, Gguf, GgufValue};
+use lora_lab::io::{
+    export_gguf_lora, gguf_lora_to_peft, import_adapter, llama_cpp_alpha, read_gguf, write_gguf, Gguf, GgufTensorData,
+    GgufValue,
+};
 use lora_lab::lm::config::{K, LAYER_MODULES, Q};
-use lora_lab::lm::{Llama, LmConfig};
+use lora_lab::lm::{Llama, LmActivations, LmConfig};
 use lora_lab::lora::{Adaptable, Adapter, Bias, Init, LoraConfig, LoraLayer, Scaling};
 use lora_lab::quant::{Blocks, GgmlType, GgmlWeight};
 use lora_lab::rng::{Rng, Stream};
@@ -416,4 +419,96 @@ fn smollm2_seed_adapter_passes_llama_cpp_checks_against_the_real_base() {
     } else {
         eprintln!("GGUF_LORA_MERGED not set: llama.cpp's merged model not compared");
     }
+}
+
+/// llama.cpp's LoRA GGUF read back (panel 7's upload of a `.gguf` adapter): the same factors, the q/k
+/// rows in Hugging Face's order again, the same scaling, hence the same logits bit for bit.
+#[test]
+fn a_llama_cpp_lora_file_reads_back_as_the_same_adapter() {
+    for (tied, scaling, alpha, rank) in [(true, Scaling::Peft, 8.0, 4), (false, Scaling::RsLora, 6.0, 4), (true, Scaling::Article, 0.75, 8)]
+    {
+        let model = smol_like(tied);
+        let cfg = model.cfg.clone();
+        let mut targets = all_projections(&cfg);
+        if !tied {
+            targets.push(cfg.lm_head());
+        }
+        let a = adapter(&model, targets, rank, alpha, scaling);
+        let bytes = export_gguf_lora(&a, &cfg, "x").unwrap();
+        let (config, safetensors) = gguf_lora_to_peft(&bytes, "x.gguf", &cfg).unwrap();
+        let back = import_adapter("back", &safetensors, &config.to_json_pretty(), &model).unwrap();
+        assert_eq!(back.layers.len(), a.layers.len());
+        for (x, y) in a.layers.iter().zip(&back.layers) {
+            assert_eq!(x.layer, y.layer);
+            assert_eq!(x.lora_a, y.lora_a, "lora_A of module {}", x.layer);
+            assert_eq!(x.lora_b, y.lora_b, "lora_B of module {} (q/k rows back in HF order)", x.layer);
+            assert_eq!(x.scaling.to_bits(), y.scaling.to_bits(), "{scaling:?} α {alpha} r {rank}");
+        }
+        let ids: Vec<u32> = (0..12).map(|i| (i * 37 % 300) as u32).collect();
+        let logits = |d: &mut Adapter| {
+            let mut acts = LmActivations::for_inference();
+            model.forward(&ids, 1, ids.len(), &mut acts, Some(d)).unwrap();
+            acts.logits
+        };
+        let (mut a, mut back) = (a, back);
+        assert_eq!(logits(&mut a), logits(&mut back));
+    }
+}
+
+#[test]
+fn a_gguf_that_is_not_a_fitting_lora_adapter_is_refused_by_name() {
+    let model = smol_like(true);
+    let cfg = model.cfg.clone();
+    let a = adapter(&model, vec![cfg.module(0, Q), cfg.module(1, 6)], 4, 8.0, Scaling::Peft);
+    let good = export_gguf_lora(&a, &cfg, "x").unwrap();
+    let g = read_gguf(&good, "x.gguf").unwrap();
+    // The file rewritten with one change: metadata `edit`, tensors kept or dropped by `keep`.
+    let rewrite = |edit: &dyn Fn(&mut Vec<(String, GgufValue)>), keep: &dyn Fn(&str) -> bool| {
+        let mut meta = g.metadata.clone();
+        edit(&mut meta);
+        let data: Vec<GgufTensorData> = g.tensor_data(&good).unwrap().into_iter().filter(|t| keep(t.name)).collect();
+        write_gguf(&meta, &data).unwrap()
+    };
+    let refused = |bytes: &[u8], cfg: &LmConfig| match gguf_lora_to_peft(bytes, "up.gguf", cfg).unwrap_err() {
+        LabError::BadFile { file, reason } => {
+            assert_eq!(file, "up.gguf");
+            reason
+        }
+        other => panic!("{other:?}"),
+    };
+    let set = |key: &'static str, v: GgufValue| {
+        move |m: &mut Vec<(String, GgufValue)>| m.iter_mut().filter(|(k, _)| k == key).for_each(|(_, x)| *x = v.clone())
+    };
+    let all = |_: &str| true;
+    let r = refused(&rewrite(&set("general.type", GgufValue::String("model".into())), &all), &cfg);
+    assert!(r.contains("general.type is \"model\""), "{r}");
+    let r = refused(&rewrite(&set("adapter.type", GgufValue::String("control_vector".into())), &all), &cfg);
+    assert!(r.contains("adapter.type is \"control_vector\""), "{r}");
+    let r = refused(&rewrite(&set("general.architecture", GgufValue::String("qwen2".into())), &all), &cfg);
+    assert!(r.contains("qwen2"), "{r}");
+    let r = refused(&rewrite(&set("adapter.lora.alpha", GgufValue::F32(f32::NAN)), &all), &cfg);
+    assert!(r.contains("adapter.lora.alpha"), "{r}");
+    let r = refused(&rewrite(&|_| {}, &|n| n != "blk.1.ffn_down.weight.lora_b"), &cfg);
+    assert!(r.contains("blk.1.ffn_down.weight.lora_b is missing"), "{r}");
+    let r = refused(&rewrite(&|_| {}, &|n| !n.starts_with("blk.")), &cfg);
+    assert!(r.contains("no LoRA tensors"), "{r}");
+    // another model: fewer layers, or another width
+    let small = LmConfig { layers: 1, ..cfg.clone() };
+    let r = refused(&good, &small);
+    assert!(r.contains("no Linear \"blk.1.ffn_down.weight\""), "{r}");
+    let wide = LmConfig { intermediate: 48, ..cfg.clone() };
+    let r = refused(&good, &wide);
+    assert!(r.contains("blk.1.ffn_down.weight") && r.contains("needs [48, r]"), "{r}");
+    // a model, not an adapter
+    let r = refused(&write_gguf(&[("general.architecture".into(), GgufValue::String("llama".into()))], &[]).unwrap(), &cfg);
+    assert!(r.contains("general.type is \"model\""), "{r}");
+    // two ranks in one file
+    let mut b = adapter(&model, vec![cfg.module(0, Q)], 2, 4.0, Scaling::Peft);
+    b.name = "b".into();
+    let other = export_gguf_lora(&b, &cfg, "y").unwrap();
+    let go = read_gguf(&other, "y.gguf").unwrap();
+    let mut data: Vec<GgufTensorData> = g.tensor_data(&good).unwrap().into_iter().filter(|t| !t.name.starts_with("blk.0.")).collect();
+    data.extend(go.tensor_data(&other).unwrap());
+    let r = refused(&write_gguf(&g.metadata, &data).unwrap(), &cfg);
+    assert!(r.contains("rank") && r.contains("one rank per adapter"), "{r}");
 }

@@ -232,7 +232,10 @@ export function createLlm(app) {
     exportMerged: async (name) => ask(Request.LLM_EXPORT_MERGED, { name }),
     /** → { trainPy, datasetJsonl, testJsonl }: the script to go on with TRL on a GPU, and its data. */
     exportTrainingScript: async (name) => ask(Request.LLM_EXPORT_TRAINING_SCRIPT, { name }),
-    importAdapter: async ({ name, config, safetensors }) => ask(Request.LLM_IMPORT_ADAPTER, { name, config, safetensors }),
+    /** An adapter for the loaded model: PEFT's folder `{ name, config, safetensors }`, or llama.cpp's LoRA
+     *  GGUF `{ name, gguf, file? }`; checked against the model and made active. */
+    importAdapter: async ({ name, config, safetensors, gguf, file }) => ask(Request.LLM_IMPORT_ADAPTER,
+      gguf !== undefined ? { name, gguf: fileBytes('gguf', gguf), file } : { name, config, safetensors }),
     checkpoints: () => ask(Request.LLM_CHECKPOINTS),
     restoreCheckpoint: async (id) => ask(Request.LLM_RESTORE_CHECKPOINT, { id }),
     pause: () => ask(Request.PAUSE),

@@ -150,7 +150,8 @@
 //   llmRestoreCheckpoint { id }  → adapters   the checkpoint becomes its adapter, active
 //   llmExportTrainingScript { name }  → { trainPy, datasetJsonl, testJsonl }: TRL's SFTTrainer with the run's
 //                 LoraConfig and SFTConfig, going on from ./adapter (the PEFT folder) when it is there
-//   llmImportAdapter { name, config, safetensors }  → adapter summary
+//   llmImportAdapter { name, config, safetensors } | { name, gguf, file? }  → adapter summary (gguf:
+//                 llama.cpp's LoRA GGUF, read back as PEFT's folder and checked the same way)
 //
 //   bench         { kind: 'gemm', layout, reps } → { gflops, peak, ofPeak } | { kind: 'peak'|'peakAllThreads', iters } → { gflops } |
 //                 { kind: 'train', limit } → run summary | { kind: 'inference' } → { us }   (bench.html)

@@ -604,8 +604,9 @@ const llmSimple = {
   [Request.LLM_CHECKPOINTS]: () => requireLab().llmCheckpoints(),
   [Request.LLM_RESTORE_CHECKPOINT]: ({ id }) => requireLab().llmRestoreCheckpoint(Number(id)),
   [Request.LLM_EXPORT_TRAINING_SCRIPT]: ({ name }) => requireLab().llmExportTrainingScript(String(name)),
-  [Request.LLM_IMPORT_ADAPTER]: ({ name, config, safetensors }) =>
-    requireLab().llmImportAdapter(String(name), bytesOf(safetensors, 'adapter_model.safetensors'), configText(config)),
+  [Request.LLM_IMPORT_ADAPTER]: ({ name, config, safetensors, gguf, file }) => (gguf !== undefined && gguf !== null
+    ? requireLab().llmImportGgufAdapter(String(name), bytesOf(gguf, 'GGUF adapter'), String(file ?? 'the GGUF adapter'))
+    : requireLab().llmImportAdapter(String(name), bytesOf(safetensors, 'adapter_model.safetensors'), configText(config))),
 };
 
 function classify({ pixels }) {

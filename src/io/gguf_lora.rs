@@ -49,11 +49,17 @@
 //!
 //! [`Scaling`]: crate::lora::Scaling
 
-use super::gguf::{write_gguf, GgufTensorData, GgufValue};
+use std::collections::{BTreeMap, HashMap};
+
+use super::adapter_config::AdapterConfig;
+use super::gguf::{read_gguf, write_gguf, Gguf, GgufTensorData, GgufValue};
 use super::gguf_llama::unpermute_rows;
+use super::tensors::write_safetensors;
 use crate::error::{LabError, Result};
 use crate::lm::config::{LmConfig, K, LAYER_MODULES, Q};
-use crate::lora::{Adapter, LoraLayer};
+use crate::lora::targets::TargetModules;
+use crate::lora::{Adapter, LoraLayer, Scaling};
+use crate::quant::ggml::dequantize;
 use crate::quant::GgmlType;
 
 /// llama.cpp's names of a layer's seven Linears (`blk.N.<name>.weight`), in `LAYER_MODULES`' order.
@@ -213,4 +219,127 @@ pub fn export_gguf_lora(adapter: &Adapter, cfg: &LmConfig, name: &str) -> Result
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A llama.cpp LoRA GGUF (as [`export_gguf_lora`] or llama.cpp's `convert_lora_to_gguf.py` writes one)
+/// for the Llama `cfg`, read back as PEFT's folder: `adapter_config.json` and `adapter_model.safetensors`
+/// (so it is validated as any PEFT adapter is when imported). The reverse of the writer: `.lora_a`
+/// `[in, r]` is lora_A (r × in), `.lora_b` `[r, out]` lora_B (out × r) with q_proj's and k_proj's rows
+/// put back in Hugging Face's order, `adapter.lora.alpha` PEFT's `lora_alpha` (llama.cpp's scale is
+/// alpha / r, as PEFT's is; absent or 0 means a scale of 1, so `lora_alpha = r`). Any tensor type the
+/// GGUF reader reads is taken (F32 as the converter writes by default, F16, BF16, Q8_0, …).
+///
+/// Refused, naming the file and what is wrong: a GGUF that is not a LoRA adapter (`general.type`,
+/// `adapter.type`), another architecture, a tensor that is not half of a `.lora_a`/`.lora_b` pair of one
+/// of the model's Linears, a missing half, shapes that do not fit the model, pairs of different ranks
+/// (PEFT's config holds one `r`; llama.cpp's files allow more), a non-finite value.
+pub fn gguf_lora_to_peft(bytes: &[u8], file: &str, cfg: &LmConfig) -> Result<(AdapterConfig, Vec<u8>)> {
+    let bad = |reason: String| LabError::file(file, reason);
+    let g = read_gguf(bytes, file)?;
+    let kind = g.optional("general.type", Gguf::get_str)?.unwrap_or("model");
+    if kind != "adapter" {
+        return Err(bad(format!(
+            "general.type is \"{kind}\", not \"adapter\": this is a model, not a LoRA adapter (load it above as the model)"
+        )));
+    }
+    let lora = g.optional("adapter.type", Gguf::get_str)?.unwrap_or("(none)");
+    if lora != "lora" {
+        return Err(bad(format!("adapter.type is \"{lora}\"; this lab reads LoRA adapters (\"lora\")")));
+    }
+    let arch = g.optional("general.architecture", Gguf::get_str)?.unwrap_or("(none)");
+    if arch != "llama" {
+        return Err(bad(format!("general.architecture is \"{arch}\"; the loaded model is a Llama")));
+    }
+    let alpha = g.optional("adapter.lora.alpha", Gguf::get_f32)?.unwrap_or(0.0);
+    if !(alpha.is_finite() && alpha >= 0.0) {
+        return Err(bad(format!("adapter.lora.alpha is {alpha}: expected a finite, non-negative number")));
+    }
+
+    // The model's Linears by llama.cpp's name of their weight.
+    let modules = cfg.linear_modules();
+    let by_base: HashMap<String, usize> =
+        (0..modules.len()).filter_map(|i| gguf_base_tensor(cfg, i).ok().map(|n| (n, i))).collect();
+    let mut pairs: BTreeMap<usize, [Option<usize>; 2]> = BTreeMap::new();
+    for (t, info) in g.tensors.iter().enumerate() {
+        let (base, half) = match (info.name.strip_suffix(".lora_a"), info.name.strip_suffix(".lora_b")) {
+            (Some(b), _) => (b, 0),
+            (_, Some(b)) => (b, 1),
+            _ => return Err(bad(format!("tensor \"{}\" is not a .lora_a or .lora_b half of a LoRA pair", info.name))),
+        };
+        let &m = by_base
+            .get(base)
+            .ok_or_else(|| bad(format!("tensor \"{}\": the loaded model has no Linear \"{base}\"", info.name)))?;
+        let slot = &mut pairs.entry(m).or_default()[half];
+        if slot.replace(t).is_some() {
+            return Err(bad(format!("tensor \"{}\" appears twice", info.name)));
+        }
+    }
+    if pairs.is_empty() {
+        return Err(bad("the adapter holds no LoRA tensors".into()));
+    }
+
+    let mut rank = None;
+    let mut owned: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::with_capacity(2 * pairs.len());
+    for (&m, halves) in &pairs {
+        let base = gguf_base_tensor(cfg, m).expect("named above");
+        let [Some(ia), Some(ib)] = *halves else {
+            let missing = if halves[0].is_none() { "lora_a" } else { "lora_b" };
+            return Err(bad(format!("{base}.{missing} is missing: llama.cpp's LoRA tensors come in pairs")));
+        };
+        let (name, k, n) = &modules[m];
+        let (a, b) = (&g.tensors[ia], &g.tensors[ib]);
+        let r = match (a.dims.as_slice(), b.dims.as_slice()) {
+            (&[ak, ar], &[br, bn]) if ak as usize == *k && bn as usize == *n && ar == br && ar > 0 => ar as usize,
+            _ => {
+                return Err(bad(format!(
+                    "{base}: lora_a is {:?} and lora_b {:?}, but {name} ({k} in, {n} out) needs [{k}, r] and [r, {n}]",
+                    a.dims, b.dims
+                )))
+            }
+        };
+        if *rank.get_or_insert(r) != r {
+            return Err(bad(format!(
+                "{base} has rank {r} but others have rank {}: this lab holds one rank per adapter (PEFT's r)",
+                rank.unwrap_or(r)
+            )));
+        }
+        let values = |i: usize| -> Result<Vec<f32>> {
+            let t = &g.tensors[i];
+            let v = dequantize(t.ty, g.tensor_bytes(bytes, i)?, t.n_elements());
+            match v.iter().position(|x| !x.is_finite()) {
+                Some(at) => Err(bad(format!("{} holds {} at element {at}", t.name, v[at]))),
+                None => Ok(v),
+            }
+        };
+        let lora_a = values(ia)?;
+        let gguf_b = values(ib)?;
+        // The writer's row permutation of q and k, undone: HF row `hf` is GGUF row `unpermute[hf]`.
+        let heads = match m % LAYER_MODULES.len() {
+            _ if m >= cfg.lm_head() => None,
+            Q => Some(cfg.heads),
+            K => Some(cfg.kv_heads()),
+            _ => None,
+        };
+        let lora_b = match heads {
+            Some(h) => {
+                let mut out = vec![0.0f32; n * r];
+                for (hf, gguf) in unpermute_rows(*n, h).into_iter().enumerate() {
+                    out[hf * r..(hf + 1) * r].copy_from_slice(&gguf_b[gguf * r..(gguf + 1) * r]);
+                }
+                out
+            }
+            None => gguf_b,
+        };
+        owned.push((format!("base_model.model.{name}.lora_A.weight"), vec![r, *k], lora_a));
+        owned.push((format!("base_model.model.{name}.lora_B.weight"), vec![*n, r], lora_b));
+    }
+    let rank = rank.expect("one pair at least");
+    let tensors: Vec<(String, Vec<usize>, &[f32])> = owned.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
+    let safetensors = write_safetensors(&tensors, None)?;
+    let targets: Vec<String> = pairs.keys().map(|&m| modules[m].0.clone()).collect();
+    // llama.cpp's scale is alpha / r, PEFT's lora_alpha / r; without an alpha llama.cpp scales by 1.
+    let lora_alpha = if alpha > 0.0 { alpha as f64 } else { rank as f64 };
+    let mut config = AdapterConfig::new(rank, Scaling::Peft, lora_alpha, TargetModules::Names(targets));
+    config.task_type = Some("CAUSAL_LM".into());
+    Ok((config, safetensors))
 }

@@ -30,7 +30,7 @@ pub use gguf::{read_gguf, write_gguf, Gguf, GgufArray, GgufTensorData, GgufTenso
 pub use gguf_llama::{
     gguf_adds_bos, gguf_chat_template, gguf_llama, gguf_llama_config, gguf_llama_shared, gguf_tokenizer,
 };
-pub use gguf_lora::{export_gguf_lora, gguf_base_tensor, llama_cpp_alpha, GGUF_LORA_MODULES};
+pub use gguf_lora::{export_gguf_lora, gguf_base_tensor, gguf_lora_to_peft, llama_cpp_alpha, GGUF_LORA_MODULES};
 pub use hf_pretrained::{hf_pretrained, HfFolder};
 pub use lm_config::{parse_lm_config, write_lm_config, LM_CONFIG_FILE};
 pub use lm_file::{export_lm, import_lm, lm_tensors};

@@ -253,6 +253,27 @@ describe('panel 7 in Chromium', () => {
     assert.deepEqual(await page.$$eval('#llm-adapter-list tr[data-adapter]', (rs) => rs.map((r) => r.dataset.adapter)), ['seed']);
   });
 
+  test("llama.cpp's LoRA GGUF loads back as the same adapter", async () => {
+    const gguf = await page.evaluate(() => window.__downloadBytes['seed.gguf']);
+    assert.ok(gguf?.length > 10_000_000, 'the GGUF was kept by the spy');
+    const d = driver(page, 'playwright');
+    await page.setInputFiles('#llm-upload', { name: 'seed.gguf', mimeType: 'application/octet-stream', buffer: Buffer.from(gguf) });
+    await d.typeOver('#llm-upload-name', 'from-gguf');
+    await d.clear('#llm-files-msg');
+    await page.click('#llm-upload-go');
+    const v = await d.verdict('#llm-files-msg');
+    assert.equal(v.kind, 'ok', v.text);
+    assert.equal(await d.text('#llm-active-name'), 'from-gguf');
+    const logits = (name) => page.evaluate(async (n) => {
+      await window.lab.llm.setAdapter(n);
+      return Array.from((await window.lab.llm.logits([1, 9690, 198, 2683], { adapted: true })).logits.slice(0, 4000));
+    }, name);
+    assert.deepEqual(await logits('from-gguf'), await logits('seed'), 'the same logits as the adapter it was written from');
+    await page.evaluate(() => window.lab.llm.deleteAdapter('from-gguf'));
+    assert.deepEqual(await page.$$eval('#llm-adapter-list tr[data-adapter]', (rs) => rs.map((r) => r.dataset.adapter)), ['seed']);
+    assert.equal(await d.text('#llm-active-name'), 'seed');
+  });
+
   test('a reload keeps the model chosen and the adapter, on', { timeout: LOAD_TIMEOUT }, async () => {
     await afterReload(driver(page, 'playwright'), waitReady);
   });

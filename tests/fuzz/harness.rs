@@ -16,7 +16,8 @@
 //!   the rest is the language model's `model.safetensors`.
 //! - `nf4`: the same split; the first part is a `quantization_config` object (skipped when empty),
 //!   the rest a 4-bit `model.safetensors` holding [`NF4_LINEARS`] quantised.
-//! - `gguf`: the whole input is one GGUF file.
+//! - `gguf`: the whole input is one GGUF file; also read as llama.cpp's LoRA adapter for
+//!   [`lora_llama_config`]'s Llama.
 //! - `hf_tokenizer`: bytes 0–1 little-endian = k, the length of a chat-template part (UTF-8, lossily;
 //!   skipped when empty); the rest is a `tokenizer.json` (UTF-8, lossily), the text side of a Hugging
 //!   Face folder as `io::hf_pretrained` reads it.
@@ -506,7 +507,44 @@ pub fn gguf(data: &[u8]) -> Result<String> {
         assert!(g.tensor_bytes(data, i).unwrap() == g2.tensor_bytes(&again, i).unwrap(), "{}: bytes changed", a.name);
     }
     assert!(g2.write(&again).unwrap() == again, "the canonical file changed when written again");
-    Ok(format!("{} metadata keys, {} tensors, {values} values", g.metadata.len(), g.tensors.len()))
+    // As llama.cpp's LoRA adapter for a small Llama (panel 7's upload of a .gguf): refused naming the
+    // file, or a PEFT folder that imports onto that model (the reader checked every pair's shape).
+    let lora = LORA_LLAMA.with(|m| {
+        let r = io::gguf_lora_to_peft(data, GGUF_FILE, &m.cfg);
+        check_file_error(&r, GGUF_FILE);
+        r.map(|(config, safetensors)| {
+            let a = io::import_adapter("fuzz", &safetensors, &config.to_json_pretty(), m)
+                .unwrap_or_else(|e| panic!("a LoRA GGUF that reads does not import: {e}"));
+            assert!(a.layers.iter().all(|l| l.lora_a.iter().chain(&l.lora_b).all(|v| v.is_finite())));
+            a.layers.len()
+        })
+    });
+    let lora = lora.map_or(String::new(), |n| format!("; a LoRA adapter of {n} pairs"));
+    Ok(format!("{} metadata keys, {} tensors, {values} values{lora}", g.metadata.len(), g.tensors.len()))
+}
+
+/// The Llama the `gguf` target reads LoRA adapters for: SmolLM2's layout in small (grouped-query
+/// attention, tied embeddings), so q/k row permutations and every module name are exercised.
+pub fn lora_llama_config() -> lora_lab::lm::LmConfig {
+    lora_lab::lm::LmConfig {
+        hidden: 16,
+        intermediate: 24,
+        layers: 2,
+        heads: 4,
+        kv_group: 2,
+        head_dim: 4,
+        context: 16,
+        vocab: 32,
+        bos: 1,
+        eos: 2,
+        pad: 2,
+        tie_embeddings: true,
+        ..lora_lab::lm::LmConfig::tiny()
+    }
+}
+
+thread_local! {
+    static LORA_LLAMA: Llama = Llama::new(lora_llama_config(), 1);
 }
 
 // ---------- hf_tokenizer ----------

@@ -344,8 +344,8 @@ export function llmPanel(app, raw) {
     if (name) await keeper.saveAdapter(modelKey(state.info), name, state.runs.get(name) ?? null);
     return v;
   }
-  async function importAdapter({ name, config: cfg, safetensors }) {
-    const v = await act(() => raw.importAdapter({ name, config: cfg, safetensors }), `Adapter “${name}” loaded.`);
+  async function importAdapter({ name, config: cfg, safetensors, gguf, file }) {
+    const v = await act(() => raw.importAdapter({ name, config: cfg, safetensors, gguf, file }), `Adapter “${name}” loaded.`);
     await keeper.saveAdapter(modelKey(state.info), name, null);
     return v;
   }
@@ -369,8 +369,14 @@ export function llmPanel(app, raw) {
     const name = $('#llm-upload-name', root).value.trim() || 'uploaded';
     try {
       if (!state.info) throw new Error('load a model first');
-      const files = await readFolder(app, input.files, ['adapter_config.json', 'adapter_model.safetensors']);
-      await importAdapter({ name, config: files['adapter_config.json'], safetensors: files['adapter_model.safetensors'] });
+      const gguf = [...(input.files || [])].find((f) => /\.gguf$/i.test(f.name));
+      if (gguf) {
+        // llama.cpp's LoRA file (what "llama.cpp LoRA" downloads)
+        await importAdapter({ name, gguf: new Uint8Array(await gguf.arrayBuffer()), file: gguf.name });
+      } else {
+        const files = await readFolder(app, input.files, ['adapter_config.json', 'adapter_model.safetensors']);
+        await importAdapter({ name, config: files['adapter_config.json'], safetensors: files['adapter_model.safetensors'] });
+      }
       input.value = '';
     } catch (err) {
       say(filesMsg, `Cannot load the adapter: ${err.message}.`, 'error');

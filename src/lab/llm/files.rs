@@ -1,7 +1,7 @@
 //! The pretrained model's adapters as files: PEFT's folder (`adapter_config.json` with
 //! `base_model_name_or_path` naming the Hub model and `task_type: "CAUSAL_LM"`,
-//! `adapter_model.safetensors` with PEFT's keys), and back; llama.cpp's LoRA GGUF. On any error while
-//! loading, nothing changes.
+//! `adapter_model.safetensors` with PEFT's keys), and back; llama.cpp's LoRA GGUF, and back. On any
+//! error while loading, nothing changes.
 
 use super::settings::LlmAdapterSettings;
 use super::train::AdapterMeta;
@@ -61,5 +61,15 @@ impl Lab {
         plan.lora = adapter.config.clone();
         self.llm.install(adapter, AdapterMeta { plan, held_out_lines: Vec::new() });
         Ok(summary)
+    }
+
+    /// Loads llama.cpp's LoRA GGUF (`file` names it in errors) for the current model under `name` and
+    /// makes it active: read back as PEFT's folder (`io::gguf_lora_to_peft`), then checked and installed
+    /// as `llm_import_adapter` does.
+    pub fn llm_import_gguf_adapter(&mut self, name: &str, gguf: &[u8], file: &str) -> Result<AdapterSummary> {
+        self.ensure_idle()?;
+        let m = self.llm_require()?;
+        let (config, safetensors) = io::gguf_lora_to_peft(gguf, file, &m.model.cfg)?;
+        self.llm_import_adapter(name, &safetensors, &config.to_json_pretty())
     }
 }
