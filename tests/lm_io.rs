@@ -467,7 +467,7 @@ fn refuses_non_finite_numbers() {
 fn refuses_what_lmconfig_validate_refuses() {
     let cases: [(&str, Value, &str); 8] = [
         ("head_dim", json!(1), "head_dim is 1; this lab handles 2 to 256"),
-        ("vocab_size", json!(70000), "vocab_size is 70000; this lab handles 1 to 65536"),
+        ("vocab_size", json!(300000), "vocab_size is 300000; this lab handles 1 to 262144"),
         ("num_hidden_layers", json!(0), "num_hidden_layers is 0; this lab handles 1 to 64"),
         ("num_attention_heads", json!(0), "num_attention_heads is 0; this lab handles 1 to 64"),
         ("pad_token_id", json!(300), "pad_token_id 300 is outside the vocabulary of 264"),
