@@ -190,6 +190,8 @@ fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
         "max_length=256,",
         "save_total_limit=2,",
         "PeftModel.from_pretrained(model, adapter, is_trainable=True)",
+        "bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),",
+        "use_cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),",
     ] {
         assert!(script.train_py.contains(line), "train.py lacks {line:?}:\n{}", script.train_py);
     }

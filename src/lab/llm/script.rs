@@ -64,6 +64,8 @@ pub(super) fn train_py(plan: &LlmAdapterPlan, base: &str) -> String {
     pip install "trl>=1.16" "peft>=0.21" "transformers>=5" datasets
     python train.py
 
+On a GPU with bf16 (TRL's default precision), else in f32 (a CPU runs it too, slowly).
+
 Reads dataset.jsonl and test.jsonl beside this file and, when ./adapter holds the page's PEFT adapter, goes on
 from it (is_trainable=True); else starts a fresh adapter with the same LoraConfig. Writes checkpoints to
 ./output and the adapter to ./adapter-trl (load it with PeftModel.from_pretrained(model, "adapter-trl")).
@@ -71,6 +73,7 @@ from it (is_trainable=True); else starts a fresh adapter with the same LoraConfi
 import json
 import os
 
+import torch
 from datasets import Dataset
 from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -119,6 +122,9 @@ args = SFTConfig(
     packing={packing},
     assistant_only_loss={assistant_only},
     report_to=[],
+    # TRL's default precision is bf16, which needs a GPU that has it; elsewhere f32 (on a CPU: slow, but it runs)
+    bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+    use_cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
 )
 trainer = SFTTrainer(
     model=model,
