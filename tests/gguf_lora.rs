@@ -425,7 +425,8 @@ fn smollm2_seed_adapter_passes_llama_cpp_checks_against_the_real_base() {
 /// rows in Hugging Face's order again, the same scaling, hence the same logits bit for bit.
 #[test]
 fn a_llama_cpp_lora_file_reads_back_as_the_same_adapter() {
-    for (tied, scaling, alpha, rank) in [(true, Scaling::Peft, 8.0, 4), (false, Scaling::RsLora, 6.0, 4), (true, Scaling::Article, 0.75, 8)]
+    for (tied, scaling, alpha, rank) in
+        [(true, Scaling::Peft, 8.0, 4), (false, Scaling::RsLora, 6.0, 4), (true, Scaling::Article, 0.75, 8)]
     {
         let model = smol_like(tied);
         let cfg = model.cfg.clone();
@@ -463,7 +464,8 @@ fn a_gguf_that_is_not_a_fitting_lora_adapter_is_refused_by_name() {
     let good = export_gguf_lora(&a, &cfg, "x").unwrap();
     let g = read_gguf(&good, "x.gguf").unwrap();
     // The file rewritten with one change: metadata `edit`, tensors kept or dropped by `keep`.
-    let rewrite = |edit: &dyn Fn(&mut Vec<(String, GgufValue)>), keep: &dyn Fn(&str) -> bool| {
+    type Metadata = Vec<(String, GgufValue)>;
+    let rewrite = |edit: &dyn Fn(&mut Metadata), keep: &dyn Fn(&str) -> bool| {
         let mut meta = g.metadata.clone();
         edit(&mut meta);
         let data: Vec<GgufTensorData> = g.tensor_data(&good).unwrap().into_iter().filter(|t| keep(t.name)).collect();
@@ -477,7 +479,7 @@ fn a_gguf_that_is_not_a_fitting_lora_adapter_is_refused_by_name() {
         other => panic!("{other:?}"),
     };
     let set = |key: &'static str, v: GgufValue| {
-        move |m: &mut Vec<(String, GgufValue)>| m.iter_mut().filter(|(k, _)| k == key).for_each(|(_, x)| *x = v.clone())
+        move |m: &mut Metadata| m.iter_mut().filter(|(k, _)| k == key).for_each(|(_, x)| *x = v.clone())
     };
     let all = |_: &str| true;
     let r = refused(&rewrite(&set("general.type", GgufValue::String("model".into())), &all), &cfg);
@@ -500,14 +502,16 @@ fn a_gguf_that_is_not_a_fitting_lora_adapter_is_refused_by_name() {
     let r = refused(&good, &wide);
     assert!(r.contains("blk.1.ffn_down.weight") && r.contains("needs [48, r]"), "{r}");
     // a model, not an adapter
-    let r = refused(&write_gguf(&[("general.architecture".into(), GgufValue::String("llama".into()))], &[]).unwrap(), &cfg);
+    let r =
+        refused(&write_gguf(&[("general.architecture".into(), GgufValue::String("llama".into()))], &[]).unwrap(), &cfg);
     assert!(r.contains("general.type is \"model\""), "{r}");
     // two ranks in one file
     let mut b = adapter(&model, vec![cfg.module(0, Q)], 2, 4.0, Scaling::Peft);
     b.name = "b".into();
     let other = export_gguf_lora(&b, &cfg, "y").unwrap();
     let go = read_gguf(&other, "y.gguf").unwrap();
-    let mut data: Vec<GgufTensorData> = g.tensor_data(&good).unwrap().into_iter().filter(|t| !t.name.starts_with("blk.0.")).collect();
+    let mut data: Vec<GgufTensorData> =
+        g.tensor_data(&good).unwrap().into_iter().filter(|t| !t.name.starts_with("blk.0.")).collect();
     data.extend(go.tensor_data(&other).unwrap());
     let r = refused(&write_gguf(&g.metadata, &data).unwrap(), &cfg);
     assert!(r.contains("rank") && r.contains("one rank per adapter"), "{r}");

@@ -101,7 +101,7 @@ fn a_batch_in_parts_gives_the_whole_batchs_loss_and_gradients() {
     let model = Llama::new(fixture_config(), 3);
     let (b, t, pad) = (5, 16, model.cfg.pad);
     let mut r = Rng::new(5, Stream::Replay);
-    let mut ids: Vec<u32> = (0..b * t).map(|_| r.below(256) as u32).collect();
+    let mut ids: Vec<u32> = (0..b * t).map(|_| r.below(256)).collect();
     ids[t - 3..t].fill(pad);
     ids[3 * t + 9..4 * t].fill(pad);
     let mut acts = LmActivations::default();
@@ -199,7 +199,7 @@ fn random_model(seed: u64) -> Llama {
 /// Two sequences of 8, the second ending in padding (ignored targets).
 fn random_ids() -> Vec<u32> {
     let mut r = Rng::new(5, Stream::Replay);
-    let mut ids: Vec<u32> = (0..16).map(|_| r.below(256) as u32).collect();
+    let mut ids: Vec<u32> = (0..16).map(|_| r.below(256)).collect();
     ids[0] = 256;
     ids[8] = 256;
     ids[12] = 257;
@@ -313,7 +313,7 @@ fn lora_gradients_match_finite_differences_on_every_module_type() {
 fn forward_and_backward_are_bit_identical_for_any_thread_count() {
     let model = Llama::new(LmConfig::tiny(), 9);
     let mut r = Rng::new(1, Stream::Replay);
-    let ids: Vec<u32> = (0..4 * 64).map(|_| r.below(259) as u32).collect();
+    let ids: Vec<u32> = (0..4 * 64).map(|_| r.below(259)).collect();
     let run = |threads: usize| {
         rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
             let mut acts = LmActivations::default();

@@ -63,7 +63,7 @@ fn adapter(model: &Llama, dropout: f32) -> Adapter {
 /// padded at its end (no targets there).
 fn batch(vocab: usize) -> (Vec<u32>, Vec<Option<u32>>) {
     let mut r = Rng::new(5, Stream::Replay);
-    let ids: Vec<u32> = (0..40).map(|_| r.below(vocab as u32) as u32).collect();
+    let ids: Vec<u32> = (0..40).map(|_| r.below(vocab as u32)).collect();
     let mut targets = vec![None; 40];
     for s in 0..2 {
         let end = if s == 0 { 20 } else { 15 };
@@ -139,7 +139,7 @@ fn a_pass_with_many_target_rows_runs_the_loss_in_chunks() {
     // 2 × 40 tokens, every one a target: more rows than one chunk.
     let model = smol_like(3, 300);
     let mut r = Rng::new(1, Stream::Replay);
-    let ids: Vec<u32> = (0..80).map(|_| r.below(300) as u32).collect();
+    let ids: Vec<u32> = (0..80).map(|_| r.below(300)).collect();
     let targets: Vec<Option<u32>> = loss::targets(&ids, 40, u32::MAX);
     let count = targets.iter().flatten().count();
     assert!(count > LOSS_ROWS);
@@ -172,7 +172,7 @@ fn gradient_accumulation_gives_the_whole_batchs_step() {
     use lora_lab::train::{Objective, SftData, SftObjective, SftState};
     let model = smol_like(5, 300);
     let (ids, targets) = batch(300);
-    let seqs: Vec<Vec<u32>> = ids.chunks(20).map(|s| s.iter().map(|&t| t as u32).collect()).collect();
+    let seqs: Vec<Vec<u32>> = ids.chunks(20).map(|s| s.to_vec()).collect();
     // trained[i]: the loss predicts ids[i], i.e. targets[i - 1] is set.
     let masks: Vec<Vec<bool>> =
         targets.chunks(20).map(|t| (0..20).map(|i| i > 0 && t[i - 1].is_some()).collect()).collect();

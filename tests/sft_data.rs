@@ -24,11 +24,11 @@ fn smol() -> &'static Pretrained {
 
 fn smol_tok() -> SftTokenizer<'static> {
     let p = smol();
-    let eos = u32::from(p.model.cfg.eos);
+    let eos = p.model.cfg.eos;
     SftTokenizer {
         bpe: &p.tokenizer,
         template: p.template.as_ref(),
-        bos: p.add_bos.then_some(u32::from(p.model.cfg.bos)),
+        bos: p.add_bos.then_some(p.model.cfg.bos),
         eos,
         eos_text: p.tokenizer.token_text(eos).unwrap(),
     }

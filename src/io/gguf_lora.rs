@@ -334,7 +334,8 @@ pub fn gguf_lora_to_peft(bytes: &[u8], file: &str, cfg: &LmConfig) -> Result<(Ad
         owned.push((format!("base_model.model.{name}.lora_B.weight"), vec![*n, r], lora_b));
     }
     let rank = rank.expect("one pair at least");
-    let tensors: Vec<(String, Vec<usize>, &[f32])> = owned.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
+    let tensors: Vec<(String, Vec<usize>, &[f32])> =
+        owned.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
     let safetensors = write_safetensors(&tensors, None)?;
     let targets: Vec<String> = pairs.keys().map(|&m| modules[m].0.clone()).collect();
     // llama.cpp's scale is alpha / r, PEFT's lora_alpha / r; without an alpha llama.cpp scales by 1.

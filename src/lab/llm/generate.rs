@@ -115,7 +115,7 @@ pub(super) fn run(
     let mut rng = Rng::new(seed, Stream::Sample);
     m.model.generate_with(&[prompt], limits, sampling, &mut rng, delta, &mut |_, tok| {
         first.get_or_insert_with(clock);
-        new.push(tok as u32);
+        new.push(tok);
         if tok == cfg.eos {
             return true;
         }
@@ -130,7 +130,7 @@ pub(super) fn run(
         go_on
     })?;
     let end = clock();
-    let body = if new.last() == Some(&(cfg.eos as u32)) { &new[..new.len() - 1] } else { &new[..] };
+    let body = if new.last() == Some(&cfg.eos) { &new[..new.len() - 1] } else { &new[..] };
     let text = m.tokenizer.decode(body);
     if text.len() > shown && !stopped {
         on_text(&text[shown..]);
@@ -138,7 +138,7 @@ pub(super) fn run(
     let first = first.unwrap_or(end);
     let finish = if stopped {
         "stopped"
-    } else if new.last() == Some(&(cfg.eos as u32)) {
+    } else if new.last() == Some(&cfg.eos) {
         "eos"
     } else if new.len() >= max_new {
         "length"

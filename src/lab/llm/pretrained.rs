@@ -119,7 +119,7 @@ impl Pretrained {
     pub fn tokenize(&self, text: &str) -> Vec<u32> {
         let mut ids = Vec::with_capacity(text.len() / 3 + 2);
         if self.add_bos {
-            ids.push(self.model.cfg.bos as u32);
+            ids.push(self.model.cfg.bos);
         }
         ids.extend(self.tokenizer.encode(text));
         ids

@@ -264,9 +264,9 @@ impl Pretrained {
         SftTokenizer {
             bpe: &self.tokenizer,
             template: self.template.as_ref(),
-            bos: self.add_bos.then_some(c.bos as u32),
-            eos: c.eos as u32,
-            eos_text: self.tokenizer.token_text(c.eos as u32).unwrap_or(""),
+            bos: self.add_bos.then_some(c.bos),
+            eos: c.eos,
+            eos_text: self.tokenizer.token_text(c.eos).unwrap_or(""),
         }
     }
 
@@ -397,7 +397,7 @@ impl Pretrained {
                     let new = &seq[questions[i].prompt.len()..];
                     let end = new.iter().position(|&t| t == eos).unwrap_or(new.len());
                     let ids: Vec<u32> =
-                        new[..end].iter().map(|&t| t as u32).filter(|&t| !self.tokenizer.is_special(t)).collect();
+                        new[..end].iter().copied().filter(|&t| !self.tokenizer.is_special(t)).collect();
                     answers[i] = self.tokenizer.decode(&ids).trim().to_string();
                 }
             }
@@ -481,7 +481,7 @@ impl Lab {
         let pieces = trained
             .chunk_by(|a, b| a == b)
             .map(|run| {
-                let ids: Vec<u32> = ids[at..at + run.len()].iter().map(|&id| id as u32).collect();
+                let ids: Vec<u32> = ids[at..at + run.len()].to_vec();
                 at += run.len();
                 SftPiece { text: m.tokenizer.decode(&ids), trained: run[0] }
             })
