@@ -180,13 +180,7 @@ pub fn export_gguf_lora(adapter: &Adapter, cfg: &LmConfig, name: &str) -> Result
             )));
         }
         // The converter's row permutation of q and k, carried to lora_B (its rows are W's rows).
-        let heads = match l.layer % LAYER_MODULES.len() {
-            _ if l.layer >= cfg.lm_head() => None,
-            Q => Some(cfg.heads),
-            K => Some(cfg.kv_heads()),
-            _ => None,
-        };
-        let b = match heads {
+        let b = match permuted_heads(cfg, l.layer) {
             Some(h) => {
                 let mut b = vec![0.0f32; n * r];
                 for (hf, gguf) in unpermute_rows(n, h).into_iter().enumerate() {
@@ -215,6 +209,17 @@ pub fn export_gguf_lora(adapter: &Adapter, cfg: &LmConfig, name: &str) -> Result
         .map(|(name, dims, bytes)| GgufTensorData { name, dims, ty: GgmlType::F32, data: bytes })
         .collect();
     write_gguf(&metadata, &data)
+}
+
+/// The heads whose rows llama.cpp's converter permutes in module `index`'s weight (q_proj: the query
+/// heads, k_proj: the key/value heads), or `None` for a module it leaves in Hugging Face's order.
+fn permuted_heads(cfg: &LmConfig, index: usize) -> Option<usize> {
+    match index % LAYER_MODULES.len() {
+        _ if index >= cfg.lm_head() => None,
+        Q => Some(cfg.heads),
+        K => Some(cfg.kv_heads()),
+        _ => None,
+    }
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -314,13 +319,7 @@ pub fn gguf_lora_to_peft(bytes: &[u8], file: &str, cfg: &LmConfig) -> Result<(Ad
         let lora_a = values(ia)?;
         let gguf_b = values(ib)?;
         // The writer's row permutation of q and k, undone: HF row `hf` is GGUF row `unpermute[hf]`.
-        let heads = match m % LAYER_MODULES.len() {
-            _ if m >= cfg.lm_head() => None,
-            Q => Some(cfg.heads),
-            K => Some(cfg.kv_heads()),
-            _ => None,
-        };
-        let lora_b = match heads {
+        let lora_b = match permuted_heads(cfg, m) {
             Some(h) => {
                 let mut out = vec![0.0f32; n * r];
                 for (hf, gguf) in unpermute_rows(*n, h).into_iter().enumerate() {
