@@ -169,6 +169,24 @@ wasm_opt() { # file extra-flags...
   mv "$f.opt" "$f"
 }
 
+# The threaded build's memory is a growing SharedArrayBuffer, and wasm-bindgen's glue keeps one view of
+# it per element type, each refreshed only when that type is next used: a view made before the memory
+# grew keeps the old buffer object alive, and performance.measureUserAgentSpecificMemory() counts each
+# such object at its full length (a seed run read 768 MB for 394 MB of wasm memory). The worker calls
+# this added export after each request and each slice of a run, dropping every cached view at once.
+add_release_views() { # glue.js
+  local caches
+  caches=$(sed -n 's/^let \(cached[A-Za-z0-9]*Memory0\) = null;$/\1/p' "$1")
+  [ -n "$caches" ] || die "$1: no cached memory views found (wasm-bindgen's glue changed): update add_release_views"
+  {
+    echo
+    echo '/** Added by build.sh: drops the cached views of the wasm memory (refreshed when next used). */'
+    echo 'export function releaseMemoryViews() {'
+    for c in $caches; do echo "    $c = null;"; done
+    echo '}'
+  } >>"$1"
+}
+
 build_wasm() {
   say "threaded build (nightly, atomics, relaxed SIMD)"
   # Toolchain, target features, link arguments and build-std come from rust-toolchain.toml and
@@ -176,12 +194,14 @@ build_wasm() {
   CARGO_TARGET_DIR=target/wasm-threads wasm-pack --quiet build --target web --release --mode no-install \
     --no-pack --out-dir www/pkg-threads --out-name lora_lab -- --features threads
   wasm_opt www/pkg-threads/lora_lab_bg.wasm --enable-relaxed-simd
+  add_release_views www/pkg-threads/lora_lab.js
 
   say "SIMD-only build (stable, no threads)"
   # An explicit RUSTFLAGS replaces the config's flags; stable ignores [unstable] build-std.
   RUSTUP_TOOLCHAIN=stable RUSTFLAGS="-C target-feature=+simd128" CARGO_TARGET_DIR=target/wasm-simd \
     wasm-pack --quiet build --target web --release --mode no-install --no-pack --out-dir www/pkg-simd --out-name lora_lab
   wasm_opt www/pkg-simd/lora_lab_bg.wasm
+  add_release_views www/pkg-simd/lora_lab.js
 }
 
 build_vendor() {

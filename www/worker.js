@@ -138,6 +138,7 @@ async function driveRun(phase, { step, finish, onEpoch } = mlpRun()) {
       self.postMessage({ type: Event.PROGRESS, phase, ...p });
       if (p.epochFinished) onEpoch(phase, p);
       if (p.done) return finish(false);
+      wasm.releaseMemoryViews();
       await yieldToEvents();
     }
   } finally {
@@ -721,7 +722,11 @@ function median(xs) {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** A trap in wasm (a panic, out of memory) leaves the module unusable: report it as fatal. */
+/**
+ * A trap in wasm (a panic, out of memory) leaves the module unusable: report it as fatal. After each
+ * request the glue's views of the wasm memory are dropped: one made before the memory grew would keep
+ * the old, shorter buffer object alive beside the new one (build.sh's add_release_views).
+ */
 function guard(handlers) {
   return Object.fromEntries(
     Object.entries(handlers).map(([type, h]) => [
@@ -734,6 +739,8 @@ function guard(handlers) {
             self.postMessage({ type: Event.FATAL, message: `the compute module crashed (${e.message}); restart the worker` });
           }
           throw e;
+        } finally {
+          wasm?.releaseMemoryViews();
         }
       },
     ]),
