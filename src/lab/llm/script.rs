@@ -120,6 +120,10 @@ args = SFTConfig(
     seed={seed},
     max_length={max_len},
     packing={packing},
+    # How the page packs (TRL's default is "bfd"): the examples back to back, cut into rows of max_length;
+    # the held-out rows are scored one by one
+    packing_strategy="wrapped",
+    eval_packing=False,
     assistant_only_loss={assistant_only},
     report_to=[],
     # TRL's default precision is bf16, which needs a GPU that has it; elsewhere f32 (on a CPU: slow, but it runs)
