@@ -2,7 +2,8 @@
 //! holds it, adapters training in f32 on top. Quantising keeps the f32 weights aside, so
 //! `dequantize_base` gives back the f32 base bit for bit; while the base is quantised, training it is
 //! refused, and everything else — adapters, evaluation, classification, generation, scoring, files —
-//! uses the 4-bit weights. The language model keeps `lm_head` in f32, as transformers does.
+//! uses the 4-bit weights. The language model keeps `lm_head` in f32, as transformers does. The
+//! pretrained model of part 3 is quantised from the blocks it holds as read, which it keeps.
 
 use std::borrow::Cow;
 
@@ -127,6 +128,32 @@ impl Lab {
         quantization_of(self.lm_base())
     }
 
+    /// Holds the pretrained model's projections in NF4, as `BitsAndBytesConfig(load_in_4bit=True,
+    /// bnb_4bit_quant_type="nf4")` loads them: each quantised from the weights transformers reads out of
+    /// the file (a GGUF's Q4_1 blocks dequantised), every Linear of every layer; the embedding (and the
+    /// `lm_head` tied to it) and the norms stay as read. The blocks read from the file stay too, so
+    /// `llm_dequantize_base` gives the model back as loaded. Adapters keep working on either base.
+    /// Nothing changes on error.
+    pub fn llm_quantize_base(&mut self, settings: &QuantizeSettings) -> Result<Quantization> {
+        self.ensure_idle()?;
+        let double_quant = settings.double_quant()?;
+        let m = self.llm.llama_mut().ok_or_else(no_llm)?;
+        m.quantize_linears(double_quant)?;
+        Ok(quantization_of(Some(&*m)))
+    }
+
+    /// The pretrained model back to the weights as loaded, bit for bit.
+    pub fn llm_dequantize_base(&mut self) -> Result<Quantization> {
+        self.ensure_idle()?;
+        let m = self.llm.llama_mut().ok_or_else(no_llm)?;
+        m.dequantize_linears();
+        Ok(quantization_of(Some(&*m)))
+    }
+
+    pub fn llm_base_quantization(&self) -> Quantization {
+        quantization_of(self.llm.llama())
+    }
+
     /// Refuses a base run of the MLP while its base is quantised.
     pub(super) fn refuse_quantized_mlp_training(&self) -> Result<()> {
         self.mlp.models.refuse_training_if_quantized()
@@ -145,6 +172,10 @@ impl Lab {
     pub fn lm_export_base_as(&self, form: BaseForm) -> Result<(String, Vec<u8>)> {
         crate::io::export_lm(&form.of(self.lm_require_base()?))
     }
+}
+
+fn no_llm() -> LabError {
+    LabError::state("no pretrained model is loaded: load one first")
 }
 
 /// Which weights an export of a base writes.

@@ -37,12 +37,13 @@ pub trait Adaptable {
     }
 
     /// Quantises every quantizable Linear to NF4 (double quantisation or not), keeping the f32 weights
-    /// aside. All or nothing: on an error (a non-finite weight) no Linear changes.
+    /// (or the blocks held as read) aside. All or nothing: on an error (a non-finite weight) no Linear
+    /// changes.
     fn quantize_linears(&mut self, double_quant: bool) -> Result<()> {
         let mut done = Vec::new();
         for i in (0..self.modules().len()).filter(|&i| self.quantizable(i)) {
             let l = self.linear(i);
-            done.push((i, QuantizedWeight::quantize(&l.weight, l.out_features, l.in_features, double_quant)?));
+            done.push((i, QuantizedWeight::quantize(&l.source_weight(), l.out_features, l.in_features, double_quant)?));
         }
         for (i, q) in done {
             self.linear_mut(i).nf4 = Some(Box::new(q));
@@ -85,6 +86,7 @@ pub trait Adaptable {
             if l.is_quantized() {
                 l.weight = l.dense_weight().into_owned();
                 l.dequantize();
+                l.held = None;
             }
         }
         copy

@@ -66,7 +66,7 @@ impl Linear {
     /// the f32 weights aside; a quantised Linear is quantised again from them. Nothing changes on error
     /// (a non-finite weight).
     pub fn quantize(&mut self, double_quant: bool) -> Result<()> {
-        let q = QuantizedWeight::quantize(&self.weight, self.out_features, self.in_features, double_quant)?;
+        let q = QuantizedWeight::quantize(&self.source_weight(), self.out_features, self.in_features, double_quant)?;
         self.nf4 = Some(Box::new(q));
         Ok(())
     }
@@ -81,10 +81,26 @@ impl Linear {
 
     /// A frozen Linear holding `w` as read (out × in), without an f32 copy.
     pub fn from_held(w: GgmlWeight) -> Self {
-        Self { in_features: w.cols(), out_features: w.rows(), weight: Vec::new(), bias: Vec::new(), nf4: None, held: Some(Box::new(w)) }
+        Self {
+            in_features: w.cols(),
+            out_features: w.rows(),
+            weight: Vec::new(),
+            bias: Vec::new(),
+            nf4: None,
+            held: Some(Box::new(w)),
+        }
     }
 
-    /// Back to the f32 weights kept aside.
+    /// The weights NF4 quantisation starts from: the f32 weights kept aside, or those of the blocks a
+    /// weight is held in as read (a GGUF's Q4_1 dequantised, as transformers reads such a file).
+    pub fn source_weight(&self) -> Cow<'_, [f32]> {
+        match &self.held {
+            Some(w) => Cow::Owned(w.dequantize()),
+            None => Cow::Borrowed(&self.weight),
+        }
+    }
+
+    /// Back to the f32 weights kept aside (or the blocks held as read).
     pub fn dequantize(&mut self) {
         self.nf4 = None;
     }

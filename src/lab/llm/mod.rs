@@ -20,7 +20,7 @@ pub use pretrained::{LlmInfo, Pretrained};
 pub use script::TrainingScript;
 pub use settings::{LlmAdapterSettings, LlmData};
 pub use train::{
-    LlmPlanInfo, ParamCount, Scores, SftDataInfo, SftEvaluation, SftExampleView, SftFormat, SftPiece, SftProgress,
+    LlmPlanInfo, Nf4Base, ParamCount, Scores, SftDataInfo, SftEvaluation, SftExampleView, SftFormat, SftPiece, SftProgress,
     SftStart, SftSummary,
 };
 
@@ -53,8 +53,10 @@ pub(super) struct LlmRoom {
 }
 
 impl LlmRoom {
-    /// Keeps `adapter` (replacing one of its name) and makes it active.
-    fn install(&mut self, adapter: Adapter, meta: AdapterMeta) {
+    /// Keeps `adapter` (replacing one of its name) and makes it active, noting whether the base is
+    /// held in NF4 now.
+    fn install(&mut self, adapter: Adapter, mut meta: AdapterMeta) {
+        meta.nf4 = self.base_nf4();
         let name = adapter.name.clone();
         self.adapters.retain(|(a, _)| a.name != name);
         self.adapters.push((adapter, meta));
@@ -79,6 +81,20 @@ impl LlmRoom {
                 .map(|(a, _)| AdapterInfo::of(a, base.map_or(0, |b| b.all_params_with(a.trainable_params())), false))
                 .collect(),
         }
+    }
+
+    /// Whether the loaded model's base is held in NF4, and how.
+    fn base_nf4(&self) -> Option<Nf4Base> {
+        self.llama().and_then(Adaptable::quantization).map(|double_quant| Nf4Base { double_quant })
+    }
+
+    /// The loaded model's Llama, if any (QLoRA's NF4 base, `lab/qlora.rs`).
+    pub(in crate::lab) fn llama(&self) -> Option<&crate::lm::Llama> {
+        self.model.as_ref().map(|m| &m.model)
+    }
+
+    pub(in crate::lab) fn llama_mut(&mut self) -> Option<&mut crate::lm::Llama> {
+        self.model.as_mut().map(|m| &mut m.model)
     }
 
     fn find(&self, name: &str) -> Result<&(Adapter, AdapterMeta)> {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::{LabError, Result};
-use crate::io::{gguf_adds_bos, gguf_chat_template, gguf_llama_shared, gguf_tokenizer, hf_pretrained, read_gguf, HfFolder};
+use crate::io::{
+    gguf_adds_bos, gguf_chat_template, gguf_llama_shared, gguf_tokenizer, hf_pretrained, read_gguf, HfFolder,
+};
 use crate::lm::Llama;
 use crate::quant::Blocks;
 use crate::text::{Bpe, ChatTemplate, Message};
@@ -82,8 +84,9 @@ impl Pretrained {
         // A file kept whole counts once, whatever points into it.
         let mut files: Vec<*const Vec<u8>> = Vec::new();
         for l in &self.model.linears {
-            let (ty, b) = match (&l.held, &l.nf4) {
-                (Some(w), _) => match w.blocks() {
+            // The blocks as read (kept while the Linear computes in NF4), then what it computes with.
+            let (ty, b) = match &l.held {
+                Some(w) => match w.blocks() {
                     Blocks::Shared(file, _) if files.contains(&Arc::as_ptr(file)) => (w.ty().name().to_string(), 0),
                     Blocks::Shared(file, _) => {
                         files.push(Arc::as_ptr(file));
@@ -91,8 +94,11 @@ impl Pretrained {
                     }
                     Blocks::Owned(v) => (w.ty().name().to_string(), v.len()),
                 },
-                (None, Some(q)) => ("NF4".to_string(), q.packed().len() + 4 * q.scales().len()),
-                (None, None) => ("F32".to_string(), 4 * l.weight.len()),
+                None => ("F32".to_string(), 4 * l.weight.len()),
+            };
+            let (ty, b) = match &l.nf4 {
+                Some(q) => ("NF4".to_string(), b + q.packed().len() + 4 * q.scales().len()),
+                None => (ty, b),
             };
             *tensor_types.entry(ty).or_insert(0) += 1;
             bytes += b;
@@ -139,7 +145,10 @@ impl Pretrained {
     pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
         let vocab = self.model.cfg.vocab;
         match ids.iter().position(|&id| id as usize >= vocab) {
-            Some(i) => Err(LabError::setting("ids", format!("id {} at position {i} is outside the vocabulary of {vocab}", ids[i]))),
+            Some(i) => Err(LabError::setting(
+                "ids",
+                format!("id {} at position {i} is outside the vocabulary of {vocab}", ids[i]),
+            )),
             None => Ok(()),
         }
     }

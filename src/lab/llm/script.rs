@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::settings::{LlmAdapterPlan, LlmData};
+use super::Nf4Base;
 use crate::error::{LabError, Result};
 use crate::lab::Lab;
 use crate::lora::targets::TargetModules;
@@ -43,8 +44,27 @@ fn py_targets(t: &TargetModules) -> String {
     }
 }
 
-/// `train.py` for `plan`'s run on `base` (a Hub model name).
-pub(super) fn train_py(plan: &LlmAdapterPlan, base: &str) -> String {
+/// How `train.py` loads the base: as the page held it (`nf4`: QLoRA's 4-bit base, on a GPU that
+/// bitsandbytes runs on) or in full precision.
+fn load_base(nf4: Option<Nf4Base>) -> String {
+    let Some(q) = nf4 else { return "model = AutoModelForCausalLM.from_pretrained(BASE)".into() };
+    format!(
+        r#"# The page trained on a 4-bit NF4 base (QLoRA). bitsandbytes holds one on a CUDA GPU; elsewhere the base
+# stays in full precision.
+quantization = (
+    BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant={dq})
+    if torch.cuda.is_available()
+    else None
+)
+model = AutoModelForCausalLM.from_pretrained(BASE, quantization_config=quantization)
+if quantization is not None:
+    model = prepare_model_for_kbit_training(model)"#,
+        dq = py_bool(q.double_quant)
+    )
+}
+
+/// `train.py` for `plan`'s run on `base` (a Hub model name), over a base held in NF4 when `nf4`.
+pub(super) fn train_py(plan: &LlmAdapterPlan, base: &str, nf4: Option<Nf4Base>) -> String {
     let l = &plan.lora;
     let layers =
         plan.layers_to_transform.as_ref().map_or(String::new(), |v| format!("\n    layers_to_transform={v:?},"));
@@ -61,7 +81,7 @@ pub(super) fn train_py(plan: &LlmAdapterPlan, base: &str) -> String {
     format!(
         r#""""Go on fine-tuning "{name}" with TRL on a GPU, with the settings LoRA Lab trained it with in the browser.
 
-    pip install "trl>=1.16" "peft>=0.21" "transformers>=5" datasets
+    pip install "trl>=1.16" "peft>=0.21" "transformers>=5" datasets{bitsandbytes}
     python train.py
 
 On a GPU with bf16 (TRL's default precision), else in f32 (a CPU runs it too, slowly).
@@ -75,8 +95,8 @@ import os
 
 import torch
 from datasets import Dataset
-from peft import LoraConfig, PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from peft import LoraConfig, PeftModel, prepare_model_for_kbit_training
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from trl import SFTConfig, SFTTrainer
 
 BASE = {base}
@@ -90,7 +110,7 @@ def rows(name):
 
 
 tokenizer = AutoTokenizer.from_pretrained(BASE)
-model = AutoModelForCausalLM.from_pretrained(BASE)
+{load_base}
 adapter = os.path.join(HERE, "adapter")
 peft_config = LoraConfig(
     r={r},
@@ -159,6 +179,8 @@ trainer.save_model(os.path.join(HERE, "adapter-trl"))
         max_len = plan.max_seq_length,
         packing = py_bool(plan.packing),
         assistant_only = py_bool(plan.assistant_only_loss),
+        load_base = load_base(nf4),
+        bitsandbytes = if nf4.is_some() { " bitsandbytes" } else { "" },
     )
 }
 
@@ -195,6 +217,10 @@ impl Lab {
             Some(n) => train.lines().filter(|l| !l.trim().is_empty()).take(n).map(|l| format!("{l}\n")).collect(),
             None => train,
         };
-        Ok(TrainingScript { train_py: train_py(plan, &self.llm_hub_name()?), dataset_jsonl: train, test_jsonl: test })
+        Ok(TrainingScript {
+            train_py: train_py(plan, &self.llm_hub_name()?, meta.nf4),
+            dataset_jsonl: train,
+            test_jsonl: test,
+        })
     }
 }

@@ -77,6 +77,16 @@ pub(super) struct AdapterMeta {
     pub plan: LlmAdapterPlan,
     /// 1-based lines of the training file it held out (empty when a held-out file was given).
     pub held_out_lines: Vec<usize>,
+    /// The base was held in NF4 when it was trained or loaded (set by `LlmRoom::install`).
+    pub nf4: Option<Nf4Base>,
+}
+
+/// A base held in NF4 (QLoRA), as `BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+/// bnb_4bit_use_double_quant=double_quant)` holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Nf4Base {
+    pub double_quant: bool,
 }
 
 pub(super) struct LlmRun {
@@ -230,6 +240,8 @@ pub struct SftSummary {
     pub cancelled: bool,
     /// FNV-1a of every step's loss bits: equal runs have equal hashes.
     pub loss_hash: String,
+    /// The base it trained on was held in NF4 (`llm_quantize_base`); null: as read.
+    pub nf4: Option<Nf4Base>,
 }
 
 /// Held-out loss and exact match of one model.
@@ -396,8 +408,7 @@ impl Pretrained {
                 for (&i, seq) in part.iter().zip(seqs) {
                     let new = &seq[questions[i].prompt.len()..];
                     let end = new.iter().position(|&t| t == eos).unwrap_or(new.len());
-                    let ids: Vec<u32> =
-                        new[..end].iter().copied().filter(|&t| !self.tokenizer.is_special(t)).collect();
+                    let ids: Vec<u32> = new[..end].iter().copied().filter(|&t| !self.tokenizer.is_special(t)).collect();
                     answers[i] = self.tokenizer.decode(&ids).trim().to_string();
                 }
             }
@@ -625,8 +636,9 @@ impl Lab {
             tokens_per_sec: if trainer.seconds() > 0.0 { state.tokens as f64 / trainer.seconds() } else { 0.0 },
             cancelled,
             loss_hash: loss_hash(trainer.losses()),
+            nf4: self.llm.base_nf4(),
         };
-        self.llm.install(*adapter, AdapterMeta { plan, held_out_lines: data.held_out_lines });
+        self.llm.install(*adapter, AdapterMeta { plan, held_out_lines: data.held_out_lines, nf4: None });
         Ok(summary)
     }
 
@@ -648,7 +660,7 @@ impl Lab {
                 let mut plan = m.resolve(&LlmAdapterSettings::default())?;
                 plan.name = a.name.clone();
                 plan.lora = a.config.clone();
-                AdapterMeta { plan, held_out_lines: Vec::new() }
+                AdapterMeta { plan, held_out_lines: Vec::new(), nf4: None }
             }
         };
         self.llm.install(*a, meta);
