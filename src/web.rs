@@ -8,8 +8,8 @@ use crate::bench;
 use crate::error::LabError;
 use crate::io::HfFolder;
 use crate::lab::{
-    AdapterSettings, BaseForm, BaseSettings, CheckpointInfo, GenerateRequest, Lab, LlmAdapterSettings, LlmData, LmAdapterSettings, LmBaseSettings,
-    QuantizeSettings,
+    AdapterSettings, BaseForm, BaseSettings, CheckpointInfo, GenerateRequest, Lab, LlmAdapterSettings, LlmData,
+    LmAdapterSettings, LmBaseSettings, QuantizeSettings,
 };
 use crate::lm::Sampling;
 use crate::text::Message;
@@ -456,6 +456,25 @@ impl LabHandle {
             chat_template: chat_template.as_deref(),
         };
         to_js(&self.lab.llm_load_hf(&folder, name).map_err(err)?)
+    }
+
+    /// `{ type: 'nf4', doubleQuant }` → Quantization: the model's projections held in NF4, quantised from
+    /// the weights as read (which stay); on error nothing changes.
+    #[wasm_bindgen(js_name = llmQuantizeBase)]
+    pub fn llm_quantize_base(&mut self, settings: JsValue) -> JsResult<JsValue> {
+        let s: QuantizeSettings = from_js("llm.quantizeBase settings", settings)?;
+        to_js(&self.lab.llm_quantize_base(&s).map_err(err)?)
+    }
+
+    /// The model back to its weights as read, bit for bit → Quantization.
+    #[wasm_bindgen(js_name = llmDequantizeBase)]
+    pub fn llm_dequantize_base(&mut self) -> JsResult<JsValue> {
+        to_js(&self.lab.llm_dequantize_base().map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = llmBaseQuantization)]
+    pub fn llm_base_quantization(&self) -> JsResult<JsValue> {
+        to_js(&self.lab.llm_base_quantization())
     }
 
     /// → LlmInfo, or null when no model is loaded.

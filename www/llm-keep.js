@@ -1,12 +1,13 @@
 // Panel 7's work kept in this browser: which model was chosen (the built-in one by name; one loaded from
-// disk by name only, unless the person asks to keep its bytes), the adapters trained or loaded for it with
-// what their runs showed, and which adapter is on. Records are in storage.js (stores llmModels,
+// disk by name only, unless the person asks to keep its bytes), how its base is held (as read or in NF4),
+// the adapters trained or loaded for it with what their runs showed, and which adapter is on. Records are in storage.js (stores llmModels,
 // llmAdapters). Nothing here throws: a failure is reported through `report(kind, text)` and the models in
 // the worker keep working.
 import { Request } from './protocol.js';
 
 const MODEL_KEY = 'model';
 const STATE_KEY = 'state';
+const BASE_KEY = 'base';
 
 /** The key the adapters of a loaded model are kept under: its file's SHA-256 (the worker's card, `sha256`),
  *  so the same file built in or picked from disk finds the same adapters; its name where there is none. */
@@ -48,6 +49,12 @@ export function llmKeeper(app, report) {
       }),
 
     deleteAdapter: (name) => attempt(`the deletion of "${name}"`, (s) => s.deleteLlmAdapter(name)),
+
+    /** How the base is held ('held' as read, 'nf4', 'nf4-single'): panel 7's quantization_config. */
+    saveBase: (choice) => attempt('the base\'s setting', (s) => s.putLlmRecord({ key: BASE_KEY, choice })),
+
+    /** The kept base setting, or null. */
+    loadBase: async () => (await attempt('the base\'s setting', (s) => s.getLlmRecord(BASE_KEY)))?.choice ?? null,
 
     saveActive: (active) => attempt('which adapter is on', (s) => s.putLlmRecord({ key: STATE_KEY, active: active ?? null })),
 

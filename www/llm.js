@@ -143,8 +143,17 @@ export function createLlm(app) {
       const args = has(builtin) ? { builtin, name } : has(gguf) ? { gguf: fileBytes('gguf', gguf), name, file } : { hf: checkHf(hf), name };
       return client().request(Request.LLM_LOAD, args, [], { onPartial: onProgress });
     },
-    /** → { loaded, info | null, training }. */
+    /** → { loaded, info | null, training, quantization: { quantized, doubleQuant, linears, f32Bytes, bytes } }. */
     status: () => ask(Request.LLM_STATUS),
+    /**
+     * `{ type: 'nf4', doubleQuant: true }` → the quantization: the model's projections held in NF4 as
+     * `BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")` holds them, quantised from the
+     * weights as read (the GGUF's blocks, which stay); adapters train and run on it. Nothing changes on error.
+     */
+    quantizeBase: async ({ type = 'nf4', doubleQuant = true } = {}) =>
+      ask(Request.LLM_QUANTIZE_BASE, { type, doubleQuant: checkBool('doubleQuant', doubleQuant) }),
+    /** The model as read again, bit for bit → the quantization. */
+    dequantizeBase: () => ask(Request.LLM_DEQUANTIZE_BASE),
     tokenize: async (text) => {
       if (typeof text !== 'string') throw new Error('invalid text: expected a string');
       return ask(Request.LLM_TOKENIZE, { text });

@@ -100,7 +100,10 @@
 //                 ArrayBuffer; f32, f16 or bf16), tokenizer.json (text or object), tokenizer_config.json (text
 //                 or object; its chat_template and add_bos_token are read) and chat_template.jinja (text) where
 //                 the folder has them; name defaults to 'Hugging Face model'; one partial { phase: 'load' }
-//   llmStatus     {}  → { loaded, info: I|null, training }
+//   llmStatus     {}  → { loaded, info: I|null, training, quantization: Q }
+//   llmQuantizeBase { type='nf4', doubleQuant=true }  → Q: the model's projections held in NF4 as bitsandbytes
+//                 holds them, quantised from the weights as read (a GGUF's blocks, kept beside them); the
+//                 embedding and the norms stay as read | llmDequantizeBase {}  → Q: the model as read, bit for bit
 //   llmTokenize   { text }  → [ids]   (the model's BPE; a BOS first only if the model asks for one)
 //   llmDetokenize { ids }  → text
 //   llmApplyChatTemplate { messages: [{ role, content }], addGenerationPrompt=false }  → text
@@ -225,6 +228,8 @@ export const Request = Object.freeze({
   UNZIP: 'unzip',
   LLM_LOAD: 'llmLoad',
   LLM_STATUS: 'llmStatus',
+  LLM_QUANTIZE_BASE: 'llmQuantizeBase',
+  LLM_DEQUANTIZE_BASE: 'llmDequantizeBase',
   LLM_TOKENIZE: 'llmTokenize',
   LLM_DETOKENIZE: 'llmDetokenize',
   LLM_APPLY_CHAT_TEMPLATE: 'llmApplyChatTemplate',

@@ -584,8 +584,10 @@ const llmSimple = {
   [Request.LLM_PLAN]: (settings) => requireLab().llmPlan(settings),
   [Request.LLM_STATUS]: () => {
     const info = requireLab().llmStatus();
-    return { loaded: info !== null, info: info && { ...info, sha256: llmSha256 }, training: run.state };
+    return { loaded: info !== null, info: info && { ...info, sha256: llmSha256 }, training: run.state, quantization: requireLab().llmBaseQuantization() };
   },
+  [Request.LLM_QUANTIZE_BASE]: (settings) => requireLab().llmQuantizeBase(settings),
+  [Request.LLM_DEQUANTIZE_BASE]: () => requireLab().llmDequantizeBase(),
   [Request.LLM_TOKENIZE]: ({ text }) => {
     if (typeof text !== 'string') throw new Error('invalid text: expected a string');
     return Array.from(requireLab().llmTokenize(text));

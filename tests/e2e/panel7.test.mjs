@@ -278,6 +278,51 @@ describe('panel 7 in Chromium', () => {
     await afterReload(driver(page, 'playwright'), waitReady);
   });
 
+  test('QLoRA: the NF4 base by the snippet\'s quantization_config, trained on, kept across a reload, undone', { timeout: LOAD_TIMEOUT + 120_000 }, async () => {
+    const d = driver(page, 'playwright');
+    const IDS = [1, 9690, 198, 2683];
+    const logits = () => page.evaluate(async (ids) => Array.from((await window.lab.llm.logits(ids)).logits.slice(0, 4000)), IDS);
+    const cardTypes = () => page.$$eval('#llm-card tr', (rs) => rs.find((r) => r.querySelector('th').textContent === 'tensor types').querySelector('td').textContent);
+    const asRead = await logits();
+    assert.match(await cardTypes(), /Q4_1 × 210/);
+    assert.match(await d.text('#llm-base-note'), /file's own .*Q4_1.* blocks as read/);
+
+    await d.clear('#llm-run-msg');
+    await page.selectOption('#llm-base', 'nf4');
+    const v = await d.verdict('#llm-run-msg');
+    assert.equal(v.kind, 'ok', v.text);
+    assert.match(v.text, /^The base is held in NF4 \(210 projections, with double quantisation\)/);
+    assert.match(await cardTypes(), /NF4 × 210/);
+    assert.doesNotMatch(await cardTypes(), /Q4_1/);
+    assert.match(await d.text('#llm-base-note'), /210 projections in NF4/);
+    const q = (await page.evaluate(() => window.lab.llm.status())).quantization;
+    assert.deepEqual([q.quantized, q.doubleQuant, q.linears], [true, true, 210]);
+    const nf4 = await logits();
+    assert.notDeepEqual(nf4, asRead, 'NF4 is another base');
+
+    // a run on it says so
+    const r = await page.evaluate(() => window.lab.llm.trainAdapter({ name: 'on-nf4', data: 'demo', limit: 3, epochs: 1, exactMatchEachEpoch: false }));
+    assert.deepEqual(r.nf4, { doubleQuant: true });
+    assert.match(await d.text('#llm-run-msg'), /^Adapter "on-nf4" trained on the NF4 base/);
+    await page.evaluate(() => window.lab.llm.deleteAdapter('on-nf4'));
+
+    // kept: after a reload the model comes back in NF4, the same codes bit for bit
+    await page.reload();
+    await waitReady(page);
+    assert.deepEqual(await page.evaluate(() => window.lab.llm.restored), { model: 'SmolLM2-135M-Instruct', adapters: 1 });
+    assert.equal(await page.$eval('#llm-base', (s) => s.value), 'nf4');
+    assert.match(await cardTypes(), /NF4 × 210/);
+    assert.deepEqual(await logits(), nf4);
+
+    // and undone: the weights as read, bit for bit
+    await d.clear('#llm-run-msg');
+    await page.selectOption('#llm-base', 'held');
+    assert.equal((await d.verdict('#llm-run-msg')).kind, 'ok');
+    assert.match(await cardTypes(), /Q4_1 × 210/);
+    assert.deepEqual(await logits(), asRead);
+    assert.equal((await page.evaluate(() => window.lab.llm.dequantizeBase())).quantized, false);
+  });
+
   test('a model picked from disk is asked for again after a reload, not kept unasked', { timeout: LOAD_TIMEOUT }, async () => {
     const d = driver(page, 'playwright');
     await d.clear('#llm-load-msg');

@@ -1,6 +1,6 @@
 // Panel 7: fine-tuning a real, pretrained LLM (SmolLM2-135M-Instruct) in the page, where the article ends.
 // Load the model (llm-model.js), talk to it (llm-chat.js), give it examples (llm-data.js), set the
-// article's LoraConfig and SFTConfig (llm-config.js), fine-tune it (the run's view below), compare it with
+// article's LoraConfig and SFTConfig (llm-config.js) over the base as read or in NF4 (llm-base.js), fine-tune it (the run's view below), compare it with
 // the base on the held-out examples, and take the files away (llm-files.js); ../llm-keep.js keeps the
 // choice of model and the adapters across reloads. Every operation is a worker request (Request.LLM_*,
 // through window.lab.llm's raw calls, www/llm.js), and window.lab.llm's loading, training and adapter
@@ -16,6 +16,7 @@ import { BUILTIN, loadProgress, readModelFiles, renderCard } from './llm-model.j
 import { chatView } from './llm-chat.js';
 import { dataView } from './llm-data.js';
 import { llmConfigForm } from './llm-config.js';
+import { argsOf, baseSelect, choiceOf } from './llm-base.js';
 import { takeAway, usage } from './llm-files.js';
 
 const mb = (bytes) => `${(bytes / 1e6).toFixed(0)} MB`;
@@ -49,6 +50,8 @@ export function llmPanel(app, raw) {
   const busyError = () => new Error(`already busy (${app.busy}); wait, or cancel it first`);
   const chat = chatView(root, raw, () => ({ loaded: Boolean(state.info), active: state.adapters.active, busy: app.busy || (state.loading ? 'loading' : null) }));
   const config = llmConfigForm(app, configForm, () => state.info, runMsg);
+  const baseField = $('#llm-base', root);
+  const base = baseSelect(baseField, $('#llm-base-note', root));
   const data = dataView(app, root, () => {
     try {
       const s = config.read();
@@ -117,6 +120,7 @@ export function llmPanel(app, raw) {
     demoButton.disabled = !loaded || !idle;
     evalButton.disabled = !loaded || !idle;
     $('#llm-load-builtin', root).disabled = !idle;
+    baseField.disabled = !idle;
     const named = Boolean(state.adapters.active);
     for (const b of root.querySelectorAll('#llm-files button[data-file]')) b.disabled = !named || !idle;
     chat.sync();
@@ -165,11 +169,12 @@ export function llmPanel(app, raw) {
         },
       });
       state.info = info;
-      renderCard(card, info);
       loadBar.hidden = true;
+      await holdBase(argsOf(base.choice())).catch((e) => say(runMsg, `The base stays as read: ${e.message}.`, 'error'));
       config.update();
       const own = !files.builtin;
-      say(loadMsg, `Loaded ${info.name}: ${int(info.params)} parameters in ${mb(info.bytes)}${own && !keep ? ' (not kept in this browser: a reload asks for it again)' : ''}.`, 'ok');
+      const nf4 = state.info?.tensorTypes?.NF4 ? `; its ${state.info.tensorTypes.NF4} projections held in NF4 (quantization_config below)` : '';
+      say(loadMsg, `Loaded ${info.name}: ${int(info.params)} parameters in ${mb(info.bytes)}${nf4}${own && !keep ? ' (not kept in this browser: a reload asks for it again)' : ''}.`, 'ok');
       if (!restoring) {
         const kept = own && keep ? (files.gguf ? { gguf: files.gguf } : { hf: files.hf }) : null;
         await keeper.saveModel(info.name, own ? { file: files.file ?? 'model', kind: files.gguf ? 'gguf' : 'hf' } : { builtin: files.builtin }, kept);
@@ -180,7 +185,7 @@ export function llmPanel(app, raw) {
       await refresh();
       if (state.adapters.active) showRun(state.adapters.active);
       data.later();
-      return info;
+      return state.info ?? info;
     } catch (e) {
       loadBar.hidden = true;
       say(loadMsg, `${label} cannot be used: ${e.message}. ${state.info ? `${state.info.name} stays loaded.` : ''}`.trim(), 'error');
@@ -209,6 +214,54 @@ export function llmPanel(app, raw) {
     loadFiles(files);
   });
   dropZone($('#llm-load-drop', root), loadFiles);
+
+  // ── the base: as read, or in NF4 ─────────────────────────────────────────────────────────────────
+  /** Asks the worker to hold the loaded model's base as `args` say (argsOf), then shows the card and the
+   *  snippet as the worker has them (also when it refuses). → the quantization. */
+  async function holdBase(args) {
+    try {
+      return await base.apply(app, args);
+    } finally {
+      const st = await raw.status();
+      state.info = st.info;
+      if (st.info) renderCard(card, st.info);
+      base.show(st.quantization, st.info);
+    }
+  }
+
+  /** window.lab.llm.quantizeBase / dequantizeBase and the snippet's select: `args` null for the weights as read. */
+  async function setBase(args) {
+    if (app.busy) throw busyError();
+    if (state.loading) throw new Error('a model is loading');
+    if (!state.info) throw new Error('load a model first');
+    app.setBusy('llmBase');
+    say(runMsg, args ? 'Quantising the projections to NF4…' : 'Back to the weights as read…', 'busy');
+    try {
+      const t0 = performance.now();
+      const q = await holdBase(args);
+      await keeper.saveBase(choiceOf(q));
+      say(runMsg, q.quantized
+        ? `The base is held in NF4 (${q.linears} projections, ${q.doubleQuant ? 'with' : 'without'} double quantisation) in ${duration((performance.now() - t0) / 1000)}; `
+          + `the model now takes ${mb(state.info.bytes)}, the file's blocks kept to go back. Adapters train and answer on it.`
+        : 'The base is held as read again, bit for bit.', 'ok');
+      return q;
+    } catch (e) {
+      say(runMsg, `Cannot change the base: ${e.message}.`, 'error');
+      throw e;
+    } finally {
+      if (app.busy === 'llmBase') app.setBusy(null);
+      sync();
+    }
+  }
+  baseField.addEventListener('change', () => {
+    if (!state.info) {
+      // no model yet: the choice is kept and applied when one loads
+      base.choose(baseField.value);
+      keeper.saveBase(baseField.value);
+      return;
+    }
+    setBase(argsOf(baseField.value)).catch(() => {});
+  });
 
   // ── data, training, evaluation ───────────────────────────────────────────────────────────────────
   demoButton.addEventListener('click', async () => {
@@ -256,7 +309,7 @@ export function llmPanel(app, raw) {
         view: view.kept(), plan: planLine.textContent };
       runRoot.dataset.run = result.name;
       state.runs.set(result.name, run);
-      say(runMsg, `Adapter "${result.name}" ${result.cancelled ? 'cancelled (kept as far as it got)' : 'trained'}: ${int(result.steps)} steps in ${duration(result.seconds)}, `
+      say(runMsg, `Adapter "${result.name}" ${result.cancelled ? 'cancelled (kept as far as it got)' : 'trained'}${result.nf4 ? ' on the NF4 base' : ''}: ${int(result.steps)} steps in ${duration(result.seconds)}, `
         + `${int(result.tokensPerSec)} tokens/s; held-out loss ${num(result.evalLossBefore, 4)} → ${num(result.evalLoss.at(-1) ?? result.evalLossBefore, 4)}.`, 'ok');
       await raw.setAdapter(result.name);
       await refresh();
@@ -386,6 +439,7 @@ export function llmPanel(app, raw) {
   // ── a reload ────────────────────────────────────────────────────────────────────────────────────
   /** The model chosen before a reload, loaded again (the built-in one, or one kept from disk). */
   async function restore() {
+    base.choose(await keeper.loadBase() ?? 'held');
     const rec = await keeper.loadModel();
     if (!rec) return { model: null, adapters: 0 };
     if (rec.source?.builtin) {
@@ -406,9 +460,11 @@ export function llmPanel(app, raw) {
     state.adapters = { active: null, list: [] };
     card.hidden = true;
     say(loadMsg, '');
+    base.choose(baseField.value);
     sync();
   });
 
+  base.choose(baseField.value);
   sync();
   showUsage();
 
@@ -419,6 +475,11 @@ export function llmPanel(app, raw) {
       return load(src ?? {});
     },
     trainAdapter: async (settings = {}) => train(settings ?? {}),
+    quantizeBase: async ({ type = 'nf4', doubleQuant = true } = {}) => {
+      if (typeof doubleQuant !== 'boolean') throw new Error('invalid doubleQuant: expected true or false');
+      return setBase({ type, doubleQuant });
+    },
+    dequantizeBase: async () => setBase(null),
     evaluate: async ({ data: which } = {}) => evaluate(which === undefined ? {} : { data: which }),
     setAdapter: async (name) => setAdapter(name ?? null),
     deleteAdapter: async (name) => deleteAdapter(name),
