@@ -4,12 +4,13 @@
 //! without a browser, for `perf record`. Also the completion-only case (the loss on 3 tokens of each
 //! sequence, as on the demo task).
 //!
-//! `cargo +stable run --release --example sft_speed [-- steps]`
+//! `cargo +stable run --release --example sft_speed [-- steps [nf4]]` (`nf4`: the projections held in
+//! NF4 with double quantisation, as `llm_quantize_base` holds them, instead of the GGUF's Q4_1).
 
 use std::time::Instant;
 
 use lora_lab::io::{gguf_llama, read_gguf};
-use lora_lab::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
+use lora_lab::lora::{Adaptable, Adapter, Bias, Init, LoraConfig, Scaling};
 use lora_lab::rng::{Rng, Stream};
 use lora_lab::train::{Objective, SftData, SftObjective, SftState};
 
@@ -18,8 +19,13 @@ fn main() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/www/data/SmolLM2-135M-Instruct.Q4_1.gguf");
     let bytes = std::fs::read(path).expect("run ./build.sh setup first");
     let g = read_gguf(&bytes, "SmolLM2-135M-Instruct.Q4_1.gguf").unwrap();
-    let model = gguf_llama(&g, &bytes).unwrap();
+    let mut model = gguf_llama(&g, &bytes).unwrap();
     drop(bytes);
+    if std::env::args().nth(2).as_deref() == Some("nf4") {
+        let t0 = Instant::now();
+        model.quantize_linears(true).unwrap();
+        println!("NF4 base (double quantisation): quantised in {:.2} s", t0.elapsed().as_secs_f64());
+    }
     let names = model.cfg.linear_modules();
     let targets: Vec<usize> =
         (0..names.len()).filter(|&i| ["q_proj", "k_proj", "v_proj"].iter().any(|p| names[i].0.ends_with(p))).collect();
