@@ -5,7 +5,7 @@
 //! the same adapter gradients, with and without dropout, on a grouped-query model with tied
 //! embeddings like SmolLM2's.
 
-use lora_lab::lm::{loss, Llama, LmActivations, LmConfig, LmGrads, SftActivations, LOSS_ROWS};
+use lora_lab::lm::{loss, Llama, LmActivations, LmConfig, LmGrads, SftActivations, SftBatch, LOSS_ROWS};
 use lora_lab::lora::{Adapter, Bias, Init, LoraConfig, Scaling};
 use lora_lab::rng::{Rng, Stream};
 
@@ -85,6 +85,11 @@ fn plain(model: &Llama, a: &mut Adapter, ids: &[u32], targets: &[Option<u32>], d
     (sum, grads_of(a))
 }
 
+/// `b` sequences of `t` tokens, each one example from position 0.
+fn one<'a>(ids: &'a [u32], b: usize, t: usize, targets: &'a [Option<u32>]) -> SftBatch<'a> {
+    SftBatch { ids, b, t, targets, positions: None }
+}
+
 fn grads_of(a: &Adapter) -> Vec<Vec<f32>> {
     a.layers.iter().flat_map(|l| [l.grad_a.clone(), l.grad_b.clone()]).collect()
 }
@@ -109,7 +114,7 @@ fn the_checkpointed_pass_gives_the_plain_paths_loss_and_gradients() {
         let mut b = a.clone();
         let (sum, g_plain) = plain(&model, &mut a, &ids, &targets, count);
         let mut acts = SftActivations::default();
-        let (sum2, rows) = model.sft_pass(&ids, 2, 20, &targets, count, &mut acts, Some(&mut b), true).unwrap();
+        let (sum2, rows) = model.sft_pass(&one(&ids, 2, 20, &targets), count, &mut acts, Some(&mut b), true).unwrap();
         assert_eq!(rows, count);
         assert!((sum - sum2).abs() <= 1e-5 * sum.abs(), "dropout {dropout}: loss {sum} vs {sum2}");
         assert_close(&format!("dropout {dropout}"), &grads_of(&b), &g_plain);
@@ -125,10 +130,10 @@ fn evaluation_gives_the_training_passs_loss_and_touches_no_gradient() {
     let count = targets.iter().flatten().count();
     let mut a = adapter(&model, 0.0);
     let mut acts = SftActivations::default();
-    let (train, _) = model.sft_pass(&ids, 2, 20, &targets, count, &mut acts, Some(&mut a), true).unwrap();
+    let (train, _) = model.sft_pass(&one(&ids, 2, 20, &targets), count, &mut acts, Some(&mut a), true).unwrap();
     let before = grads_of(&a);
     let mut eval = SftActivations::default();
-    let (sum, rows) = model.sft_pass(&ids, 2, 20, &targets, count, &mut eval, Some(&mut a), false).unwrap();
+    let (sum, rows) = model.sft_pass(&one(&ids, 2, 20, &targets), count, &mut eval, Some(&mut a), false).unwrap();
     assert_eq!((sum.to_bits(), rows), (train.to_bits(), count));
     assert_eq!(grads_of(&a), before);
     assert!(eval.bytes() < acts.bytes(), "evaluation keeps two layer buffers, training all of them");
@@ -151,7 +156,7 @@ fn a_pass_with_many_target_rows_runs_the_loss_in_chunks() {
     model.backward(&acts, &dlogits, &mut LmGrads::zeros(&model), false, Some(&mut a));
     let g_plain = grads_of(&a);
     let mut sacts = SftActivations::default();
-    let (sum2, _) = model.sft_pass(&ids, 2, 40, &targets, count, &mut sacts, Some(&mut a), true).unwrap();
+    let (sum2, _) = model.sft_pass(&one(&ids, 2, 40, &targets), count, &mut sacts, Some(&mut a), true).unwrap();
     assert!((sum - sum2).abs() <= 1e-5 * sum.abs(), "loss {sum} vs {sum2}");
     assert_close("chunked", &grads_of(&a), &g_plain);
 }
@@ -161,10 +166,75 @@ fn bad_targets_are_refused() {
     let model = smol_like(4, 300);
     let ids = vec![1u32; 10];
     let mut acts = SftActivations::default();
-    let err = model.sft_pass(&ids, 1, 10, &[Some(300); 10], 10, &mut acts, None, false).unwrap_err();
+    let err = model.sft_pass(&one(&ids, 1, 10, &[Some(300); 10]), 10, &mut acts, None, false).unwrap_err();
     assert!(err.to_string().contains("outside the vocabulary"), "{err}");
-    let err = model.sft_pass(&ids, 1, 10, &[None; 9], 10, &mut acts, None, false).unwrap_err();
+    let err = model.sft_pass(&one(&ids, 1, 10, &[None; 9]), 10, &mut acts, None, false).unwrap_err();
     assert!(err.to_string().contains("9 targets for 10"), "{err}");
+}
+
+/// Examples of 7, 9 and 5 tokens, each with its loss on its last tokens.
+fn three_examples(vocab: u32) -> Vec<(Vec<u32>, Vec<bool>)> {
+    let mut r = Rng::new(11, Stream::Replay);
+    [7usize, 9, 5]
+        .iter()
+        .map(|&len| ((0..len).map(|_| r.below(vocab)).collect(), (0..len).map(|i| i >= 2).collect()))
+        .collect()
+}
+
+/// TRL's padding-free packing: examples packed in one sequence, positions restarting at each, attention
+/// within each — the same loss and adapter gradients as each example in a sequence of its own.
+#[test]
+fn packed_examples_train_as_if_each_were_alone() {
+    use lora_lab::train::{Objective, SftData, SftObjective, SftState};
+    let model = smol_like(6, 300);
+    let ex = three_examples(300);
+    let step = |data: &SftData, batch: &[u32], micro: usize| {
+        let mut a = adapter(&model, 0.0);
+        let mut state = SftState::new(&a, 0.0, micro);
+        let mut obj = SftObjective { base: &model, adapter: &mut a, state: &mut state };
+        // lr 0: the step leaves the adapter as it was and its gradients in place
+        let loss = obj.train_batch(data, batch, 0.0).unwrap();
+        (loss, grads_of(&a))
+    };
+    let alone = SftData::new(ex.iter().map(|(i, t)| (&i[..], &t[..])), 300).unwrap();
+    // [A, B] in one sequence, C alone (padded to 16 beside it)
+    let ids_ab: Vec<u32> = ex[0].0.iter().chain(&ex[1].0).copied().collect();
+    let tr_ab: Vec<bool> = ex[0].1.iter().chain(&ex[1].1).copied().collect();
+    let packed =
+        SftData::packed([(&ids_ab[..], &tr_ab[..], &[7usize, 9][..]), (&ex[2].0[..], &ex[2].1[..], &[][..])], 300)
+            .unwrap();
+    assert_eq!((packed.total_targets(), alone.total_targets()), (5 + 7 + 3, 15), "B's first token is not A's target");
+    let (l1, g1) = step(&alone, &[0, 1, 2], 3);
+    let (l2, g2) = step(&packed, &[0, 1], 2);
+    assert!((l1 - l2).abs() <= 1e-6 * l1.abs(), "loss alone {l1}, packed {l2}");
+    assert_close("packed", &g2, &g1);
+
+    // Without the positions the same sequence is one long example: B reads A, and the numbers move.
+    let wrapped = SftData::new([(&ids_ab[..], &tr_ab[..]), (&ex[2].0[..], &ex[2].1[..])], 300).unwrap();
+    let (l3, _) = step(&wrapped, &[0, 1], 2);
+    assert!((l3 - l1).abs() > 1e-4 * l1.abs(), "attention across the examples changes the loss: {l1} vs {l3}");
+}
+
+#[test]
+fn packed_lengths_and_positions_that_do_not_fit_are_refused() {
+    use lora_lab::train::SftData;
+    let ids = [1u32, 2, 3, 4];
+    let tr = [false, true, true, true];
+    let err = SftData::packed([(&ids[..], &tr[..], &[3usize, 2][..])], 300).unwrap_err().to_string();
+    assert!(err.contains("[3, 2]") && err.contains("4 ids"), "{err}");
+    assert!(SftData::packed([(&ids[..], &tr[..], &[4usize, 0][..])], 300).is_err());
+    let model = smol_like(7, 300);
+    let mut acts = SftActivations::default();
+    let targets = [None, Some(2), Some(3), None];
+    for (positions, why) in [
+        (&[0u32, 1, 3, 0][..], "token 2: position 3"),
+        (&[1, 2, 3, 4][..], "token 0: position 1"),
+        (&[0, 1, 2][..], "3 positions for 4"),
+    ] {
+        let b = SftBatch { ids: &ids, b: 1, t: 4, targets: &targets, positions: Some(positions) };
+        let err = model.sft_pass(&b, 2, &mut acts, None, false).unwrap_err().to_string();
+        assert!(err.contains(why), "{positions:?}: {err}");
+    }
 }
 
 #[test]

@@ -1,11 +1,13 @@
 //! Causal multi-head attention on head-major blocks (one `t × d` block per batch row and head), as HF's
 //! eager attention computes it: S = Q·Kᵀ · scale, future positions masked, softmax in f32, O = P·V, with
-//! grouped-query attention (several query heads reading one key/value head) and queries that start
-//! past position 0 (a key/value cache). Blocks are independent, so they run in parallel and the result
+//! grouped-query attention (several query heads reading one key/value head), queries that start past
+//! position 0 (a key/value cache), and sequences that pack several examples, each attending only to
+//! itself (the block-diagonal mask transformers makes from packed `position_ids`). Blocks are independent, so they run in parallel and the result
 //! does not depend on the thread count.
 
 use std::cell::RefCell;
 
+use super::rope::Positions;
 use crate::kernels::{self, gemm, par_for, Chunks, Epilogue, Strided};
 
 thread_local! {
@@ -43,19 +45,23 @@ impl Shape {
     }
 }
 
-/// Softmax of the causal rows of `s · scale` (tq × tk) in place: row i (position pos0 + i) over
-/// columns 0..=pos0 + i, zeros after.
-fn causal_softmax(s: &mut [f32], tk: usize, pos0: usize, scale: f32) {
+/// Softmax of the causal rows of `s · scale` (tq × tk) in place: row i (key row pos0 + i) over columns
+/// `start(i)..=pos0 + i`, zeros elsewhere.
+fn causal_softmax(s: &mut [f32], tk: usize, pos0: usize, scale: f32, start: impl Fn(usize) -> usize) {
     for (i, row) in s.chunks_exact_mut(tk).enumerate() {
-        let (live, masked) = row.split_at_mut(pos0 + i + 1);
+        let (live, after) = row.split_at_mut(pos0 + i + 1);
+        let (before, live) = live.split_at_mut(start(i));
         kernels::softmax_scaled(live, scale);
-        masked.fill(0.0);
+        before.fill(0.0);
+        after.fill(0.0);
     }
 }
 
 /// q, o: query blocks; k, v: key/value blocks (see [`Shape`]); p: `b · heads` blocks of tq × tk (the
-/// attention weights, kept for backward).
-pub fn forward(q: &[f32], k: &[f32], v: &[f32], p: &mut [f32], o: &mut [f32], sh: Shape, scale: f32) {
+/// attention weights, kept for backward). `pos`: where packed examples start (`Positions::Each`, with
+/// `pos0` 0): a query attends to its own example's keys only.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(q: &[f32], k: &[f32], v: &[f32], p: &mut [f32], o: &mut [f32], sh: Shape, scale: f32, pos: Positions) {
     let (d, tq, tk) = (sh.d, sh.tq, sh.tk());
     let (qd, kd) = (tq * d, sh.cap * d);
     let (ps, os) = (Chunks::new(p, tq * tk), Chunks::new(o, qd));
@@ -64,7 +70,8 @@ pub fn forward(q: &[f32], k: &[f32], v: &[f32], p: &mut [f32], o: &mut [f32], sh
         let kb = sh.kv_block(bh);
         let (q, k, v) = (&q[bh * qd..][..qd], &k[kb * kd..][..tk * d], &v[kb * kd..][..tk * d]);
         gemm(Strided::row_major(q, tq, d), Strided::transposed(k, d, tk), p, tk, Epilogue::default());
-        causal_softmax(p, tk, sh.pos0, scale);
+        let bi = bh / sh.heads;
+        causal_softmax(p, tk, sh.pos0, scale, |i| pos.start(bi, i, tq));
         gemm(Strided::row_major(p, tq, tk), Strided::row_major(v, tk, d), o, d, Epilogue::default());
     });
 }
@@ -72,7 +79,7 @@ pub fn forward(q: &[f32], k: &[f32], v: &[f32], p: &mut [f32], o: &mut [f32], sh
 /// Given `d_o` (head-major like o): dq (query blocks), dk, dv (key/value blocks), overwritten, through the
 /// kept weights `p` of a training pass. Per query head: dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P)) ·
 /// scale, dQ = dS·K; dV = Σ Pᵀ·dO and dK = Σ dSᵀ·Q over the query heads that share a key/value head,
-/// summed in head order.
+/// summed in head order. `pos` as `forward`'s.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     q: &[f32],
@@ -85,6 +92,7 @@ pub fn backward(
     dv: &mut [f32],
     sh: Shape,
     scale: f32,
+    pos: Positions,
 ) {
     assert!(sh.pos0 == 0 && sh.cap == sh.tq, "backward runs over a training pass");
     let (t, d) = (sh.tq, sh.d);
@@ -100,12 +108,15 @@ pub fn backward(
             let (k, v) = (&k[kb * td..][..td], &v[kb * td..][..td]);
             for (g, dq) in dq_group.chunks_exact_mut(td).enumerate() {
                 let bh = kb * group + g;
+                let bi = bh / sh.heads;
                 let ep = Epilogue { accumulate: g > 0, ..Epilogue::default() };
                 let (q, p, d_o) = (&q[bh * td..][..td], &p[bh * tt..][..tt], &d_o[bh * td..][..td]);
                 gemm(Strided::row_major(d_o, t, d), Strided::transposed(v, d, t), ds, t, Epilogue::default());
                 gemm(Strided::transposed(p, t, t), Strided::row_major(d_o, t, d), dv, d, ep);
                 for (i, (ds, p)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
-                    kernels::softmax_scaled_backward(&p[..=i], &mut ds[..=i], scale);
+                    let lo = pos.start(bi, i, t);
+                    kernels::softmax_scaled_backward(&p[lo..=i], &mut ds[lo..=i], scale);
+                    ds[..lo].fill(0.0);
                     ds[i + 1..].fill(0.0);
                 }
                 gemm(Strided::row_major(ds, t, t), Strided::row_major(k, t, d), dq, d, Epilogue::default());

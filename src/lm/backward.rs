@@ -1,12 +1,12 @@
 //! The backward pass through the activations of the last forward: gradients of every parameter when
 //! the base trains, or only the input gradients an adapter's modules need when it is frozen.
 
-use super::config::{DOWN, GATE, K, LAYER_MODULES, O, Q, UP, V};
 use super::attention::{self, Shape};
+use super::config::{DOWN, GATE, K, LAYER_MODULES, O, Q, UP, V};
 use super::forward::LmActivations;
 use super::layer::LayerActs;
 use super::model::Llama;
-use super::rope::Rope;
+use super::rope::{Positions, Rope};
 use super::{gate, norm};
 use crate::kernels;
 use crate::nn::LayerDelta;
@@ -219,7 +219,8 @@ impl Llama {
             let g = weights.then(|| WeightGrads { linears: &mut g_lin[..], norms: &mut g_norms[l], accumulate });
             // Below the lowest adapted layer of a frozen base nothing needs a gradient.
             let below = l > lowest || weights;
-            self.layer_backward(l, &acts.xs[l], &acts.layers[l], rope, b, t, s, g, below, &mut delta);
+            let bt = (b, t, Positions::From(0));
+            self.layer_backward(l, &acts.xs[l], &acts.layers[l], rope, bt, s, g, below, &mut delta);
         }
         if weights {
             // The padding row gets no gradient, as `nn.Embedding(padding_idx=pad)` gives it none.
@@ -249,8 +250,7 @@ impl Llama {
         x: &[f32],
         la: &LayerActs,
         rope: &Rope,
-        b: usize,
-        t: usize,
+        (b, t, pos): (usize, usize, Positions),
         s: &mut Scratch,
         mut g: Option<WeightGrads>,
         below: bool,
@@ -272,12 +272,13 @@ impl Llama {
         let [dtok_o, dtok_k, dtok_v] = &mut s.dtok;
         let [dh_o, dh_q, dh_k, dh_v] = &mut s.dheads;
         project_back(self, m(O), &la.o, &s.dh2, Some(dtok_o), false, linear_grad(&mut g, m(O)), n, delta);
-        rope.to_heads(dtok_o, dh_o, b, t, nh, d, 0, (0, t), false);
-        attention::backward(&la.q, &la.k, &la.v, &la.p, dh_o, dh_q, dh_k, dh_v, Shape::training(t, d, nh, nkv), scale);
+        let shape = Shape::training(t, d, nh, nkv);
+        rope.to_heads(dtok_o, dh_o, b, t, nh, d, pos, (0, t), false);
+        attention::backward(&la.q, &la.k, &la.v, &la.p, dh_o, dh_q, dh_k, dh_v, shape, scale, pos);
         // dtok_o is free again: it takes dq.
-        rope.back_to_tokens(dh_q, dtok_o, b, t, nh, d, true);
-        rope.back_to_tokens(dh_k, dtok_k, b, t, nkv, d, true);
-        rope.back_to_tokens(dh_v, dtok_v, b, t, nkv, d, false);
+        rope.back_to_tokens(dh_q, dtok_o, b, t, nh, d, pos, true);
+        rope.back_to_tokens(dh_k, dtok_k, b, t, nkv, d, pos, true);
+        rope.back_to_tokens(dh_v, dtok_v, b, t, nkv, d, pos, false);
         for (j, dy) in [(Q, &*dtok_o), (K, &*dtok_k), (V, &*dtok_v)] {
             let dx = below.then_some(&mut s.dn[..]);
             project_back(self, m(j), &la.a, dy, dx, j != Q, linear_grad(&mut g, m(j)), n, delta);

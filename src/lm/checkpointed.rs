@@ -13,7 +13,7 @@ use super::forward::resize;
 use super::layer::{Keys, LayerActs};
 use super::model::Llama;
 use super::norm;
-use super::rope::Rope;
+use super::rope::{Positions, Rope};
 use crate::error::{LabError, Result};
 use crate::lm::loss;
 use crate::nn::LayerDelta;
@@ -21,6 +21,49 @@ use crate::rng::Rng;
 
 /// Rows of logits computed at once: 64 × 49,152 f32 is 12.6 MB, and as much for their gradient.
 pub const LOSS_ROWS: usize = 64;
+
+/// One checkpointed pass's input: `b` sequences of `t` tokens (`ids`, b·t), the token each row is trained
+/// to predict (`targets`, b·t; None: no loss there), and, for sequences that pack several examples, each
+/// token's position in its example (`positions`, b·t, 0 at each example's first token: TRL's
+/// `position_ids` in padding-free packing); without, every sequence is one example from position 0.
+#[derive(Clone, Copy, Debug)]
+pub struct SftBatch<'a> {
+    pub ids: &'a [u32],
+    pub b: usize,
+    pub t: usize,
+    pub targets: &'a [Option<u32>],
+    pub positions: Option<&'a [u32]>,
+}
+
+impl SftBatch<'_> {
+    /// Refuses targets or positions that do not fit the batch: counts, ids outside the vocabulary,
+    /// positions that do not count up from 0 within each example.
+    fn check(&self, vocab: usize) -> Result<()> {
+        let n = self.b * self.t;
+        if self.targets.len() != n {
+            return Err(LabError::setting("targets", format!("{} targets for {n} tokens", self.targets.len())));
+        }
+        if let Some(&bad) = self.targets.iter().flatten().find(|&&id| id as usize >= vocab) {
+            return Err(LabError::setting("targets", format!("{bad} is outside the vocabulary of {vocab}")));
+        }
+        let Some(p) = self.positions else { return Ok(()) };
+        if p.len() != n {
+            return Err(LabError::setting("positions", format!("{} positions for {n} tokens", p.len())));
+        }
+        for (r, row) in p.chunks_exact(self.t.max(1)).enumerate() {
+            if let Some(i) = (0..row.len()).find(|&i| row[i] != 0 && (i == 0 || row[i] != row[i - 1] + 1)) {
+                return Err(LabError::setting(
+                    "positions",
+                    format!(
+                        "sequence {r}, token {i}: position {} neither starts an example (0) nor follows the one before",
+                        row[i]
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// What a checkpointed pass keeps, reused across batches.
 #[derive(Default)]
@@ -69,32 +112,25 @@ impl SftActivations {
 }
 
 impl Llama {
-    /// One pass over `ids` (b sequences of t tokens from position 0) with the loss at the rows whose
-    /// `targets` entry is set (b·t entries: the token row i predicts): → (summed cross-entropy, rows).
+    /// One pass over `batch` (its sequences of packed examples, or each from position 0) with the loss
+    /// at the rows whose `targets` entry is set: → (summed cross-entropy, rows).
     /// With `train` the gradient of (sum / `denom`) flows back through every layer down to the lowest
     /// one `delta` adapts, recomputing each from its saved input, and `delta`'s gradients are written
     /// (the base's weights get none). `delta` must not adapt the output layer.
     #[allow(clippy::too_many_arguments)]
     pub fn sft_pass(
         &self,
-        ids: &[u32],
-        b: usize,
-        t: usize,
-        targets: &[Option<u32>],
+        batch: &SftBatch,
         denom: usize,
         acts: &mut SftActivations,
         mut delta: Option<&mut dyn LayerDelta>,
         train: bool,
     ) -> Result<(f64, usize)> {
+        let &SftBatch { ids, b, t, targets, positions } = batch;
         self.check_ids(ids, b, t)?;
         let c = &self.cfg;
         let (h, n) = (c.hidden, b * t);
-        if targets.len() != n {
-            return Err(LabError::setting("targets", format!("{} targets for {n} tokens", targets.len())));
-        }
-        if let Some(&bad) = targets.iter().flatten().find(|&&id| id as usize >= c.vocab) {
-            return Err(LabError::setting("targets", format!("{bad} is outside the vocabulary of {}", c.vocab)));
-        }
+        batch.check(c.vocab)?;
         if delta.as_ref().is_some_and(|d| d.is_active(c.lm_head())) {
             return Err(LabError::setting("targets", "the output layer cannot be adapted in a checkpointed pass"));
         }
@@ -119,7 +155,7 @@ impl Llama {
                 let (i, o) = if train { (l, l + 1) } else { (l % 2, (l + 1) % 2) };
                 let (x, out) = two(&mut acts.xs, i, o);
                 let la = &mut acts.layer;
-                self.layer_forward(l, x, out, la, &mut acts.scratch, rope, b, t, Keys::Own, &mut delta);
+                self.layer_forward(l, x, out, la, &mut acts.scratch, rope, b, t, Keys::Own(positions), &mut delta);
             }
             acts.draws.push(delta.as_ref().and_then(|d| d.draws()));
         }
@@ -188,10 +224,11 @@ impl Llama {
                 rope,
                 b,
                 t,
-                Keys::Own,
+                Keys::Own(positions),
                 &mut delta,
             );
-            self.layer_backward(l, &acts.xs[l], la, rope, b, t, s, None, l > lowest, &mut delta);
+            let pos = positions.map_or(Positions::From(0), Positions::Each);
+            self.layer_backward(l, &acts.xs[l], la, rope, (b, t, pos), s, None, l > lowest, &mut delta);
         }
         if let (Some(d), Some(draws)) = (delta, acts.draws[c.layers].clone()) {
             d.replay_draws(draws);

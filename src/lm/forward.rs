@@ -4,8 +4,8 @@
 
 use super::layer::{Keys, LayerActs};
 use super::model::Llama;
-use super::rope::Rope;
 use super::norm;
+use super::rope::Rope;
 use crate::error::{LabError, Result};
 use crate::nn::LayerDelta;
 
@@ -115,7 +115,7 @@ impl Llama {
         for l in 0..c.layers {
             let (lo, hi) = acts.xs.split_at_mut(l + 1);
             let la = &mut acts.layers[if acts.inference { 0 } else { l }];
-            let keys = Keys::Own;
+            let keys = Keys::Own(None);
             self.layer_forward(l, &lo[l], &mut hi[0], la, &mut acts.scratch, rope, b, t, keys, &mut delta);
         }
         resize(&mut acts.rstd_f, n);

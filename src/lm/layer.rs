@@ -9,7 +9,7 @@ use super::attention::{self, Shape};
 use super::config::{DOWN, GATE, K, O, Q, UP, V};
 use super::forward::{project, resize};
 use super::model::Llama;
-use super::rope::Rope;
+use super::rope::{Positions, Rope};
 use super::{gate, norm};
 use crate::nn::LayerDelta;
 
@@ -52,8 +52,9 @@ impl LayerActs {
 
 /// Where a layer's attention finds its keys and values.
 pub(super) enum Keys<'a> {
-    /// A training or evaluation pass over positions 0..t: the block's own, kept in `LayerActs`.
-    Own,
+    /// A training or evaluation pass over positions 0..t: the block's own, kept in `LayerActs`; with
+    /// per-token positions (b·t), each sequence packs several examples, each from position 0.
+    Own(Option<&'a [u32]>),
     /// A key/value cache of `cap` positions per sequence and key/value head (b, kv_heads, cap, d): this
     /// call's keys and values are stored at rows `pos0..pos0 + t`, and attention reads rows
     /// `0..pos0 + t`.
@@ -94,26 +95,26 @@ impl Llama {
         resize(sc, n * h.max(qd));
 
         norm::forward(x, &self.norms[l][0], c.rms_norm_eps, &mut la.a, &mut la.rstd_in);
-        let (kc, vc, cap, pos0) = match keys {
-            Keys::Own => {
+        let (kc, vc, cap, pos0, pos) = match keys {
+            Keys::Own(packed) => {
                 resize(&mut la.k, n * kvd);
                 resize(&mut la.v, n * kvd);
-                (&mut la.k[..], &mut la.v[..], t, 0)
+                (&mut la.k[..], &mut la.v[..], t, 0, packed.map_or(Positions::From(0), Positions::Each))
             }
-            Keys::Cache { k, v, cap, pos0 } => (k, v, cap, pos0),
+            Keys::Cache { k, v, cap, pos0 } => (k, v, cap, pos0, Positions::From(pos0)),
         };
         project(self, c.module(l, Q), &la.a, &mut sc[..n * qd], n, delta);
-        rope.to_heads(&sc[..n * qd], &mut la.q, b, t, nh, d, pos0, (0, t), true);
+        rope.to_heads(&sc[..n * qd], &mut la.q, b, t, nh, d, pos, (0, t), true);
         for (j, out, rotate) in [(K, &mut *kc, true), (V, &mut *vc, false)] {
             project(self, c.module(l, j), &la.a, &mut sc[..n * kvd], n, delta);
-            rope.to_heads(&sc[..n * kvd], out, b, t, nkv, d, pos0, (pos0, cap), rotate);
+            rope.to_heads(&sc[..n * kvd], out, b, t, nkv, d, pos, (pos0, cap), rotate);
         }
         let shape = Shape { tq: t, pos0, cap, d, heads: nh, kv_heads: nkv };
         resize(&mut la.p, b * nh * t * shape.tk());
         // The heads' outputs land in the scratch (head-major), then move to `o` token-major.
         let scale = 1.0 / (d as f32).sqrt();
-        attention::forward(&la.q, kc, vc, &mut la.p, &mut sc[..n * qd], shape, scale);
-        rope.back_to_tokens(&sc[..n * qd], &mut la.o, b, t, nh, d, false);
+        attention::forward(&la.q, kc, vc, &mut la.p, &mut sc[..n * qd], shape, scale, pos);
+        rope.back_to_tokens(&sc[..n * qd], &mut la.o, b, t, nh, d, pos, false);
         project(self, c.module(l, O), &la.o, &mut la.h2, n, delta);
         la.h2.iter_mut().zip(x).for_each(|(h2, x)| *h2 += x);
 

@@ -24,7 +24,7 @@ mod norm;
 mod rope;
 
 pub use backward::LmGrads;
-pub use checkpointed::{SftActivations, LOSS_ROWS};
+pub use checkpointed::{SftActivations, SftBatch, LOSS_ROWS};
 pub use config::LmConfig;
 pub use forward::LmActivations;
 pub use generate::{pick, GenerateLimits, Sampling};

@@ -7,6 +7,36 @@
 
 use crate::kernels::{par_for, Chunks};
 
+/// The position of each token of a block of `b` sequences of `t` tokens.
+#[derive(Clone, Copy, Debug)]
+pub enum Positions<'a> {
+    /// Token i of every sequence is at `pos0 + i` (a sequence from its start, or a cache's next tokens).
+    From(usize),
+    /// Given per token, `b · t` of them: sequences packed with several examples, each from position 0
+    /// (TRL's `position_ids` in padding-free packing). Attention stays within each example.
+    Each(&'a [u32]),
+}
+
+impl Positions<'_> {
+    /// The position of token `ti` of sequence `bi`.
+    #[inline]
+    pub fn of(&self, bi: usize, ti: usize, t: usize) -> usize {
+        match self {
+            Self::From(p0) => p0 + ti,
+            Self::Each(p) => p[bi * t + ti] as usize,
+        }
+    }
+
+    /// The first key token `ti` of sequence `bi` may attend to: its example's first token.
+    #[inline]
+    pub fn start(&self, bi: usize, ti: usize, t: usize) -> usize {
+        match self {
+            Self::From(_) => 0,
+            Self::Each(p) => ti - p[bi * t + ti] as usize,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rope {
     half: usize,
@@ -41,7 +71,7 @@ impl Rope {
         (&self.cos[p * self.half..(p + 1) * self.half], &self.sin[p * self.half..(p + 1) * self.half])
     }
 
-    /// x (b·t rows of heads·d, token-major, positions `pos0..pos0 + t`) → out (b, heads, cap, d) at rows
+    /// x (b·t rows of heads·d, token-major, at positions `pos`) → out (b, heads, cap, d) at rows
     /// `row0..row0 + t` of each block (a key/value cache holds `cap` positions and stores position p
     /// at row p; queries and a training pass have `row0 = 0`, `cap = t`), rotated when `rotate` (q and
     /// k) or only moved (v).
@@ -54,7 +84,7 @@ impl Rope {
         t: usize,
         heads: usize,
         d: usize,
-        pos0: usize,
+        pos: Positions,
         (row0, cap): (usize, usize),
         rotate: bool,
     ) {
@@ -71,7 +101,7 @@ impl Rope {
                     o.copy_from_slice(src);
                     continue;
                 }
-                let (cos, sin) = self.at(pos0 + ti);
+                let (cos, sin) = self.at(pos.of(bi, ti, t));
                 for i in 0..half {
                     let (x1, x2) = (src[i], src[i + half]);
                     o[i] = x1 * cos[i] - x2 * sin[i];
@@ -81,8 +111,8 @@ impl Rope {
         });
     }
 
-    /// The gradient of `to_heads`: `dx` (token-major) = the inverse rotation of `dout` (head-major),
-    /// overwriting `dx`.
+    /// The gradient of `to_heads` for a block of `t` rows at `pos`: `dx` (token-major) = the inverse
+    /// rotation of `dout` (head-major), overwriting `dx`.
     #[allow(clippy::too_many_arguments)]
     pub fn back_to_tokens(
         &self,
@@ -92,6 +122,7 @@ impl Rope {
         t: usize,
         heads: usize,
         d: usize,
+        pos: Positions,
         rotate: bool,
     ) {
         let half = d / 2;
@@ -101,7 +132,7 @@ impl Rope {
         par_for(rows.count(), &|row| {
             let dxr = rows.take(row);
             let (bi, ti) = (row / t, row % t);
-            let (cos, sin) = self.at(ti);
+            let (cos, sin) = self.at(pos.of(bi, ti, t));
             for (h, dxh) in dxr.chunks_exact_mut(d).enumerate() {
                 let g = &dout[((bi * heads + h) * t + ti) * d..][..d];
                 if !rotate {

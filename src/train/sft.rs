@@ -8,23 +8,41 @@
 use super::lm::MAX_GRAD_NORM;
 use super::trainer::Objective;
 use crate::error::{LabError, Result};
-use crate::lm::{Llama, SftActivations};
+use crate::lm::{Llama, SftActivations, SftBatch};
 use crate::lora::Adapter;
 use crate::nn::{clip_grad_norm, Adam};
 
 /// Examples ready for the model: token ids and, per position, the token it is trained to predict.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SftData {
-    /// Per example: ids, and `targets[i]` = the id position i must predict (None: not in the loss).
-    examples: Vec<(Vec<u32>, Vec<Option<u32>>)>,
+    examples: Vec<Sequence>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Sequence {
+    ids: Vec<u32>,
+    /// `targets[i]`: the id position i must predict (None: not in the loss).
+    targets: Vec<Option<u32>>,
+    /// For a sequence that packs several examples, each token's position in its example (else empty).
+    positions: Vec<u32>,
 }
 
 impl SftData {
     /// From ids and their loss mask (`trained[i]`: the loss predicts `ids[i]` from position i − 1),
     /// every id below `vocab`.
     pub fn new<'a>(examples: impl IntoIterator<Item = (&'a [u32], &'a [bool])>, vocab: usize) -> Result<Self> {
+        Self::packed(examples.into_iter().map(|(ids, trained)| (ids, trained, &[][..])), vocab)
+    }
+
+    /// As `new`, each sequence with the lengths of the examples it packs (TRL's `seq_lengths`; empty:
+    /// one example): each example attends to itself only, from position 0, as in TRL's padding-free
+    /// packing. Lengths must sum to the sequence's.
+    pub fn packed<'a>(
+        examples: impl IntoIterator<Item = (&'a [u32], &'a [bool], &'a [usize])>,
+        vocab: usize,
+    ) -> Result<Self> {
         let mut out = Vec::new();
-        for (n, (ids, trained)) in examples.into_iter().enumerate() {
+        for (n, (ids, trained, lengths)) in examples.into_iter().enumerate() {
             if ids.len() != trained.len() || ids.is_empty() {
                 return Err(LabError::setting(
                     "examples",
@@ -37,9 +55,17 @@ impl SftData {
                     format!("example {n}: id {bad} is outside the vocabulary of {vocab}"),
                 ));
             }
+            if lengths.len() > 1 && (lengths.contains(&0) || lengths.iter().sum::<usize>() != ids.len()) {
+                return Err(LabError::setting(
+                    "examples",
+                    format!("example {n}: packed lengths {lengths:?} do not make its {} ids", ids.len()),
+                ));
+            }
+            let positions =
+                if lengths.len() > 1 { lengths.iter().flat_map(|&l| 0..l as u32).collect() } else { Vec::new() };
             let ids = ids.to_vec();
             let targets = (0..ids.len()).map(|i| trained.get(i + 1).filter(|&&t| t).map(|_| ids[i + 1])).collect();
-            out.push((ids, targets));
+            out.push(Sequence { ids, targets, positions });
         }
         Ok(Self { examples: out })
     }
@@ -54,50 +80,62 @@ impl SftData {
 
     /// Tokens of example `i`.
     pub fn tokens(&self, i: usize) -> usize {
-        self.examples[i].0.len()
+        self.examples[i].ids.len()
     }
 
     /// Every example's tokens.
     pub fn total_tokens(&self) -> usize {
-        self.examples.iter().map(|(ids, _)| ids.len()).sum()
+        self.examples.iter().map(|e| e.ids.len()).sum()
     }
 
     /// Every example's trained tokens.
     pub fn total_targets(&self) -> usize {
-        self.examples.iter().map(|(_, t)| t.iter().flatten().count()).sum()
+        self.examples.iter().map(|e| e.targets.iter().flatten().count()).sum()
     }
 
     /// Example `i`'s ids and, per id, whether the loss trains on it (`trained[i]` of `new`; the first
     /// never is), or `None` past the end.
     pub fn example(&self, i: usize) -> Option<(&[u32], Vec<bool>)> {
-        let (ids, targets) = self.examples.get(i)?;
+        let Sequence { ids, targets, .. } = self.examples.get(i)?;
         let trained = std::iter::once(false).chain(targets[..ids.len() - 1].iter().map(Option::is_some)).collect();
         Some((ids, trained))
     }
 
     /// Trained tokens of the examples `batch` names.
     pub fn targets_in(&self, batch: &[u32]) -> usize {
-        batch.iter().map(|&i| self.examples[i as usize].1.iter().flatten().count()).sum()
+        batch.iter().map(|&i| self.examples[i as usize].targets.iter().flatten().count()).sum()
     }
 
-    /// Fills `ids` and `targets` with the examples of `batch`, each padded on the right with `pad` to
-    /// the longest: → its length.
-    fn fill(&self, batch: &[u32], pad: u32, ids: &mut Vec<u32>, targets: &mut Vec<Option<u32>>) -> Result<usize> {
+    /// Fills `b` with the sequences `batch` names, each padded on the right with `pad` to the longest
+    /// (positions, where one of them packs examples, counting on through the padding).
+    fn fill(&self, batch: &[u32], pad: u32, b: &mut Batch) -> Result<()> {
         let get = |i: u32| self.examples.get(i as usize).ok_or_else(|| LabError::state(format!("no example {i}")));
-        let mut t = 0;
+        let (mut t, mut packed) = (0, false);
         for &i in batch {
-            t = t.max(get(i)?.0.len());
+            let e = get(i)?;
+            t = t.max(e.ids.len());
+            packed |= !e.positions.is_empty();
         }
-        ids.clear();
-        targets.clear();
+        b.ids.clear();
+        b.targets.clear();
+        b.positions.clear();
+        b.packed = packed;
         for &i in batch {
-            let (e, tg) = get(i)?;
-            ids.extend_from_slice(e);
-            ids.resize(ids.len() + t - e.len(), pad);
-            targets.extend_from_slice(tg);
-            targets.resize(targets.len() + t - tg.len(), None);
+            let Sequence { ids: e, targets: tg, positions: pos } = get(i)?;
+            b.ids.extend_from_slice(e);
+            b.ids.resize(b.ids.len() + t - e.len(), pad);
+            b.targets.extend_from_slice(tg);
+            b.targets.resize(b.targets.len() + t - tg.len(), None);
+            if packed {
+                let last = pos.last().map_or(e.len(), |&p| p as usize + 1);
+                b.positions.extend_from_slice(pos);
+                b.positions.extend((pos.len()..e.len()).map(|i| i as u32));
+                b.positions.extend((0..t - e.len()).map(|j| (last + j) as u32));
+            }
         }
-        Ok(t)
+        b.t = t;
+        b.b = batch.len();
+        Ok(())
     }
 
     /// The held-out loss as TRL's `eval_loss` of an adapter (or the base alone): → (summed
@@ -109,18 +147,41 @@ impl SftData {
         batch: usize,
         acts: &mut SftActivations,
     ) -> Result<(f64, usize)> {
-        let (mut ids, mut targets) = (Vec::new(), Vec::new());
+        let mut filled = Batch::default();
         let (mut sum, mut count) = (0.0, 0);
         let all: Vec<u32> = (0..self.len() as u32).collect();
         for part in all.chunks(batch.max(1)) {
-            let t = self.fill(part, base.cfg.pad, &mut ids, &mut targets)?;
-            let n = targets.iter().flatten().count();
+            self.fill(part, base.cfg.pad, &mut filled)?;
+            let n = filled.targets.iter().flatten().count();
             let d = delta.as_mut().map(|d| &mut **d as &mut dyn crate::nn::LayerDelta);
-            let (s, c) = base.sft_pass(&ids, part.len(), t, &targets, n, acts, d, false)?;
+            let (s, c) = base.sft_pass(&filled.view(), n, acts, d, false)?;
             sum += s;
             count += c;
         }
         Ok((sum, count))
+    }
+}
+
+/// One batch as `SftData::fill` lays it out for `Llama::sft_pass`, its buffers reused.
+#[derive(Default)]
+struct Batch {
+    ids: Vec<u32>,
+    targets: Vec<Option<u32>>,
+    positions: Vec<u32>,
+    packed: bool,
+    b: usize,
+    t: usize,
+}
+
+impl Batch {
+    fn view(&self) -> SftBatch<'_> {
+        SftBatch {
+            ids: &self.ids,
+            b: self.b,
+            t: self.t,
+            targets: &self.targets,
+            positions: self.packed.then_some(&self.positions[..]),
+        }
     }
 }
 
@@ -133,8 +194,7 @@ pub struct SftState {
     micro: usize,
     /// The adapter's gradients summed over a step's micro-batches.
     sum: Vec<Vec<f32>>,
-    ids: Vec<u32>,
-    targets: Vec<Option<u32>>,
+    batch: Batch,
     /// Tokens of the examples trained on so far (padding not counted).
     pub tokens: usize,
 }
@@ -150,8 +210,7 @@ impl SftState {
             acts: SftActivations::default(),
             micro: micro.max(1),
             sum: Vec::new(),
-            ids: Vec::new(),
-            targets: Vec::new(),
+            batch: Batch::default(),
             tokens: 0,
         }
     }
@@ -175,17 +234,8 @@ impl Objective<SftData> for SftObjective<'_> {
         let mut total = 0.0f64;
         let parts = batch.chunks(s.micro).count();
         for (k, part) in batch.chunks(s.micro).enumerate() {
-            let t = data.fill(part, self.base.cfg.pad, &mut s.ids, &mut s.targets)?;
-            let (sum, _) = self.base.sft_pass(
-                &s.ids,
-                part.len(),
-                t,
-                &s.targets,
-                denom,
-                &mut s.acts,
-                Some(&mut *self.adapter),
-                true,
-            )?;
+            data.fill(part, self.base.cfg.pad, &mut s.batch)?;
+            let (sum, _) = self.base.sft_pass(&s.batch.view(), denom, &mut s.acts, Some(&mut *self.adapter), true)?;
             if !sum.is_finite() {
                 return Ok(f32::NAN);
             }
