@@ -8,8 +8,8 @@ mod common;
 
 use lora_lab::lab::Pretrained;
 use lora_lab::text::{
-    encode_sft, pack_sft, parse_sft_jsonl, Bpe, ChatTemplate, Content, Message, SftExample, SftKind, SftRow,
-    SftTokenizer, MAX_ASSISTANT_ONLY_MESSAGES, MAX_SFT_BYTES, MAX_SFT_LINE_BYTES, MAX_SFT_ROWS, PACK_MAP_BATCH,
+    encode_sft, pack_sft, pack_sft_bfd, parse_sft_jsonl, Bpe, ChatTemplate, Content, Message, SftExample, SftKind,
+    SftRow, SftTokenizer, MAX_ASSISTANT_ONLY_MESSAGES, MAX_SFT_BYTES, MAX_SFT_LINE_BYTES, MAX_SFT_ROWS, PACK_MAP_BATCH,
 };
 use lora_lab::LabError;
 use serde_json::{json, Value};
@@ -85,7 +85,10 @@ fn matches_trl_sft_trainer() {
         let assistant_only = case["assistant_only"].as_bool().unwrap();
         let expected = case["examples"].as_array().unwrap();
         if let Some(block) = case["pack"].as_u64() {
-            check_packed(name, &rows, &tok, assistant_only, block as usize, expected);
+            match case["strategy"].as_str() {
+                Some("bfd") => check_bfd(name, &rows, &tok, assistant_only, block as usize, expected),
+                _ => check_packed(name, &rows, &tok, assistant_only, block as usize, expected),
+            }
             names.push(name);
             continue;
         }
@@ -115,9 +118,42 @@ fn matches_trl_sft_trainer() {
             "messages-assistant-only",
             "demo-assistant-only",
             "demo-packed",
-            "text-packed"
+            "text-packed",
+            "demo-bfd",
+            "text-bfd",
+            "messages-bfd"
         ]
     );
+}
+
+/// TRL's best-fit-decreasing packing: the same rows, each of the same examples in the same order
+/// (`seq_lengths`), and the same labels but at each example's first token, which TRL's padding-free
+/// collator masks (position 0) and `encode_sft` never trains.
+fn check_bfd(name: &str, rows: &[SftRow], tok: &SftTokenizer, ao: bool, block: usize, expected: &[Value]) {
+    let examples = encode_sft(rows, tok, usize::MAX, ao).unwrap();
+    let packed = pack_sft_bfd(&examples, block);
+    assert_eq!(packed.len(), expected.len(), "{name}: rows");
+    let mut cut = 0;
+    for (r, (g, e)) in packed.iter().zip(expected).enumerate() {
+        let (ids, labels) = (ids_of(&e["ids"]), labels_of(&e["labels"]));
+        let lengths: Vec<usize> = ids_of(&e["seq_lengths"]).into_iter().map(|n| n as usize).collect();
+        assert_eq!(g.ids, ids, "{name}, row {r}: ids");
+        assert_eq!(g.lengths, lengths, "{name}, row {r}: the examples it packs");
+        let mut starts = std::collections::HashSet::new();
+        lengths.iter().fold(0, |at, n| {
+            starts.insert(at);
+            at + n
+        });
+        for (i, &label) in labels.iter().enumerate() {
+            assert_eq!(g.trained[i], label && !starts.contains(&i), "{name}, row {r}, token {i}: loss mask");
+        }
+        cut += usize::from(g.truncated);
+    }
+    // Every example is in one row, whole or cut to the block.
+    let kept: usize = packed.iter().map(|r| r.lengths.len()).sum();
+    assert_eq!(kept, examples.len(), "{name}");
+    let longer = examples.iter().filter(|e| e.ids.len() > block).count();
+    assert_eq!(cut > 0, longer > 0, "{name}: rows with a cut example");
 }
 
 /// TRL's wrapped packing: the same rows of ids; the same labels but at each row's first token and at
@@ -336,7 +372,34 @@ fn truncation() {
 // ---------- packing ----------
 
 fn example(line: usize, ids: std::ops::Range<u32>, trained: &[bool], truncated: bool) -> SftExample {
-    SftExample { line, ids: ids.collect(), trained: trained.to_vec(), truncated }
+    SftExample { line, ids: ids.collect(), trained: trained.to_vec(), truncated, lengths: Vec::new() }
+}
+
+#[test]
+fn bfd_packing_puts_whole_examples_where_they_fit_best() {
+    let f = false;
+    // lengths 5, 3, 3, 2, 1 and a 9 cut to the block of 6; lines say which is which
+    let examples = [
+        example(1, 0..3, &[f; 3], false),
+        example(2, 10..15, &[f; 5], false),
+        example(3, 20..22, &[f; 2], false),
+        example(4, 30..39, &[f; 9], false),
+        example(5, 40..43, &[f; 3], false),
+        example(6, 50..51, &[f; 1], false),
+    ];
+    let rows = pack_sft_bfd(&examples, 6);
+    // longest first: 9→6 opens row 0 (full); 5 opens row 1 (1 free); 3 (line 1) opens row 2 (3 free);
+    // 3 (line 5) fills row 2; 2 opens row 3 (4 free); 1 takes row 1's last place, the smallest that fits
+    let lines: Vec<Vec<u32>> =
+        rows.iter().map(|r| r.ids.iter().filter(|&&i| i % 10 == 0).map(|&i| i / 10 + 1).collect()).collect();
+    assert_eq!(lines, [vec![4], vec![2, 6], vec![1, 5], vec![3]]);
+    let lengths: Vec<Vec<usize>> = rows.iter().map(|r| r.lengths.clone()).collect();
+    assert_eq!(lengths, [vec![6], vec![5, 1], vec![3, 3], vec![2]]);
+    assert_eq!(rows[0].ids, (30..36).collect::<Vec<_>>());
+    assert_eq!(
+        rows.iter().map(|r| (r.line, r.truncated)).collect::<Vec<_>>(),
+        [(4, true), (2, false), (1, false), (3, false)]
+    );
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! back, `corpus` parses and validates the word lists and a person's own lines and splits them into
 //! training and held-out lines, `packing` turns training lines into fixed-size blocks as TRL's
 //! `SFTTrainer(packing=True)` does, `eval` turns held-out lines into the sequences the metric scores.
+//! A pretrained model's fine-tuning data: `sft` reads TRL's JSONL forms into examples, `sft_pack`
+//! packs them as TRL does.
 //!
 //! A pretrained model's text: `bpe` is its byte-level BPE (SmolLM2's), built from a GGUF's
 //! `tokenizer.ggml.*` arrays or read by `tokenizer_json`, cutting words with `pretokenize` (whose
@@ -19,6 +21,7 @@ mod letters;
 mod packing;
 mod pretokenize;
 mod sft;
+mod sft_pack;
 mod tokenizer;
 mod tokenizer_json;
 
@@ -29,9 +32,10 @@ pub use eval::eval_sequences;
 pub use packing::{pack, Blocks};
 pub use pretokenize::PreTokenizer;
 pub use sft::{
-    encode_sft, pack_sft, parse_sft_jsonl, Content, SftExample, SftKind, SftRow, SftTokenizer,
-    MAX_ASSISTANT_ONLY_MESSAGES, MAX_SFT_BYTES, MAX_SFT_LINE_BYTES, MAX_SFT_ROWS, PACK_MAP_BATCH,
+    encode_sft, parse_sft_jsonl, Content, SftExample, SftKind, SftRow, SftTokenizer, MAX_ASSISTANT_ONLY_MESSAGES,
+    MAX_SFT_BYTES, MAX_SFT_LINE_BYTES, MAX_SFT_ROWS,
 };
+pub use sft_pack::{pack_sft, pack_sft_bfd, PACK_MAP_BATCH};
 pub use tokenizer::{decode, encode_line, Token, BOS, EOS, PAD, VOCAB};
 
 /// Tokens per training block and per evaluated sequence: the model's `max_position_embeddings`

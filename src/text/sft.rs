@@ -39,7 +39,7 @@
 //!   then silently drops an example left with no label; here that is an error naming the line, so a
 //!   person learns that a setting leaves rows out. TRL does not truncate when packing (the packed rows
 //!   are `max_length` long): call `encode_sft` with `usize::MAX` then.
-//! - **Packing**: see [`pack_sft`].
+//! - **Packing**: see `sft_pack.rs` ([`super::pack_sft`], [`super::pack_sft_bfd`]).
 //!
 //! `SftExample::trained[i]` is TRL's `labels[i] != -100` for `i ≥ 1`; `trained[0]` is always false, as
 //! nothing predicts the first token (the model's loss shifts the labels by one).
@@ -58,9 +58,6 @@ pub const MAX_SFT_ROWS: usize = 100_000;
 /// The most messages a conversation may have for assistant-only loss, which renders the conversation
 /// up to each assistant message twice (n² work in the messages: 1,000 take 0.65 s natively, release).
 pub const MAX_ASSISTANT_ONLY_MESSAGES: usize = 1_000;
-/// Rows `datasets.Dataset.map(batched=True)` hands TRL's packing function at once (its default
-/// `batch_size`): each batch is packed on its own.
-pub const PACK_MAP_BATCH: usize = 1_000;
 
 /// One JSONL row as TRL takes it, with its 1-based line number in the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -296,13 +293,15 @@ pub struct SftTokenizer<'a> {
 
 /// One example as the trainer takes it: `ids`, and `trained[i]` = token i is a label (the loss is on
 /// predicting ids[i] from position i−1; trained[0] is always false). `truncated`: it was cut to max_len
-/// (for a packed row: one of the examples it holds was).
+/// (for a packed row: one of the examples it holds was). `lengths`: for a row that packs whole
+/// examples apart (TRL's "bfd"), their lengths; else empty (one example, or "wrapped" packing's stream).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SftExample {
     pub line: usize,
     pub ids: Vec<u32>,
     pub trained: Vec<bool>,
     pub truncated: bool,
+    pub lengths: Vec<usize>,
 }
 
 /// TRL's tokenize step then truncation to `max_len` tokens (the first `max_len` kept); see the module
@@ -441,7 +440,7 @@ impl Encoder<'_, '_> {
             };
             return Err(LabError::state(format!("line {line}: {why}")));
         }
-        Ok(SftExample { line, ids, trained, truncated })
+        Ok(SftExample { line, ids, trained, truncated, lengths: Vec::new() })
     }
 
     /// A string as the tokenizer encodes it with its special tokens: BOS first when it adds one.
@@ -563,60 +562,4 @@ impl Encoder<'_, '_> {
 /// How many leading ids `a` and `b` share (TRL's `common_prefix_length`).
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
-}
-
-/// TRL's `packing_strategy="wrapped"` (`_pack_wrapped`, data_utils.py 820): the examples' ids and masks
-/// concatenated in order and cut into rows of `block` tokens, attention crossing the examples' ends
-/// within a row. TRL packs inside `Dataset.map(batched=True)`, whose batches are [`PACK_MAP_BATCH`]
-/// (1,000) examples: each batch is concatenated and cut on its own, and its short tail is kept as a
-/// shorter row, so a dataset of more than 1,000 examples has a short row after every 1,000th. `line` of
-/// a packed row is the line of its first token; `truncated` says one of its examples was; `trained[0]`
-/// of every row is false. `block` 0 is taken as 1.
-///
-/// TRL 1.x's default strategy is `"bfd"` (best-fit decreasing): whole examples (each cut to
-/// `max_length`) are binned into rows without splitting, and position ids restart at each example, which
-/// needs a block-diagonal attention mask (TRL turns on padding-free mode for it, with flash attention's
-/// variable-length kernels). We follow `"wrapped"`: plain rows with causal attention, no example lost.
-///
-/// One difference from TRL: TRL's label on an example's first token is kept where the example trains
-/// that token (`text` rows, `messages` without assistant-only loss), so in a packed row the model is
-/// also trained to predict the next example's first token from the end of the previous one. That
-/// token's `trained` is false here (`SftExample::trained[0]` is always false): one token less per example.
-pub fn pack_sft(examples: &[SftExample], block: usize) -> Vec<SftExample> {
-    let block = block.max(1);
-    let mut out = Vec::new();
-    for batch in examples.chunks(PACK_MAP_BATCH) {
-        let total: usize = batch.iter().map(|e| e.ids.len()).sum();
-        let mut ids = Vec::with_capacity(total);
-        let mut trained = Vec::with_capacity(total);
-        // (first token, line, truncated) of each example.
-        let mut starts = Vec::with_capacity(batch.len());
-        for e in batch {
-            starts.push((ids.len(), e.line, e.truncated));
-            ids.extend_from_slice(&e.ids);
-            trained.extend_from_slice(&e.trained);
-        }
-        let mut from = 0;
-        let mut first = 0; // index into `starts` of the example holding token `from`
-        while from < total {
-            let to = (from + block).min(total);
-            while first + 1 < starts.len() && starts[first + 1].0 <= from {
-                first += 1;
-            }
-            let mut last = first;
-            while last + 1 < starts.len() && starts[last + 1].0 < to {
-                last += 1;
-            }
-            let mut row_trained = trained[from..to].to_vec();
-            row_trained[0] = false;
-            out.push(SftExample {
-                line: starts[first].1,
-                ids: ids[from..to].to_vec(),
-                trained: row_trained,
-                truncated: starts[first..=last].iter().any(|s| s.2),
-            });
-            from = to;
-        }
-    }
-    out
 }
