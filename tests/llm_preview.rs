@@ -238,8 +238,8 @@ fn conversations_text_and_packing_as_the_run_takes_them() {
 
     // Text rows, packed into blocks of 16: the first block starts at line 1; EOS ends each row.
     let text = json!({ "jsonl": jsonl((1..=30).map(|i| json!({ "text": format!("Row {i} of the file.") }))) });
-    let packed =
-        lab.llm_inspect_data(&settings(json!({ "data": text, "packing": true, "maxSeqLength": 16 })), 0).unwrap();
+    let wrapped = json!({ "data": text, "packing": true, "packingStrategy": "wrapped", "maxSeqLength": 16 });
+    let packed = lab.llm_inspect_data(&settings(wrapped), 0).unwrap();
     assert_eq!(packed.format, SftFormat::Text);
     assert_eq!((packed.train_rows, packed.held_out_lines.clone()), (27, vec![10, 20, 30]));
     assert_eq!(packed.train_sequences, packed.train_tokens.div_ceil(16));
@@ -249,6 +249,35 @@ fn conversations_text_and_packing_as_the_run_takes_them() {
         "{:?}",
         packed.example.pieces
     );
+    assert_eq!(packed.example.lengths, [16]);
+    // That is TRL's "wrapped" strategy; its default, "bfd", keeps the rows whole (7 or 8 tokens here), two
+    // in a block of 16, each on its own: the block holds whole rows, each one's first token untrained.
+    let default = json!({ "data": text, "packing": true, "maxSeqLength": 16 });
+    let named = json!({ "data": text, "packing": true, "packingStrategy": "bfd", "maxSeqLength": 16 });
+    let n = lab.llm_inspect_data(&settings(default.clone()), 0).unwrap().train_sequences;
+    let all: Vec<_> = (0..n).map(|i| lab.llm_inspect_data(&settings(default.clone()), i).unwrap()).collect();
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(lab.llm_inspect_data(&settings(named.clone()), i).unwrap().example.lengths, e.example.lengths);
+    }
+    // 9-token rows ("Row 10 of the file.<|im_end|>") alone, 8-token ones two to a block of 16
+    let lengths: Vec<Vec<usize>> = all.iter().map(|e| e.example.lengths.clone()).collect();
+    assert_eq!(lengths.iter().filter(|l| **l == [9]).count(), 18, "{lengths:?}");
+    assert_eq!(lengths.iter().filter(|l| **l == [8, 8]).count(), 4, "{lengths:?}");
+    assert_eq!(lengths.iter().map(|l| l.len()).sum::<usize>(), 27, "every row once");
+    let bfd = all.into_iter().find(|e| e.example.lengths.len() == 2).unwrap();
+    assert!(bfd.example.lengths.iter().sum::<usize>() <= 16);
+    assert_eq!(bfd.train_tokens, packed.train_tokens, "no token lost");
+    assert_eq!(bfd.trained_tokens, bfd.train_tokens - 27, "every token but each row's first");
+    let s = text_of(&bfd.example.pieces);
+    assert!(
+        s.starts_with("Row ") && s.ends_with("of the file.<|im_end|>") && s.matches("<|im_end|>").count() == 2,
+        "{s}"
+    );
+    let err = lab
+        .llm_inspect_data(&settings(json!({ "data": text, "packing": true, "packingStrategy": "bfd_split" })), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"bfd_split\" is not one of \"bfd\""), "{err}");
 }
 
 #[test]

@@ -189,7 +189,7 @@ fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
         "seed=1311,",
         "max_length=256,",
         "packing=False,",
-        "packing_strategy=\"wrapped\",",
+        "packing_strategy=\"bfd\",",
         "eval_packing=False,",
         "save_total_limit=2,",
         "PeftModel.from_pretrained(model, adapter, is_trainable=True)",
@@ -270,8 +270,33 @@ fn bad_settings_and_data_are_refused_and_nothing_changes() {
     let cfg = lora_lab::lora::LoraConfig { init: lora_lab::lora::Init::Default, ..cfg };
     let other = lora_lab::lora::Adapter::new("tiny", cfg, &tiny, 1).unwrap();
     let files = lora_lab::io::export_adapter(&other, &tiny).unwrap();
-    let err = lab.llm_import_adapter("tiny", &files.safetensors, &files.config.to_json_pretty()).unwrap_err().to_string();
+    let err =
+        lab.llm_import_adapter("tiny", &files.safetensors, &files.config.to_json_pretty()).unwrap_err().to_string();
     assert!(err.contains("adapter_model.safetensors") && err.contains("shape"), "{err}");
     assert!(lab.llm_adapters().list.is_empty());
     assert_eq!(lab.llm_info(), info);
+}
+
+/// Packing as TRL packs by default ("bfd"): whole rows, two or three to a block, each on its own; the run
+/// trains on the blocks and its train.py packs the same way.
+#[test]
+fn a_packed_run_trains_on_whole_examples() {
+    let mut lab = common::new_lab();
+    lab.llm_load_gguf(common::smol_gguf().to_vec(), FILE, "").unwrap();
+    let jsonl: Vec<String> = (1..=12)
+        .map(|i| serde_json::json!({ "text": format!("Item {i}: a short line of text.") }).to_string())
+        .collect();
+    let s = settings(serde_json::json!({
+        "name": "packed", "data": { "jsonl": jsonl.join("\n") }, "packing": true, "maxSeqLength": 40,
+        "epochs": 1, "exactMatchEachEpoch": false,
+    }));
+    let start = lab.llm_start_adapter(&s).unwrap();
+    assert_eq!(start.train_rows, 11);
+    assert!(start.train_sequences < 6, "{} blocks for 11 rows", start.train_sequences);
+    assert_eq!(start.truncated, 0);
+    while !lab.llm_train_step(4).unwrap().progress.done {}
+    let summary = lab.llm_finish(false).unwrap();
+    assert!(summary.eval_loss_before.unwrap() > summary.eval_loss[0], "{summary:?}");
+    let script = lab.llm_export_training_script("packed").unwrap().train_py;
+    assert!(script.contains("packing=True,\n    packing_strategy=\"bfd\","), "{script}");
 }

@@ -101,6 +101,16 @@ impl SftData {
         Some((ids, trained))
     }
 
+    /// The lengths of the examples sequence `i` packs (one entry for a sequence of one example).
+    pub fn lengths(&self, i: usize) -> Vec<usize> {
+        let Some(s) = self.examples.get(i) else { return Vec::new() };
+        if s.positions.is_empty() {
+            return vec![s.ids.len()];
+        }
+        let starts: Vec<usize> = (0..s.positions.len()).filter(|&j| s.positions[j] == 0).collect();
+        starts.iter().zip(starts.iter().skip(1).chain([&s.ids.len()])).map(|(a, b)| b - a).collect()
+    }
+
     /// Trained tokens of the examples `batch` names.
     pub fn targets_in(&self, batch: &[u32]) -> usize {
         batch.iter().map(|&i| self.examples[i as usize].targets.iter().flatten().count()).sum()

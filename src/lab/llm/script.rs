@@ -140,10 +140,8 @@ args = SFTConfig(
     seed={seed},
     max_length={max_len},
     packing={packing},
-    # How the page packs (TRL's default is "bfd"): the examples back to back, cut into rows of max_length;
-    # the held-out rows are scored one by one
-    packing_strategy="wrapped",
-    eval_packing=False,
+    packing_strategy={strategy},
+    eval_packing=False,  # the page scores the held-out rows one by one
     assistant_only_loss={assistant_only},
     report_to=[],
     # TRL's default precision is bf16, which needs a GPU that has it; elsewhere f32 (on a CPU: slow, but it runs)
@@ -178,6 +176,7 @@ trainer.save_model(os.path.join(HERE, "adapter-trl"))
         seed = plan.train.seed,
         max_len = plan.max_seq_length,
         packing = py_bool(plan.packing),
+        strategy = py_str(plan.packing_strategy.name()),
         assistant_only = py_bool(plan.assistant_only_loss),
         load_base = load_base(nf4),
         bitsandbytes = if nf4.is_some() { " bitsandbytes" } else { "" },

@@ -50,6 +50,8 @@ pub struct LlmAdapterSettings {
     pub gradient_accumulation_steps: Option<f64>,
     pub max_seq_length: Option<f64>,
     pub packing: Option<bool>,
+    /// TRL's `packing_strategy`: `"bfd"` (its default) or `"wrapped"`.
+    pub packing_strategy: Option<String>,
     /// For `messages` rows: the loss on the assistant's turns only.
     pub assistant_only_loss: Option<bool>,
     pub weight_decay: Option<f64>,
@@ -82,8 +84,40 @@ pub struct LlmAdapterPlan {
     pub warmup_steps: f64,
     pub max_seq_length: usize,
     pub packing: bool,
+    pub packing_strategy: PackingStrategy,
     pub assistant_only_loss: bool,
     pub limit: Option<usize>,
+}
+
+/// How packing makes its rows (TRL's `packing_strategy`; `text::sft_pack`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PackingStrategy {
+    /// Whole examples binned best-fit decreasing, each attending to itself only (TRL's default).
+    #[default]
+    Bfd,
+    /// The examples back to back, cut into rows, attention crossing the seams.
+    Wrapped,
+}
+
+impl PackingStrategy {
+    /// TRL's name of it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bfd => "bfd",
+            Self::Wrapped => "wrapped",
+        }
+    }
+
+    fn parse(name: Option<&str>) -> Result<Self> {
+        match name {
+            None | Some("bfd") => Ok(Self::Bfd),
+            Some("wrapped") => Ok(Self::Wrapped),
+            Some(other) => Err(LabError::setting(
+                "packing_strategy",
+                format!("\"{other}\" is not one of \"bfd\" (TRL's default) and \"wrapped\""),
+            )),
+        }
+    }
 }
 
 fn number(name: &str, v: Option<f64>, default: f64, lo: f64, hi: f64) -> Result<f64> {
@@ -186,6 +220,7 @@ impl LlmAdapterSettings {
             warmup_steps,
             max_seq_length: count("max_seq_length", self.max_seq_length, 256, 2, MAX_SEQ_LENGTH)?,
             packing: self.packing.unwrap_or(false),
+            packing_strategy: PackingStrategy::parse(self.packing_strategy.as_deref())?,
             assistant_only_loss: self.assistant_only_loss.unwrap_or(false),
             limit: self.limit.map(|l| whole("limit", l, 1, 1_000_000).map(|l| l as usize)).transpose()?,
         })

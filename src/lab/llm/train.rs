@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::pretrained::Pretrained;
-use super::settings::{LlmAdapterPlan, LlmAdapterSettings, LlmData};
+use super::settings::{LlmAdapterPlan, LlmAdapterSettings, LlmData, PackingStrategy};
 use super::LlmRoom;
 use crate::error::{LabError, Result};
 use crate::lab::checkpoints::{CheckpointInfo, Saved};
@@ -16,7 +16,7 @@ use crate::lm::{GenerateLimits, Sampling, SftActivations};
 use crate::lora::{Adaptable, Adapter};
 use crate::nn::LayerDelta;
 use crate::rng::{Rng, Stream};
-use crate::text::{encode_sft, pack_sft, parse_sft_jsonl, Content, SftKind, SftRow, SftTokenizer};
+use crate::text::{encode_sft, pack_sft, pack_sft_bfd, parse_sft_jsonl, Content, SftKind, SftRow, SftTokenizer};
 use crate::train::{Progress, SftData, SftObjective, SftState, Trainer};
 
 /// TrainingArguments' `per_device_eval_batch_size` in the reference run.
@@ -176,6 +176,9 @@ pub struct SftExampleView {
     pub trained_tokens: usize,
     /// Its text in runs of tokens that the loss trains on (`trained`) or not, in order.
     pub pieces: Vec<SftPiece>,
+    /// The tokens of each example it holds: one entry, or (bfd packing) one per example packed, each
+    /// attending to itself only.
+    pub lengths: Vec<usize>,
 }
 
 /// A run of consecutive tokens with the same `trained`, decoded together (so a character split
@@ -333,8 +336,17 @@ impl Pretrained {
         let train_max = if plan.packing { usize::MAX } else { max };
         let train_ex = encode_sft(&train, &tok, train_max, plan.assistant_only_loss)?;
         let test_ex = encode_sft(&test, &tok, max, plan.assistant_only_loss)?;
-        let truncated = train_ex.iter().chain(&test_ex).filter(|e| e.truncated).count();
-        let train_ex = if plan.packing { pack_sft(&train_ex, max) } else { train_ex };
+        // bfd packing cuts each example to the block; wrapped packing cuts none
+        let cut_in_packing = match (plan.packing, plan.packing_strategy) {
+            (true, PackingStrategy::Bfd) => train_ex.iter().filter(|e| e.ids.len() > max).count(),
+            _ => 0,
+        };
+        let truncated = train_ex.iter().chain(&test_ex).filter(|e| e.truncated).count() + cut_in_packing;
+        let train_ex = match (plan.packing, plan.packing_strategy) {
+            (false, _) => train_ex,
+            (true, PackingStrategy::Bfd) => pack_sft_bfd(&train_ex, max),
+            (true, PackingStrategy::Wrapped) => pack_sft(&train_ex, max),
+        };
         if let Some(e) = train_ex.iter().chain(&test_ex).find(|e| e.ids.len() > self.model.cfg.context) {
             return Err(LabError::setting(
                 "data",
@@ -347,7 +359,9 @@ impl Pretrained {
             ));
         }
         let vocab = self.model.cfg.vocab;
-        let sft = |ex: &[crate::text::SftExample]| SftData::new(ex.iter().map(|e| (&e.ids[..], &e.trained[..])), vocab);
+        let sft = |ex: &[crate::text::SftExample]| {
+            SftData::packed(ex.iter().map(|e| (&e.ids[..], &e.trained[..], &e.lengths[..])), vocab)
+        };
         let questions = test.iter().filter_map(|r| self.question(r).transpose()).collect::<Result<Vec<_>>>()?;
         Ok(Prepared {
             train: sft(&train_ex)?,
@@ -512,6 +526,7 @@ impl Lab {
                 tokens: ids.len(),
                 trained_tokens: trained.iter().filter(|&&t| t).count(),
                 pieces,
+                lengths: data.train.lengths(example),
             },
         })
     }
