@@ -197,7 +197,7 @@ export function createLlm(app) {
     /**
      * Fine-tunes an adapter as TRL's SFTTrainer does: `{ preset: 'seed', name, data }` or `{ name, data,
      * targetModules, layersToTransform, r, loraAlpha, loraDropout, useRslora, lr, epochs, batchSize,
-     * gradientAccumulationSteps, maxSeqLength, packing, assistantOnlyLoss, weightDecay, warmupSteps,
+     * gradientAccumulationSteps, maxSeqLength, packing, packingStrategy, assistantOnlyLoss, weightDecay, warmupSteps,
      * schedule, seed, limit, exactMatchEachEpoch }` with `data` = 'demo' or `{ jsonl, testJsonl? }` →
      * { name, trainableParams, totalParams, trainablePercent, report, evalLossBefore, evalLoss, exactMatch,
      * steps, seconds, tokensPerSec, cancelled, lossHash, start }. Progress comes as the worker's events
@@ -216,10 +216,11 @@ export function createLlm(app) {
      * (`data`: 'demo' when left out, or `{ jsonl, testJsonl? }`; maxSeqLength, packing, assistantOnlyLoss
      * and limit apply), and training sequence `example` (0-based) → { trainRows, heldOutRows, heldOutLines,
      * trainSequences, trainTokens, trainedTokens, truncated, format: 'prompt-completion' | 'messages' |
-     * 'text', example: { index, line, tokens, trainedTokens, pieces: [{ text, trained }] } }.
+     * 'text', example: { index, line, tokens, trainedTokens, pieces: [{ text, trained }], lengths } }.
      * trainedTokens: tokens with a loss target (TRL's completion-only / assistant-only loss). The example is
      * as training sees it: the chat template applied, cut to maxSeqLength (with packing, a packed block);
-     * its pieces are runs of its tokens with the same `trained`, which join to its text; line is the
+     * its pieces are runs of its tokens with the same `trained`, which join to its text; lengths are the tokens
+     * of each example it holds (several in a bfd block, each attending to itself only); line is the
      * 1-based line of the training file it starts at. Bad data rejects with trainAdapter's message
      * ('train.jsonl: line 3: …'); an example past the last sequence is refused.
      */

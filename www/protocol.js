@@ -120,7 +120,7 @@
 //   llmDemoData   {}  → { train, test }: the demo task's JSONL (400 and 100 rows), made from the corpora
 //   llmTrainAdapter { preset: 'seed', name, data } | { name, data: 'demo' | { jsonl, testJsonl? }, targetModules,
 //                 layersToTransform, r, loraAlpha, loraDropout, useRslora, lr, epochs, batchSize,
-//                 gradientAccumulationSteps, maxSeqLength, packing, assistantOnlyLoss, weightDecay, warmupSteps,
+//                 gradientAccumulationSteps, maxSeqLength, packing, packingStrategy, assistantOnlyLoss, weightDecay, warmupSteps,
 //                 schedule, seed, limit, exactMatchEachEpoch }  → { name, trainableParams, totalParams,
 //                 trainablePercent, report, evalLossBefore, evalLoss: [per epoch], exactMatch: [per epoch, where
 //                 measured], steps, seconds, tokensPerSec, cancelled, lossHash, start }; posts LLM_START { … the
@@ -135,7 +135,7 @@
 //   llmInspectData { settings: llmTrainAdapter's (data 'demo' when left out), example=0 }  → { trainRows,
 //                 heldOutRows, heldOutLines, trainSequences, trainTokens, trainedTokens, truncated, format:
 //                 'prompt-completion'|'messages'|'text', example: { index, line, tokens, trainedTokens, pieces:
-//                 [{ text, trained }] } }: the data prepared as llmTrainAdapter prepares them (its refusals,
+//                 [{ text, trained }], lengths } }: the data prepared as llmTrainAdapter prepares them (its refusals,
 //                 'train.jsonl: line 3: …'), trainedTokens counting the tokens the loss trains on (TRL's labels
 //                 ≠ -100); example: training sequence `example` (0-based, refused past the last) as the model
 //                 sees it in training — chat template applied, cut to maxSeqLength (with packing: a packed

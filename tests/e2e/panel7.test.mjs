@@ -285,10 +285,10 @@ describe('panel 7 in Chromium', () => {
     const cardTypes = () => page.$$eval('#llm-card tr', (rs) => rs.find((r) => r.querySelector('th').textContent === 'tensor types').querySelector('td').textContent);
     const asRead = await logits();
     assert.match(await cardTypes(), /Q4_1 × 210/);
-    assert.match(await d.text('#llm-base-note'), /file's own .*Q4_1.* blocks as read/);
+    assert.equal(await d.text('#llm-base-note'), '# as read (Q4_1 and Q8_0)');
 
     await d.clear('#llm-run-msg');
-    await page.selectOption('#llm-base', 'nf4');
+    await page.selectOption('#llm-base', 'bnb');
     const v = await d.verdict('#llm-run-msg');
     assert.equal(v.kind, 'ok', v.text);
     assert.match(v.text, /^The base is held in NF4 \(210 projections, with double quantisation\)/);
@@ -299,6 +299,15 @@ describe('panel 7 in Chromium', () => {
     assert.deepEqual([q.quantized, q.doubleQuant, q.linears], [true, true, 210]);
     const nf4 = await logits();
     assert.notDeepEqual(nf4, asRead, 'NF4 is another base');
+    // bnb_4bit_use_double_quant=False quantises again, and True gives the same codes back
+    await d.clear('#llm-run-msg');
+    await page.selectOption('#llm-base-double', 'false');
+    assert.match((await d.verdict('#llm-run-msg')).text, /without double quantisation/);
+    assert.equal((await page.evaluate(() => window.lab.llm.status())).quantization.doubleQuant, false);
+    await d.clear('#llm-run-msg');
+    await page.selectOption('#llm-base-double', 'true');
+    assert.equal((await d.verdict('#llm-run-msg')).kind, 'ok');
+    assert.deepEqual(await logits(), nf4);
 
     // a run on it says so
     const r = await page.evaluate(() => window.lab.llm.trainAdapter({ name: 'on-nf4', data: 'demo', limit: 3, epochs: 1, exactMatchEachEpoch: false }));
@@ -310,17 +319,41 @@ describe('panel 7 in Chromium', () => {
     await page.reload();
     await waitReady(page);
     assert.deepEqual(await page.evaluate(() => window.lab.llm.restored), { model: 'SmolLM2-135M-Instruct', adapters: 1 });
-    assert.equal(await page.$eval('#llm-base', (s) => s.value), 'nf4');
+    assert.deepEqual(await page.$$eval('#llm-base, #llm-base-double', (s) => s.map((x) => x.value)), ['true', 'bnb'], 'bnb_4bit_use_double_quant, quantization_config');
     assert.match(await cardTypes(), /NF4 × 210/);
     assert.deepEqual(await logits(), nf4);
 
     // and undone: the weights as read, bit for bit
     await d.clear('#llm-run-msg');
-    await page.selectOption('#llm-base', 'held');
+    await page.selectOption('#llm-base', 'none');
     assert.equal((await d.verdict('#llm-run-msg')).kind, 'ok');
     assert.match(await cardTypes(), /Q4_1 × 210/);
     assert.deepEqual(await logits(), asRead);
     assert.equal((await page.evaluate(() => window.lab.llm.dequantizeBase())).quantized, false);
+  });
+
+  test('packing_strategy in the snippet: the preview shows "bfd" blocks of whole examples', async () => {
+    const d = driver(page, 'playwright');
+    const rows = Array.from({ length: 12 }, (_, i) => JSON.stringify({ text: `Row ${i + 1} of the file.` })).join('\n');
+    await d.paste('#llm-jsonl', rows);
+    await page.selectOption('#llm-config-form select[name="packing"]', 'true');
+    await d.typeOver('#llm-config-form input[name="maxSeqLength"]', '16');
+    const which = () => d.text('#llm-preview [data-role="which"]');
+    // 11 rows (line 10 held out): the two of 9 tokens alone, the nine of 8 in pairs and one alone
+    await d.waitFor(() => /^example 1 of 7 /.test(document.querySelector('#llm-preview [data-role="which"]')?.textContent ?? ''), undefined, 30_000);
+    // the longest rows come first, alone; step to a block that holds two
+    for (let i = 0; i < 12 && !/examples packed/.test(await which()); i++) {
+      const before = await which();
+      await page.click('#llm-preview button[data-step="1"]');
+      await d.waitFor((b) => document.querySelector('#llm-preview [data-role="which"]').textContent !== b, before, 30_000);
+    }
+    assert.match(await which(), /; 2 examples packed \(8 \+ 8 tokens\), each attending to itself only$/);
+    await page.selectOption('#llm-config-form select[name="packingStrategy"]', 'wrapped');
+    await d.waitFor(() => !/examples packed/.test(document.querySelector('#llm-preview [data-role="which"]').textContent), undefined, 30_000);
+    assert.match(await which(), /^example \d+ of \d+ \(line \d+\): 16 tokens/);
+    await page.selectOption('#llm-config-form select[name="packingStrategy"]', 'bfd');
+    await page.selectOption('#llm-config-form select[name="packing"]', 'false');
+    await d.typeOver('#llm-config-form input[name="maxSeqLength"]', '256');
   });
 
   test('a model picked from disk is asked for again after a reload, not kept unasked', { timeout: LOAD_TIMEOUT }, async () => {

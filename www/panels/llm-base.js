@@ -1,10 +1,10 @@
 // Panel 7's `quantization_config`: how the frozen base is held while adapters train and run on it — the
-// GGUF's own 4-bit blocks as read, or NF4 as bitsandbytes holds it (QLORA.md), quantised from them. The
-// select of the snippet asks the worker at once and says what it did; what was chosen is kept
-// (../llm-keep.js) and applied again to each model loaded.
+// file's own 4-bit blocks as read (None), or NF4 as bitsandbytes holds it (`bnb_config`, QLORA.md),
+// quantised from them, with or without double quantisation. The snippet's two selects ask the worker at
+// once and say what it did; what was chosen is kept (../llm-keep.js) and applied to each model loaded.
 import { Request } from '../protocol.js';
 
-/** The select's values and the worker's requests for them. */
+/** The choices, as kept: the worker's request for each (null: the weights as read). */
 const CHOICES = {
   held: null,
   nf4: { type: 'nf4', doubleQuant: true },
@@ -14,39 +14,42 @@ const CHOICES = {
 /** The choice that `quantizeBase({ doubleQuant })` / `dequantizeBase()` make. */
 export const choiceOf = (q) => (!q?.quantized ? 'held' : q.doubleQuant ? 'nf4' : 'nf4-single');
 
-/** The worker's request for a select value (null: the weights as read), or a refusal. */
+/** The worker's request for a choice (null: the weights as read), or a refusal. */
 export function argsOf(choice) {
   if (!(choice in CHOICES)) throw new Error(`unknown base ${JSON.stringify(choice)}: 'held', 'nf4' or 'nf4-single'`);
   return CHOICES[choice];
 }
 
 /**
- * @param {HTMLSelectElement} select  the snippet's quantization_config
- * @param {HTMLElement} note          its comment
+ * @param {HTMLSelectElement} config  the snippet's quantization_config: 'none' or 'bnb'
+ * @param {HTMLSelectElement} double  bnb_config's bnb_4bit_use_double_quant: 'true' or 'false'
+ * @param {HTMLElement} note          the line's comment
  * → { choice, choose, show, apply }
  */
-export function baseSelect(select, note) {
+export function baseSelect(config, double, note) {
+  const set = (choice) => {
+    config.value = choice === 'held' ? 'none' : 'bnb';
+    if (choice !== 'held') double.value = choice === 'nf4' ? 'true' : 'false';
+  };
   return {
-    /** What the select says now ('held', 'nf4', 'nf4-single'). */
-    choice: () => select.value,
-    /** Sets the select (a kept choice, before any model is loaded). */
+    /** What the selects say now ('held', 'nf4', 'nf4-single'). */
+    choice: () => (config.value === 'none' ? 'held' : double.value === 'true' ? 'nf4' : 'nf4-single'),
+    /** Sets the selects (a kept choice, before any model is loaded). */
     choose: (choice) => {
-      if (choice in CHOICES) select.value = choice;
-      note.textContent = state(null, null);
+      if (choice in CHOICES) set(choice);
+      note.textContent = config.value === 'none' ? '# the file\'s blocks, as read' : '# applied to the model when it loads';
     },
-    /** Shows the worker's quantization `q` of the model `info` (null: none loaded). */
+    /** Shows the worker's quantization `q` of the model `info`. */
     show: (q, info) => {
-      if (info) select.value = choiceOf(q);
-      note.textContent = state(q, info);
+      if (info) set(choiceOf(q));
+      if (q?.quantized) {
+        note.textContent = `# ${q.linears} projections in NF4, from the file's weights`;
+      } else {
+        const read = Object.keys(info?.tensorTypes ?? {}).filter((t) => t !== 'F32').join(' and ') || 'f32';
+        note.textContent = `# as read (${read})`;
+      }
     },
     /** Holds the loaded model's base as `args` say (argsOf; null: as read) → the worker's quantization. */
     apply: (app, args) => (args ? app.request(Request.LLM_QUANTIZE_BASE, args) : app.request(Request.LLM_DEQUANTIZE_BASE)),
   };
-
-  function state(q, info) {
-    if (!info) return select.value === 'held' ? '# the file\'s own blocks, as read' : '# applied to the model when it loads';
-    if (q?.quantized) return `# ${q.linears} projections in NF4, quantised from the file's weights (kept to go back)`;
-    const read = Object.keys(info.tensorTypes ?? {}).filter((t) => t !== 'F32').join(' and ') || 'f32';
-    return `# here: the file's own ${read} blocks as read, no second quantisation`;
-  }
 }

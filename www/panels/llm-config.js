@@ -11,7 +11,7 @@ import { targetGrid } from './target-grid.js';
 export const SEED_PRESET = Object.freeze({
   name: 'seed', targetModules: ['q_proj', 'v_proj', 'k_proj'], r: 32, loraAlpha: 32, loraDropout: 0.05, useRslora: false,
   batchSize: 3, gradientAccumulationSteps: 1, epochs: 3, lr: 5e-4, weightDecay: 0.1, warmupSteps: 0.03, schedule: 'cosine',
-  maxSeqLength: 256, packing: false, assistantOnlyLoss: false, seed: 1311, limit: null,
+  maxSeqLength: 256, packing: false, packingStrategy: 'bfd', assistantOnlyLoss: false, seed: 1311, limit: null,
 });
 
 /** The numeric fields and what an empty one means (the preset's value; limit: all rows). */
@@ -20,6 +20,8 @@ const NUMBERS = {
   weightDecay: 0.1, warmupSteps: 0.03, maxSeqLength: 256, seed: 1311, limit: undefined,
 };
 const FLAGS = ['useRslora', 'packing', 'assistantOnlyLoss'];
+/** The selects whose value is the setting's (strings as TRL writes them). */
+const CHOICES = ['schedule', 'packingStrategy'];
 
 /** A list of strings as Python writes it. */
 const pyList = (xs) => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
@@ -38,7 +40,8 @@ export function llmConfigForm(app, root, model, msg) {
 
   function read() {
     const f = root.elements;
-    const out = { name: f.name.value.trim() || 'adapter', targetModules: grid.targetModules(), schedule: f.schedule.value, ...fields.read() };
+    const out = { name: f.name.value.trim() || 'adapter', targetModules: grid.targetModules(), ...fields.read() };
+    for (const k of CHOICES) out[k] = f[k].value;
     for (const k of FLAGS) out[k] = f[k].value === 'true';
     out.exactMatchEachEpoch = f.exactMatchEachEpoch.checked;
     return out;
@@ -48,7 +51,7 @@ export function llmConfigForm(app, root, model, msg) {
     fields.write(opts);
     const f = root.elements;
     writeValue(f.name, opts.name);
-    writeValue(f.schedule, opts.schedule);
+    for (const k of CHOICES) writeValue(f[k], opts[k]);
     for (const k of FLAGS) if (opts[k] !== undefined) f[k].value = opts[k] ? 'true' : 'false';
     if (opts.exactMatchEachEpoch !== undefined) f.exactMatchEachEpoch.checked = Boolean(opts.exactMatchEachEpoch);
     if (Array.isArray(opts.targetModules)) grid.setTargets(opts.targetModules);
@@ -100,7 +103,7 @@ export function llmConfigForm(app, root, model, msg) {
     write,
     update,
     /** Whether `key` is one of the form's settings. */
-    holds: (key) => key in NUMBERS || FLAGS.includes(key) || ['name', 'schedule', 'targetModules', 'exactMatchEachEpoch'].includes(key),
+    holds: (key) => key in NUMBERS || FLAGS.includes(key) || CHOICES.includes(key) || ['name', 'targetModules', 'exactMatchEachEpoch'].includes(key),
     /** The article's settings in the form (the adapter name too). */
     applyPreset() {
       try {

@@ -43,7 +43,8 @@ export function dataView(app, root, settings) {
 
   function showExample(ex) {
     which.textContent = `example ${ex.index + 1} of ${int(checked.trainSequences)}${ex.line ? ` (line ${ex.line})` : ''}: `
-      + `${int(ex.tokens)} tokens, ${int(ex.trainedTokens)} trained`;
+      + `${int(ex.tokens)} tokens, ${int(ex.trainedTokens)} trained`
+      + `${ex.lengths?.length > 1 ? `; ${ex.lengths.length} examples packed (${ex.lengths.join(' + ')} tokens), each attending to itself only` : ''}`;
     pieces.replaceChildren(...ex.pieces.map((p) => el('span', p.trained ? { className: 'trained' } : {}, p.text)));
     preview.hidden = false;
   }

@@ -50,18 +50,18 @@ export function llmPanel(app, raw) {
   const busyError = () => new Error(`already busy (${app.busy}); wait, or cancel it first`);
   const chat = chatView(root, raw, () => ({ loaded: Boolean(state.info), active: state.adapters.active, busy: app.busy || (state.loading ? 'loading' : null) }));
   const config = llmConfigForm(app, configForm, () => state.info, runMsg);
-  const baseField = $('#llm-base', root);
-  const base = baseSelect(baseField, $('#llm-base-note', root));
+  const baseFields = [$('#llm-base', root), $('#llm-base-double', root)];
+  const base = baseSelect(...baseFields, $('#llm-base-note', root));
   const data = dataView(app, root, () => {
     try {
       const s = config.read();
-      return { maxSeqLength: s.maxSeqLength, packing: s.packing, assistantOnlyLoss: s.assistantOnlyLoss, ...(s.limit ? { limit: s.limit } : {}) };
+      return { maxSeqLength: s.maxSeqLength, packing: s.packing, packingStrategy: s.packingStrategy, assistantOnlyLoss: s.assistantOnlyLoss, ...(s.limit ? { limit: s.limit } : {}) };
     } catch {
       return null;
     }
   });
   configForm.addEventListener('change', (e) => {
-    if (['maxSeqLength', 'packing', 'assistantOnlyLoss', 'limit'].includes(e.target.name)) data.later();
+    if (['maxSeqLength', 'packing', 'packingStrategy', 'assistantOnlyLoss', 'limit'].includes(e.target.name)) data.later();
   });
 
   // ── the run's view ─────────────────────────────────────────────────────────────────────────────
@@ -120,7 +120,7 @@ export function llmPanel(app, raw) {
     demoButton.disabled = !loaded || !idle;
     evalButton.disabled = !loaded || !idle;
     $('#llm-load-builtin', root).disabled = !idle;
-    baseField.disabled = !idle;
+    for (const f of baseFields) f.disabled = !idle;
     const named = Boolean(state.adapters.active);
     for (const b of root.querySelectorAll('#llm-files button[data-file]')) b.disabled = !named || !idle;
     chat.sync();
@@ -253,15 +253,18 @@ export function llmPanel(app, raw) {
       sync();
     }
   }
-  baseField.addEventListener('change', () => {
-    if (!state.info) {
-      // no model yet: the choice is kept and applied when one loads
-      base.choose(baseField.value);
-      keeper.saveBase(baseField.value);
-      return;
-    }
-    setBase(argsOf(baseField.value)).catch(() => {});
-  });
+  for (const f of baseFields) {
+    f.addEventListener('change', () => {
+      const choice = base.choice();
+      if (!state.info || (f.id === 'llm-base-double' && choice === 'held')) {
+        // no model yet, or bnb_config changed while unused: the choice is kept, applied when it is used
+        base.choose(choice);
+        keeper.saveBase(choice);
+        return;
+      }
+      setBase(argsOf(choice)).catch(() => {});
+    });
+  }
 
   // ── data, training, evaluation ───────────────────────────────────────────────────────────────────
   demoButton.addEventListener('click', async () => {
@@ -460,11 +463,11 @@ export function llmPanel(app, raw) {
     state.adapters = { active: null, list: [] };
     card.hidden = true;
     say(loadMsg, '');
-    base.choose(baseField.value);
+    base.choose(base.choice());
     sync();
   });
 
-  base.choose(baseField.value);
+  base.choose(base.choice());
   sync();
   showUsage();
 
