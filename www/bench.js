@@ -155,14 +155,21 @@ async function main() {
     const word = () => vocabulary[(seed = (seed * 1103515245 + 12345) % 2147483648) % vocabulary.length];
     const textRow = () => JSON.stringify({ text: Array.from({ length: 400 }, word).join(' ') });
     const jsonl = Array.from({ length: 12 }, textRow).join('\n');
-    const train = await client.request(Request.LLM_TRAIN_ADAPTER, {
+    const seedRun = () => client.request(Request.LLM_TRAIN_ADAPTER, {
       preset: 'seed', name: 'bench', data: { jsonl, testJsonl: JSON.stringify({ text: 'a short held-out row' }) }, epochs: 1, maxSeqLength: 256,
     });
+    const train = await seedRun();
+    // The same over the NF4 base (QLoRA: the 210 projections quantised from the file's blocks, double
+    // quantisation), then the base as read again.
+    await client.request(Request.LLM_QUANTIZE_BASE, { type: 'nf4', doubleQuant: true });
+    const trainNf4 = await seedRun();
+    await client.request(Request.LLM_DEQUANTIZE_BASE);
     const flopsPerToken = 2 * 3 * 106.2e6 + 2 * 2 * 28.3e6;
     results.llm = {
       model: info.name,
       lora_seed_b3_t256_tokens_per_s: train.tokensPerSec,
       lora_seed_b3_t256_gflops: (train.tokensPerSec * flopsPerToken) / 1e9,
+      lora_seed_nf4_b3_t256_tokens_per_s: trainNf4.tokensPerSec,
       lora_seed_steps: train.steps,
       load_seconds: loadSeconds,
       prompt_tokens: runs[0].promptTokens,
