@@ -2,8 +2,8 @@
 //! eager attention computes it: S = Q·Kᵀ · scale, future positions masked, softmax in f32, O = P·V, with
 //! grouped-query attention (several query heads reading one key/value head), queries that start past
 //! position 0 (a key/value cache), and sequences that pack several examples, each attending only to
-//! itself (the block-diagonal mask transformers makes from packed `position_ids`). Blocks are independent, so they run in parallel and the result
-//! does not depend on the thread count.
+//! itself (the block-diagonal mask transformers makes from packed `position_ids`). Blocks are
+//! independent, so they run in parallel and the result does not depend on the thread count.
 
 use std::cell::RefCell;
 

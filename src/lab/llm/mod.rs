@@ -20,8 +20,8 @@ pub use pretrained::{LlmInfo, Pretrained};
 pub use script::TrainingScript;
 pub use settings::{LlmAdapterSettings, LlmData};
 pub use train::{
-    LlmPlanInfo, Nf4Base, ParamCount, Scores, SftDataInfo, SftEvaluation, SftExampleView, SftFormat, SftPiece, SftProgress,
-    SftStart, SftSummary,
+    LlmPlanInfo, Nf4Base, ParamCount, Scores, SftDataInfo, SftEvaluation, SftExampleView, SftFormat, SftPiece,
+    SftProgress, SftStart, SftSummary,
 };
 
 use super::adapters::{AdapterInfo, AdapterList};
