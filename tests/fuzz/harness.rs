@@ -35,8 +35,8 @@ use lora_lab::lora::{Adaptable, Module};
 use lora_lab::nn::{Mlp, LAYER_NAMES, LAYER_SHAPES};
 use lora_lab::rng::{Rng, Stream};
 use lora_lab::text::{
-    encode_sft, pack_sft, parse_sft_jsonl, Bpe, ChatTemplate, Content, Message, SftExample, SftKind, SftRow,
-    SftTokenizer, MAX_SFT_ROWS, PACK_MAP_BATCH,
+    encode_sft, pack_sft, pack_sft_bfd, parse_sft_jsonl, Bpe, ChatTemplate, Content, Message, SftExample, SftKind,
+    SftRow, SftTokenizer, MAX_SFT_ROWS, PACK_MAP_BATCH,
 };
 use lora_lab::{LabError, Result};
 
@@ -338,7 +338,9 @@ pub fn lm_model(data: &[u8]) -> Result<usize> {
     let floats = io::lm_file::import_lm_floats(&config, weights);
     match (&model, &floats) {
         (Ok(m), Ok(f)) => assert_eq!(lm_bits(f), lm_bits(m), "import_lm_floats read another model"),
-        (Ok(m), Err(e)) => assert!(m.quantization().is_some(), "import_lm_floats refused an f32 file import_lm took: {e}"),
+        (Ok(m), Err(e)) => {
+            assert!(m.quantization().is_some(), "import_lm_floats refused an f32 file import_lm took: {e}")
+        }
         (_, Err(LabError::BadFile { .. })) | (Err(_), Ok(_)) => {}
         (_, Err(e)) => panic!("import_lm_floats: expected a file error, got {e:?}"),
     }
@@ -584,7 +586,6 @@ const HF_TEXTS: &[&str] = &[
     "\u{0}\u{4}\u{1f}\u{7f}\u{80}\u{ff}\u{100}\u{143}é\u{fffd}",
     "<|im_start|>user\nhello<|im_end|>\n<|endoftext|>",
 ];
-
 
 struct ByteMap {
     chars: [char; 256],
@@ -834,13 +835,67 @@ fn check_packing(examples: &[SftExample], block: usize) -> usize {
     packed.len()
 }
 
+/// `pack_sft_bfd`: per map batch, every example in exactly one row, its first `block` tokens and their
+/// mask in one piece (`lengths` saying where), `truncated` where it was cut or already was; no row
+/// longer than `block`; each row's line that of its first example; no row opened while an earlier one
+/// had room for the example that opened it. Returns the number of rows.
+fn check_bfd(examples: &[SftExample], block: usize) -> usize {
+    let packed = pack_sft_bfd(examples, block);
+    let mut rows = packed.iter();
+    for batch in examples.chunks(PACK_MAP_BATCH) {
+        let mut seen = vec![false; batch.len()];
+        let mut in_batch = Vec::new();
+        let mut total = 0;
+        while total < batch.len() {
+            let r = rows.next().expect("fewer bfd rows than examples need");
+            assert!(!r.lengths.is_empty() && r.lengths.iter().sum::<usize>() == r.ids.len() && r.ids.len() <= block);
+            assert_eq!(r.ids.len(), r.trained.len());
+            let mut at = 0;
+            let mut truncated = false;
+            for (j, &n) in r.lengths.iter().enumerate() {
+                // the example this piece is: the first unseen one whose cut ids and mask match
+                let k = (0..batch.len())
+                    .find(|&k| {
+                        let e = &batch[k];
+                        !seen[k]
+                            && e.ids.len().min(block) == n
+                            && e.ids[..n] == r.ids[at..at + n]
+                            && e.trained[..n] == r.trained[at..at + n]
+                    })
+                    .unwrap_or_else(|| panic!("a bfd row's piece of {n} tokens is no example's"));
+                seen[k] = true;
+                truncated |= batch[k].truncated || batch[k].ids.len() > block;
+                if j == 0 {
+                    assert_eq!(r.line, batch[k].line);
+                }
+                at += n;
+            }
+            assert_eq!(r.truncated, truncated);
+            in_batch.push((block - r.ids.len(), r.lengths[0]));
+            total += r.lengths.len();
+        }
+        assert_eq!(total, batch.len(), "an example in two rows");
+        // A row is opened only when no row before it has room for the piece that opens it (its first), and
+        // free space only shrinks: every row's final free space is below each later row's first piece.
+        for (i, &(free, _)) in in_batch.iter().enumerate() {
+            assert!(
+                in_batch[i + 1..].iter().all(|&(_, first)| free < first),
+                "row {i} had room for a later row's first example"
+            );
+        }
+    }
+    assert!(rows.next().is_none(), "more bfd rows than examples");
+    packed.len()
+}
+
 /// The `sft_jsonl` target. `parse_sft_jsonl` on the input: errors name `fuzz.jsonl`; on success the rows
 /// are in order of their lines, of one form, each message list not empty. Then `encode_sft` with a tiny
 /// tokenizer ([`sft_bpe`]) and SmolLM2's chat template, at no limit and at a maximum length of 2 to 97
 /// tokens: errors name a row's line; the truncated encoding is the first `max_len` tokens of the full
 /// one (an error only where a truncated example has nothing left to train on), `truncated` where it was
 /// longer. Conversations of up to 64 messages are also encoded with assistant-only loss: the same ids,
-/// and a mask within the full one's. `pack_sft` at a block of 1 to 48 (see [`check_packing`]).
+/// and a mask within the full one's. `pack_sft` and `pack_sft_bfd` at a block of 1 to 48 (see
+/// [`check_packing`], [`check_bfd`]).
 /// Returns the parse or the untruncated encoding's error (the others are only checked).
 pub fn sft_jsonl(data: &[u8]) -> Result<String> {
     let rows = parse_sft_jsonl(data, SFT_FILE);
@@ -905,11 +960,12 @@ pub fn sft_jsonl(data: &[u8]) -> Result<String> {
         }
         let full = full?;
         let packed = check_packing(&full, block);
+        let binned = check_bfd(&full, block);
         let tokens: usize = full.iter().map(|e| e.ids.len()).sum();
         let cut = match cut {
             Ok(c) => format!("{} truncated to {max_len}", c.iter().filter(|e| e.truncated).count()),
             Err(e) => format!("truncation to {max_len}: {e}"),
         };
-        Ok(format!("{} rows, {tokens} tokens, {packed} packed rows of {block}; {cut}", rows.len()))
+        Ok(format!("{} rows, {tokens} tokens, {packed} packed rows of {block} ({binned} bfd); {cut}", rows.len()))
     })
 }
