@@ -265,7 +265,10 @@ export class Storage {
 
   async saveLlmAdapter(name, { model, config, safetensors, run = null }) {
     this.#check();
-    await this.#tx('llmAdapters', 'readwrite', (s) => s.put({ name, schema: SCHEMA, model, config, safetensors, run, savedAt: Date.now() }));
+    // As a Blob: IndexedDB clones a typed array inside put(), 10 MB for SmolLM2's seed adapter, which held
+    // the page for ~40 ms on a busy machine; a Blob's bytes are written apart.
+    const bytes = safetensors instanceof Blob ? safetensors : new Blob([safetensors]);
+    await this.#tx('llmAdapters', 'readwrite', (s) => s.put({ name, schema: SCHEMA, model, config, safetensors: bytes, run, savedAt: Date.now() }));
   }
 
   async deleteLlmAdapter(name) {
@@ -278,7 +281,11 @@ export class Storage {
   async loadLlmAdapters(models) {
     this.#check();
     const all = await this.#tx('llmAdapters', 'readonly', (s) => s.getAll());
-    return all.filter((r) => r.schema === SCHEMA && models.includes(r.model)).sort((a, b) => a.savedAt - b.savedAt);
+    const mine = all.filter((r) => r.schema === SCHEMA && models.includes(r.model)).sort((a, b) => a.savedAt - b.savedAt);
+    for (const r of mine) {
+      if (r.safetensors instanceof Blob) r.safetensors = new Uint8Array(await r.safetensors.arrayBuffer());
+    }
+    return mine;
   }
 
   /** Empties every store and writes the current schema again. */

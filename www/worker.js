@@ -575,6 +575,17 @@ async function llmInspectData({ settings = {}, example = 0 } = {}) {
   return { value: requireLab().llmInspectData(settings, example) };
 }
 
+/** An adapter's files, their bytes transferred (not copied) to the page. */
+function llmExportAdapter({ name, format = 'peft' }) {
+  if (format === 'gguf') {
+    const gguf = requireLab().llmExportGgufAdapter(String(name));
+    return { value: { gguf }, transfer: [gguf.buffer] };
+  }
+  if (format !== 'peft') throw new Error(`invalid format ${JSON.stringify(String(format))}: 'peft' or 'gguf'`);
+  const files = requireLab().llmExportAdapter(String(name));
+  return { value: files, transfer: [files.safetensors.buffer] };
+}
+
 async function llmEvaluate({ data } = {}) {
   if (data === undefined || data === 'demo') await llmDemoData();
   return { value: requireLab().llmEvaluate(data) };
@@ -598,11 +609,6 @@ const llmSimple = {
   [Request.LLM_ADAPTERS]: () => requireLab().llmAdapters(),
   [Request.LLM_SET_ADAPTER]: ({ name }) => requireLab().llmSetAdapter(name ?? undefined),
   [Request.LLM_DELETE_ADAPTER]: ({ name }) => requireLab().llmDeleteAdapter(String(name)),
-  [Request.LLM_EXPORT_ADAPTER]: ({ name, format = 'peft' }) => {
-    if (format === 'gguf') return { gguf: requireLab().llmExportGgufAdapter(String(name)) };
-    if (format !== 'peft') throw new Error(`invalid format ${JSON.stringify(String(format))}: 'peft' or 'gguf'`);
-    return requireLab().llmExportAdapter(String(name));
-  },
   [Request.LLM_EXPORT_MERGED]: ({ name }) => requireLab().llmExportMerged(String(name)),
   [Request.LLM_CHECKPOINTS]: () => requireLab().llmCheckpoints(),
   [Request.LLM_RESTORE_CHECKPOINT]: ({ id }) => requireLab().llmRestoreCheckpoint(Number(id)),
@@ -775,6 +781,7 @@ serveRequests(guard({
   [Request.LLM_GENERATE]: llmGenerate,
   [Request.LLM_DEMO_DATA]: async () => ({ value: await llmDemoData() }),
   [Request.LLM_TRAIN_ADAPTER]: llmTrainAdapter,
+  [Request.LLM_EXPORT_ADAPTER]: llmExportAdapter,
   [Request.LLM_EVALUATE]: llmEvaluate,
   [Request.LLM_INSPECT_DATA]: llmInspectData,
   ...Object.fromEntries(Object.entries({ ...simple, ...lmSimple, ...llmSimple }).map(([k, f]) => [k, (args) => ({ value: f(args) })])),

@@ -102,7 +102,8 @@ describe('window.lab.llm in Chromium', () => {
       const error = await window.lab.llm.tokenize('hi').then(() => 'accepted', (e) => e.message);
       return { status, error };
     });
-    assert.deepEqual(r.status, { loaded: false, info: null, training: 'idle' });
+    const none = { quantized: false, doubleQuant: false, linears: 0, f32Bytes: 0, bytes: 0 };
+    assert.deepEqual(r.status, { loaded: false, info: null, training: 'idle', quantization: none });
     assert.match(r.error, /no pretrained model is loaded/);
   });
 
