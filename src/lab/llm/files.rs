@@ -59,7 +59,7 @@ impl Lab {
         plan.name = name;
         plan.target_modules = TargetModules::Names(adapter.target_names());
         plan.lora = adapter.config.clone();
-        self.llm.install(adapter, AdapterMeta { plan, held_out_lines: Vec::new(), nf4: None });
+        self.llm.install(adapter, AdapterMeta { plan, held_out_lines: Vec::new(), nf4: self.llm.base_nf4() });
         Ok(summary)
     }
 

@@ -53,10 +53,8 @@ pub(super) struct LlmRoom {
 }
 
 impl LlmRoom {
-    /// Keeps `adapter` (replacing one of its name) and makes it active, noting whether the base is
-    /// held in NF4 now.
-    fn install(&mut self, adapter: Adapter, mut meta: AdapterMeta) {
-        meta.nf4 = self.base_nf4();
+    /// Keeps `adapter` (replacing one of its name) and makes it active.
+    fn install(&mut self, adapter: Adapter, meta: AdapterMeta) {
         let name = adapter.name.clone();
         self.adapters.retain(|(a, _)| a.name != name);
         self.adapters.push((adapter, meta));

@@ -77,7 +77,7 @@ pub(super) struct AdapterMeta {
     pub plan: LlmAdapterPlan,
     /// 1-based lines of the training file it held out (empty when a held-out file was given).
     pub held_out_lines: Vec<usize>,
-    /// The base was held in NF4 when it was trained or loaded (set by `LlmRoom::install`).
+    /// The base was held in NF4 when it was trained or loaded.
     pub nf4: Option<Nf4Base>,
 }
 
@@ -653,7 +653,7 @@ impl Lab {
             loss_hash: loss_hash(trainer.losses()),
             nf4: self.llm.base_nf4(),
         };
-        self.llm.install(*adapter, AdapterMeta { plan, held_out_lines: data.held_out_lines, nf4: None });
+        self.llm.install(*adapter, AdapterMeta { plan, held_out_lines: data.held_out_lines, nf4: summary.nf4 });
         Ok(summary)
     }
 
@@ -675,7 +675,7 @@ impl Lab {
                 let mut plan = m.resolve(&LlmAdapterSettings::default())?;
                 plan.name = a.name.clone();
                 plan.lora = a.config.clone();
-                AdapterMeta { plan, held_out_lines: Vec::new(), nf4: None }
+                AdapterMeta { plan, held_out_lines: Vec::new(), nf4: self.llm.base_nf4() }
             }
         };
         self.llm.install(*a, meta);
