@@ -2,7 +2,6 @@
 // file's own 4-bit blocks as read (None), or NF4 as bitsandbytes holds it (`bnb_config`, QLORA.md),
 // quantised from them, with or without double quantisation. The snippet's two selects ask the worker at
 // once and say what it did; what was chosen is kept (../llm-keep.js) and applied to each model loaded.
-import { Request } from '../protocol.js';
 
 /** The choices, as kept: the worker's request for each (null: the weights as read). */
 const CHOICES = {
@@ -24,7 +23,7 @@ export function argsOf(choice) {
  * @param {HTMLSelectElement} config  the snippet's quantization_config: 'none' or 'bnb'
  * @param {HTMLSelectElement} double  bnb_config's bnb_4bit_use_double_quant: 'true' or 'false'
  * @param {HTMLElement} note          the line's comment
- * → { choice, choose, show, apply }
+ * → { choice, choose, show }
  */
 export function baseSelect(config, double, note) {
   const set = (choice) => {
@@ -49,7 +48,5 @@ export function baseSelect(config, double, note) {
         note.textContent = `# as read (${read})`;
       }
     },
-    /** Holds the loaded model's base as `args` say (argsOf; null: as read) → the worker's quantization. */
-    apply: (app, args) => (args ? app.request(Request.LLM_QUANTIZE_BASE, args) : app.request(Request.LLM_DEQUANTIZE_BASE)),
   };
 }

@@ -220,7 +220,7 @@ export function llmPanel(app, raw) {
    *  snippet as the worker has them (also when it refuses). → the quantization. */
   async function holdBase(args) {
     try {
-      return await base.apply(app, args);
+      return await (args ? raw.quantizeBase(args) : raw.dequantizeBase());
     } finally {
       const st = await raw.status();
       state.info = st.info;
