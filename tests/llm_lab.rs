@@ -6,18 +6,12 @@ mod common;
 
 use std::sync::OnceLock;
 
-use lora_lab::lab::{GenerateRequest, Lab};
+use lora_lab::lab::GenerateRequest;
 use lora_lab::text::Message;
 use serde_json::Value;
 
 const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const QUESTION: &str = "Is 'Marigold' a woman's first name or an English word? Answer in one word.";
-
-fn lab() -> Lab {
-    let mut lab = common::new_lab();
-    lab.llm_load_gguf(common::smol_gguf().to_vec(), FILE, "").unwrap();
-    lab
-}
 
 fn fixture_case(name: &str) -> Value {
     static FX: OnceLock<Value> = OnceLock::new();
@@ -34,7 +28,7 @@ fn chat(content: &str) -> Vec<Message> {
 
 #[test]
 fn the_model_card() {
-    let info = lab().llm_info().unwrap();
+    let info = common::smol_lab().llm_info().unwrap();
     assert_eq!(info.name, "Smollm2 135M 8k Lc100K Mix1 Ep2", "general.name");
     assert_eq!(info.architecture, "llama");
     assert_eq!(info.params, 134_515_008);
@@ -50,7 +44,7 @@ fn the_model_card() {
 
 #[test]
 fn the_chat_prompt_and_answer_are_transformers() {
-    let mut lab = lab();
+    let mut lab = common::smol_lab();
     let case = fixture_case("chat prompt");
     let text = lab.llm_apply_chat_template(&chat(QUESTION), true).unwrap();
     assert_eq!(text, case["text"].as_str().unwrap());
@@ -75,7 +69,7 @@ fn the_chat_prompt_and_answer_are_transformers() {
 
 #[test]
 fn sampling_is_seeded_and_can_be_stopped() {
-    let mut lab = lab();
+    let mut lab = common::smol_lab();
     let req = GenerateRequest {
         prompt: Some("Once upon a time".into()),
         max_new_tokens: Some(12.0),
@@ -104,7 +98,7 @@ fn sampling_is_seeded_and_can_be_stopped() {
 
 #[test]
 fn logits_are_those_of_the_forward_pass() {
-    let mut lab = lab();
+    let mut lab = common::smol_lab();
     let ids = lab.llm_tokenize("The capital of France is").unwrap();
     let l = lab.llm_logits(&ids, false).unwrap();
     assert_eq!((l.vocab, l.logits.len()), (49152, ids.len() * 49152));
@@ -115,7 +109,7 @@ fn logits_are_those_of_the_forward_pass() {
 
 #[test]
 fn bad_requests_are_refused_by_field() {
-    let mut lab = lab();
+    let mut lab = common::smol_lab();
     let mut refuse = |req: GenerateRequest| lab.llm_generate(&req, &mut |_| true).unwrap_err().to_string();
     let both = GenerateRequest { messages: Some(chat("hi")), prompt: Some("hi".into()), ..Default::default() };
     assert_eq!(refuse(both), "invalid prompt: give either messages or a prompt");
@@ -124,7 +118,10 @@ fn bad_requests_are_refused_by_field() {
         f(&mut r);
         r
     };
-    assert_eq!(refuse(req(|r| r.temperature = Some(f64::NAN))), "invalid temperature: NaN is not a number from 0 to 100");
+    assert_eq!(
+        refuse(req(|r| r.temperature = Some(f64::NAN))),
+        "invalid temperature: NaN is not a number from 0 to 100"
+    );
     assert_eq!(refuse(req(|r| r.top_p = Some(0.0))), "invalid topP: 0 is not a number in (0, 1]");
     assert_eq!(refuse(req(|r| r.top_k = Some(2.5))), "invalid topK: 2.5 is not a whole number from 0 to 1048576");
     assert_eq!(
@@ -140,7 +137,7 @@ fn bad_requests_are_refused_by_field() {
 
 #[test]
 fn a_file_that_cannot_be_used_is_refused_and_the_loaded_model_kept() {
-    let mut lab = lab();
+    let mut lab = common::smol_lab();
     let bytes = common::smol_gguf();
     let truncated = lab.llm_load_gguf(bytes[..1000].to_vec(), "cut.gguf", "").unwrap_err().to_string();
     assert!(truncated.starts_with("cut.gguf: "), "{truncated}");
@@ -158,13 +155,17 @@ fn a_file_that_cannot_be_used_is_refused_and_the_loaded_model_kept() {
     let msg = lab.llm_load_gguf(other, "gpt2.gguf", "").unwrap_err().to_string();
     assert!(msg.starts_with("gpt2.gguf: general.architecture is \"gpt2\""), "{msg}");
     // The model loaded first still answers.
-    let req = GenerateRequest { prompt: Some("The capital of France is".into()), max_new_tokens: Some(2.0), ..Default::default() };
+    let req = GenerateRequest {
+        prompt: Some("The capital of France is".into()),
+        max_new_tokens: Some(2.0),
+        ..Default::default()
+    };
     assert_eq!(lab.llm_generate(&req, &mut |_| true).unwrap().text, " Paris.");
 }
 
 #[test]
 fn requests_too_big_for_memory_are_refused_before_allocating() {
-    let mut lab = lab();
+    let mut lab = common::smol_lab();
     let ids = vec![5u32; 2000];
     let msg = lab.llm_logits(&ids, false).unwrap_err().to_string();
     assert_eq!(msg, "invalid ids: 2000 tokens' logits would take 393 MB; ask for at most 1365 tokens at a time");

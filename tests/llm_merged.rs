@@ -27,7 +27,6 @@ use serde_json::{json, Value};
 
 const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
-
 /// A kB figure of /proc/self/status (`VmRSS`, `VmHWM`), where there is one.
 fn vm_kb(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -136,8 +135,7 @@ fn check_merged_tensors(file: &[u8], model: &Llama, adapter: Option<&Adapter>) -
 
 #[test]
 fn smollm2_merged_in_f16_is_the_base_plus_each_delta_and_loads_as_a_folder() {
-    let mut lab = common::new_lab();
-    lab.llm_load_gguf(common::smol_gguf().to_vec(), FILE, "").unwrap();
+    let mut lab = common::smol_lab();
     let base = Pretrained::from_gguf(common::smol_gguf().to_vec(), FILE, "").unwrap().model;
     let adapter = random_adapter(&base, &[0, 13, 29], false, 11);
     assert_eq!(adapter.layers.len(), 21);
@@ -255,8 +253,7 @@ fn refusals_name_the_adapter_the_state_or_the_tensor() {
     assert!(msg.contains("no pretrained model is loaded"), "{msg}");
 
     // An unknown adapter.
-    let mut lab = common::new_lab();
-    lab.llm_load_gguf(common::smol_gguf().to_vec(), FILE, "").unwrap();
+    let lab = common::smol_lab();
     let msg = lab.llm_export_merged("nope").unwrap_err().to_string();
     assert!(msg.contains("there is no adapter \"nope\""), "{msg}");
 
@@ -414,7 +411,6 @@ fn f16_and_bf16_safetensors_read_exactly() {
     let msg = read_float_safetensors(&bad, "x.safetensors").unwrap_err().to_string();
     assert!(msg.contains("tensor h: shape [3] needs 6 bytes of F16 but data_offsets [0, 4] hold 4"), "{msg}");
 }
-
 
 fn load(lab: &mut Lab, config: &str, st: &[u8]) -> lora_lab::Result<Llama> {
     let (tokenizer_json, tokenizer_config) = common::smol_tokenizer_files();

