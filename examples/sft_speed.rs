@@ -4,8 +4,9 @@
 //! without a browser, for `perf record`. Also the completion-only case (the loss on 3 tokens of each
 //! sequence, as on the demo task).
 //!
-//! `cargo +stable run --release --example sft_speed [-- steps [nf4]]` (`nf4`: the projections held in
-//! NF4 with double quantisation, as `llm_quantize_base` holds them, instead of the GGUF's Q4_1).
+//! `cargo +stable run --release --example sft_speed [-- steps [nf4|q4] [tokens]]` (`nf4`: the projections
+//! held in NF4 with double quantisation, as `llm_quantize_base` holds them, instead of the GGUF's Q4_1;
+//! `tokens`: the sequence length, 256 by default — the demo task's rows are 56–60).
 
 use std::time::Instant;
 
@@ -38,7 +39,8 @@ fn main() {
         bias: Bias::None,
         init: Init::Default,
     };
-    let (b, t) = (3usize, 256usize);
+    let t: usize = std::env::args().nth(3).map_or(256, |a| a.parse().expect("a sequence length"));
+    let b = 3usize;
     let mut r = Rng::new(1, Stream::Replay);
     let seqs: Vec<Vec<u32>> = (0..b).map(|_| (0..t).map(|_| r.below(49152)).collect()).collect();
     for (label, trained) in [("every token", t), ("3 per sequence", 3)] {
