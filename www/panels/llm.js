@@ -170,7 +170,7 @@ export function llmPanel(app, raw) {
       });
       state.info = info;
       loadBar.hidden = true;
-      await holdBase(argsOf(base.choice())).catch((e) => say(runMsg, `The base stays as read: ${e.message}.`, 'error'));
+      await holdBase(argsOf(base.choice()), true).catch((e) => say(runMsg, `The base stays as read: ${e.message}.`, 'error'));
       config.update();
       const own = !files.builtin;
       const nf4 = state.info?.tensorTypes?.NF4 ? `; its ${state.info.tensorTypes.NF4} projections held in NF4 (quantization_config below)` : '';
@@ -217,10 +217,12 @@ export function llmPanel(app, raw) {
 
   // ── the base: as read, or in NF4 ─────────────────────────────────────────────────────────────────
   /** Asks the worker to hold the loaded model's base as `args` say (argsOf), then shows the card and the
-   *  snippet as the worker has them (also when it refuses). → the quantization. */
-  async function holdBase(args) {
+   *  snippet as the worker has them (also when it refuses). `fresh`: a model just loaded, which is held as
+   *  read already (nothing to ask when `args` is null). → the quantization. */
+  async function holdBase(args, fresh = false) {
     try {
-      return await (args ? raw.quantizeBase(args) : raw.dequantizeBase());
+      if (args) return await raw.quantizeBase(args);
+      return fresh ? null : await raw.dequantizeBase();
     } finally {
       const st = await raw.status();
       state.info = st.info;
