@@ -5,8 +5,8 @@
 //! sequence, as on the demo task).
 //!
 //! `cargo +stable run --release --example sft_speed [-- steps [nf4|q4] [tokens]]` (`nf4`: the projections
-//! held in NF4 with double quantisation, as `llm_quantize_base` holds them, instead of the GGUF's Q4_1;
-//! `tokens`: the sequence length, 256 by default — the demo task's rows are 56–60).
+//! held in NF4 with double quantisation, as `llm_quantize_base` holds them; `q4` or anything else: the
+//! GGUF's Q4_1 as read; `tokens`: the sequence length, 256 by default — the demo task's rows are 56–60).
 
 use std::time::Instant;
 

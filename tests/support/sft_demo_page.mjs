@@ -1,7 +1,8 @@
 // Issue 21's end-to-end target, in the page: the demo task's 3 epochs of the seed preset in Chromium (threads
 // build, 2 threads) — the held-out loss before and after each epoch, then the greedy exact match of base and
 // adapter — timed from the click to the answers, beside `../shared/peers/smol_torch.py`'s TRL run on the same
-// rows (written to OUT_DIR/train.jsonl and test.jsonl first). Not part of the tests: it runs for ~20 minutes.
+// rows (written to OUT_DIR/train.jsonl and test.jsonl first). Not part of the tests: it ran 15 minutes here
+// (BENCHMARKS.md, "Part 3: the demo task end to end in the page").
 //
 //   node tests/support/sft_demo_page.mjs OUT_DIR [--epochs 3] [--nf4]
 //   ~/.cache/peers/bin/python ../shared/peers/smol_torch.py HF_DIR OUT_DIR OUT_DIR/ref.json --epochs 3
