@@ -1,10 +1,11 @@
 // Panel 7: fine-tuning a real, pretrained LLM (SmolLM2-135M-Instruct) in the page, where the article ends.
 // Load the model (llm-model.js), talk to it (llm-chat.js), give it examples (llm-data.js), set the
 // article's LoraConfig and SFTConfig (llm-config.js) over the base as read or in NF4 (llm-base.js),
-// fine-tune it (the run's view below), compare it with the base on the held-out examples, and take the files away (llm-files.js); ../llm-keep.js keeps the
-// choice of model and the adapters across reloads. Every operation is a worker request (Request.LLM_*,
-// through window.lab.llm's raw calls, www/llm.js), and window.lab.llm's loading, training and adapter
-// calls run through this panel's functions, so the page shows what a script did as if a person had clicked.
+// fine-tune it (the run's view below), compare it with the base on the held-out examples, and take the
+// files away (llm-files.js); ../llm-keep.js keeps the choice of model and the adapters across reloads.
+// Every operation is a worker request (Request.LLM_*, through window.lab.llm's raw calls, www/llm.js),
+// and window.lab.llm's loading, training and adapter calls run through this panel's functions, so the
+// page shows what a script did as if a person had clicked.
 import { Request } from '../protocol.js';
 import { $, dropZone, el, int, num, say, duration } from '../ui.js';
 import { showRefusal } from '../fields.js';
