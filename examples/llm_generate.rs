@@ -2,16 +2,18 @@
 //! decode 128 greedy tokens, timing each part — the browser bench's `llm` numbers, without a browser,
 //! for `perf record`.
 //!
-//! `cargo +stable run --release --example llm_generate [-- new_tokens]`
+//! `cargo +stable run --release --example llm_generate [-- new_tokens [int8]]` (`int8`: decode with 8-bit
+//! activations).
 
 use std::time::Instant;
 
 use lora_lab::io::{gguf_llama, read_gguf};
-use lora_lab::lm::{GenerateLimits, Sampling};
+use lora_lab::lm::{GenerateOptions, Sampling};
 use lora_lab::rng::{Rng, Stream};
 
 fn main() {
     let new: usize = std::env::args().nth(1).map_or(128, |a| a.parse().expect("a number of new tokens"));
+    let int8 = std::env::args().nth(2).is_some_and(|a| a == "int8");
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/www/data/SmolLM2-135M-Instruct.Q4_1.gguf");
     let t0 = Instant::now();
     let bytes = std::fs::read(path).expect("run ./build.sh setup first");
@@ -27,7 +29,7 @@ fn main() {
     ];
     let t1 = Instant::now();
     let mut first = None;
-    let limits = GenerateLimits { max_new: new, stop: &[] };
+    let limits = GenerateOptions { max_new: new, stop: &[], int8 };
     let out = model
         .generate_with(std::slice::from_ref(&prompt), limits, Sampling::GREEDY, &mut Rng::new(1, Stream::Sample), None, &mut |_, _| {
             first.get_or_insert_with(Instant::now);

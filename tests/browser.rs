@@ -1,7 +1,11 @@
 //! Browser tests (`wasm-pack test --headless --chrome -- --features threads`): the rayon pool starts in
 //! the page and a parallel SIMD128 GEMM gives the exact answer; the 4-bit kernels, in SIMD128 on two
-//! threads, give the f32 kernels' bits on the dequantised weight, and so do ggml's blocks (a GGUF's).
+//! threads, give the f32 kernels' bits on the dequantised weight, and so do ggml's blocks (a GGUF's);
+//! decoding with 8-bit activations (relaxed SIMD's integer dot products) gives the integer reference's.
 #![cfg(all(target_arch = "wasm32", feature = "threads"))]
+
+#[path = "common/int8_reference.rs"]
+mod int8_reference;
 
 use lora_lab::kernels;
 use rayon::prelude::*;
@@ -82,6 +86,25 @@ async fn rayon_pool_runs_parallel_simd_gemm_exactly() {
             kernels::quant_linear_input_grad(&dy, w.kernel_view(), &mut got, rows, false);
             kernels::linear_input_grad(&dy, &deq, &mut want, rows, k, n);
             assert_eq!(bits(&got), bits(&want), "{ty} input gradient at {rows} rows");
+        }
+    }
+
+    // Decoding with 8-bit activations: SmolLM2's width, a row count that leaves a short group of four,
+    // one and two rows of x, on two threads.
+    // Weights of order 1 and of order 1e-6 (scales that are subnormal halves); Q4_0's scales are
+    // negative, Q4_1's minimums too.
+    let (k, n) = (576, 70);
+    let bias: Vec<f32> = (0..n).map(|j| j as f32 / 10.0).collect();
+    for (ty, size) in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0].into_iter().flat_map(|t| [(t, 1.0), (t, 1e-6)]) {
+        let wf: Vec<f32> = (0..n * k).map(|i| (((i * 37) % 101) as f32 / 50.0 - 1.0) * size).collect();
+        let w = GgmlWeight::new(ty, n, k, ggml::quantize(ty, &wf).expect("quantises")).expect("fits");
+        let w8 = w.int8_view().expect("finite scales");
+        for rows in [1, 2] {
+            let x: Vec<f32> = (0..rows * k).map(|i| ((i * 13) % 29) as f32 / 14.0 - 1.0).collect();
+            let mut got = vec![0.0f32; rows * n];
+            kernels::quant_linear_forward_int8(&x, w8, Some(&bias), &mut got, rows, false);
+            let want = int8_reference::reference(ty, &w, &x, &bias, rows, false);
+            assert_eq!(bits(&got), bits(&want), "{ty} ×{size} 8-bit-activation forward at {rows} rows");
         }
     }
 }

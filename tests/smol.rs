@@ -9,7 +9,7 @@ mod common;
 use std::sync::OnceLock;
 
 use lora_lab::io::{gguf_llama, read_gguf};
-use lora_lab::lm::{GenerateLimits, Llama, LmActivations, Sampling};
+use lora_lab::lm::{GenerateOptions, Llama, LmActivations, Sampling};
 use lora_lab::quant::GgmlType;
 use lora_lab::rng::{Rng, Stream};
 use serde_json::Value;
@@ -97,7 +97,7 @@ fn greedy_continuations_match_transformers() {
         let Some(greedy) = case.get("greedy") else { continue };
         let prompt = ids(&case["ids"]);
         let want = ids(&greedy["ids"]);
-        let limits = GenerateLimits { max_new: 32, stop: &[m.cfg.eos] };
+        let limits = GenerateOptions { max_new: 32, stop: &[m.cfg.eos], int8: false };
         let mut rng = Rng::new(1, Stream::Sample);
         let mut streamed = Vec::new();
         let out = m
@@ -118,10 +118,52 @@ fn a_prompt_longer_than_a_prefill_chunk_continues_as_the_forward_pass_predicts()
     let prompt = ids(&case["ids"]);
     let last = case["positions"].as_array().unwrap().last().unwrap();
     let want = last["top"][0][0].as_u64().unwrap() as u32;
-    let limits = GenerateLimits { max_new: 1, stop: &[] };
+    let limits = GenerateOptions { max_new: 1, stop: &[], int8: false };
     let out = model()
         .generate_with(std::slice::from_ref(&prompt), limits, Sampling::GREEDY, &mut Rng::new(1, Stream::Sample), None, &mut |_, _| true)
         .unwrap();
     assert_eq!(out[0].len(), prompt.len() + 1);
     assert_eq!(out[0][prompt.len()], want);
+}
+
+/// Decoding with 8-bit activations (llama.cpp's arithmetic, `GenerateOptions::int8`) parts from the exact
+/// forward only where the exact model itself is nearly undecided: teacher-forced on the int8 continuation
+/// (32 greedy tokens after each of three prompts), the exact model's own choice at all but a few steps,
+/// and never a token more than half a nat below it. (Measured: 2, 1 and 1 steps differ, the largest gap
+/// 0.34 nats; the three continuations equal transformers' for 21 of 21, 5 of 30 and 17 of 32 tokens.)
+#[test]
+fn int8_decoding_picks_what_the_exact_model_nearly_picks() {
+    let fx = fixture();
+    let m = model();
+    let vocab = m.cfg.vocab;
+    for case in fx["cases"].as_array().unwrap() {
+        let Some(greedy) = case.get("greedy") else { continue };
+        let prompt = ids(&case["ids"]);
+        let want = ids(&greedy["ids"]);
+        let limits = GenerateOptions { max_new: 32, stop: &[], int8: true };
+        let mut rng = Rng::new(1, Stream::Sample);
+        let out = m.generate_with(std::slice::from_ref(&prompt), limits, Sampling::GREEDY, &mut rng, None, &mut |_, _| true);
+        let out = out.unwrap();
+        let seq = &out[0];
+        let same = seq[prompt.len()..].iter().zip(&want).take_while(|(a, b)| a == b).count();
+        let mut acts = LmActivations::for_inference();
+        m.forward(seq, 1, seq.len(), &mut acts, None).unwrap();
+        let mut worst = 0.0f64;
+        let mut differ = 0;
+        for t in prompt.len() - 1..seq.len() - 1 {
+            let (lp, _) = log_softmax(&acts.logits[t * vocab..(t + 1) * vocab]);
+            let best = lp.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let gap = best - lp[seq[t + 1] as usize];
+            worst = worst.max(gap);
+            differ += (gap > 0.0) as usize;
+        }
+        eprintln!(
+            "{}: int8 greedy equals transformers' for {same} of {} tokens; {differ} picks not the exact argmax, the largest \
+             gap {worst:.4} nats",
+            case["name"],
+            want.len()
+        );
+        assert!(differ <= 3 && worst < 0.5, "{}: {differ} steps differ, the largest gap {worst} nats", case["name"]);
+        assert!(same >= 5, "{}: the first {same} tokens equal transformers'", case["name"]);
+    }
 }

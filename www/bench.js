@@ -74,6 +74,15 @@ async function main() {
       }
     }
   }
+  if (suite.includes('decodeKernels')) {
+    // Decoding's matrix-vector products at SmolLM2's shapes, exact and with 8-bit activations.
+    results.decode_gemv_gflops = {};
+    for (const [shape, type] of [['smol_up_m1', 'q4_1'], ['smol_kv_m1', 'q4_1'], ['smol_head_m1', 'q8_0']]) {
+      for (const layout of [`forward_${type}`, `forward_${type}_int8`]) {
+        results.decode_gemv_gflops[`${shape}.${layout}`] = (await bench({ kind: 'gemm', shape, layout, reps: shape === 'smol_head_m1' ? 4 : 200 })).gflops;
+      }
+    }
+  }
   if (suite.includes('lm')) {
     // Tokens/s of the design note's runs: a warm-up, then the base at 32 and at 3 sequences per batch,
     // and the two adapter presets at 3 (one epoch of Pokémon names each).
@@ -144,6 +153,12 @@ async function main() {
       runs.push(await client.request(Request.LLM_GENERATE, { messages, maxNewTokens: 128 }));
     }
     const med = (f) => median(runs.map(f));
+    // The same with 8-bit activations (llama.cpp's arithmetic, `activations: 'int8'`).
+    await client.request(Request.LLM_GENERATE, { messages, maxNewTokens: 16, activations: 'int8' });
+    const runs8 = [];
+    for (let i = 0; i < Number(q.get('llmReps') || 3); i++) {
+      runs8.push(await client.request(Request.LLM_GENERATE, { messages, maxNewTokens: 128, activations: 'int8' }));
+    }
     // Fine-tuning speed: the seed adapter (r 32, α 32, dropout 0.05 on q/k/v) over the GGUF's blocks, batch
     // 3 × 256 tokens with the loss on every token (text rows cut to max_seq_length 256), checkpointing on —
     // bench_smol_torch.py's setting. 4 steps after the held-out loss before (one short row); trained tokens
@@ -177,6 +192,9 @@ async function main() {
       finish: runs[0].finish,
       prefill_tokens_per_s: med((r) => r.prefillTokensPerSec),
       generate_tokens_per_s: med((r) => r.tokensPerSec),
+      generate_int8_tokens_per_s: median(runs8.map((r) => r.tokensPerSec)),
+      int8_new_tokens: runs8[0].ids.length,
+      int8_text: runs8[0].text,
       seconds: med((r) => r.seconds),
       reps: runs.length,
       text: runs[0].text,

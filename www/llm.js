@@ -12,7 +12,7 @@ const GENERATE_NUMBERS = { maxNewTokens: 'max new tokens', temperature: 'tempera
  * The fields of the lab's GenerateRequest (src/lab/llm/generate.rs). The lab refuses others, but the
  * conversion into wasm (serde-wasm-bindgen) reads only the fields it knows, so the page refuses them here.
  */
-const GENERATE_FIELDS = ['messages', 'prompt', 'maxNewTokens', 'temperature', 'topK', 'topP', 'seed', 'adapted'];
+const GENERATE_FIELDS = ['messages', 'prompt', 'maxNewTokens', 'temperature', 'topK', 'topP', 'seed', 'adapted', 'activations'];
 
 /** A stop can reach a generation in flight only through shared memory (a cross-origin isolated page). */
 const canStop = () => typeof SharedArrayBuffer === 'function' && self.crossOriginIsolated === true;
@@ -59,6 +59,9 @@ function checkGenerate(opts) {
   else if (typeof out.prompt !== 'string') throw new Error('invalid prompt: expected a string');
   delete out[has('messages') ? 'prompt' : 'messages'];
   checkBool('adapted', out.adapted);
+  if (out.activations !== undefined && out.activations !== 'f32' && out.activations !== 'int8') {
+    throw new Error(`invalid activations: expected 'f32' or 'int8'`);
+  }
   return out;
 }
 

@@ -17,7 +17,7 @@ const TR: usize = 3;
 const TC: usize = 3;
 
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 // SAFETY: tasks write disjoint column ranges of Y through this pointer.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}

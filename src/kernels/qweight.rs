@@ -206,7 +206,7 @@ impl QWeight<'_> {
 /// the half's exponent and mantissa bits moved into an f32's and scaled by 2^112 (the difference of the
 /// two exponent biases), which is exact for normal and subnormal halves; infinities and NaNs apart.
 #[inline(always)]
-fn f16_to_f32(h: u16) -> f32 {
+pub(super) fn f16_to_f32(h: u16) -> f32 {
     let sign = (h as u32 & 0x8000) << 16;
     let rest = h as u32 & 0x7fff;
     if rest >= 0x7c00 {

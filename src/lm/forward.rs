@@ -51,16 +51,22 @@ impl LmActivations {
     }
 }
 
-/// `y = x·Wᵀ` of module `i` plus the delta's part where it is active.
+/// `y = x·Wᵀ` of module `i` plus the delta's part where it is active; with `int8`, `x·Wᵀ` with 8-bit
+/// activations (`GenerateOptions::int8`; the delta stays exact).
 pub(super) fn project(
     model: &Llama,
     i: usize,
     x: &[f32],
     y: &mut [f32],
     n: usize,
+    int8: bool,
     delta: &mut Option<&mut dyn LayerDelta>,
 ) {
-    model.linears[i].forward(x, y, n, false);
+    if int8 {
+        model.linears[i].forward_int8(x, y, n);
+    } else {
+        model.linears[i].forward(x, y, n, false);
+    }
     if let Some(d) = delta.as_deref_mut().filter(|d| d.is_active(i)) {
         d.forward(i, x, y, n);
     }
@@ -122,7 +128,7 @@ impl Llama {
         resize(&mut acts.f, n * h);
         resize(&mut acts.logits, n * c.vocab);
         norm::forward(&acts.xs[c.layers], &self.final_norm, c.rms_norm_eps, &mut acts.f, &mut acts.rstd_f);
-        project(self, c.lm_head(), &acts.f, &mut acts.logits, n, &mut delta);
+        project(self, c.lm_head(), &acts.f, &mut acts.logits, n, false, &mut delta);
         Ok(())
     }
 }

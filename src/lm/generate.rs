@@ -100,11 +100,15 @@ fn zeros(len: usize, cap: usize, c: &super::LmConfig) -> Result<Vec<f32>> {
 
 /// What a generation asks for beyond the sampling.
 #[derive(Clone, Copy, Debug)]
-pub struct GenerateLimits<'a> {
+pub struct GenerateOptions<'a> {
     /// New tokens at most (the context is the other bound).
     pub max_new: usize,
     /// Tokens that end a sequence (included in it).
     pub stop: &'a [u32],
+    /// Each new token's Linears with 8-bit activations (`kernels::quant_linear_forward_int8`, llama.cpp's
+    /// arithmetic): several times faster on weights with integer codes, but not the exact forward, so
+    /// the text may part from transformers'. The prompt's prefill stays exact.
+    pub int8: bool,
 }
 
 impl Llama {
@@ -117,7 +121,7 @@ impl Llama {
         rng: &mut Rng,
         delta: Option<&mut dyn LayerDelta>,
     ) -> Result<Vec<Vec<u32>>> {
-        let limits = GenerateLimits { max_new: self.cfg.context, stop: &[self.cfg.eos] };
+        let limits = GenerateOptions { max_new: self.cfg.context, stop: &[self.cfg.eos], int8: false };
         self.generate_with(prompts, limits, s, rng, delta, &mut |_, _| true)
     }
 
@@ -126,7 +130,7 @@ impl Llama {
     pub fn generate_with(
         &self,
         prompts: &[Vec<u32>],
-        limits: GenerateLimits,
+        limits: GenerateOptions,
         s: Sampling,
         rng: &mut Rng,
         mut delta: Option<&mut dyn LayerDelta>,
@@ -168,13 +172,14 @@ impl Llama {
                 .collect();
             // Sampling starts after the prompt's last token.
             let sample = pos + t >= p && pos + t < cap;
+            let int8 = limits.int8 && pos >= p;
             // One pool stretch per step: its threads poll between the step's parallel calls.
             kernels::on_pool(|| {
                 resize(&mut x, n * t * h);
                 resize(&mut x_next, n * t * h);
                 self.embed_rows(&ids, &mut x);
                 for l in 0..c.layers {
-                    let keys = Keys::Cache { k: &mut cache_k[l], v: &mut cache_v[l], cap, pos0: pos };
+                    let keys = Keys::Cache { k: &mut cache_k[l], v: &mut cache_v[l], cap, pos0: pos, int8 };
                     self.layer_forward(l, &x, &mut x_next, &mut la, &mut sc, &rope, n, t, keys, &mut delta);
                     std::mem::swap(&mut x, &mut x_next);
                 }
@@ -183,7 +188,7 @@ impl Llama {
                         dst.copy_from_slice(&src[(t - 1) * h..]);
                     }
                     norm::forward(&last, &self.final_norm, c.rms_norm_eps, &mut f, &mut rstd);
-                    project(self, c.lm_head(), &f, &mut logits, n, &mut delta);
+                    project(self, c.lm_head(), &f, &mut logits, n, int8, &mut delta);
                 }
             });
             pos += t;

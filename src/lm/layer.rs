@@ -57,8 +57,8 @@ pub(super) enum Keys<'a> {
     Own(Option<&'a [u32]>),
     /// A key/value cache of `cap` positions per sequence and key/value head (b, kv_heads, cap, d): this
     /// call's keys and values are stored at rows `pos0..pos0 + t`, and attention reads rows
-    /// `0..pos0 + t`.
-    Cache { k: &'a mut [f32], v: &'a mut [f32], cap: usize, pos0: usize },
+    /// `0..pos0 + t`. With `int8`, the Linears run with 8-bit activations (`GenerateOptions::int8`).
+    Cache { k: &'a mut [f32], v: &'a mut [f32], cap: usize, pos0: usize, int8: bool },
 }
 
 impl Llama {
@@ -95,18 +95,19 @@ impl Llama {
         resize(sc, n * h.max(qd));
 
         norm::forward(x, &self.norms[l][0], c.rms_norm_eps, &mut la.a, &mut la.rstd_in);
+        let int8 = matches!(keys, Keys::Cache { int8: true, .. });
         let (kc, vc, cap, pos0, pos) = match keys {
             Keys::Own(packed) => {
                 resize(&mut la.k, n * kvd);
                 resize(&mut la.v, n * kvd);
                 (&mut la.k[..], &mut la.v[..], t, 0, packed.map_or(Positions::From(0), Positions::Each))
             }
-            Keys::Cache { k, v, cap, pos0 } => (k, v, cap, pos0, Positions::From(pos0)),
+            Keys::Cache { k, v, cap, pos0, .. } => (k, v, cap, pos0, Positions::From(pos0)),
         };
-        project(self, c.module(l, Q), &la.a, &mut sc[..n * qd], n, delta);
+        project(self, c.module(l, Q), &la.a, &mut sc[..n * qd], n, int8, delta);
         rope.to_heads(&sc[..n * qd], &mut la.q, b, t, nh, d, pos, (0, t), true);
         for (j, out, rotate) in [(K, &mut *kc, true), (V, &mut *vc, false)] {
-            project(self, c.module(l, j), &la.a, &mut sc[..n * kvd], n, delta);
+            project(self, c.module(l, j), &la.a, &mut sc[..n * kvd], n, int8, delta);
             rope.to_heads(&sc[..n * kvd], out, b, t, nkv, d, pos, (pos0, cap), rotate);
         }
         let shape = Shape { tq: t, pos0, cap, d, heads: nh, kv_heads: nkv };
@@ -115,14 +116,14 @@ impl Llama {
         let scale = 1.0 / (d as f32).sqrt();
         attention::forward(&la.q, kc, vc, &mut la.p, &mut sc[..n * qd], shape, scale, pos);
         rope.back_to_tokens(&sc[..n * qd], &mut la.o, b, t, nh, d, pos, false);
-        project(self, c.module(l, O), &la.o, &mut la.h2, n, delta);
+        project(self, c.module(l, O), &la.o, &mut la.h2, n, int8, delta);
         la.h2.iter_mut().zip(x).for_each(|(h2, x)| *h2 += x);
 
         norm::forward(&la.h2, &self.norms[l][1], c.rms_norm_eps, &mut la.c, &mut la.rstd_post);
-        project(self, c.module(l, GATE), &la.c, &mut la.g, n, delta);
-        project(self, c.module(l, UP), &la.c, &mut la.u, n, delta);
+        project(self, c.module(l, GATE), &la.c, &mut la.g, n, int8, delta);
+        project(self, c.module(l, UP), &la.c, &mut la.u, n, int8, delta);
         gate::forward(&la.g, &la.u, &mut la.m);
-        project(self, c.module(l, DOWN), &la.m, &mut sc[..n * h], n, delta);
+        project(self, c.module(l, DOWN), &la.m, &mut sc[..n * h], n, int8, delta);
         x_next.iter_mut().zip(la.h2.iter().zip(sc.iter())).for_each(|(xn, (h2, y))| *xn = h2 + y);
     }
 }

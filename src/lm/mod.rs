@@ -27,5 +27,5 @@ pub use backward::LmGrads;
 pub use checkpointed::{SftActivations, SftBatch, LOSS_ROWS};
 pub use config::LmConfig;
 pub use forward::LmActivations;
-pub use generate::{pick, GenerateLimits, Sampling};
+pub use generate::{pick, GenerateOptions, Sampling};
 pub use model::Llama;

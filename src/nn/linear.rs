@@ -181,6 +181,16 @@ impl Linear {
         }
     }
 
+    /// y (b×out) = x (b×in) · Wᵀ + bias with x rounded to 8 bits per block of 32 and integer dot
+    /// products (`kernels::quant_linear_forward_int8`) where the weight is held in blocks with integer
+    /// codes (ggml's Q4_0, Q4_1, Q8_0); `forward` otherwise (NF4, K-quants, f16, f32).
+    pub fn forward_int8(&self, x: &[f32], y: &mut [f32], b: usize) {
+        match self.held.as_ref().filter(|_| self.nf4.is_none()).and_then(|w| w.int8_view()) {
+            Some(w) => kernels::quant_linear_forward_int8(x, w, self.bias(), y, b, false),
+            None => self.forward(x, y, b, false),
+        }
+    }
+
     /// `forward` for an input that is mostly `c` (layer 1's blank pixels): the same result up to
     /// rounding, skipping what `c` would add (`kernels::linear_forward_offset`).
     pub fn forward_mostly(&self, x: &[f32], c: f32, y: &mut [f32], b: usize, relu: bool) {

@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::ggml::{self, GgmlType};
-use crate::kernels::{QFormat, QWeight};
+use crate::kernels::{Int8Weight, QFormat, QWeight};
 
 /// Where a weight's blocks are: its own bytes, or a range of a file kept whole in memory (a GGUF as
 /// loaded: every Linear points into the one buffer, so loading copies nothing).
@@ -38,6 +38,8 @@ pub struct GgmlWeight {
     rows: usize,
     cols: usize,
     data: Blocks,
+    /// Whether the kernels with 8-bit activations read it (`kernels::Int8Weight::check`, once).
+    int8: bool,
 }
 
 impl GgmlWeight {
@@ -61,7 +63,9 @@ impl GgmlWeight {
         if rows == 0 || cols == 0 || rows.checked_mul(row_bytes) != Some(len) {
             return Err(format!("{len} bytes do not hold a {rows} × {cols} {ty} weight"));
         }
-        Ok(Self { ty, rows, cols, data })
+        let mut w = Self { ty, rows, cols, data, int8: false };
+        w.int8 = Int8Weight::check(w.kernel_view()).is_some();
+        Ok(w)
     }
 
     pub fn ty(&self) -> GgmlType {
@@ -99,6 +103,12 @@ impl GgmlWeight {
         QWeight { format, data: self.data(), rows: self.rows, cols: self.cols }
     }
 
+    /// The weight as the kernels with 8-bit activations read it, if they do (Q4_0, Q4_1 and Q8_0 with
+    /// finite scales).
+    pub fn int8_view(&self) -> Option<Int8Weight<'_>> {
+        self.int8.then(|| Int8Weight::scanned(self.kernel_view()))
+    }
+
     /// All values in f32, by the reference dequantisation.
     pub fn dequantize(&self) -> Vec<f32> {
         ggml::dequantize(self.ty, self.data(), self.rows * self.cols)
@@ -110,7 +120,7 @@ impl GgmlWeight {
         let rb = self.row_bytes();
         let bytes = self.data();
         let data = from.iter().flat_map(|&r| &bytes[r * rb..(r + 1) * rb]).copied().collect();
-        Self { data: Blocks::Owned(data), ty: self.ty, rows: self.rows, cols: self.cols }
+        Self { data: Blocks::Owned(data), ty: self.ty, rows: self.rows, cols: self.cols, int8: self.int8 }
     }
 }
 

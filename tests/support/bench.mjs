@@ -182,6 +182,7 @@ results.llm = llm
       load_seconds: pick('llm_threads_2', (s) => s.llm.load_seconds),
       prefill_tokens_per_s: pick('llm_threads_2', (s) => s.llm.prefill_tokens_per_s),
       generate_tokens_per_s: pick('llm_threads_2', (s) => s.llm.generate_tokens_per_s),
+      generate_int8_tokens_per_s: pick('llm_threads_2', (s) => s.llm.generate_int8_tokens_per_s),
       lora_seed_b3_t256_tokens_per_s: pick('llm_threads_2', (s) => s.llm.lora_seed_b3_t256_tokens_per_s),
       lora_seed_b3_t256_gflops: pick('llm_threads_2', (s) => s.llm.lora_seed_b3_t256_gflops),
       lora_seed_nf4_b3_t256_tokens_per_s: pick('llm_threads_2', (s) => s.llm.lora_seed_nf4_b3_t256_tokens_per_s),
@@ -190,6 +191,8 @@ results.llm = llm
       finish: llm.finish,
       reps: llm.reps,
       text: llm.text,
+      int8_new_tokens: llm.int8_new_tokens,
+      int8_text: llm.int8_text,
     }
   : null;
 mkdirSync(new URL('bench/', ROOT), { recursive: true });

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pretrained::Pretrained;
 use crate::error::{LabError, Result};
-use crate::lm::{GenerateLimits, Sampling};
+use crate::lm::{GenerateOptions, Sampling};
 use crate::rng::{Rng, Stream};
 use crate::text::Message;
 
@@ -29,6 +29,10 @@ pub struct GenerateRequest {
     /// With the active adapter.
     #[serde(default)]
     pub adapted: bool,
+    /// How each new token's Linears see their input: "f32" (the default; the exact forward, as
+    /// transformers computes it) or "int8" (rounded to 8 bits per block of 32 and multiplied in
+    /// integers, as llama.cpp does: faster, and the text may part from transformers').
+    pub activations: Option<String>,
 }
 
 /// What a generation gave.
@@ -104,9 +108,16 @@ pub(super) fn run(
             format!("{} tokens leave no room in the context of {}", ids.len(), cfg.context),
         ));
     }
+    let int8 = match req.activations.as_deref() {
+        None | Some("f32") => false,
+        Some("int8") => true,
+        Some(other) => {
+            return Err(LabError::setting("activations", format!("\"{other}\" is neither \"f32\" nor \"int8\"")))
+        }
+    };
     let prompt = m.model_ids(&ids)?;
     let stop = [cfg.eos];
-    let limits = GenerateLimits { max_new, stop: &stop };
+    let limits = GenerateOptions { max_new, stop: &stop, int8 };
     let t0 = clock();
     let mut first = None;
     let mut new: Vec<u32> = Vec::new();

@@ -12,7 +12,7 @@ use crate::error::{LabError, Result};
 use crate::lab::checkpoints::{CheckpointInfo, Saved};
 use crate::lab::settings::loss_hash;
 use crate::lab::Lab;
-use crate::lm::{GenerateLimits, Sampling, SftActivations};
+use crate::lm::{GenerateOptions, Sampling, SftActivations};
 use crate::lora::{Adaptable, Adapter};
 use crate::nn::LayerDelta;
 use crate::rng::{Rng, Stream};
@@ -414,7 +414,7 @@ impl Pretrained {
         for group in order.chunk_by(|&a, &b| questions[a].prompt.len() == questions[b].prompt.len()) {
             for part in group.chunks(ANSWER_BATCH) {
                 let prompts: Vec<Vec<u32>> = part.iter().map(|&i| questions[i].prompt.clone()).collect();
-                let limits = GenerateLimits { max_new: ANSWER_TOKENS, stop: &[eos] };
+                let limits = GenerateOptions { max_new: ANSWER_TOKENS, stop: &[eos], int8: false };
                 let d = delta.as_mut().map(|d| &mut **d as &mut dyn LayerDelta);
                 let mut rng = Rng::new(0, Stream::Sample);
                 let seqs =
