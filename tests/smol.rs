@@ -142,8 +142,8 @@ fn int8_decoding_picks_what_the_exact_model_nearly_picks() {
         let want = ids(&greedy["ids"]);
         let limits = GenerateOptions { max_new: 32, stop: &[], int8: true };
         let mut rng = Rng::new(1, Stream::Sample);
-        let out = m.generate_with(std::slice::from_ref(&prompt), limits, Sampling::GREEDY, &mut rng, None, &mut |_, _| true);
-        let out = out.unwrap();
+        let one = std::slice::from_ref(&prompt);
+        let out = m.generate_with(one, limits, Sampling::GREEDY, &mut rng, None, &mut |_, _| true).unwrap();
         let seq = &out[0];
         let same = seq[prompt.len()..].iter().zip(&want).take_while(|(a, b)| a == b).count();
         let mut acts = LmActivations::for_inference();

@@ -1,12 +1,13 @@
 // window.lab.llm in the page, through the worker: SmolLM2-135M-Instruct loaded from the page's own file
 // (www/data/, ./build.sh setup), its card, tokenizer and chat template, logits and greedy generation against
 // transformers (tests/fixtures/smol/logits.json), streaming and stopping, bad arguments refused before
-// anything is sent, a corrupt GGUF refused with the model before kept, generation refused during training.
+// anything is sent, a corrupt GGUF refused with the model before kept, generation refused during training,
+// decoding with 8-bit activations (in the threaded and the SIMD-only build).
 // Chromium, then Firefox (load and the greedy answer only): one load per browser.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, openSync, readSync, closeSync, readFileSync } from 'node:fs';
-import { startLab } from '../support/browser.mjs';
+import { startLab, openLab, waitReady } from '../support/browser.mjs';
 import { launchFirefox, openLabFirefox, waitReadyFirefox } from '../support/firefox.mjs';
 
 const MODEL = new URL('../../www/data/SmolLM2-135M-Instruct.Q4_1.gguf', import.meta.url);
@@ -166,6 +167,29 @@ describe('window.lab.llm in Chromium', () => {
     checkGreedy(await greedy(page, MESSAGES));
   });
 
+  test("8-bit activations (llama.cpp's arithmetic): transformers' first tokens, in the threaded and the SIMD-only build", { timeout: LOAD_TIMEOUT }, async () => {
+    const int8 = (p) => p.evaluate((prompt) => window.lab.llm.generate({ prompt, maxNewTokens: 30, activations: 'int8' }), PLAIN.text);
+    // tests/smol.rs measured it natively: the first 5 tokens are transformers', then the rounding of the
+    // activations tips a near-tie (the exact model's own second choice, 0.34 nats below its first).
+    const threaded = await int8(page);
+    assert.deepEqual(threaded.ids.slice(0, 5), PLAIN.greedy.ids.slice(0, 5));
+    assert.notDeepEqual(threaded.ids, PLAIN.greedy.ids.slice(0, threaded.ids.length));
+    // The SIMD-only build computes the integer dot products with i16 lanes (no relaxed SIMD): a fault there
+    // would garble every layer. (Its other kernels round without fused multiply-adds, so the texts of the
+    // two builds may part later.)
+    const other = await openLab(browser, { isolation: false });
+    try {
+      await waitReady(other.page);
+      assert.equal(await other.page.evaluate(() => window.lab.info.build), 'simd');
+      await other.page.evaluate(() => window.lab.llm.load({ builtin: 'SmolLM2-135M-Instruct' }));
+      const simd = await int8(other.page);
+      assert.deepEqual(simd.ids.slice(0, 5), PLAIN.greedy.ids.slice(0, 5));
+      assert.deepEqual(other.errors, []);
+    } finally {
+      await other.close();
+    }
+  });
+
   test('stopping: onToken returning false, and stop()', async () => {
     const r = await page.evaluate(async () => {
       const L = window.lab.llm;
@@ -214,6 +238,7 @@ describe('window.lab.llm in Chromium', () => {
         await fail('tokenize', () => L.tokenize(42));
         await fail('load', () => L.load({}));
         await fail('unknown', () => L.generate({ prompt: 'hi', temprature: 1 }));
+        await fail('activations', () => L.generate({ prompt: 'hi', activations: 'int4' }));
         const before = sent;
         // Past the page's rule: the lab's ranges.
         await fail('topP', () => L.generate({ prompt: 'hi', topP: 2 }));
@@ -236,6 +261,7 @@ describe('window.lab.llm in Chromium', () => {
     assert.equal(r.errors.topP, 'invalid topP: 2 is not a number in (0, 1]');
     assert.match(r.errors.maxNewTokens, /^invalid maxNewTokens: 0 is not a whole number from 1/);
     assert.match(r.errors.unknown, /^invalid llm\.generate request: unknown field `temprature`, expected one of `messages`/);
+    assert.equal(r.errors.activations, "invalid activations: expected 'f32' or 'int8'");
   });
 
   test('a corrupt GGUF is refused and the model loaded before still generates', async () => {
