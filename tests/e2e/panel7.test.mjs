@@ -110,6 +110,17 @@ async function story(d, { longTasks = false } = {}) {
   assert.ok(said.text.trim().length > 0, 'an answer');
   assert.match(said.meta, /^\d+ tokens · \d+\.\d tokens\/s/);
   assert.equal(await page.$eval('#llm-message', (e) => e.value), '', 'the box is cleared once sent');
+  // The same with 8-bit activations (llama.cpp's arithmetic), said beside the speed.
+  await timed('chat, 8-bit activations', async () => {
+    await page.click('#llm-int8');
+    await typeOver('#llm-message', 'What is the capital of France? One word.');
+    await page.keyboard.press('Enter');
+    await waitFor(() => document.querySelectorAll('#llm-chat-base li.assistant .meta').length === 2, undefined, 120_000);
+    await page.click('#llm-int8');
+  });
+  const said8 = await page.$$eval('#llm-chat-base li.assistant', (lis) => ({ text: lis[1].querySelector('.text').textContent, meta: lis[1].querySelector('.meta').textContent }));
+  assert.ok(said8.text.trim().length > 0, 'an answer');
+  assert.match(said8.meta, /^\d+ tokens · \d+\.\d tokens\/s · 8-bit activations/);
 
   // A bad line is shown where it is; nothing else breaks.
   await paste('#llm-jsonl', '{"prompt": "a", "completion": "b"}\n{"prompt": "c", "completion": "d"}\n{"prompt": "x"}');

@@ -1,7 +1,8 @@
 // Panel 7's chat: a conversation with the loaded model through its chat template, answers streamed piece
 // by piece with tokens/s, a stop button, the sampling settings, and (when an adapter is on) the base and
 // the adapted model answering the same message side by side, one after the other. Each column keeps its
-// own conversation, so each model sees what it said itself.
+// own conversation, so each model sees what it said itself. "8-bit activations" decodes as llama.cpp does
+// (generate's `activations: 'int8'`).
 import { $, el, int, say } from '../ui.js';
 import { numberFields, showRefusal } from '../fields.js';
 
@@ -18,6 +19,7 @@ export function chatView(root, llm, state) {
   const send = $('#llm-send', root);
   const stop = $('#llm-stop', root);
   const compare = $('#llm-compare', root);
+  const int8 = $('#llm-int8', root);
   const msg = $('#llm-chat-msg', root);
   const logs = { base: $('#llm-chat-base', root), adapted: $('#llm-chat-adapted', root) };
   const adapterName = $('#llm-chat-adapter', root);
@@ -61,6 +63,7 @@ export function chatView(root, llm, state) {
       turns.push({ role: 'assistant', content: out.text });
       item.dataset.state = out.finish;
       item.append(el('span', { className: 'meta' }, `${int(out.ids.length)} tokens · ${out.tokensPerSec.toFixed(1)} tokens/s`
+        + `${sampling.activations === 'int8' ? ' · 8-bit activations' : ''}`
         + `${out.finish === 'stopped' ? ' · stopped' : out.finish === 'length' ? ' · max new tokens reached' : ''}`));
       return out;
     } catch (e) {
@@ -77,7 +80,7 @@ export function chatView(root, llm, state) {
     if (s.busy) throw new Error(`busy (${s.busy}); wait, or cancel it first`);
     if (talking) throw new Error('an answer is still being written; stop it first');
     if (!text.trim()) throw new Error('write a message first');
-    const sampling = fields.read();
+    const sampling = { ...fields.read(), activations: int8.checked ? 'int8' : 'f32' };
     talking = true;
     sync();
     say(msg, '');
