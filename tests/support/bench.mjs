@@ -60,7 +60,7 @@ const lmConfigs = [
   { key: 'lm_threads_2', base: isolated.url, query: 'build=threads&threads=2&suite=lm,lmKernels' },
   { key: 'lm_threads_1', base: isolated.url, query: 'build=threads&threads=1&suite=lm&lmOnly=b32' },
 ];
-const llmConfigs = [{ key: 'llm_threads_2', base: isolated.url, query: 'build=threads&threads=2&suite=llm' }];
+const llmConfigs = [{ key: 'llm_threads_2', base: isolated.url, query: 'build=threads&threads=2&suite=llm,decodeKernels' }];
 const samples = Object.fromEntries([...configs, ...lmConfigs, ...llmConfigs].map((c) => [c.key, []]));
 let quality = null;
 try {
@@ -183,6 +183,8 @@ results.llm = llm
       prefill_tokens_per_s: pick('llm_threads_2', (s) => s.llm.prefill_tokens_per_s),
       generate_tokens_per_s: pick('llm_threads_2', (s) => s.llm.generate_tokens_per_s),
       generate_int8_tokens_per_s: pick('llm_threads_2', (s) => s.llm.generate_int8_tokens_per_s),
+      // Decoding's one-row products at SmolLM2's shapes, exact and with 8-bit activations (GFLOP/s).
+      decode_gemv_gflops: samples.llm_threads_2.at(-1)?.decode_gemv_gflops,
       lora_seed_b3_t256_tokens_per_s: pick('llm_threads_2', (s) => s.llm.lora_seed_b3_t256_tokens_per_s),
       lora_seed_b3_t256_gflops: pick('llm_threads_2', (s) => s.llm.lora_seed_b3_t256_gflops),
       lora_seed_nf4_b3_t256_tokens_per_s: pick('llm_threads_2', (s) => s.llm.lora_seed_nf4_b3_t256_tokens_per_s),
@@ -236,6 +238,7 @@ const rows = [
   ]),
   ['SmolLM2-135M-Instruct, 2 threads: load s (fetch to ready) / prefill tokens/s / greedy decoding tokens/s',
     [f(results.llm?.load_seconds, 2), f(results.llm?.prefill_tokens_per_s, 1), f(results.llm?.generate_tokens_per_s, 1)].join(' / ')],
+  ['SmolLM2 decoding with 8-bit activations: tokens/s, 2 threads', f(results.llm?.generate_int8_tokens_per_s, 1)],
   ['SmolLM2 seed LoRA training, batch 3 × 256, loss on every token, checkpointing, 2 threads: tokens/s (GFLOP/s)',
     `${f(results.llm?.lora_seed_b3_t256_tokens_per_s, 1)} (${f(results.llm?.lora_seed_b3_t256_gflops, 1)})`],
   ['The same over the NF4 base (QLoRA, double quantisation): tokens/s', f(results.llm?.lora_seed_nf4_b3_t256_tokens_per_s, 1)],
