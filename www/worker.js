@@ -586,6 +586,12 @@ function llmExportAdapter({ name, format = 'peft' }) {
   return { value: files, transfer: [files.safetensors.buffer] };
 }
 
+/** The merged model's folder (f16 safetensors, ~270 MB), its bytes transferred (not copied) to the page. */
+function llmExportMerged({ name }) {
+  const files = requireLab().llmExportMerged(String(name));
+  return { value: files, transfer: [files.safetensors.buffer] };
+}
+
 async function llmEvaluate({ data } = {}) {
   if (data === undefined || data === 'demo') await llmDemoData();
   return { value: requireLab().llmEvaluate(data) };
@@ -609,7 +615,6 @@ const llmSimple = {
   [Request.LLM_ADAPTERS]: () => requireLab().llmAdapters(),
   [Request.LLM_SET_ADAPTER]: ({ name }) => requireLab().llmSetAdapter(name ?? undefined),
   [Request.LLM_DELETE_ADAPTER]: ({ name }) => requireLab().llmDeleteAdapter(String(name)),
-  [Request.LLM_EXPORT_MERGED]: ({ name }) => requireLab().llmExportMerged(String(name)),
   [Request.LLM_CHECKPOINTS]: () => requireLab().llmCheckpoints(),
   [Request.LLM_RESTORE_CHECKPOINT]: ({ id }) => requireLab().llmRestoreCheckpoint(Number(id)),
   [Request.LLM_EXPORT_TRAINING_SCRIPT]: ({ name }) => requireLab().llmExportTrainingScript(String(name)),
@@ -782,6 +787,7 @@ serveRequests(guard({
   [Request.LLM_DEMO_DATA]: async () => ({ value: await llmDemoData() }),
   [Request.LLM_TRAIN_ADAPTER]: llmTrainAdapter,
   [Request.LLM_EXPORT_ADAPTER]: llmExportAdapter,
+  [Request.LLM_EXPORT_MERGED]: llmExportMerged,
   [Request.LLM_EVALUATE]: llmEvaluate,
   [Request.LLM_INSPECT_DATA]: llmInspectData,
   ...Object.fromEntries(Object.entries({ ...simple, ...lmSimple, ...llmSimple }).map(([k, f]) => [k, (args) => ({ value: f(args) })])),
