@@ -498,6 +498,7 @@ pub fn gguf(data: &[u8]) -> Result<String> {
         let mut run = vec![0f32; n.min(40)];
         dequantize_run(t.ty, bytes, n - run.len(), &mut run);
         values += n;
+        int8_matches_exact(t, bytes);
     }
     let again = g.write(data).expect("what was read writes");
     let g2 = io::read_gguf(&again, GGUF_FILE).expect("a file we wrote reads back");
@@ -523,6 +524,38 @@ pub fn gguf(data: &[u8]) -> Result<String> {
     });
     let lora = lora.map_or(String::new(), |n| format!("; a LoRA adapter of {n} pairs"));
     Ok(format!("{} metadata keys, {} tensors, {values} values{lora}", g.metadata.len(), g.tensors.len()))
+}
+
+/// A 2-D tensor of a type with integer codes, as a frozen Linear (rows × cols): where the 8-bit-activation
+/// kernel takes it (finite scales), its forward stays within the rounding bound of the exact one — any
+/// scales, subnormal or huge, negative minimums, codes the quantiser would not write.
+fn int8_matches_exact(t: &io::GgufTensorInfo, bytes: &[u8]) {
+    use lora_lab::kernels;
+    use lora_lab::quant::{GgmlType, GgmlWeight};
+    let (Some(&cols), Some(&rows)) = (t.dims.first(), t.dims.get(1)) else { return };
+    let (rows, cols) = (rows as usize, cols as usize);
+    let int_codes = matches!(t.ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0);
+    if !int_codes || t.dims.len() != 2 || rows * cols > 1 << 16 {
+        return;
+    }
+    let Ok(w) = GgmlWeight::new(t.ty, rows, cols, bytes.to_vec()) else { return };
+    let Some(w8) = w.int8_view() else { return };
+    let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 61) as f32 / 30.0 - 1.0).collect();
+    let (mut exact, mut fast) = (vec![0f32; rows], vec![0f32; rows]);
+    kernels::quant_linear_forward(&x, w.kernel_view(), None, &mut exact, 1, false);
+    kernels::quant_linear_forward_int8(&x, w8, None, &mut fast, 1, false);
+    let deq = w.dequantize();
+    for j in 0..rows {
+        let wr = &deq[j * cols..(j + 1) * cols];
+        if !exact[j].is_finite() || wr.iter().any(|v| !v.is_finite()) {
+            continue;
+        }
+        // Each x moves by at most half its block's step; f32 rounding of sums up to Σ|w·x| on top.
+        let step: f32 = (0..cols).map(|p| wr[p].abs() * x[p / 32 * 32..][..32].iter().fold(0f32, |a, v| a.max(v.abs())) / 254.0).sum();
+        let mass: f32 = (0..cols).map(|p| (wr[p] * x[p]).abs()).sum();
+        let bound = step * 1.01 + mass * 1e-5 + 1e-30;
+        assert!((fast[j] - exact[j]).abs() <= bound, "{}: row {j}: int8 {} against {} (bound {bound})", t.name, fast[j], exact[j]);
+    }
 }
 
 /// The Llama the `gguf` target reads LoRA adapters for: SmolLM2's layout in small (grouped-query
