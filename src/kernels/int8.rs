@@ -103,8 +103,8 @@ impl Int8Row {
     }
 }
 
-/// `y (m×n) = x (m×k) · wᵀ (+ bias, ReLU)` with x's rows rounded to 8 bits (`Int8Row`) and `w` in one
-/// of the formats `reads` accepts. Rows of W go four at a time, split across threads in whole groups.
+/// `y (m×n) = x (m×k) · wᵀ (+ bias, ReLU)` with x's rows rounded to 8 bits (`Int8Row`). Rows of W go
+/// four at a time, split across threads in whole groups.
 pub(super) fn forward(x: &[f32], w: Int8Weight, bias: Option<&[f32]>, y: &mut [f32], m: usize, relu: bool) {
     let w = w.0;
     let (k, n) = (w.cols, w.rows);
@@ -137,7 +137,7 @@ pub(super) fn forward(x: &[f32], w: Int8Weight, bias: Option<&[f32]>, y: &mut [f
                 let j0 = 4 * g;
                 // A last group short of four rows reads its last row again and keeps only its own.
                 let rows = [0, 1, 2, 3].map(|r| w.data[(j0 + r).min(n - 1) * row_bytes..].as_ptr());
-                // SAFETY: `w.check()` (the caller's) makes every row `row_bytes` long, whole blocks.
+                // SAFETY: `Int8Weight::check` ran `w.check()`: every row is `row_bytes` long, whole blocks.
                 let v = unsafe {
                     match fmt {
                         Q4_0 => imp::group::<Q4_0>(rows, blocks, &a),
