@@ -35,11 +35,12 @@ impl<'a> Int8Weight<'a> {
     /// `w` if `forward` can read it.
     pub fn check(w: QWeight<'a>) -> Option<Self> {
         w.check();
-        let (scales, bytes) = match w.format {
-            QFormat::Q4_0 | QFormat::Q8_0 => (1, if matches!(w.format, QFormat::Q4_0) { 18 } else { 34 }),
-            QFormat::Q4_1 => (2, 20),
+        let scales = match w.format {
+            QFormat::Q4_0 | QFormat::Q8_0 => 1,
+            QFormat::Q4_1 => 2,
             _ => return None,
         };
+        let bytes = w.block().1;
         let blocks = w.rows * w.cols / BLOCK;
         let finite = w.data[..blocks * bytes]
             .chunks_exact(bytes)
@@ -109,12 +110,13 @@ pub(super) fn forward(x: &[f32], w: Int8Weight, bias: Option<&[f32]>, y: &mut [f
     let w = w.0;
     let (k, n) = (w.cols, w.rows);
     assert!(x.len() >= m * k && y.len() >= m * n, "int8 forward: buffers too small");
-    let (fmt, bytes) = match w.format {
-        QFormat::Q4_0 => (Q4_0, 18),
-        QFormat::Q4_1 => (Q4_1, 20),
-        QFormat::Q8_0 => (Q8_0, 34),
+    let fmt = match w.format {
+        QFormat::Q4_0 => Q4_0,
+        QFormat::Q4_1 => Q4_1,
+        QFormat::Q8_0 => Q8_0,
         _ => panic!("int8 forward: {:?} has no integer codes", w.format),
     };
+    let bytes = layout(fmt).0;
     if let Some(b) = bias {
         assert_eq!(b.len(), n, "int8 forward: bias length");
     }

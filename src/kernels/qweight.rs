@@ -46,7 +46,7 @@ const GGML_BLOCK: usize = 32;
 
 impl QWeight<'_> {
     /// (elements, bytes) of one block; NF4 counts a byte as a block of two.
-    fn block(&self) -> (usize, usize) {
+    pub(super) fn block(&self) -> (usize, usize) {
         match self.format {
             QFormat::Nf4 { .. } => (2, 1),
             QFormat::Q4_0 => (GGML_BLOCK, 18),
