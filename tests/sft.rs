@@ -267,3 +267,50 @@ fn gradient_accumulation_gives_the_whole_batchs_step() {
     let worst = w.iter().flatten().zip(a.iter().flatten()).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(worst <= 1e-6, "accumulated step differs by {worst}");
 }
+
+/// Positions after a sequence's last target reach no loss (attention is causal): `SftData` cuts them
+/// off before the pass, and the step's loss and gradients are those of the whole sequences.
+#[test]
+fn positions_past_the_last_target_are_cut_and_change_nothing() {
+    use lora_lab::train::{Objective, SftData, SftObjective, SftState};
+    let model = smol_like(8, 300);
+    let (ids, targets) = batch(300);
+    // Each sequence of 20 gets 6 more tokens outside the loss: 2 × 26, of which 2 × 19 are needed.
+    let mut r = Rng::new(12, Stream::Replay);
+    let seqs: Vec<Vec<u32>> =
+        ids.chunks(20).map(|s| s.iter().copied().chain((0..6).map(|_| r.below(300))).collect()).collect();
+    let masks: Vec<Vec<bool>> =
+        targets.chunks(20).map(|t| (0..26).map(|i| (1..=20).contains(&i) && t[i - 1].is_some()).collect()).collect();
+    let long_ids: Vec<u32> = seqs.concat();
+    let long_targets: Vec<Option<u32>> = targets.chunks(20).flat_map(|t| t.iter().copied().chain([None; 6])).collect();
+    let count = targets.iter().flatten().count();
+
+    let mut whole = adapter(&model, 0.0);
+    let mut acts = SftActivations::default();
+    let (sum, _) =
+        model.sft_pass(&one(&long_ids, 2, 26, &long_targets), count, &mut acts, Some(&mut whole), true).unwrap();
+    let (_, g_plain) = plain(&model, &mut adapter(&model, 0.0), &ids, &targets, count);
+    // The step clips its gradients to a norm of 1, as TRL's does.
+    let clipped = |mut g: Vec<Vec<f32>>| {
+        lora_lab::nn::clip_grad_norm(&mut g.iter_mut().map(|v| &mut v[..]).collect::<Vec<_>>(), 1.0);
+        g
+    };
+
+    let data = SftData::new(seqs.iter().zip(&masks).map(|(s, m)| (&s[..], &m[..])), 300).unwrap();
+    assert_eq!(data.total_targets(), count);
+    let mut a = adapter(&model, 0.0);
+    let mut state = SftState::new(&a, 0.0, 2);
+    // lr 0: the step leaves the adapter as it was and its gradients in place
+    let loss =
+        SftObjective { base: &model, adapter: &mut a, state: &mut state }.train_batch(&data, &[0, 1], 0.0).unwrap();
+    let mean = (sum / count as f64) as f32;
+    assert!((loss - mean).abs() <= 1e-6 * mean.abs(), "loss {loss} vs the whole sequences' {mean}");
+    assert_close("cut", &grads_of(&a), &clipped(grads_of(&whole)));
+    assert_close("cut against the plain path", &grads_of(&a), &clipped(g_plain));
+    assert!(
+        state.activation_bytes() * 26 < acts.bytes() * 20,
+        "{} bytes kept for 2 × 19 positions, {} for 2 × 26",
+        state.activation_bytes(),
+        acts.bytes()
+    );
+}

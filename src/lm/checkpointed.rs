@@ -1,6 +1,7 @@
 //! Training an adapter over a frozen base the way `prepare_model_for_kbit_training` sets PEFT up, in
 //! the memory a browser tab has: gradient checkpointing (each decoder layer's input kept, the rest
-//! recomputed layer by layer in the backward pass, with the same dropout draws), and the output layer
+//! recomputed layer by layer in the backward pass, with the same dropout draws — all but the top layer,
+//! whose activations the forward pass has just made), and the output layer
 //! and its 49,152-way softmax computed only at the rows that have a target, `LOSS_ROWS` rows at a time
 //! (never all logits of a batch). The base's weights get no gradient buffers. Evaluation runs the same
 //! pass without the backward, keeping two layer buffers.
@@ -115,7 +116,7 @@ impl Llama {
     /// One pass over `batch` (its sequences of packed examples, or each from position 0) with the loss
     /// at the rows whose `targets` entry is set: → (summed cross-entropy, rows).
     /// With `train` the gradient of (sum / `denom`) flows back through every layer down to the lowest
-    /// one `delta` adapts, recomputing each from its saved input, and `delta`'s gradients are written
+    /// one `delta` adapts, recomputing each below the top from its saved input, and `delta`'s gradients are written
     /// (the base's weights get none). `delta` must not adapt the output layer.
     #[allow(clippy::too_many_arguments)]
     pub fn sft_pass(
@@ -210,23 +211,27 @@ impl Llama {
         }
         let rope = acts.rope.as_ref().expect("set above");
         for l in (lowest..c.layers).rev() {
-            // The layer again, with the dropout draws its first forward made.
-            if let (Some(d), Some(draws)) = (delta.as_deref_mut(), acts.draws[l].clone()) {
-                d.replay_draws(draws);
+            // The layer again, with the dropout draws its first forward made — but for the top one,
+            // whose activations (and the delta's) the forward has just left in place.
+            if l + 1 < c.layers {
+                if let (Some(d), Some(draws)) = (delta.as_deref_mut(), acts.draws[l].clone()) {
+                    d.replay_draws(draws);
+                }
+                let la = &mut acts.layer;
+                self.layer_forward(
+                    l,
+                    &acts.xs[l],
+                    &mut acts.spare,
+                    la,
+                    &mut acts.scratch,
+                    rope,
+                    b,
+                    t,
+                    Keys::Own(positions),
+                    &mut delta,
+                );
             }
             let la = &mut acts.layer;
-            self.layer_forward(
-                l,
-                &acts.xs[l],
-                &mut acts.spare,
-                la,
-                &mut acts.scratch,
-                rope,
-                b,
-                t,
-                Keys::Own(positions),
-                &mut delta,
-            );
             let pos = positions.map_or(Positions::From(0), Positions::Each);
             self.layer_backward(l, &acts.xs[l], la, rope, (b, t, pos), s, None, l > lowest, &mut delta);
         }

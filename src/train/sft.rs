@@ -116,14 +116,17 @@ impl SftData {
         batch.iter().map(|&i| self.examples[i as usize].targets.iter().flatten().count()).sum()
     }
 
-    /// Fills `b` with the sequences `batch` names, each padded on the right with `pad` to the longest
-    /// (positions, where one of them packs examples, counting on through the padding).
+    /// Fills `b` with the sequences `batch` names, each cut after its last position with a target and
+    /// padded on the right with `pad` to the longest (positions, where one of them packs examples,
+    /// counting on through the padding). The cut changes nothing: under causal attention a position
+    /// reaches only those after it, and none of those is in the loss (a sequence's last token never is).
     fn fill(&self, batch: &[u32], pad: u32, b: &mut Batch) -> Result<()> {
         let get = |i: u32| self.examples.get(i as usize).ok_or_else(|| LabError::state(format!("no example {i}")));
+        let used = |s: &Sequence| s.targets.iter().rposition(Option::is_some).map_or(1, |i| i + 1);
         let (mut t, mut packed) = (0, false);
         for &i in batch {
             let e = get(i)?;
-            t = t.max(e.ids.len());
+            t = t.max(used(e));
             packed |= !e.positions.is_empty();
         }
         b.ids.clear();
@@ -131,16 +134,19 @@ impl SftData {
         b.positions.clear();
         b.packed = packed;
         for &i in batch {
-            let Sequence { ids: e, targets: tg, positions: pos } = get(i)?;
+            let s = get(i)?;
+            let u = used(s);
+            let (e, tg) = (&s.ids[..u], &s.targets[..u]);
             b.ids.extend_from_slice(e);
-            b.ids.resize(b.ids.len() + t - e.len(), pad);
+            b.ids.resize(b.ids.len() + t - u, pad);
             b.targets.extend_from_slice(tg);
-            b.targets.resize(b.targets.len() + t - tg.len(), None);
+            b.targets.resize(b.targets.len() + t - u, None);
             if packed {
-                let last = pos.last().map_or(e.len(), |&p| p as usize + 1);
+                let pos = &s.positions[..s.positions.len().min(u)];
+                let last = pos.last().map_or(u, |&p| p as usize + 1);
                 b.positions.extend_from_slice(pos);
-                b.positions.extend((pos.len()..e.len()).map(|i| i as u32));
-                b.positions.extend((0..t - e.len()).map(|j| (last + j) as u32));
+                b.positions.extend((pos.len()..u).map(|i| i as u32));
+                b.positions.extend((0..t - u).map(|j| (last + j) as u32));
             }
         }
         b.t = t;
