@@ -314,3 +314,44 @@ fn positions_past_the_last_target_are_cut_and_change_nothing() {
         acts.bytes()
     );
 }
+
+/// Sequences that begin alike (a chat template's system prompt): evaluation runs their common first
+/// positions once and reads their keys and values from a cache — the loss the full pass gives. The
+/// shared part stops at the first target and at the first id that differs; training never shares.
+#[test]
+fn evaluation_runs_a_shared_beginning_once_with_the_same_loss() {
+    let model = smol_like(9, 300);
+    let mut r = Rng::new(13, Stream::Replay);
+    let common: Vec<u32> = (0..12).map(|_| r.below(300)).collect();
+    let ids: Vec<u32> =
+        (0..3).flat_map(|_| common.iter().copied().chain((0..12).map(|_| r.below(300))).collect::<Vec<_>>()).collect();
+    let mut a = adapter(&model, 0.0);
+    for (first_target, want) in [(14, 12), (10, 10), (5, 0)] {
+        let targets: Vec<Option<u32>> =
+            (0..72).map(|i| (i % 24 >= first_target && i % 24 < 23).then(|| ids[i + 1])).collect();
+        let count = targets.iter().flatten().count();
+        let mut train = SftActivations::default();
+        let (full, _) = model.sft_pass(&one(&ids, 3, 24, &targets), count, &mut train, Some(&mut a), true).unwrap();
+        assert_eq!(train.shared_positions(), 0, "training shares nothing");
+        let mut eval = SftActivations::default();
+        let (sum, rows) = model.sft_pass(&one(&ids, 3, 24, &targets), count, &mut eval, Some(&mut a), false).unwrap();
+        assert_eq!((eval.shared_positions(), rows), (want, count), "targets from {first_target}");
+        assert!((sum - full).abs() <= 1e-6 * full.abs(), "targets from {first_target}: loss {sum} vs {full}");
+    }
+    // One differing id at position 9 leaves 9 shared positions.
+    let mut ids2 = ids.clone();
+    ids2[24 + 9] = (ids2[24 + 9] + 1) % 300;
+    let targets: Vec<Option<u32>> = (0..72).map(|i| (i % 24 >= 14 && i % 24 < 23).then(|| ids2[i + 1])).collect();
+    let count = targets.iter().flatten().count();
+    let mut train = SftActivations::default();
+    let (full, _) = model.sft_pass(&one(&ids2, 3, 24, &targets), count, &mut train, Some(&mut a), true).unwrap();
+    let mut eval = SftActivations::default();
+    let (sum, _) = model.sft_pass(&one(&ids2, 3, 24, &targets), count, &mut eval, Some(&mut a), false).unwrap();
+    assert_eq!(eval.shared_positions(), 9);
+    assert!((sum - full).abs() <= 1e-6 * full.abs(), "loss {sum} vs {full}");
+    // With dropout the sequences' masks differ: nothing is shared.
+    let mut dropped = adapter(&model, 0.1);
+    dropped.set_training(Some(3));
+    model.sft_pass(&one(&ids2, 3, 24, &targets), count, &mut eval, Some(&mut dropped), false).unwrap();
+    assert_eq!(eval.shared_positions(), 0);
+}

@@ -15,6 +15,7 @@ use super::layer::{Keys, LayerActs};
 use super::model::Llama;
 use super::norm;
 use super::rope::{Positions, Rope};
+use super::shared_prefix::{shared_positions, SharedPrefix};
 use crate::error::{LabError, Result};
 use crate::lm::loss;
 use crate::nn::LayerDelta;
@@ -94,6 +95,9 @@ pub struct SftActivations {
     dnormed: Vec<f32>,
     dhidden: Vec<f32>,
     grads: Scratch,
+    /// Evaluation's buffers for the positions every sequence shares, and how many the last pass shared.
+    shared: SharedPrefix,
+    shared_last: usize,
 }
 
 impl SftActivations {
@@ -109,6 +113,12 @@ impl SftActivations {
             + f(&self.dhidden)
             + self.layer.bytes()
             + self.grads.bytes()
+            + self.shared.bytes()
+    }
+
+    /// How many first positions the last pass ran once for all its sequences (0: none).
+    pub fn shared_positions(&self) -> usize {
+        self.shared_last
     }
 }
 
@@ -147,10 +157,16 @@ impl Llama {
             resize(x, n * h);
         }
         resize(&mut acts.spare, n * h);
-        self.embed_rows(ids, &mut acts.xs[0]);
         acts.draws.clear();
-        {
+        let shared = if train { 0 } else { shared_positions(batch, &delta) };
+        acts.shared_last = shared;
+        if shared > 0 {
             let rope = acts.rope.as_ref().expect("set above");
+            let (la, out) = (&mut acts.layer, &mut acts.xs[c.layers % 2]);
+            self.forward_shared_prefix(batch, shared, &mut acts.shared, la, &mut acts.scratch, rope, &mut delta, out);
+        } else {
+            let rope = acts.rope.as_ref().expect("set above");
+            self.embed_rows(ids, &mut acts.xs[0]);
             for l in 0..c.layers {
                 acts.draws.push(delta.as_ref().and_then(|d| d.draws()));
                 let (i, o) = if train { (l, l + 1) } else { (l % 2, (l + 1) % 2) };

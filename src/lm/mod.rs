@@ -6,7 +6,8 @@
 //! `attention` (causal, per head), `gate` (the SiLU-gated MLP's middle), `loss` (the causal-LM loss).
 //! `layer` is one decoder layer's forward (training, evaluation and generation run it), `forward` and
 //! `backward` run the whole model, `checkpointed` trains an adapter over a frozen base in little memory
-//! (gradient checkpointing, the loss at chosen rows in chunks), `generate` samples from it with a key/value cache;
+//! (gradient checkpointing, the loss at chosen rows in chunks; `shared_prefix` runs an evaluation's
+//! common first positions once), `generate` samples from it with a key/value cache;
 //! `model` holds the parameters, `config` the shape.
 
 mod attention;
@@ -22,6 +23,7 @@ pub mod loss;
 mod model;
 mod norm;
 mod rope;
+mod shared_prefix;
 
 pub use backward::LmGrads;
 pub use checkpointed::{SftActivations, SftBatch, LOSS_ROWS};
