@@ -1,7 +1,8 @@
 //! Training an adapter over a frozen base the way `prepare_model_for_kbit_training` sets PEFT up, in
 //! the memory a browser tab has: gradient checkpointing (each decoder layer's input kept, the rest
 //! recomputed layer by layer in the backward pass, with the same dropout draws — all but the top layer,
-//! whose activations the forward pass has just made), and the output layer
+//! whose activations the forward pass has just made, and but each layer's output, which the backward
+//! never reads: a quarter of a layer's products is down_proj's), and the output layer
 //! and its 49,152-way softmax computed only at the rows that have a target, `LOSS_ROWS` rows at a time
 //! (never all logits of a batch). The base's weights get no gradient buffers. Evaluation runs the same
 //! pass without the backward, keeping two layer buffers.
@@ -78,8 +79,6 @@ pub struct SftActivations {
     /// One layer's activations, recomputed for each layer in turn.
     layer: LayerActs,
     scratch: Vec<f32>,
-    /// A recomputed layer's output, not needed (its input to the next layer is kept).
-    spare: Vec<f32>,
     rope: Option<Rope>,
     /// The delta's dropout draws before each layer's forward, and after the last.
     draws: Vec<Option<Rng>>,
@@ -105,10 +104,7 @@ impl SftActivations {
     pub fn bytes(&self) -> usize {
         let f = |v: &Vec<f32>| v.capacity() * 4;
         self.xs.iter().map(f).sum::<usize>()
-            + [&self.scratch, &self.spare, &self.hidden, &self.normed, &self.logits, &self.dlogits]
-                .into_iter()
-                .map(f)
-                .sum::<usize>()
+            + [&self.scratch, &self.hidden, &self.normed, &self.logits, &self.dlogits].into_iter().map(f).sum::<usize>()
             + f(&self.dnormed)
             + f(&self.dhidden)
             + self.layer.bytes()
@@ -156,7 +152,6 @@ impl Llama {
         for x in &mut acts.xs {
             resize(x, n * h);
         }
-        resize(&mut acts.spare, n * h);
         acts.draws.clear();
         let shared = if train { 0 } else { shared_positions(batch, &delta) };
         acts.shared_last = shared;
@@ -172,7 +167,18 @@ impl Llama {
                 let (i, o) = if train { (l, l + 1) } else { (l % 2, (l + 1) % 2) };
                 let (x, out) = two(&mut acts.xs, i, o);
                 let la = &mut acts.layer;
-                self.layer_forward(l, x, out, la, &mut acts.scratch, rope, b, t, Keys::Own(positions), &mut delta);
+                self.layer_forward(
+                    l,
+                    x,
+                    Some(out),
+                    la,
+                    &mut acts.scratch,
+                    rope,
+                    b,
+                    t,
+                    Keys::Own(positions),
+                    &mut delta,
+                );
             }
             acts.draws.push(delta.as_ref().and_then(|d| d.draws()));
         }
@@ -237,7 +243,7 @@ impl Llama {
                 self.layer_forward(
                     l,
                     &acts.xs[l],
-                    &mut acts.spare,
+                    None,
                     la,
                     &mut acts.scratch,
                     rope,

@@ -166,10 +166,8 @@ impl Llama {
             // The prompt in chunks, then one new token per step.
             let t = if pos < p { PREFILL_CHUNK.min(p - pos) } else { 1 };
             // A finished sequence goes on being fed its last token (its results are not used).
-            let ids: Vec<u32> = seqs
-                .iter()
-                .flat_map(|q| (pos..pos + t).map(|i| q.get(i).copied().unwrap_or(q[q.len() - 1])))
-                .collect();
+            let ids: Vec<u32> =
+                seqs.iter().flat_map(|q| (pos..pos + t).map(|i| q.get(i).copied().unwrap_or(q[q.len() - 1]))).collect();
             // Sampling starts after the prompt's last token.
             let sample = pos + t >= p && pos + t < cap;
             let int8 = limits.int8 && pos >= p;
@@ -180,7 +178,7 @@ impl Llama {
                 self.embed_rows(&ids, &mut x);
                 for l in 0..c.layers {
                     let keys = Keys::Cache { k: &mut cache_k[l], v: &mut cache_v[l], cap, pos0: pos, int8 };
-                    self.layer_forward(l, &x, &mut x_next, &mut la, &mut sc, &rope, n, t, keys, &mut delta);
+                    self.layer_forward(l, &x, Some(&mut x_next), &mut la, &mut sc, &rope, n, t, keys, &mut delta);
                     std::mem::swap(&mut x, &mut x_next);
                 }
                 if sample {

@@ -63,13 +63,15 @@ pub(super) enum Keys<'a> {
 
 impl Llama {
     /// Layer `l` over `x` (b·t rows of hidden) into `x_next`; `la` keeps what backward needs (for
-    /// `Keys::Own`), `sc` is scratch.
+    /// `Keys::Own`), `sc` is scratch. Without `x_next` the layer is recomputed for its backward pass,
+    /// which never reads its output: down_proj's product is skipped (a delta on it still runs, for what
+    /// its backward keeps and for its dropout draws).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn layer_forward(
         &self,
         l: usize,
         x: &[f32],
-        x_next: &mut [f32],
+        x_next: Option<&mut [f32]>,
         la: &mut LayerActs,
         sc: &mut Vec<f32>,
         rope: &Rope,
@@ -123,7 +125,17 @@ impl Llama {
         project(self, c.module(l, GATE), &la.c, &mut la.g, n, int8, delta);
         project(self, c.module(l, UP), &la.c, &mut la.u, n, int8, delta);
         gate::forward(&la.g, &la.u, &mut la.m);
-        project(self, c.module(l, DOWN), &la.m, &mut sc[..n * h], n, int8, delta);
-        x_next.iter_mut().zip(la.h2.iter().zip(sc.iter())).for_each(|(xn, (h2, y))| *xn = h2 + y);
+        let down = c.module(l, DOWN);
+        match x_next {
+            Some(x_next) => {
+                project(self, down, &la.m, &mut sc[..n * h], n, int8, delta);
+                x_next.iter_mut().zip(la.h2.iter().zip(sc.iter())).for_each(|(xn, (h2, y))| *xn = h2 + y);
+            }
+            None => {
+                if let Some(d) = delta.as_deref_mut().filter(|d| d.is_active(down)) {
+                    d.forward(down, &la.m, &mut sc[..n * h], n);
+                }
+            }
+        }
     }
 }
