@@ -133,6 +133,10 @@ fn a_run_on_the_nf4_base_says_so_and_its_train_py_quantises_as_bitsandbytes() {
     // ~3.5 nats as read, ~5 in NF4; on prose the two are as good: the test above).
     assert_ne!(plain.eval_loss_before, on4.eval_loss_before);
     lab.llm_dequantize_base().unwrap();
+    // The base's loss is measured once per base (and data): back on the base as read, it is the first
+    // run's again, not the NF4 base's.
+    let ev = lab.llm_evaluate(Some(&data)).unwrap();
+    assert_eq!(Some(ev.base.loss), plain.eval_loss_before);
     // Its epoch's checkpoint restored over the base as read is still the NF4 run's.
     let id = lab.llm_checkpoints().last().unwrap().id;
     lab.llm_restore_checkpoint(id).unwrap();

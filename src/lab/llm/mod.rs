@@ -27,6 +27,7 @@ pub use train::{
 use super::adapters::{AdapterInfo, AdapterList};
 use super::checkpoints::Checkpoints;
 use crate::lora::{Adaptable, Adapter};
+use crate::train::SftData;
 use crate::nn::LayerDelta;
 use train::{AdapterMeta, LlmRun};
 
@@ -50,6 +51,9 @@ pub(super) struct LlmRoom {
     active: Option<String>,
     run: Option<LlmRun>,
     checkpoints: Checkpoints,
+    /// The base's held-out loss on the data it was measured on, until the base changes: evaluating the
+    /// base, then training (whose loss before is the base's), measures it once.
+    base_loss: Option<(SftData, f64)>,
 }
 
 impl LlmRoom {
@@ -64,6 +68,7 @@ impl LlmRoom {
     /// A new model: the adapters of the old one cannot run on it.
     fn set_model(&mut self, model: Pretrained) {
         self.model = Some(model);
+        self.base_loss = None;
         self.adapters.clear();
         self.active = None;
         self.checkpoints.clear();
@@ -92,6 +97,7 @@ impl LlmRoom {
     }
 
     pub(in crate::lab) fn llama_mut(&mut self) -> Option<&mut crate::lm::Llama> {
+        self.base_loss = None;
         self.model.as_mut().map(|m| &mut m.model)
     }
 

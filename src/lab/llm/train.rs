@@ -447,6 +447,16 @@ fn held_out_loss(m: &Pretrained, data: &SftData, delta: Option<&mut dyn LayerDel
     Ok(mean(sum, count))
 }
 
+/// The held-out loss of the base alone, measured once per base and data (`LlmRoom::base_loss`).
+fn base_held_out_loss(m: &Pretrained, data: &SftData, memo: &mut Option<(SftData, f64)>) -> Result<f64> {
+    if let Some((_, loss)) = memo.as_ref().filter(|(seen, _)| seen == data) {
+        return Ok(*loss);
+    }
+    let loss = held_out_loss(m, data, None)?;
+    *memo = Some((data.clone(), loss));
+    Ok(loss)
+}
+
 impl LlmRoom {
     pub(in crate::lab) fn is_training(&self) -> bool {
         self.run.is_some()
@@ -578,6 +588,7 @@ impl Lab {
         let room = &mut self.llm;
         let m = room.model.as_ref().ok_or_else(|| LabError::state("the pretrained model is gone"))?;
         let run = room.run.as_mut().ok_or_else(|| LabError::state("no fine-tuning run in progress"))?;
+        let base_loss = &mut room.base_loss;
         let LlmRun {
             trainer, adapter, state, data, eval_before, eval_loss, exact_match_each_epoch, exact_match, ..
         } = run;
@@ -585,7 +596,8 @@ impl Lab {
         let tokens_per_sec =
             |t: &Trainer, s: &SftState| if t.seconds() > 0.0 { s.tokens as f64 / t.seconds() } else { 0.0 };
         if eval_before.is_none() {
-            let loss = held_out_loss(m, &data.held_out, None)?;
+            // A fresh adapter adds nothing yet (lora_B is zero): the base's loss, measured once.
+            let loss = base_held_out_loss(m, &data.held_out, base_loss)?;
             *eval_before = Some(loss);
             let progress = trainer.step(&mut SftObjective { base: &m.model, adapter, state }, &data.train, 0)?;
             return Ok(SftProgress {
@@ -695,9 +707,13 @@ impl Lab {
         };
         let data = data.cloned().unwrap_or_else(|| plan.data.clone());
         let prepared = m.prepare(&data, room.demo.as_ref(), &plan)?;
+        let base_loss = base_held_out_loss(m, &prepared.held_out, &mut room.base_loss)?;
         let score = |delta: Option<&mut dyn LayerDelta>| -> Result<Scores> {
             let mut delta = delta;
-            let loss = held_out_loss(m, &prepared.held_out, delta.as_mut().map(|d| &mut **d as &mut dyn LayerDelta))?;
+            let loss = match delta.as_mut() {
+                Some(d) => held_out_loss(m, &prepared.held_out, Some(&mut **d as &mut dyn LayerDelta))?,
+                None => base_loss,
+            };
             let (exact_match, answers) = crate::kernels::on_pool(|| m.exact_match(&prepared.questions, delta))?;
             Ok(Scores { loss, exact_match, answers })
         };
