@@ -35,11 +35,16 @@ fn smol_like(seed: u64, vocab: usize) -> Llama {
 /// LoRA on the q/k/v and down projections of layers 1 and 2 (layer 0 untouched: the backward stops
 /// above it), both factors random so every gradient is non-zero.
 fn adapter(model: &Llama, dropout: f32) -> Adapter {
+    adapter_on(model, dropout, &["q_proj", "k_proj", "v_proj", "down_proj"])
+}
+
+/// `adapter` on the named projections.
+fn adapter_on(model: &Llama, dropout: f32, modules: &[&str]) -> Adapter {
     let names = model.cfg.linear_modules();
     let targets: Vec<usize> = (0..names.len())
         .filter(|&i| {
             let n = &names[i].0;
-            !n.contains("layers.0.") && ["q_proj", "k_proj", "v_proj", "down_proj"].iter().any(|m| n.ends_with(m))
+            !n.contains("layers.0.") && modules.iter().any(|m| n.ends_with(m))
         })
         .collect();
     let cfg = LoraConfig {
@@ -108,16 +113,19 @@ fn the_checkpointed_pass_gives_the_plain_paths_loss_and_gradients() {
     let (ids, targets) = batch(300);
     let count = targets.iter().flatten().count();
     assert!(count < LOSS_ROWS * 2 && count > 10, "{count} target rows");
-    for dropout in [0.0, 0.1] {
-        let mut a = adapter(&model, dropout);
+    // Without a delta on o_proj the recomputed layers skip the attention's sum of values and o_proj;
+    // with one (and on every projection) they run its delta, with the same dropout draws.
+    let all = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+    for (modules, dropout) in [(&all[..3], 0.0), (&all[..3], 0.1), (&all[..], 0.0), (&all[..], 0.1)] {
+        let mut a = adapter_on(&model, dropout, modules);
         a.set_training(Some(7));
         let mut b = a.clone();
         let (sum, g_plain) = plain(&model, &mut a, &ids, &targets, count);
         let mut acts = SftActivations::default();
         let (sum2, rows) = model.sft_pass(&one(&ids, 2, 20, &targets), count, &mut acts, Some(&mut b), true).unwrap();
         assert_eq!(rows, count);
-        assert!((sum - sum2).abs() <= 1e-5 * sum.abs(), "dropout {dropout}: loss {sum} vs {sum2}");
-        assert_close(&format!("dropout {dropout}"), &grads_of(&b), &g_plain);
+        assert!((sum - sum2).abs() <= 1e-5 * sum.abs(), "{modules:?}, dropout {dropout}: loss {sum} vs {sum2}");
+        assert_close(&format!("{modules:?}, dropout {dropout}"), &grads_of(&b), &g_plain);
         // The next batch draws fresh masks from where the plain path's stream stands.
         assert_eq!(lora_lab::nn::LayerDelta::draws(&a), lora_lab::nn::LayerDelta::draws(&b));
     }

@@ -59,20 +59,33 @@ fn causal_softmax(s: &mut [f32], tk: usize, pos0: usize, scale: f32, start: impl
 
 /// q, o: query blocks; k, v: key/value blocks (see [`Shape`]); p: `b · heads` blocks of tq × tk (the
 /// attention weights, kept for backward). `pos`: where packed examples start (`Positions::Each`, with
-/// `pos0` 0): a query attends to its own example's keys only.
+/// `pos0` 0): a query attends to its own example's keys only. Without `o`, only the weights are made
+/// (a layer recomputed for its backward pass, whose output is known).
 #[allow(clippy::too_many_arguments)]
-pub fn forward(q: &[f32], k: &[f32], v: &[f32], p: &mut [f32], o: &mut [f32], sh: Shape, scale: f32, pos: Positions) {
+pub fn forward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    p: &mut [f32],
+    o: Option<&mut [f32]>,
+    sh: Shape,
+    scale: f32,
+    pos: Positions,
+) {
     let (d, tq, tk) = (sh.d, sh.tq, sh.tk());
     let (qd, kd) = (tq * d, sh.cap * d);
-    let (ps, os) = (Chunks::new(p, tq * tk), Chunks::new(o, qd));
-    par_for(os.count(), &|bh| {
-        let (p, o) = (ps.take(bh), os.take(bh));
+    let ps = Chunks::new(p, tq * tk);
+    let os = o.map(|o| Chunks::new(o, qd));
+    par_for(ps.count(), &|bh| {
+        let p = ps.take(bh);
         let kb = sh.kv_block(bh);
         let (q, k, v) = (&q[bh * qd..][..qd], &k[kb * kd..][..tk * d], &v[kb * kd..][..tk * d]);
         gemm(Strided::row_major(q, tq, d), Strided::transposed(k, d, tk), p, tk, Epilogue::default());
         let bi = bh / sh.heads;
         causal_softmax(p, tk, sh.pos0, scale, |i| pos.start(bi, i, tq));
-        gemm(Strided::row_major(p, tq, tk), Strided::row_major(v, tk, d), o, d, Epilogue::default());
+        if let Some(os) = &os {
+            gemm(Strided::row_major(p, tq, tk), Strided::row_major(v, tk, d), os.take(bh), d, Epilogue::default());
+        }
     });
 }
 

@@ -1,9 +1,11 @@
 //! Training an adapter over a frozen base the way `prepare_model_for_kbit_training` sets PEFT up, in
-//! the memory a browser tab has: gradient checkpointing (each decoder layer's input kept, the rest
-//! recomputed layer by layer in the backward pass, with the same dropout draws — all but the top layer,
-//! whose activations the forward pass has just made, and but each layer's output, which the backward
-//! never reads: a quarter of a layer's products is down_proj's), and the output layer
-//! and its 49,152-way softmax computed only at the rows that have a target, `LOSS_ROWS` rows at a time
+//! the memory a browser tab has: gradient checkpointing — each decoder layer's input kept, and its
+//! x + attention (one more row of hidden per token), the rest recomputed layer by layer in the backward
+//! pass with the same dropout draws; but not the top layer, whose activations the forward pass has just
+//! made, and not what the backward never reads: the layer's output (down_proj's product, a quarter of a
+//! layer's work) and, x + attention being kept, o_proj's product and the attention's weighted sum of
+//! the values. The output layer and its 49,152-way softmax are computed only at the rows that have a
+//! target, `LOSS_ROWS` rows at a time
 //! (never all logits of a batch). The base's weights get no gradient buffers. Evaluation runs the same
 //! pass without the backward, keeping two layer buffers.
 //!
@@ -12,7 +14,7 @@
 
 use super::backward::Scratch;
 use super::forward::resize;
-use super::layer::{Keys, LayerActs};
+use super::layer::{Keys, LayerActs, Output};
 use super::model::Llama;
 use super::norm;
 use super::rope::{Positions, Rope};
@@ -76,6 +78,9 @@ pub struct SftActivations {
     /// Training: `xs[l]` is layer l's input, `xs[layers]` the last layer's output (n × hidden each).
     /// Evaluation: two buffers, layer l reading `xs[l % 2]`.
     xs: Vec<Vec<f32>>,
+    /// Training: `h2s[l]` is layer l's x + attention (n × hidden), below the top layer: its
+    /// recomputation starts the MLP from it instead of making it again through o_proj.
+    h2s: Vec<Vec<f32>>,
     /// One layer's activations, recomputed for each layer in turn.
     layer: LayerActs,
     scratch: Vec<f32>,
@@ -103,7 +108,7 @@ impl SftActivations {
     /// Bytes the buffers hold now (the page reports it beside the model's).
     pub fn bytes(&self) -> usize {
         let f = |v: &Vec<f32>| v.capacity() * 4;
-        self.xs.iter().map(f).sum::<usize>()
+        self.xs.iter().chain(&self.h2s).map(f).sum::<usize>()
             + [&self.scratch, &self.hidden, &self.normed, &self.logits, &self.dlogits].into_iter().map(f).sum::<usize>()
             + f(&self.dnormed)
             + f(&self.dhidden)
@@ -152,6 +157,12 @@ impl Llama {
         for x in &mut acts.xs {
             resize(x, n * h);
         }
+        let h2s = if train { c.layers - 1 } else { 0 };
+        acts.h2s.truncate(h2s);
+        acts.h2s.resize_with(h2s, Vec::new);
+        for x in &mut acts.h2s {
+            resize(x, n * h);
+        }
         acts.draws.clear();
         let shared = if train { 0 } else { shared_positions(batch, &delta) };
         acts.shared_last = shared;
@@ -167,18 +178,11 @@ impl Llama {
                 let (i, o) = if train { (l, l + 1) } else { (l % 2, (l + 1) % 2) };
                 let (x, out) = two(&mut acts.xs, i, o);
                 let la = &mut acts.layer;
-                self.layer_forward(
-                    l,
-                    x,
-                    Some(out),
-                    la,
-                    &mut acts.scratch,
-                    rope,
-                    b,
-                    t,
-                    Keys::Own(positions),
-                    &mut delta,
-                );
+                let keys = Keys::Own(positions);
+                self.layer_forward(l, x, Output::Next(out), la, &mut acts.scratch, rope, b, t, keys, &mut delta);
+                if train && l + 1 < c.layers {
+                    acts.h2s[l].copy_from_slice(&la.h2);
+                }
             }
             acts.draws.push(delta.as_ref().and_then(|d| d.draws()));
         }
@@ -239,19 +243,9 @@ impl Llama {
                 if let (Some(d), Some(draws)) = (delta.as_deref_mut(), acts.draws[l].clone()) {
                     d.replay_draws(draws);
                 }
-                let la = &mut acts.layer;
-                self.layer_forward(
-                    l,
-                    &acts.xs[l],
-                    None,
-                    la,
-                    &mut acts.scratch,
-                    rope,
-                    b,
-                    t,
-                    Keys::Own(positions),
-                    &mut delta,
-                );
+                let (la, out) = (&mut acts.layer, Output::Recompute { h2: &acts.h2s[l] });
+                let keys = Keys::Own(positions);
+                self.layer_forward(l, &acts.xs[l], out, la, &mut acts.scratch, rope, b, t, keys, &mut delta);
             }
             let la = &mut acts.layer;
             let pos = positions.map_or(Positions::From(0), Positions::Each);

@@ -2,7 +2,7 @@
 //! backward pass needs. Every Linear goes through `project`, where an adapter (`LayerDelta`) may add
 //! its part; module indices are `LmConfig::linear_modules`'s.
 
-use super::layer::{Keys, LayerActs};
+use super::layer::{Keys, LayerActs, Output};
 use super::model::Llama;
 use super::norm;
 use super::rope::Rope;
@@ -122,7 +122,18 @@ impl Llama {
             let (lo, hi) = acts.xs.split_at_mut(l + 1);
             let la = &mut acts.layers[if acts.inference { 0 } else { l }];
             let keys = Keys::Own(None);
-            self.layer_forward(l, &lo[l], Some(&mut hi[0]), la, &mut acts.scratch, rope, b, t, keys, &mut delta);
+            self.layer_forward(
+                l,
+                &lo[l],
+                Output::Next(&mut hi[0]),
+                la,
+                &mut acts.scratch,
+                rope,
+                b,
+                t,
+                keys,
+                &mut delta,
+            );
         }
         resize(&mut acts.rstd_f, n);
         resize(&mut acts.f, n * h);

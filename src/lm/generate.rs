@@ -5,7 +5,7 @@
 //! computed (the final norm and `lm_head` on one row per sequence).
 
 use super::forward::{project, resize};
-use super::layer::{Keys, LayerActs};
+use super::layer::{Keys, LayerActs, Output};
 use super::model::Llama;
 use super::norm;
 use super::rope::Rope;
@@ -178,7 +178,18 @@ impl Llama {
                 self.embed_rows(&ids, &mut x);
                 for l in 0..c.layers {
                     let keys = Keys::Cache { k: &mut cache_k[l], v: &mut cache_v[l], cap, pos0: pos, int8 };
-                    self.layer_forward(l, &x, Some(&mut x_next), &mut la, &mut sc, &rope, n, t, keys, &mut delta);
+                    self.layer_forward(
+                        l,
+                        &x,
+                        Output::Next(&mut x_next),
+                        &mut la,
+                        &mut sc,
+                        &rope,
+                        n,
+                        t,
+                        keys,
+                        &mut delta,
+                    );
                     std::mem::swap(&mut x, &mut x_next);
                 }
                 if sample {

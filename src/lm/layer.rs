@@ -61,17 +61,26 @@ pub(super) enum Keys<'a> {
     Cache { k: &'a mut [f32], v: &'a mut [f32], cap: usize, pos0: usize, int8: bool },
 }
 
+/// What a layer's forward pass is for.
+pub(super) enum Output<'a> {
+    /// The layer's output (b·t rows of hidden), into this buffer.
+    Next(&'a mut [f32]),
+    /// A recomputation for the layer's backward pass, which never reads the output, given `h2` (x +
+    /// attention) as the first forward made it: o_proj's and down_proj's products are skipped (a delta
+    /// on either still runs, for what its backward keeps and for its dropout draws), and with o_proj's
+    /// the attention's weighted sum of the values unless o_proj has a delta.
+    Recompute { h2: &'a [f32] },
+}
+
 impl Llama {
-    /// Layer `l` over `x` (b·t rows of hidden) into `x_next`; `la` keeps what backward needs (for
-    /// `Keys::Own`), `sc` is scratch. Without `x_next` the layer is recomputed for its backward pass,
-    /// which never reads its output: down_proj's product is skipped (a delta on it still runs, for what
-    /// its backward keeps and for its dropout draws).
+    /// Layer `l` over `x` (b·t rows of hidden), for `out`; `la` keeps what backward needs (for
+    /// `Keys::Own`), `sc` is scratch.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn layer_forward(
         &self,
         l: usize,
         x: &[f32],
-        x_next: Option<&mut [f32]>,
+        out: Output,
         la: &mut LayerActs,
         sc: &mut Vec<f32>,
         rope: &Rope,
@@ -114,24 +123,43 @@ impl Llama {
         }
         let shape = Shape { tq: t, pos0, cap, d, heads: nh, kv_heads: nkv };
         resize(&mut la.p, b * nh * t * shape.tk());
-        // The heads' outputs land in the scratch (head-major), then move to `o` token-major.
         let scale = 1.0 / (d as f32).sqrt();
-        attention::forward(&la.q, kc, vc, &mut la.p, &mut sc[..n * qd], shape, scale, pos);
-        rope.back_to_tokens(&sc[..n * qd], &mut la.o, b, t, nh, d, pos, false);
-        project(self, c.module(l, O), &la.o, &mut la.h2, n, int8, delta);
-        la.h2.iter_mut().zip(x).for_each(|(h2, x)| *h2 += x);
+        let o_proj = c.module(l, O);
+        let kept_h2 = match out {
+            Output::Recompute { h2 } => Some(h2),
+            Output::Next(_) => None,
+        };
+        if kept_h2.is_some() && !delta.as_ref().is_some_and(|d| d.is_active(o_proj)) {
+            attention::forward(&la.q, kc, vc, &mut la.p, None, shape, scale, pos);
+        } else {
+            // The heads' outputs land in the scratch (head-major), then move to `o` token-major.
+            attention::forward(&la.q, kc, vc, &mut la.p, Some(&mut sc[..n * qd]), shape, scale, pos);
+            rope.back_to_tokens(&sc[..n * qd], &mut la.o, b, t, nh, d, pos, false);
+        }
+        match kept_h2 {
+            None => {
+                project(self, o_proj, &la.o, &mut la.h2, n, int8, delta);
+                la.h2.iter_mut().zip(x).for_each(|(h2, x)| *h2 += x);
+            }
+            Some(h2) => {
+                if let Some(d) = delta.as_deref_mut().filter(|d| d.is_active(o_proj)) {
+                    d.forward(o_proj, &la.o, &mut sc[..n * h], n);
+                }
+                la.h2.copy_from_slice(h2);
+            }
+        }
 
         norm::forward(&la.h2, &self.norms[l][1], c.rms_norm_eps, &mut la.c, &mut la.rstd_post);
         project(self, c.module(l, GATE), &la.c, &mut la.g, n, int8, delta);
         project(self, c.module(l, UP), &la.c, &mut la.u, n, int8, delta);
         gate::forward(&la.g, &la.u, &mut la.m);
         let down = c.module(l, DOWN);
-        match x_next {
-            Some(x_next) => {
+        match out {
+            Output::Next(x_next) => {
                 project(self, down, &la.m, &mut sc[..n * h], n, int8, delta);
                 x_next.iter_mut().zip(la.h2.iter().zip(sc.iter())).for_each(|(xn, (h2, y))| *xn = h2 + y);
             }
-            None => {
+            Output::Recompute { .. } => {
                 if let Some(d) = delta.as_deref_mut().filter(|d| d.is_active(down)) {
                     d.forward(down, &la.m, &mut sc[..n * h], n);
                 }

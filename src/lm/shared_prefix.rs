@@ -7,7 +7,7 @@
 //! each sequence draws its own dropout masks, so no two are alike.
 
 use super::forward::resize;
-use super::layer::{Keys, LayerActs};
+use super::layer::{Keys, LayerActs, Output};
 use super::model::Llama;
 use super::rope::Rope;
 use super::SftBatch;
@@ -93,7 +93,7 @@ impl Llama {
             let (x, x_next) = if l % 2 == 0 { (&*p0, p1) } else { (&*p1, p0) };
             // The prefix as the first sequence's positions 0..p; the others get a copy of its keys and values.
             let keys = Keys::Cache { k: &mut sp.k[..seq], v: &mut sp.v[..seq], cap: t, pos0: 0, int8: false };
-            self.layer_forward(l, x, Some(x_next), la, scratch, rope, 1, p, keys, delta);
+            self.layer_forward(l, x, Output::Next(x_next), la, scratch, rope, 1, p, keys, delta);
             for cache in [&mut sp.k, &mut sp.v] {
                 let (first, others) = cache.split_at_mut(seq);
                 for other in others.chunks_exact_mut(seq) {
@@ -105,7 +105,7 @@ impl Llama {
             let [r0, r1] = &mut sp.rest;
             let (x, x_next) = if l % 2 == 0 { (&*r0, r1) } else { (&*r1, r0) };
             let keys = Keys::Cache { k: &mut sp.k, v: &mut sp.v, cap: t, pos0: p, int8: false };
-            self.layer_forward(l, x, Some(x_next), la, scratch, rope, b, rest, keys, delta);
+            self.layer_forward(l, x, Output::Next(x_next), la, scratch, rope, b, rest, keys, delta);
         }
         let top = &sp.rest[c.layers % 2];
         for (dst, src) in out.chunks_exact_mut(t * h).zip(top.chunks_exact(rest * h)) {
