@@ -3,7 +3,7 @@
 
 use super::attention::{self, Shape};
 use super::config::{DOWN, GATE, K, LAYER_MODULES, O, Q, UP, V};
-use super::forward::LmActivations;
+use super::forward::{resize, LmActivations};
 use super::layer::LayerActs;
 use super::model::Llama;
 use super::rope::{Positions, Rope};
@@ -114,13 +114,13 @@ impl Scratch {
     pub(super) fn resize(&mut self, c: &crate::lm::LmConfig, n: usize) {
         let (h, inter, qd, kvd) = (c.hidden, c.intermediate, c.q_dim(), c.kv_dim());
         for v in [&mut self.dx, &mut self.dh2, &mut self.dn] {
-            v.resize(n * h, 0.0);
+            resize(v, n * h);
         }
         for (v, w) in self.dtok.iter_mut().zip([qd, kvd, kvd]).chain(self.dheads.iter_mut().zip([qd, qd, kvd, kvd])) {
-            v.resize(n * w, 0.0);
+            resize(v, n * w);
         }
         for v in [&mut self.dm, &mut self.dg, &mut self.du] {
-            v.resize(n * inter, 0.0);
+            resize(v, n * inter);
         }
     }
 }

@@ -31,7 +31,12 @@ pub struct LmActivations {
     inference: bool,
 }
 
+/// `v` at length `n`, its capacity grown to exactly what a longer batch needs: `Vec::resize` may
+/// double it, and a pass keeps some hundred such buffers.
 pub(super) fn resize(v: &mut Vec<f32>, n: usize) {
+    if n > v.capacity() {
+        v.reserve_exact(n - v.len());
+    }
     v.resize(n, 0.0);
 }
 
