@@ -357,6 +357,10 @@ fn evaluation_runs_a_shared_beginning_once_with_the_same_loss() {
     let (sum, _) = model.sft_pass(&one(&ids2, 3, 24, &targets), count, &mut eval, Some(&mut a), false).unwrap();
     assert_eq!(eval.shared_positions(), 9);
     assert!((sum - full).abs() <= 1e-6 * full.abs(), "loss {sum} vs {full}");
+    // Alike sequences without a target still keep a position of their own.
+    let same: Vec<u32> = common.iter().copied().cycle().take(36).collect();
+    let (sum, rows) = model.sft_pass(&one(&same, 3, 12, &[None; 36]), 1, &mut eval, Some(&mut a), false).unwrap();
+    assert_eq!((sum, rows, eval.shared_positions()), (0.0, 0, 11));
     // With dropout the sequences' masks differ: nothing is shared.
     let mut dropped = adapter(&model, 0.1);
     dropped.set_training(Some(3));

@@ -66,9 +66,9 @@ pub(super) enum Output<'a> {
     /// The layer's output (b·t rows of hidden), into this buffer.
     Next(&'a mut [f32]),
     /// A recomputation for the layer's backward pass, which never reads the output, given `h2` (x +
-    /// attention) as the first forward made it: o_proj's and down_proj's products are skipped (a delta
-    /// on either still runs, for what its backward keeps and for its dropout draws), and with o_proj's
-    /// the attention's weighted sum of the values unless o_proj has a delta.
+    /// attention) as the first forward made it: o_proj's and down_proj's products are skipped, and so
+    /// is the attention's weighted sum of the values unless o_proj has a delta (a delta on either
+    /// projection still runs, for what its backward keeps and for its dropout draws).
     Recompute { h2: &'a [f32] },
 }
 

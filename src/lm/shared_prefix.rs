@@ -45,7 +45,9 @@ pub(super) fn shared_positions(batch: &SftBatch, delta: &Option<&mut dyn LayerDe
         return 0;
     }
     let first = &ids[..t];
-    let mut p = targets.chunks_exact(t).filter_map(|row| row.iter().position(Option::is_some)).min().unwrap_or(t);
+    // At least one position of each sequence is its own, even in a batch without targets.
+    let first_target = targets.chunks_exact(t).filter_map(|row| row.iter().position(Option::is_some)).min();
+    let mut p = first_target.unwrap_or(t).min(t - 1);
     for row in ids.chunks_exact(t).skip(1) {
         p = p.min(row.iter().zip(first).take_while(|(a, b)| a == b).count());
     }
