@@ -5,9 +5,9 @@
 //! made, and not what the backward never reads: the layer's output (down_proj's product, a quarter of a
 //! layer's work) and, x + attention being kept, o_proj's product and the attention's weighted sum of
 //! the values. The output layer and its 49,152-way softmax are computed only at the rows that have a
-//! target, `LOSS_ROWS` rows at a time
-//! (never all logits of a batch). The base's weights get no gradient buffers. Evaluation runs the same
-//! pass without the backward, keeping two layer buffers.
+//! target, `LOSS_ROWS` rows at a time (never all logits of a batch). The base's weights get no gradient
+//! buffers. Evaluation runs the same pass without the backward, keeping two layer buffers (or, for rows
+//! that begin alike, `shared_prefix`'s).
 //!
 //! The numbers are those of `forward` + `loss::cross_entropy_part` + `backward` on the same batch:
 //! every row's arithmetic is the same (tests/sft.rs checks it).

@@ -596,7 +596,7 @@ impl Lab {
         let tokens_per_sec =
             |t: &Trainer, s: &SftState| if t.seconds() > 0.0 { s.tokens as f64 / t.seconds() } else { 0.0 };
         if eval_before.is_none() {
-            // A fresh adapter adds nothing yet (lora_B is zero): the base's loss, measured once.
+            // A fresh adapter adds nothing yet: the loss before is the base's, measured once per base and data.
             let loss = base_held_out_loss(m, &data.held_out, base_loss)?;
             *eval_before = Some(loss);
             let progress = trainer.step(&mut SftObjective { base: &m.model, adapter, state }, &data.train, 0)?;
