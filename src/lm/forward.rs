@@ -127,18 +127,8 @@ impl Llama {
             let (lo, hi) = acts.xs.split_at_mut(l + 1);
             let la = &mut acts.layers[if acts.inference { 0 } else { l }];
             let keys = Keys::Own(None);
-            self.layer_forward(
-                l,
-                &lo[l],
-                Output::Next(&mut hi[0]),
-                la,
-                &mut acts.scratch,
-                rope,
-                b,
-                t,
-                keys,
-                &mut delta,
-            );
+            let out = Output::Next(&mut hi[0]);
+            self.layer_forward(l, &lo[l], out, la, &mut acts.scratch, rope, b, t, keys, &mut delta);
         }
         resize(&mut acts.rstd_f, n);
         resize(&mut acts.f, n * h);

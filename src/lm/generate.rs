@@ -178,18 +178,8 @@ impl Llama {
                 self.embed_rows(&ids, &mut x);
                 for l in 0..c.layers {
                     let keys = Keys::Cache { k: &mut cache_k[l], v: &mut cache_v[l], cap, pos0: pos, int8 };
-                    self.layer_forward(
-                        l,
-                        &x,
-                        Output::Next(&mut x_next),
-                        &mut la,
-                        &mut sc,
-                        &rope,
-                        n,
-                        t,
-                        keys,
-                        &mut delta,
-                    );
+                    let out = Output::Next(&mut x_next);
+                    self.layer_forward(l, &x, out, &mut la, &mut sc, &rope, n, t, keys, &mut delta);
                     std::mem::swap(&mut x, &mut x_next);
                 }
                 if sample {
