@@ -1,13 +1,14 @@
 //! Training an adapter over a frozen base the way `prepare_model_for_kbit_training` sets PEFT up, in
 //! the memory a browser tab has: gradient checkpointing — each decoder layer's input kept, and its
 //! x + attention (one more row of hidden per token), the rest recomputed layer by layer in the backward
-//! pass with the same dropout draws; but not the top layer, whose activations the forward pass has just
-//! made, and not what the backward never reads: the layer's output (down_proj's product, a quarter of a
-//! layer's work) and, x + attention being kept, o_proj's product and the attention's weighted sum of
-//! the values. The output layer and its 49,152-way softmax are computed only at the rows that have a
-//! target, `LOSS_ROWS` rows at a time (never all logits of a batch). The base's weights get no gradient
-//! buffers. Evaluation runs the same pass without the backward, keeping two layer buffers (or, for rows
-//! that begin alike, `shared_prefix`'s).
+//! pass, the deltas reusing what their first forward kept (dropout masks too); but not the top layer,
+//! whose activations the forward pass has just made, and not what the backward never reads: the
+//! layer's output (down_proj's product, a quarter of a layer's work) and, x + attention being kept,
+//! o_proj's product and the attention's weighted sum of the values. The output layer and its
+//! 49,152-way softmax are computed only at the rows that have a target, `LOSS_ROWS` rows at a time
+//! (never all logits of a batch). The base's weights get no gradient buffers. Evaluation runs the same
+//! pass without the backward, keeping two layer buffers (or, for rows that begin alike,
+//! `shared_prefix`'s).
 //!
 //! The numbers are those of `forward` + `loss::cross_entropy_part` + `backward` on the same batch:
 //! every row's arithmetic is the same (tests/sft.rs checks it).
@@ -22,7 +23,6 @@ use super::shared_prefix::{shared_positions, SharedPrefix};
 use crate::error::{LabError, Result};
 use crate::lm::loss;
 use crate::nn::LayerDelta;
-use crate::rng::Rng;
 
 /// Rows of logits computed at once: 64 × 49,152 f32 is 12.6 MB, and as much for their gradient.
 pub const LOSS_ROWS: usize = 64;
@@ -85,8 +85,6 @@ pub struct SftActivations {
     layer: LayerActs,
     scratch: Vec<f32>,
     rope: Option<Rope>,
-    /// The delta's dropout draws before each layer's forward, and after the last.
-    draws: Vec<Option<Rng>>,
     /// The rows with a target, their last hidden state, the final norm of it and its statistics.
     rows: Vec<usize>,
     hidden: Vec<f32>,
@@ -163,7 +161,6 @@ impl Llama {
         for x in &mut acts.h2s {
             resize(x, n * h);
         }
-        acts.draws.clear();
         let shared = if train { 0 } else { shared_positions(batch, &delta) };
         acts.shared_last = shared;
         if shared > 0 {
@@ -174,7 +171,6 @@ impl Llama {
             let rope = acts.rope.as_ref().expect("set above");
             self.embed_rows(ids, &mut acts.xs[0]);
             for l in 0..c.layers {
-                acts.draws.push(delta.as_ref().and_then(|d| d.draws()));
                 let (i, o) = if train { (l, l + 1) } else { (l % 2, (l + 1) % 2) };
                 let (x, out) = two(&mut acts.xs, i, o);
                 let la = &mut acts.layer;
@@ -184,7 +180,6 @@ impl Llama {
                     acts.h2s[l].copy_from_slice(&la.h2);
                 }
             }
-            acts.draws.push(delta.as_ref().and_then(|d| d.draws()));
         }
         let last = if train { c.layers } else { c.layers % 2 };
 
@@ -237,12 +232,9 @@ impl Llama {
         }
         let rope = acts.rope.as_ref().expect("set above");
         for l in (lowest..c.layers).rev() {
-            // The layer again, with the dropout draws its first forward made — but for the top one,
-            // whose activations (and the delta's) the forward has just left in place.
+            // The layer again (the deltas reuse what their first forward kept, dropout masks included) —
+            // but for the top one, whose activations the forward has just left in place.
             if l + 1 < c.layers {
-                if let (Some(d), Some(draws)) = (delta.as_deref_mut(), acts.draws[l].clone()) {
-                    d.replay_draws(draws);
-                }
                 let (la, out) = (&mut acts.layer, Output::Recompute { h2: &acts.h2s[l] });
                 let keys = Keys::Own(positions);
                 self.layer_forward(l, &acts.xs[l], out, la, &mut acts.scratch, rope, b, t, keys, &mut delta);
@@ -250,9 +242,6 @@ impl Llama {
             let la = &mut acts.layer;
             let pos = positions.map_or(Positions::From(0), Positions::Each);
             self.layer_backward(l, &acts.xs[l], la, rope, (b, t, pos), s, None, l > lowest, &mut delta);
-        }
-        if let (Some(d), Some(draws)) = (delta, acts.draws[c.layers].clone()) {
-            d.replay_draws(draws);
         }
         Ok((sum, m))
     }

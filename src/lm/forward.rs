@@ -56,24 +56,48 @@ impl LmActivations {
     }
 }
 
-/// `y = x·Wᵀ` of module `i` plus the delta's part where it is active; with `int8`, `x·Wᵀ` with 8-bit
-/// activations (`GenerateOptions::int8`; the delta stays exact).
+/// How `project` runs a Linear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Run {
+    /// `x·Wᵀ` in f32, and the delta's `forward`.
+    F32,
+    /// `x·Wᵀ` with 8-bit activations (`GenerateOptions::int8`); the delta stays exact.
+    Int8,
+    /// A recomputation for the backward pass (gradient checkpointing): `x·Wᵀ` in f32 and the delta's
+    /// `forward_again`, which reuses what its first forward kept and draws nothing.
+    Again,
+}
+
+impl Run {
+    /// `Int8` where `int8`, else `F32`.
+    pub fn int8(int8: bool) -> Self {
+        if int8 {
+            Run::Int8
+        } else {
+            Run::F32
+        }
+    }
+}
+
+/// `y = x·Wᵀ` of module `i` plus the delta's part where it is active.
 pub(super) fn project(
     model: &Llama,
     i: usize,
     x: &[f32],
     y: &mut [f32],
     n: usize,
-    int8: bool,
+    run: Run,
     delta: &mut Option<&mut dyn LayerDelta>,
 ) {
-    if int8 {
+    if run == Run::Int8 {
         model.linears[i].forward_int8(x, y, n);
     } else {
         model.linears[i].forward(x, y, n, false);
     }
-    if let Some(d) = delta.as_deref_mut().filter(|d| d.is_active(i)) {
-        d.forward(i, x, y, n);
+    match delta.as_deref_mut().filter(|d| d.is_active(i)) {
+        Some(d) if run == Run::Again => d.forward_again(i, x, y, n),
+        Some(d) => d.forward(i, x, y, n),
+        None => {}
     }
 }
 
@@ -134,7 +158,7 @@ impl Llama {
         resize(&mut acts.f, n * h);
         resize(&mut acts.logits, n * c.vocab);
         norm::forward(&acts.xs[c.layers], &self.final_norm, c.rms_norm_eps, &mut acts.f, &mut acts.rstd_f);
-        project(self, c.lm_head(), &acts.f, &mut acts.logits, n, false, &mut delta);
+        project(self, c.lm_head(), &acts.f, &mut acts.logits, n, Run::F32, &mut delta);
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 //! `layer.rs`'s, the same code training and evaluation run. Only the last position's logits are
 //! computed (the final norm and `lm_head` on one row per sequence).
 
-use super::forward::{project, resize};
+use super::forward::{project, resize, Run};
 use super::layer::{Keys, LayerActs, Output};
 use super::model::Llama;
 use super::norm;
@@ -187,7 +187,7 @@ impl Llama {
                         dst.copy_from_slice(&src[(t - 1) * h..]);
                     }
                     norm::forward(&last, &self.final_norm, c.rms_norm_eps, &mut f, &mut rstd);
-                    project(self, c.lm_head(), &f, &mut logits, n, int8, &mut delta);
+                    project(self, c.lm_head(), &f, &mut logits, n, Run::int8(int8), &mut delta);
                 }
             });
             pos += t;

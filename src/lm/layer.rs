@@ -7,7 +7,7 @@
 
 use super::attention::{self, Shape};
 use super::config::{DOWN, GATE, K, O, Q, UP, V};
-use super::forward::{project, resize};
+use super::forward::{project, resize, Run};
 use super::model::Llama;
 use super::rope::{Positions, Rope};
 use super::{gate, norm};
@@ -67,8 +67,8 @@ pub(super) enum Output<'a> {
     Next(&'a mut [f32]),
     /// A recomputation for the layer's backward pass, which never reads the output, given `h2` (x +
     /// attention) as the first forward made it: o_proj's and down_proj's products are skipped, and so
-    /// is the attention's weighted sum of the values unless o_proj has a delta (a delta on either
-    /// projection still runs, for what its backward keeps and for its dropout draws).
+    /// is the attention's weighted sum of the values unless o_proj has a delta (whose backward reads
+    /// its input). The deltas run `forward_again`: what their first forward kept, no new draws.
     Recompute { h2: &'a [f32] },
 }
 
@@ -106,7 +106,11 @@ impl Llama {
         resize(sc, n * h.max(qd));
 
         norm::forward(x, &self.norms[l][0], c.rms_norm_eps, &mut la.a, &mut la.rstd_in);
-        let int8 = matches!(keys, Keys::Cache { int8: true, .. });
+        let run = match (&out, &keys) {
+            (Output::Recompute { .. }, _) => Run::Again,
+            (_, Keys::Cache { int8, .. }) => Run::int8(*int8),
+            _ => Run::F32,
+        };
         let (kc, vc, cap, pos0, pos) = match keys {
             Keys::Own(packed) => {
                 resize(&mut la.k, n * kvd);
@@ -115,10 +119,10 @@ impl Llama {
             }
             Keys::Cache { k, v, cap, pos0, .. } => (k, v, cap, pos0, Positions::From(pos0)),
         };
-        project(self, c.module(l, Q), &la.a, &mut sc[..n * qd], n, int8, delta);
+        project(self, c.module(l, Q), &la.a, &mut sc[..n * qd], n, run, delta);
         rope.to_heads(&sc[..n * qd], &mut la.q, b, t, nh, d, pos, (0, t), true);
         for (j, out, rotate) in [(K, &mut *kc, true), (V, &mut *vc, false)] {
-            project(self, c.module(l, j), &la.a, &mut sc[..n * kvd], n, int8, delta);
+            project(self, c.module(l, j), &la.a, &mut sc[..n * kvd], n, run, delta);
             rope.to_heads(&sc[..n * kvd], out, b, t, nkv, d, pos, (pos0, cap), rotate);
         }
         let shape = Shape { tq: t, pos0, cap, d, heads: nh, kv_heads: nkv };
@@ -138,32 +142,20 @@ impl Llama {
         }
         match kept_h2 {
             None => {
-                project(self, o_proj, &la.o, &mut la.h2, n, int8, delta);
+                project(self, o_proj, &la.o, &mut la.h2, n, run, delta);
                 la.h2.iter_mut().zip(x).for_each(|(h2, x)| *h2 += x);
             }
-            Some(h2) => {
-                if let Some(d) = delta.as_deref_mut().filter(|d| d.is_active(o_proj)) {
-                    d.forward(o_proj, &la.o, &mut sc[..n * h], n);
-                }
-                la.h2.copy_from_slice(h2);
-            }
+            Some(h2) => la.h2.copy_from_slice(h2),
         }
 
         norm::forward(&la.h2, &self.norms[l][1], c.rms_norm_eps, &mut la.c, &mut la.rstd_post);
-        project(self, c.module(l, GATE), &la.c, &mut la.g, n, int8, delta);
-        project(self, c.module(l, UP), &la.c, &mut la.u, n, int8, delta);
+        project(self, c.module(l, GATE), &la.c, &mut la.g, n, run, delta);
+        project(self, c.module(l, UP), &la.c, &mut la.u, n, run, delta);
         gate::forward(&la.g, &la.u, &mut la.m);
         let down = c.module(l, DOWN);
-        match out {
-            Output::Next(x_next) => {
-                project(self, down, &la.m, &mut sc[..n * h], n, int8, delta);
-                x_next.iter_mut().zip(la.h2.iter().zip(sc.iter())).for_each(|(xn, (h2, y))| *xn = h2 + y);
-            }
-            Output::Recompute { .. } => {
-                if let Some(d) = delta.as_deref_mut().filter(|d| d.is_active(down)) {
-                    d.forward(down, &la.m, &mut sc[..n * h], n);
-                }
-            }
+        if let Output::Next(x_next) = out {
+            project(self, down, &la.m, &mut sc[..n * h], n, run, delta);
+            x_next.iter_mut().zip(la.h2.iter().zip(sc.iter())).for_each(|(xn, (h2, y))| *xn = h2 + y);
         }
     }
 }

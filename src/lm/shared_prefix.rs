@@ -41,7 +41,7 @@ impl SharedPrefix {
 /// sequence, packed examples, fewer than `MIN_SHARED` positions, or a delta that draws dropout masks.
 pub(super) fn shared_positions(batch: &SftBatch, delta: &Option<&mut dyn LayerDelta>) -> usize {
     let &SftBatch { ids, b, t, targets, positions } = batch;
-    if b < 2 || positions.is_some() || delta.as_ref().is_some_and(|d| d.draws().is_some()) {
+    if b < 2 || positions.is_some() || delta.as_ref().is_some_and(|d| d.draws()) {
         return 0;
     }
     let first = &ids[..t];

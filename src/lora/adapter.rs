@@ -87,6 +87,15 @@ impl Adapter {
         self.dropout_rng = rng;
     }
 
+    /// `y += ` module `i`'s trained bias shift, if it has one.
+    fn add_bias_shift(&self, i: usize, y: &mut [f32]) {
+        if let Some(Some(shift)) = self.bias_shift.get(i) {
+            for row in y.chunks_exact_mut(shift.len()) {
+                row.iter_mut().zip(shift).for_each(|(v, s)| *v += s);
+            }
+        }
+    }
+
     pub fn layer(&self, i: usize) -> Option<&LoraLayer> {
         self.layers.iter().find(|l| l.layer == i)
     }
@@ -170,11 +179,7 @@ impl LayerDelta for Adapter {
         if let Some(l) = self.layers.iter_mut().find(|l| l.layer == i) {
             l.forward(x, y, b, self.dropout_rng.as_mut().map(|r| (r, p)));
         }
-        if let Some(Some(shift)) = self.bias_shift.get(i) {
-            for row in y.chunks_exact_mut(shift.len()) {
-                row.iter_mut().zip(shift).for_each(|(v, s)| *v += s);
-            }
-        }
+        self.add_bias_shift(i, y);
     }
 
     fn backward(&mut self, i: usize, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, b: usize) {
@@ -186,14 +191,15 @@ impl LayerDelta for Adapter {
         }
     }
 
-    fn draws(&self) -> Option<Rng> {
-        self.dropout_rng.clone().filter(|_| self.config.dropout > 0.0)
+    fn forward_again(&mut self, i: usize, x: &[f32], y: &mut [f32], b: usize) {
+        if let Some(l) = self.layers.iter_mut().find(|l| l.layer == i) {
+            l.forward_again(x, y, b);
+        }
+        self.add_bias_shift(i, y);
     }
 
-    fn replay_draws(&mut self, draws: Rng) {
-        if self.dropout_rng.is_some() {
-            self.dropout_rng = Some(draws);
-        }
+    fn draws(&self) -> bool {
+        self.dropout_rng.is_some() && self.config.dropout > 0.0
     }
 }
 

@@ -40,9 +40,24 @@ struct Scratch {
     t: Vec<f32>,
 }
 
+/// Dropout's mask for `n` values into `mask` (n bits, one word per 64): value i is kept where its draw,
+/// `rng.uniform()`, is ≥ p (the same test, made on the draw's integer bits).
+fn draw_mask(rng: &mut Rng, p: f32, n: usize, mask: &mut Vec<u64>) {
+    // uniform() = (u >> 8) · 2⁻²⁴ exactly, so uniform() ≥ p ⟺ u >> 8 ≥ ⌈p · 2²⁴⌉.
+    let least = (p * (1u32 << 24) as f32).ceil() as u32;
+    mask.clear();
+    mask.extend((0..n.div_ceil(64)).map(|w| {
+        (0..(n - w * 64).min(64)).fold(0u64, |bits, i| bits | (((rng.next_u32() >> 8 >= least) as u64) << i))
+    }));
+}
+
 /// x after dropout: `x · (kept ? keep : 0)`, as `nn.Dropout` multiplies.
 fn apply_mask(x: &[f32], mask: &[u64], keep: f32) -> Vec<f32> {
-    x.iter().enumerate().map(|(i, &v)| v * if mask[i / 64] >> (i % 64) & 1 == 1 { keep } else { 0.0 }).collect()
+    let mut out = Vec::with_capacity(x.len());
+    for (xs, &bits) in x.chunks(64).zip(mask) {
+        out.extend(xs.iter().enumerate().map(|(i, &v)| v * if bits >> i & 1 == 1 { keep } else { 0.0 }));
+    }
+    out
 }
 
 impl LoraLayer {
@@ -104,18 +119,13 @@ impl LoraLayer {
     /// `y (b×out) += delta(x (b×in))`. With `dropout = Some((rng, p))` the adapter's input is
     /// dropped with probability p and the rest scaled by 1/(1−p), as `nn.Dropout` in training.
     pub fn forward(&mut self, x: &[f32], y: &mut [f32], b: usize, dropout: Option<(&mut Rng, f32)>) {
-        let (k, n, r, s) = (self.in_features, self.out_features, self.rank, self.scaling);
+        let (k, r, s) = (self.in_features, self.rank, self.scaling);
         let sc = &mut self.scratch;
         sc.mask.clear();
         let dropped = match dropout {
             Some((rng, p)) if p > 0.0 => {
                 sc.keep = 1.0 / (1.0 - p);
-                sc.mask.resize(x.len().div_ceil(64), 0);
-                for i in 0..x.len() {
-                    if rng.uniform() >= p {
-                        sc.mask[i / 64] |= 1 << (i % 64);
-                    }
-                }
+                draw_mask(rng, p, x.len(), &mut sc.mask);
                 Some(apply_mask(x, &sc.mask, sc.keep))
             }
             _ => None,
@@ -124,6 +134,20 @@ impl LoraLayer {
         sc.u.resize(b * r, 0.0);
         kernels::linear_forward(input, &self.lora_a, None, &mut sc.u, b, k, r, false);
         sc.u.iter_mut().for_each(|v| *v *= s);
+        self.add_output(x, y, b);
+    }
+
+    /// `y += delta(x)` as the last `forward` (on this same `x`) added it, from the `u` it kept: no
+    /// dropout draws, no product with lora_A. For gradient checkpointing's recomputation.
+    pub fn forward_again(&mut self, x: &[f32], y: &mut [f32], b: usize) {
+        assert_eq!(self.scratch.u.len(), b * self.rank, "forward_again without a forward on this batch");
+        self.add_output(x, y, b);
+    }
+
+    /// `y += u · lora_Bᵀ` (u = s · dropout(x) · lora_Aᵀ, kept), and PiSSA's `− s · x · A₀ᵀ · B₀ᵀ`.
+    fn add_output(&mut self, x: &[f32], y: &mut [f32], b: usize) {
+        let (k, n, r, s) = (self.in_features, self.out_features, self.rank, self.scaling);
+        let sc = &mut self.scratch;
         let acc = Epilogue { accumulate: true, ..Epilogue::default() };
         kernels::gemm(Strided::row_major(&sc.u, b, r), Strided::transposed(&self.lora_b, r, n), y, n, acc);
         if let Some((a0, b0)) = &self.residual {
@@ -168,5 +192,39 @@ impl LoraLayer {
             sc.t.iter_mut().for_each(|v| *v *= -s);
             kernels::gemm(Strided::row_major(&sc.t, b, r), Strided::row_major(a0, r, k), dx, k, acc);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Stream;
+
+    #[test]
+    fn the_mask_keeps_what_a_uniform_draw_at_or_above_p_keeps() {
+        // p·2²⁴ whole and not: the test on integer bits must match `uniform() >= p` at the boundary too.
+        for p in [0.05, 0.1, 0.5, 0.25, 1.0 / 3.0, 0.999] {
+            for n in [1, 63, 64, 65, 200] {
+                let mut rng = Rng::new(7, Stream::Dropout);
+                let mut mask = Vec::new();
+                draw_mask(&mut rng.clone(), p, n, &mut mask);
+                assert_eq!(mask.len(), n.div_ceil(64));
+                for i in 0..n {
+                    assert_eq!(mask[i / 64] >> (i % 64) & 1 == 1, rng.uniform() >= p, "p {p}, n {n}, value {i}");
+                }
+                assert_eq!(mask.last().unwrap() >> (n - 1) % 64 >> 1, 0, "no bits past the last value");
+            }
+        }
+    }
+
+    #[test]
+    fn a_kept_value_is_scaled_and_a_dropped_one_zeroed_nan_included() {
+        let x: Vec<f32> = (0..70).map(|i| i as f32).chain([f32::NAN]).collect();
+        let mask = vec![0xAAAA_AAAA_AAAA_AAAA, 0];
+        let y = apply_mask(&x, &mask, 2.0);
+        for (i, (&v, &d)) in x.iter().zip(&y).enumerate().take(70) {
+            assert_eq!(d, if i % 2 == 1 && i < 64 { 2.0 * v } else { 0.0 * v }, "value {i}");
+        }
+        assert!(y[70].is_nan(), "a dropped NaN stays NaN, as nn.Dropout multiplies");
     }
 }

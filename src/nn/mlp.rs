@@ -27,14 +27,15 @@ pub trait LayerDelta: Send {
     /// With dy (b×out) at the layer's pre-activation output: store the delta's own gradients, and add
     /// its share of the input gradient to `dx` (b×in) when given.
     fn backward(&mut self, i: usize, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, b: usize);
-    /// Where the delta's random draws (dropout) stand, so that a forward can be run again with the
-    /// same draws (gradient checkpointing recomputes a layer in the backward pass, as PyTorch's
-    /// `checkpoint(preserve_rng_state=True)`). `None`: it draws nothing.
-    fn draws(&self) -> Option<Rng> {
-        None
+    /// `y += delta_i(x)` once more, as the last `forward` of layer `i` added it, on the same `x` and
+    /// before that forward's `backward` (gradient checkpointing recomputes a layer in the backward pass):
+    /// the same numbers, with no new random draws — what the first forward kept (dropout's mask, its
+    /// low-rank product) is reused, as PyTorch's `checkpoint(preserve_rng_state=True)` replays the draws.
+    fn forward_again(&mut self, i: usize, x: &[f32], y: &mut [f32], b: usize);
+    /// Whether `forward` draws random numbers (dropout in training).
+    fn draws(&self) -> bool {
+        false
     }
-    /// Puts the draws back where `draws` saw them.
-    fn replay_draws(&mut self, _draws: Rng) {}
 }
 
 #[derive(Clone, Debug, PartialEq)]
