@@ -212,7 +212,7 @@ mod tests {
                 for i in 0..n {
                     assert_eq!(mask[i / 64] >> (i % 64) & 1 == 1, rng.uniform() >= p, "p {p}, n {n}, value {i}");
                 }
-                assert_eq!(mask.last().unwrap() >> (n - 1) % 64 >> 1, 0, "no bits past the last value");
+                assert_eq!(mask.last().unwrap() >> ((n - 1) % 64) >> 1, 0, "no bits past the last value");
             }
         }
     }
