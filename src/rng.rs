@@ -32,6 +32,20 @@ impl Rng {
         self.0.next_u32()
     }
 
+    /// A copy of this stream `n` draws (`next_u32` calls) further on, as if they had been made: draws can
+    /// be split among threads and still come out as one stream.
+    pub fn ahead(&self, n: usize) -> Self {
+        let mut r = self.clone();
+        r.skip(n);
+        r
+    }
+
+    /// Moves past the next `n` draws.
+    pub fn skip(&mut self, n: usize) {
+        let pos = self.0.get_word_pos();
+        self.0.set_word_pos(pos + n as u128);
+    }
+
     /// Uniform in [0, 1), 24 random bits.
     pub fn uniform(&mut self) -> f32 {
         (self.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
@@ -96,6 +110,24 @@ mod tests {
             .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn a_stream_ahead_gives_the_draws_that_follow() {
+        let mut r = Rng::new(3, Stream::Dropout);
+        r.next_u32();
+        for n in [0, 1, 15, 16, 63, 64, 65, 1000] {
+            let mut ahead = r.ahead(n);
+            let mut walked = r.clone();
+            for _ in 0..n {
+                walked.next_u32();
+            }
+            assert_eq!(
+                (0..70).map(|_| ahead.next_u32()).collect::<Vec<_>>(),
+                (0..70).map(|_| walked.next_u32()).collect::<Vec<_>>(),
+                "{n} ahead"
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! are subtracted too (`− s · x · A₀ᵀ · B₀ᵀ`), so the frozen base W plus this delta equals PEFT's
 //! residual W − s·B₀·A₀ plus the trained s·B·A.
 
-use crate::kernels::{self, Epilogue, Strided};
+use crate::kernels::{self, par_for, Chunks, Epilogue, Strided};
 use crate::rng::Rng;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -40,15 +40,29 @@ struct Scratch {
     t: Vec<f32>,
 }
 
+/// Values whose dropout draws one parallel task makes (256 words of the mask).
+const MASK_CHUNK: usize = 256 * 64;
+
 /// Dropout's mask for `n` values into `mask` (n bits, one word per 64): value i is kept where its draw,
-/// `rng.uniform()`, is ≥ p (the same test, made on the draw's integer bits).
+/// `rng.uniform()`, is ≥ p (the same test, made on the draw's integer bits). The draws are made in
+/// parallel chunks, each from its place in the stream, so they are those of one `rng.uniform()` per
+/// value in order, and `rng` ends past them.
 fn draw_mask(rng: &mut Rng, p: f32, n: usize, mask: &mut Vec<u64>) {
     // uniform() = (u >> 8) · 2⁻²⁴ exactly, so uniform() ≥ p ⟺ u >> 8 ≥ ⌈p · 2²⁴⌉.
     let least = (p * (1u32 << 24) as f32).ceil() as u32;
     mask.clear();
-    mask.extend((0..n.div_ceil(64)).map(|w| {
-        (0..(n - w * 64).min(64)).fold(0u64, |bits, i| bits | (((rng.next_u32() >> 8 >= least) as u64) << i))
-    }));
+    mask.resize(n.div_ceil(64), 0);
+    let chunks = Chunks::new(mask, MASK_CHUNK / 64);
+    let start = &*rng;
+    par_for(chunks.count(), &|c| {
+        let first = c * MASK_CHUNK;
+        let mut r = start.ahead(first);
+        for (w, word) in chunks.take(c).iter_mut().enumerate() {
+            let values = (n - first - w * 64).min(64);
+            *word = (0..values).fold(0u64, |bits, i| bits | (((r.next_u32() >> 8 >= least) as u64) << i));
+        }
+    });
+    rng.skip(n);
 }
 
 /// x after dropout: `x · (kept ? keep : 0)`, as `nn.Dropout` multiplies.
@@ -204,14 +218,17 @@ mod tests {
     fn the_mask_keeps_what_a_uniform_draw_at_or_above_p_keeps() {
         // p·2²⁴ whole and not: the test on integer bits must match `uniform() >= p` at the boundary too.
         for p in [0.05, 0.1, 0.5, 0.25, 1.0 / 3.0, 0.999] {
-            for n in [1, 63, 64, 65, 200] {
+            // One word, several, and several parallel chunks (the last one short).
+            for n in [1, 63, 64, 65, 200, 2 * MASK_CHUNK + 100] {
                 let mut rng = Rng::new(7, Stream::Dropout);
-                let mut mask = Vec::new();
-                draw_mask(&mut rng.clone(), p, n, &mut mask);
+                rng.next_u32(); // not at the start of a ChaCha block
+                let (mut drawn, mut mask) = (rng.clone(), Vec::new());
+                draw_mask(&mut drawn, p, n, &mut mask);
                 assert_eq!(mask.len(), n.div_ceil(64));
                 for i in 0..n {
                     assert_eq!(mask[i / 64] >> (i % 64) & 1 == 1, rng.uniform() >= p, "p {p}, n {n}, value {i}");
                 }
+                assert_eq!(drawn.next_u32(), rng.next_u32(), "the stream goes on after the mask's draws");
                 assert_eq!(mask.last().unwrap() >> ((n - 1) % 64) >> 1, 0, "no bits past the last value");
             }
         }
