@@ -66,11 +66,16 @@ fn draw_mask(rng: &mut Rng, p: f32, n: usize, mask: &mut Vec<u64>) {
 }
 
 /// x after dropout: `x · (kept ? keep : 0)`, as `nn.Dropout` multiplies.
+fn masked<'a>(x: &'a [f32], mask: &'a [u64], keep: f32) -> impl Iterator<Item = f32> + 'a {
+    x.chunks(64).zip(mask).flat_map(move |(xs, &bits)| {
+        xs.iter().enumerate().map(move |(i, &v)| v * if bits >> i & 1 == 1 { keep } else { 0.0 })
+    })
+}
+
+/// `masked(x)` into a new buffer.
 fn apply_mask(x: &[f32], mask: &[u64], keep: f32) -> Vec<f32> {
     let mut out = Vec::with_capacity(x.len());
-    for (xs, &bits) in x.chunks(64).zip(mask) {
-        out.extend(xs.iter().enumerate().map(|(i, &v)| v * if bits >> i & 1 == 1 { keep } else { 0.0 }));
-    }
+    out.extend(masked(x, mask, keep));
     out
 }
 
@@ -186,8 +191,8 @@ impl LoraLayer {
         kernels::linear_weight_grad(&sc.t, input, &mut self.grad_a, b, k, r, false);
         let Some(dx) = dx else { return };
         let acc = Epilogue { accumulate: true, ..Epilogue::default() };
-        if dropped.is_some() {
-            let mut through = vec![0.0; b * k];
+        if let Some(mut through) = dropped {
+            // dt·A into the dropped input's buffer, read for the last time above.
             kernels::gemm(
                 Strided::row_major(&sc.t, b, r),
                 Strided::row_major(&self.lora_a, r, k),
@@ -195,9 +200,7 @@ impl LoraLayer {
                 k,
                 Epilogue::default(),
             );
-            for (d, g) in dx.iter_mut().zip(apply_mask(&through, &sc.mask, sc.keep)) {
-                *d += g;
-            }
+            dx.iter_mut().zip(masked(&through, &sc.mask, sc.keep)).for_each(|(d, g)| *d += g);
         } else {
             kernels::gemm(Strided::row_major(&sc.t, b, r), Strided::row_major(&self.lora_a, r, k), dx, k, acc);
         }
@@ -231,6 +234,59 @@ mod tests {
                 assert_eq!(drawn.next_u32(), rng.next_u32(), "the stream goes on after the mask's draws");
                 assert_eq!(mask.last().unwrap() >> ((n - 1) % 64) >> 1, 0, "no bits past the last value");
             }
+        }
+    }
+
+    #[test]
+    fn gradients_with_dropout_match_finite_differences_of_the_same_mask() {
+        let (k, n, r, b, p) = (70, 5, 3, 2, 0.3);
+        let mut init = Rng::new(1, Stream::AdapterInit);
+        let mut vals = |len: usize| (0..len).map(|_| init.normal()).collect::<Vec<f32>>();
+        let (x, a, bm, g) = (vals(b * k), vals(r * k), vals(n * r), vals(b * n));
+        let mut layer = LoraLayer::new(0, (k, n), r, 0.7, a, bm);
+        let drops = Rng::new(2, Stream::Dropout);
+        // Σ y ⊙ g after a forward with the same draws: linear in each of x, lora_A, lora_B.
+        let loss = |layer: &mut LoraLayer, x: &[f32]| {
+            let mut y = vec![0.0; b * n];
+            layer.forward(x, &mut y, b, Some((&mut drops.clone(), p)));
+            y.iter().zip(&g).map(|(y, g)| (y * g) as f64).sum::<f64>()
+        };
+        loss(&mut layer, &x);
+        let mut dx = vec![0.0; b * k];
+        layer.backward(&x, &g, Some(&mut dx), b);
+        assert!(dx.iter().filter(|&&d| d == 0.0).count() >= 10, "some inputs were dropped");
+        let fd = |f: &mut dyn FnMut(f32) -> f64| ((f(1.0) - f(-1.0)) / 2.0) as f32;
+        for i in 0..b * k {
+            let d = fd(&mut |e| {
+                let mut xe = x.clone();
+                xe[i] += e;
+                loss(&mut layer.clone(), &xe)
+            });
+            assert!((d - dx[i]).abs() < 1e-3 * (1.0 + d.abs()), "dx[{i}]: {} against {d}", dx[i]);
+        }
+        for i in 0..r * k {
+            let d = fd(&mut |e| {
+                let mut l = layer.clone();
+                l.lora_a[i] += e;
+                loss(&mut l, &x)
+            });
+            assert!(
+                (d - layer.grad_a[i]).abs() < 1e-3 * (1.0 + d.abs()),
+                "grad_a[{i}]: {} against {d}",
+                layer.grad_a[i]
+            );
+        }
+        for i in 0..n * r {
+            let d = fd(&mut |e| {
+                let mut l = layer.clone();
+                l.lora_b[i] += e;
+                loss(&mut l, &x)
+            });
+            assert!(
+                (d - layer.grad_b[i]).abs() < 1e-3 * (1.0 + d.abs()),
+                "grad_b[{i}]: {} against {d}",
+                layer.grad_b[i]
+            );
         }
     }
 
