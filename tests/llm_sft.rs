@@ -115,7 +115,8 @@ fn a_short_run_learns_the_task_and_its_adapter_goes_to_peft_and_back() {
         assert_eq!(p.exact_match.is_some(), p.eval_loss.is_some(), "the exact match comes with each epoch's loss");
         evals.extend(p.eval_loss);
         matches.extend(p.exact_match);
-        assert!(p.activation_bytes < 64 << 20, "{} bytes of activations", p.activation_bytes);
+        let most = (64 << 20) + lora_lab::lm::KEPT_GATE_UP_BYTES;
+        assert!(p.activation_bytes < most, "{} bytes of activations", p.activation_bytes);
         if p.progress.done {
             break;
         }

@@ -116,19 +116,44 @@ fn the_checkpointed_pass_gives_the_plain_paths_loss_and_gradients() {
     // Without a delta on o_proj the recomputed layers skip the attention's sum of values and o_proj;
     // with one (and on every projection) they run its delta, with the same dropout draws.
     let all = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-    for (modules, dropout) in [(&all[..3], 0.0), (&all[..3], 0.1), (&all[..], 0.0), (&all[..], 0.1)] {
-        let mut a = adapter_on(&model, dropout, modules);
-        a.set_training(Some(7));
-        let mut b = a.clone();
-        let (sum, g_plain) = plain(&model, &mut a, &ids, &targets, count);
-        let mut acts = SftActivations::default();
-        let (sum2, rows) = model.sft_pass(&one(&ids, 2, 20, &targets), count, &mut acts, Some(&mut b), true).unwrap();
-        assert_eq!(rows, count);
-        assert!((sum - sum2).abs() <= 1e-5 * sum.abs(), "{modules:?}, dropout {dropout}: loss {sum} vs {sum2}");
-        assert_close(&format!("{modules:?}, dropout {dropout}"), &grads_of(&b), &g_plain);
-        // The next batch draws fresh masks from where the plain path's stream stands.
-        assert_eq!(lora_lab::nn::LayerDelta::draws(&a), lora_lab::nn::LayerDelta::draws(&b));
+    // Gate's and up's outputs kept for no layer, the lowest one, and both recomputed ones (of 3).
+    let one_layer = 2 * 4 * 40 * model.cfg.intermediate;
+    for (budget, kept) in [(0, 0), (one_layer, 1), (2 * one_layer + 1, 2)] {
+        for (modules, dropout) in [(&all[..3], 0.0), (&all[..3], 0.1), (&all[..], 0.0), (&all[..], 0.1)] {
+            let what = format!("{modules:?}, dropout {dropout}, gate and up kept for {kept}");
+            let mut a = adapter_on(&model, dropout, modules);
+            a.set_training(Some(7));
+            let mut b = a.clone();
+            let (sum, g_plain) = plain(&model, &mut a, &ids, &targets, count);
+            let mut acts = SftActivations::with_kept_gate_up_bytes(budget);
+            let (sum2, rows) =
+                model.sft_pass(&one(&ids, 2, 20, &targets), count, &mut acts, Some(&mut b), true).unwrap();
+            assert_eq!((rows, acts.kept_gate_up_layers()), (count, kept), "{what}");
+            assert!((sum - sum2).abs() <= 1e-5 * sum.abs(), "{what}: loss {sum} vs {sum2}");
+            assert_close(&what, &grads_of(&b), &g_plain);
+            // The next batch draws fresh masks from where the plain path's stream stands.
+            assert_eq!(a.take_training(), b.take_training(), "{what}");
+        }
     }
+}
+
+#[test]
+fn kept_gate_and_up_stay_within_their_budget_at_the_most_rows_seen() {
+    let model = smol_like(1, 300);
+    let per_row = 2 * 4 * model.cfg.intermediate;
+    let mut a = adapter_on(&model, 0.0, &["q_proj", "v_proj"]);
+    let mut acts = SftActivations::with_kept_gate_up_bytes(per_row * 60);
+    let mut pass = |t: usize, acts: &mut SftActivations| {
+        let ids: Vec<u32> = (0..2 * t as u32).map(|i| i * 7 % 300).collect();
+        let targets = loss::targets(&ids, t, u32::MAX);
+        model.sft_pass(&one(&ids, 2, t, &targets), 1, acts, Some(&mut a), true).unwrap();
+        acts.kept_gate_up_layers()
+    };
+    assert_eq!(pass(15, &mut acts), 2, "30 rows: room for both recomputed layers");
+    assert_eq!(pass(30, &mut acts), 1, "60 rows: room for one");
+    // Back at 30 rows the buffers may have grown to 60 rows: still one layer's worth.
+    assert_eq!(pass(15, &mut acts), 1, "the most rows seen, not the batch's, set how many fit");
+    assert_eq!(pass(31, &mut acts), 0, "62 rows: no room");
 }
 
 #[test]

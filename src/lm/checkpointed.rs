@@ -4,8 +4,10 @@
 //! pass, the deltas reusing what their first forward kept (dropout masks too); but not the top layer,
 //! whose activations the forward pass has just made, and not what the backward never reads: the
 //! layer's output (down_proj's product, a quarter of a layer's work) and, x + attention being kept,
-//! o_proj's product and the attention's weighted sum of the values. The output layer and its
-//! 49,152-way softmax are computed only at the rows that have a target, `LOSS_ROWS` rows at a time
+//! o_proj's product and the attention's weighted sum of the values; nor, for the lowest layers, gate's
+//! and up's products, whose outputs are kept as far as `KEPT_GATE_UP_BYTES` allows (selective
+//! checkpointing: they are three quarters of what a recomputation multiplies). The output layer and
+//! its 49,152-way softmax are computed only at the rows that have a target, `LOSS_ROWS` rows at a time
 //! (never all logits of a batch). The base's weights get no gradient buffers. Evaluation runs the same
 //! pass without the backward, keeping two layer buffers (or, for rows that begin alike,
 //! `shared_prefix`'s).
@@ -26,6 +28,11 @@ use crate::nn::LayerDelta;
 
 /// Rows of logits computed at once: 64 × 49,152 f32 is 12.6 MB, and as much for their gradient.
 pub const LOSS_ROWS: usize = 64;
+
+/// Memory for gate's and up's outputs kept from the forward pass, so that the recomputation of as many
+/// layers as it holds (from the lowest up) skips those two products, half of a layer's forward work.
+/// 64 MB keeps them for most layers at the demo task's batches, and 6 layers at 3 × 256 tokens.
+pub const KEPT_GATE_UP_BYTES: usize = 64 << 20;
 
 /// One checkpointed pass's input: `b` sequences of `t` tokens (`ids`, b·t), the token each row is trained
 /// to predict (`targets`, b·t; None: no loss there), and, for sequences that pack several examples, each
@@ -79,8 +86,15 @@ pub struct SftActivations {
     /// Evaluation: two buffers, layer l reading `xs[l % 2]`.
     xs: Vec<Vec<f32>>,
     /// Training: `h2s[l]` is layer l's x + attention (n × hidden), below the top layer: its
-    /// recomputation starts the MLP from it instead of making it again through o_proj.
+    /// recomputation starts the MLP from it instead of making it again through o_proj. The buffers are
+    /// swapped with the layer's, not copied.
     h2s: Vec<Vec<f32>>,
+    /// Training: gate's and up's outputs of the lowest layers, as many as `KEPT_GATE_UP_BYTES` holds
+    /// at the most rows a batch has had (swapped, as `h2s`).
+    gate_up: Vec<[Vec<f32>; 2]>,
+    most_rows: usize,
+    /// `KEPT_GATE_UP_BYTES` unless set.
+    gate_up_bytes: Option<usize>,
     /// One layer's activations, recomputed for each layer in turn.
     layer: LayerActs,
     scratch: Vec<f32>,
@@ -106,13 +120,24 @@ impl SftActivations {
     /// Bytes the buffers hold now (the page reports it beside the model's).
     pub fn bytes(&self) -> usize {
         let f = |v: &Vec<f32>| v.capacity() * 4;
-        self.xs.iter().chain(&self.h2s).map(f).sum::<usize>()
+        self.xs.iter().chain(&self.h2s).chain(self.gate_up.iter().flatten()).map(f).sum::<usize>()
             + [&self.scratch, &self.hidden, &self.normed, &self.logits, &self.dlogits].into_iter().map(f).sum::<usize>()
             + f(&self.dnormed)
             + f(&self.dhidden)
             + self.layer.bytes()
             + self.grads.bytes()
             + self.shared.bytes()
+    }
+
+    /// Activations whose gate's and up's outputs kept from the forward pass take at most `bytes`
+    /// (`KEPT_GATE_UP_BYTES` by default; 0: every layer recomputes them).
+    pub fn with_kept_gate_up_bytes(bytes: usize) -> Self {
+        Self { gate_up_bytes: Some(bytes), ..Self::default() }
+    }
+
+    /// How many layers kept gate's and up's outputs in the last training pass.
+    pub fn kept_gate_up_layers(&self) -> usize {
+        self.gate_up.len()
     }
 
     /// How many first positions the last pass ran once for all its sequences (0: none).
@@ -158,9 +183,11 @@ impl Llama {
         let h2s = if train { c.layers - 1 } else { 0 };
         acts.h2s.truncate(h2s);
         acts.h2s.resize_with(h2s, Vec::new);
-        for x in &mut acts.h2s {
-            resize(x, n * h);
-        }
+        acts.most_rows = acts.most_rows.max(n);
+        let budget = acts.gate_up_bytes.unwrap_or(KEPT_GATE_UP_BYTES);
+        let gate_up = (budget / (2 * 4 * acts.most_rows * c.intermediate)).min(h2s);
+        acts.gate_up.truncate(gate_up);
+        acts.gate_up.resize_with(gate_up, Default::default);
         let shared = if train { 0 } else { shared_positions(batch, &delta) };
         acts.shared_last = shared;
         if shared > 0 {
@@ -177,7 +204,7 @@ impl Llama {
                 let keys = Keys::Own(positions);
                 self.layer_forward(l, x, Output::Next(out), la, &mut acts.scratch, rope, b, t, keys, &mut delta);
                 if train && l + 1 < c.layers {
-                    acts.h2s[l].copy_from_slice(&la.h2);
+                    keep(la, &mut acts.h2s[l], acts.gate_up.get_mut(l));
                 }
             }
         }
@@ -235,7 +262,10 @@ impl Llama {
             // The layer again (the deltas reuse what their first forward kept, dropout masks included) —
             // but for the top one, whose activations the forward has just left in place.
             if l + 1 < c.layers {
-                let (la, out) = (&mut acts.layer, Output::Recompute { h2: &acts.h2s[l] });
+                let la = &mut acts.layer;
+                let gate_up = acts.gate_up.get_mut(l);
+                let out = Output::Recompute { gate_up: gate_up.is_some() };
+                keep(la, &mut acts.h2s[l], gate_up);
                 let keys = Keys::Own(positions);
                 self.layer_forward(l, &acts.xs[l], out, la, &mut acts.scratch, rope, b, t, keys, &mut delta);
             }
@@ -244,6 +274,16 @@ impl Llama {
             self.layer_backward(l, &acts.xs[l], la, rope, (b, t, pos), s, None, l > lowest, &mut delta);
         }
         Ok((sum, m))
+    }
+}
+
+/// Swaps the layer's x + attention (and gate's and up's outputs) with the kept buffers: after a forward,
+/// keeps them; before a recomputation, puts them back.
+fn keep(la: &mut LayerActs, h2: &mut Vec<f32>, gate_up: Option<&mut [Vec<f32>; 2]>) {
+    std::mem::swap(&mut la.h2, h2);
+    if let Some([g, u]) = gate_up {
+        std::mem::swap(&mut la.g, g);
+        std::mem::swap(&mut la.u, u);
     }
 }
 

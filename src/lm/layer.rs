@@ -65,11 +65,13 @@ pub(super) enum Keys<'a> {
 pub(super) enum Output<'a> {
     /// The layer's output (b·t rows of hidden), into this buffer.
     Next(&'a mut [f32]),
-    /// A recomputation for the layer's backward pass, which never reads the output, given `h2` (x +
-    /// attention) as the first forward made it: o_proj's and down_proj's products are skipped, and so
-    /// is the attention's weighted sum of the values unless o_proj has a delta (whose backward reads
-    /// its input). The deltas run `forward_again`: what their first forward kept, no new draws.
-    Recompute { h2: &'a [f32] },
+    /// A recomputation for the layer's backward pass, which never reads the output, with
+    /// `LayerActs::h2` (x + attention) already as the first forward made it: o_proj's and down_proj's
+    /// products are skipped, and so is the attention's weighted sum of the values unless o_proj has a
+    /// delta (whose backward reads its input). The deltas run `forward_again`: what their first forward
+    /// kept, no new draws. With `gate_up`, `LayerActs::g` and `u` too already hold what the first
+    /// forward made, and gate's and up's products are skipped.
+    Recompute { gate_up: bool },
 }
 
 impl Llama {
@@ -92,6 +94,14 @@ impl Llama {
         let c = &self.cfg;
         let (h, n, d, nh, nkv) = (c.hidden, b * t, c.head_dim, c.heads, c.kv_heads());
         let (qd, kvd) = (c.q_dim(), c.kv_dim());
+        if let Output::Recompute { gate_up } = out {
+            let kept = |v: &Vec<f32>, len| v.len() == len;
+            let mlp = n * c.intermediate;
+            assert!(
+                kept(&la.h2, n * h) && (!gate_up || kept(&la.g, mlp) && kept(&la.u, mlp)),
+                "recompute without kept rows"
+            );
+        }
         for v in [&mut la.a, &mut la.h2, &mut la.c] {
             resize(v, n * h);
         }
@@ -129,28 +139,27 @@ impl Llama {
         resize(&mut la.p, b * nh * t * shape.tk());
         let scale = 1.0 / (d as f32).sqrt();
         let o_proj = c.module(l, O);
-        let kept_h2 = match out {
-            Output::Recompute { h2 } => Some(h2),
-            Output::Next(_) => None,
+        let (recompute, kept_gate_up) = match out {
+            Output::Recompute { gate_up } => (true, gate_up),
+            Output::Next(_) => (false, false),
         };
-        if kept_h2.is_some() && !delta.as_ref().is_some_and(|d| d.is_active(o_proj)) {
+        if recompute && !delta.as_ref().is_some_and(|d| d.is_active(o_proj)) {
             attention::forward(&la.q, kc, vc, &mut la.p, None, shape, scale, pos);
         } else {
             // The heads' outputs land in the scratch (head-major), then move to `o` token-major.
             attention::forward(&la.q, kc, vc, &mut la.p, Some(&mut sc[..n * qd]), shape, scale, pos);
             rope.back_to_tokens(&sc[..n * qd], &mut la.o, b, t, nh, d, pos, false);
         }
-        match kept_h2 {
-            None => {
-                project(self, o_proj, &la.o, &mut la.h2, n, run, delta);
-                la.h2.iter_mut().zip(x).for_each(|(h2, x)| *h2 += x);
-            }
-            Some(h2) => la.h2.copy_from_slice(h2),
+        if !recompute {
+            project(self, o_proj, &la.o, &mut la.h2, n, run, delta);
+            la.h2.iter_mut().zip(x).for_each(|(h2, x)| *h2 += x);
         }
 
         norm::forward(&la.h2, &self.norms[l][1], c.rms_norm_eps, &mut la.c, &mut la.rstd_post);
-        project(self, c.module(l, GATE), &la.c, &mut la.g, n, run, delta);
-        project(self, c.module(l, UP), &la.c, &mut la.u, n, run, delta);
+        if !kept_gate_up {
+            project(self, c.module(l, GATE), &la.c, &mut la.g, n, run, delta);
+            project(self, c.module(l, UP), &la.c, &mut la.u, n, run, delta);
+        }
         gate::forward(&la.g, &la.u, &mut la.m);
         let down = c.module(l, DOWN);
         if let Output::Next(x_next) = out {

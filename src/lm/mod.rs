@@ -26,7 +26,7 @@ mod rope;
 mod shared_prefix;
 
 pub use backward::LmGrads;
-pub use checkpointed::{SftActivations, SftBatch, LOSS_ROWS};
+pub use checkpointed::{SftActivations, SftBatch, KEPT_GATE_UP_BYTES, LOSS_ROWS};
 pub use config::LmConfig;
 pub use forward::LmActivations;
 pub use generate::{pick, GenerateOptions, Sampling};
