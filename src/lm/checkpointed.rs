@@ -31,7 +31,7 @@ pub const LOSS_ROWS: usize = 64;
 
 /// Memory for gate's and up's outputs kept from the forward pass, so that the recomputation of as many
 /// layers as it holds (from the lowest up) skips those two products, half of a layer's forward work.
-/// 64 MB keeps them for most layers at the demo task's batches, and 6 layers at 3 × 256 tokens.
+/// 64 MB keeps them for every layer at the demo task's batches (3 × 59 rows at most), 6 at 3 × 256.
 pub const KEPT_GATE_UP_BYTES: usize = 64 << 20;
 
 /// One checkpointed pass's input: `b` sequences of `t` tokens (`ids`, b·t), the token each row is trained
