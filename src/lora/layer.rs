@@ -264,29 +264,19 @@ mod tests {
             });
             assert!((d - dx[i]).abs() < 1e-3 * (1.0 + d.abs()), "dx[{i}]: {} against {d}", dx[i]);
         }
-        for i in 0..r * k {
-            let d = fd(&mut |e| {
-                let mut l = layer.clone();
-                l.lora_a[i] += e;
-                loss(&mut l, &x)
-            });
-            assert!(
-                (d - layer.grad_a[i]).abs() < 1e-3 * (1.0 + d.abs()),
-                "grad_a[{i}]: {} against {d}",
-                layer.grad_a[i]
-            );
-        }
-        for i in 0..n * r {
-            let d = fd(&mut |e| {
-                let mut l = layer.clone();
-                l.lora_b[i] += e;
-                loss(&mut l, &x)
-            });
-            assert!(
-                (d - layer.grad_b[i]).abs() < 1e-3 * (1.0 + d.abs()),
-                "grad_b[{i}]: {} against {d}",
-                layer.grad_b[i]
-            );
+        type Field = for<'l> fn(&'l mut LoraLayer) -> &'l mut Vec<f32>;
+        let factors: [(&str, Field, Field); 2] =
+            [("lora_A", |l| &mut l.lora_a, |l| &mut l.grad_a), ("lora_B", |l| &mut l.lora_b, |l| &mut l.grad_b)];
+        for (name, param, grad) in factors {
+            let grads = grad(&mut layer).clone();
+            for (i, &g) in grads.iter().enumerate() {
+                let d = fd(&mut |e| {
+                    let mut l = layer.clone();
+                    param(&mut l)[i] += e;
+                    loss(&mut l, &x)
+                });
+                assert!((d - g).abs() < 1e-3 * (1.0 + d.abs()), "{name}[{i}]: {g} against {d}");
+            }
         }
     }
 
