@@ -51,6 +51,12 @@ impl Rng {
         (self.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
     }
 
+    /// `uniform() >= p` decided on a draw's integer bits: it holds exactly where `next_u32() >> 8` is at
+    /// least this (`uniform()` is that value · 2⁻²⁴, exactly), for p in [0, 1].
+    pub fn uniform_at_least(p: f32) -> u32 {
+        (p * (1u32 << 24) as f32).ceil() as u32
+    }
+
     /// Uniform in [lo, hi).
     pub fn uniform_in(&mut self, lo: f32, hi: f32) -> f32 {
         lo + (hi - lo) * self.uniform()

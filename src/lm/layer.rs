@@ -94,11 +94,17 @@ impl Llama {
         let c = &self.cfg;
         let (h, n, d, nh, nkv) = (c.hidden, b * t, c.head_dim, c.heads, c.kv_heads());
         let (qd, kvd) = (c.q_dim(), c.kv_dim());
-        if let Output::Recompute { gate_up } = out {
+        let run = match (&out, &keys) {
+            (Output::Recompute { .. }, _) => Run::Again,
+            (_, Keys::Cache { int8, .. }) => Run::int8(*int8),
+            _ => Run::F32,
+        };
+        let (recompute, kept_gate_up) = (run == Run::Again, matches!(out, Output::Recompute { gate_up: true }));
+        if recompute {
             let kept = |v: &Vec<f32>, len| v.len() == len;
             let mlp = n * c.intermediate;
             assert!(
-                kept(&la.h2, n * h) && (!gate_up || kept(&la.g, mlp) && kept(&la.u, mlp)),
+                kept(&la.h2, n * h) && (!kept_gate_up || kept(&la.g, mlp) && kept(&la.u, mlp)),
                 "recompute without kept rows"
             );
         }
@@ -116,11 +122,6 @@ impl Llama {
         resize(sc, n * h.max(qd));
 
         norm::forward(x, &self.norms[l][0], c.rms_norm_eps, &mut la.a, &mut la.rstd_in);
-        let run = match (&out, &keys) {
-            (Output::Recompute { .. }, _) => Run::Again,
-            (_, Keys::Cache { int8, .. }) => Run::int8(*int8),
-            _ => Run::F32,
-        };
         let (kc, vc, cap, pos0, pos) = match keys {
             Keys::Own(packed) => {
                 resize(&mut la.k, n * kvd);
@@ -139,10 +140,6 @@ impl Llama {
         resize(&mut la.p, b * nh * t * shape.tk());
         let scale = 1.0 / (d as f32).sqrt();
         let o_proj = c.module(l, O);
-        let (recompute, kept_gate_up) = match out {
-            Output::Recompute { gate_up } => (true, gate_up),
-            Output::Next(_) => (false, false),
-        };
         if recompute && !delta.as_ref().is_some_and(|d| d.is_active(o_proj)) {
             attention::forward(&la.q, kc, vc, &mut la.p, None, shape, scale, pos);
         } else {

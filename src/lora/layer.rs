@@ -48,8 +48,7 @@ const MASK_CHUNK: usize = 256 * 64;
 /// parallel chunks, each from its place in the stream, so they are those of one `rng.uniform()` per
 /// value in order, and `rng` ends past them.
 fn draw_mask(rng: &mut Rng, p: f32, n: usize, mask: &mut Vec<u64>) {
-    // uniform() = (u >> 8) · 2⁻²⁴ exactly, so uniform() ≥ p ⟺ u >> 8 ≥ ⌈p · 2²⁴⌉.
-    let least = (p * (1u32 << 24) as f32).ceil() as u32;
+    let least = Rng::uniform_at_least(p);
     mask.clear();
     mask.resize(n.div_ceil(64), 0);
     let chunks = Chunks::new(mask, MASK_CHUNK / 64);
